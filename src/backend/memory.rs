@@ -1,0 +1,110 @@
+//! An in-memory backend for tests: same contract, no disk.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{object_name, BResult, Backend, BackendError, Kind};
+
+#[derive(Default)]
+pub struct MemoryBackend {
+    objects: Mutex<BTreeMap<(Kind, String), Vec<u8>>>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn not_found(kind: Kind, name: &str) -> BackendError {
+        BackendError::NotFound { object: object_name(kind, name) }
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+    fn create(&self) -> BResult<()> {
+        if self.objects.lock().unwrap().contains_key(&(Kind::Config, "config".into())) {
+            return Err(BackendError::AlreadyExists { object: "repository at memory".into() });
+        }
+        Ok(())
+    }
+    fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
+        let name = if kind == Kind::Config { "config" } else { name };
+        self.objects.lock().unwrap().insert((kind, name.to_string()), data.to_vec());
+        Ok(())
+    }
+    fn get(&self, kind: Kind, name: &str) -> BResult<Vec<u8>> {
+        let name = if kind == Kind::Config { "config" } else { name };
+        self.objects
+            .lock()
+            .unwrap()
+            .get(&(kind, name.to_string()))
+            .cloned()
+            .ok_or_else(|| Self::not_found(kind, name))
+    }
+    fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> BResult<Vec<u8>> {
+        let all = self.get(kind, name)?;
+        let (o, l) = (offset as usize, len as usize);
+        all.get(o..o + l).map(|s| s.to_vec()).ok_or_else(|| BackendError::Permanent {
+            object: object_name(kind, name),
+            reason: format!("is shorter than {} bytes", o + l),
+        })
+    }
+    fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>> {
+        Ok(self
+            .objects
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|((_, n), v)| (n.clone(), v.len() as u64))
+            .collect())
+    }
+    fn delete(&self, kind: Kind, name: &str) -> BResult<()> {
+        self.objects
+            .lock()
+            .unwrap()
+            .remove(&(kind, name.to_string()))
+            .map(|_| ())
+            .ok_or_else(|| Self::not_found(kind, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+
+    /// The shared contract, run against every backend that needs no server.
+    pub fn contract(b: &dyn Backend) {
+        b.create().unwrap();
+        b.put(Kind::Pack, "ab12", b"hello world").unwrap();
+        assert_eq!(b.get(Kind::Pack, "ab12").unwrap(), b"hello world");
+        assert_eq!(b.get_range(Kind::Pack, "ab12", 6, 5).unwrap(), b"world");
+        assert!(b.get_range(Kind::Pack, "ab12", 6, 50).is_err());
+        b.put(Kind::Pack, "ab12", b"hello world").unwrap(); // same name twice is harmless
+        assert_eq!(b.list(Kind::Pack).unwrap(), vec![("ab12".to_string(), 11)]);
+        assert!(b.list(Kind::Index).unwrap().is_empty());
+        assert!(b.exists(Kind::Pack, "ab12").unwrap());
+        assert!(matches!(b.get(Kind::Snapshot, "nope"), Err(BackendError::NotFound { .. })));
+        b.delete(Kind::Pack, "ab12").unwrap();
+        assert!(!b.exists(Kind::Pack, "ab12").unwrap());
+        assert!(b.delete(Kind::Pack, "ab12").unwrap_err().is_not_found());
+        b.put(Kind::Config, "", b"cfg").unwrap();
+        assert!(matches!(b.create(), Err(BackendError::AlreadyExists { .. })));
+    }
+
+    #[test]
+    fn memory_contract() {
+        contract(&MemoryBackend::new());
+    }
+
+    #[test]
+    fn local_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        contract(&LocalBackend::new(dir.path().join("repo")));
+        // No temp files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path().join("repo/tmp")).unwrap().count(), 0);
+    }
+}

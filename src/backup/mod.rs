@@ -1,0 +1,364 @@
+//! The backup pipeline: walk, skip what the parent snapshot already has, chunk and
+//! hash on this thread, compress and encrypt on workers (`saver`), snapshot last.
+
+mod saver;
+mod walk;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::backend::Kind;
+use crate::chunk::Chunker;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::index::Index;
+use crate::repo::snapshot::{BackupSummary, Snapshot};
+use crate::repo::tree::{Node, RawName, Tree};
+use crate::repo::Repository;
+use crate::types::{BlobId, BlobType, FileId};
+pub use saver::{BlobSaver, SaverStats};
+use crate::pathmatch::Globs;
+
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    /// Defaults to this machine's host name.
+    pub host: Option<String>,
+    /// Globs: without `/` they match a name anywhere, with `/` the absolute path.
+    pub excludes: Vec<String>,
+    /// zstd level; defaults to the repository's.
+    pub compression: Option<i32>,
+    /// Compression/encryption threads; defaults to the number of cores.
+    pub threads: Option<usize>,
+}
+
+pub struct BackupOutcome {
+    pub id: FileId,
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+}
+
+/// Runs one backup and writes its snapshot.
+pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let paths = normalize_paths(&opts.paths)?;
+    let host = opts.host.clone().unwrap_or_else(crate::host_name);
+    let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+
+    let mut index = repo.load_index()?;
+    let adopted = repo.index_unindexed_packs(&mut index)?;
+    if adopted > 0 {
+        tracing::info!(packs = adopted, "indexed packs left by an interrupted backup");
+    }
+    let snapshots = repo.snapshots()?;
+    let parent = snapshots.iter().rev().find(|(_, s)| s.host == host && s.paths == path_strings);
+    let parent_tree = match parent {
+        Some((_, s)) => repo.load_tree(&index, &s.tree).ok(),
+        None => None,
+    };
+
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let level = opts.compression.unwrap_or(repo.config().compression);
+    let mut a = Archiver {
+        repo,
+        index: &index,
+        saver: Some(BlobSaver::start(repo.clone(), threads, level)),
+        chunker: Chunker::new(repo.config().chunker)?,
+        sent: HashSet::new(),
+        excludes: Globs::new(&opts.excludes, "--exclude")?,
+        summary: BackupSummary::default(),
+        hardlinks: HashMap::new(),
+        buf: Vec::new(),
+        progress,
+        warnings: Vec::new(),
+    };
+    let root = a.archive_root(&paths, parent_tree.as_ref());
+    let saver = a.saver.take().unwrap();
+    let stats = match root {
+        Err(Error::WriterStopped) => return Err(saver.finish().err().unwrap_or(Error::WriterStopped)),
+        Err(e) => {
+            drop(saver.finish());
+            return Err(e);
+        }
+        Ok(_) => saver.finish()?,
+    };
+    let mut summary = a.summary;
+    summary.bytes_added = stats.bytes;
+    summary.blobs_added = stats.blobs;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    let snapshot = Snapshot {
+        time: Utc::now(),
+        host,
+        username: crate::user_name(),
+        paths: path_strings,
+        tags: opts.tags.clone(),
+        parent: parent.map(|(id, _)| *id),
+        tree: root?,
+        partial: !a.warnings.is_empty(),
+        summary: Some(summary),
+        program_version: format!("kura {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.save_json(Kind::Snapshot, &snapshot)?;
+    Ok(BackupOutcome { id, snapshot, warnings: a.warnings })
+}
+
+/// Absolute, without trailing slashes, nested paths dropped (their parent covers them).
+fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return Err(Error::invalid("backup", "no path given"));
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+        let abs: PathBuf = abs.components().collect();
+        std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
+        out.push(abs);
+    }
+    out.sort();
+    out.dedup();
+    let all = out.clone();
+    out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
+    Ok(out)
+}
+
+/// Directories between `/` and the backed-up paths.
+#[derive(Default)]
+struct Virtual {
+    children: BTreeMap<Vec<u8>, Virtual>,
+    leaf: bool,
+}
+
+enum FileStatus {
+    New,
+    Changed,
+    Unchanged,
+}
+
+struct Archiver<'a> {
+    repo: &'a Arc<Repository>,
+    index: &'a Index,
+    saver: Option<BlobSaver>,
+    chunker: Chunker,
+    /// Blobs queued by this backup that the index does not know yet.
+    sent: HashSet<BlobId>,
+    excludes: Globs,
+    summary: BackupSummary,
+    /// (device, inode) of multiply-linked files already read in this backup.
+    hardlinks: HashMap<(u64, u64), Vec<BlobId>>,
+    buf: Vec<u8>,
+    progress: &'a dyn Progress,
+    warnings: Vec<String>,
+}
+
+impl Archiver<'_> {
+    fn save_blob(&mut self, blob_type: BlobType, data: Vec<u8>) -> Result<BlobId> {
+        let id = self.repo.key().blob_id(&data);
+        if !self.index.contains(&id) && self.sent.insert(id) {
+            self.saver.as_ref().unwrap().save(id, blob_type, data)?;
+        }
+        Ok(id)
+    }
+
+    fn save_tree(&mut self, mut nodes: Vec<Node>) -> Result<BlobId> {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        self.save_blob(BlobType::Tree, Tree { nodes }.encode())
+    }
+
+    fn warn(&mut self, msg: String) {
+        self.progress.warn(&msg);
+        self.warnings.push(msg);
+    }
+
+    fn archive_root(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<BlobId> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut root = Virtual::default();
+        for p in paths {
+            let mut v = &mut root;
+            for c in p.components().skip(1) {
+                v = v.children.entry(c.as_os_str().as_bytes().to_vec()).or_default();
+            }
+            v.leaf = true;
+        }
+        if root.leaf {
+            // Backing up `/` itself.
+            return match self.archive_dir(Path::new("/"), parent)? {
+                Some(id) => Ok(id),
+                None => Err(Error::invalid("backup", "cannot read /")),
+            };
+        }
+        self.archive_virtual(Path::new("/"), &root, parent)
+    }
+
+    fn archive_virtual(&mut self, dir: &Path, v: &Virtual, parent: Option<&Tree>) -> Result<BlobId> {
+        let mut nodes = Vec::new();
+        for (name, child) in &v.children {
+            let name = RawName(name.clone());
+            let full = dir.join(name.as_os_str());
+            let old = parent.and_then(|t| t.find(&name.0));
+            if child.leaf {
+                if let Some(n) = self.archive_entry(&full, name, old)? {
+                    nodes.push(n);
+                }
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
+            let old_tree = self.parent_subtree(old);
+            let sub = self.archive_virtual(&full, child, old_tree.as_ref())?;
+            nodes.push(walk::dir_node(name, &meta, sub));
+        }
+        self.save_tree(nodes)
+    }
+
+    fn parent_subtree(&self, old: Option<&Node>) -> Option<Tree> {
+        let id = old?.subtree?;
+        self.repo.load_tree(self.index, &id).ok()
+    }
+
+    /// Returns the subtree id, or `None` when the directory could not be read (warned).
+    fn archive_dir(&mut self, dir: &Path, parent: Option<&Tree>) -> Result<Option<BlobId>> {
+        let entries = match walk::read_dir_sorted(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.warn(format!("cannot read directory {}: {e}", dir.display()));
+                return Ok(None);
+            }
+        };
+        let mut nodes = Vec::with_capacity(entries.len());
+        for name in entries {
+            let full = dir.join(name.as_os_str());
+            if !self.excludes.is_empty() && self.excludes.matches(&full, &name) {
+                continue;
+            }
+            let old = parent.and_then(|t| t.find(&name.0));
+            if let Some(n) = self.archive_entry(&full, name, old)? {
+                nodes.push(n);
+            }
+        }
+        self.summary.dirs += 1;
+        self.save_tree(nodes).map(Some)
+    }
+
+    fn archive_entry(&mut self, full: &Path, name: RawName, old: Option<&Node>) -> Result<Option<Node>> {
+        let meta = match std::fs::symlink_metadata(full) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn(format!("cannot stat {}: {e}", full.display()));
+                return Ok(None);
+            }
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let old_tree = self.parent_subtree(old);
+            return Ok(self.archive_dir(full, old_tree.as_ref())?.map(|id| walk::dir_node(name, &meta, id)));
+        }
+        if ft.is_symlink() {
+            return match std::fs::read_link(full) {
+                Ok(t) => Ok(Some(walk::symlink_node(name, &meta, &t))),
+                Err(e) => {
+                    self.warn(format!("cannot read symlink {}: {e}", full.display()));
+                    Ok(None)
+                }
+            };
+        }
+        if !ft.is_file() {
+            self.summary.files_skipped += 1;
+            self.progress.note(&format!("skipped {} (device, socket or fifo)", full.display()));
+            return Ok(None);
+        }
+        let mut node = walk::file_node(name, &meta);
+        let status = self.file_content(full, &mut node, old)?;
+        self.progress.file_done(full);
+        match status {
+            None => return Ok(None),
+            Some(FileStatus::New) => self.summary.files_new += 1,
+            Some(FileStatus::Changed) => self.summary.files_changed += 1,
+            Some(FileStatus::Unchanged) => self.summary.files_unchanged += 1,
+        }
+        self.summary.bytes_total += node.size;
+        Ok(Some(node))
+    }
+
+    /// Fills `node.content`; `None` when the file could not be read (warned).
+    fn file_content(&mut self, full: &Path, node: &mut Node, old: Option<&Node>) -> Result<Option<FileStatus>> {
+        if let Some(o) = old.filter(|o| walk::unchanged(o, node)) {
+            if o.content.iter().all(|id| self.index.contains(id) || self.sent.contains(id)) {
+                node.content = o.content.clone();
+                return Ok(Some(FileStatus::Unchanged));
+            }
+        }
+        let status = if old.is_some() { FileStatus::Changed } else { FileStatus::New };
+        let link_key = (node.device, node.inode);
+        if node.links > 1 {
+            if let Some(c) = self.hardlinks.get(&link_key) {
+                node.content = c.clone();
+                return Ok(Some(status));
+            }
+        }
+        match self.chunk_file(full)? {
+            Ok((ids, size)) => {
+                node.size = size;
+                node.content = ids;
+            }
+            Err(e) => {
+                self.warn(format!("cannot read {}: {e}", full.display()));
+                return Ok(None);
+            }
+        }
+        if node.links > 1 {
+            self.hardlinks.insert(link_key, node.content.clone());
+        }
+        Ok(Some(status))
+    }
+
+    /// Outer error: the repository failed. Inner error: this file could not be read.
+    fn chunk_file(&mut self, path: &Path) -> Result<std::io::Result<(Vec<BlobId>, u64)>> {
+        use std::io::Read;
+        const READ: u64 = 1 << 20;
+        let mut f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let max = self.chunker.params().max as usize;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.reserve(2 * max + READ as usize);
+        let (mut start, mut eof, mut total) = (0usize, false, 0u64);
+        let mut ids = Vec::new();
+        // Ok(Err(_)): this file could not be read; Err(_): the repository failed.
+        let result: Result<std::io::Result<()>> = 'outer: loop {
+            while !eof && buf.len() - start < max {
+                if buf.len() + READ as usize > buf.capacity() {
+                    buf.copy_within(start.., 0);
+                    buf.truncate(buf.len() - start);
+                    start = 0;
+                }
+                match f.by_ref().take(READ).read_to_end(&mut buf) {
+                    Ok(n) => {
+                        eof = (n as u64) < READ;
+                        self.summary.bytes_read += n as u64;
+                        self.progress.advance(n as u64);
+                    }
+                    Err(e) => break 'outer Ok(Err(e)),
+                }
+            }
+            let Some(n) = self.chunker.find_cut(&buf[start..], eof) else { break Ok(Ok(())) };
+            let chunk = buf[start..start + n].to_vec();
+            start += n;
+            total += n as u64;
+            match self.save_blob(BlobType::Data, chunk) {
+                Ok(id) => ids.push(id),
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf = buf;
+        if let Err(e) = result? {
+            return Ok(Err(e));
+        }
+        Ok(Ok((ids, total)))
+    }
+}

@@ -1,0 +1,59 @@
+//! Filesystem facts for the archiver: sorted listings, metadata -> nodes, excludes.
+
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::repo::tree::{Node, NodeType, RawName};
+use crate::types::BlobId;
+
+pub fn read_dir_sorted(dir: &Path) -> std::io::Result<Vec<RawName>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        names.push(RawName(e?.file_name().as_bytes().to_vec()));
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn base(name: RawName, m: &Metadata, node_type: NodeType) -> Node {
+    Node {
+        name,
+        node_type,
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        inode: 0,
+        device: 0,
+        links: 0,
+        size: 0,
+        target: None,
+        content: Vec::new(),
+        subtree: None,
+    }
+}
+
+pub fn dir_node(name: RawName, m: &Metadata, subtree: BlobId) -> Node {
+    Node { subtree: Some(subtree), ..base(name, m, NodeType::Dir) }
+}
+
+pub fn symlink_node(name: RawName, m: &Metadata, target: &Path) -> Node {
+    Node { target: Some(RawName(target.as_os_str().as_bytes().to_vec())), ..base(name, m, NodeType::Symlink) }
+}
+
+pub fn file_node(name: RawName, m: &Metadata) -> Node {
+    Node { inode: m.ino(), device: m.dev(), links: m.nlink(), size: m.len(), ..base(name, m, NodeType::File) }
+}
+
+/// The parent snapshot's node still describes this file: same size, times and inode.
+pub fn unchanged(old: &Node, new: &Node) -> bool {
+    old.node_type == NodeType::File
+        && old.size == new.size
+        && old.mtime_ns == new.mtime_ns
+        && old.ctime_ns == new.ctime_ns
+        && old.inode == new.inode
+}
+

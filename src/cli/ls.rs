@@ -1,0 +1,96 @@
+//! `kura ls`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use kura::repo::tree::{Node, NodeType};
+use serde::Serialize;
+
+use super::{output, Ctx};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Snapshot id, unique id prefix, or `latest`
+    snapshot: String,
+    /// Only list below this path inside the snapshot
+    path: Option<String>,
+    /// Show type, mode, size and modification time
+    #[arg(short, long)]
+    long: bool,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    path: String,
+    #[serde(rename = "type")]
+    node_type: NodeType,
+    mode: String,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+fn entry(path: &Path, n: &Node) -> Entry {
+    let mtime = chrono::DateTime::from_timestamp_nanos(n.mtime_ns);
+    Entry {
+        path: path.display().to_string(),
+        node_type: n.node_type,
+        mode: format!("{:04o}", n.mode),
+        uid: n.uid,
+        gid: n.gid,
+        size: n.size,
+        mtime: mtime.to_rfc3339(),
+        target: n.target.as_ref().map(|t| t.lossy()),
+    }
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let index = repo.load_index()?;
+    let start = a.path.clone().unwrap_or_else(|| "/".into());
+    let mut out = Vec::new();
+    let root = match kura::restore::resolve(&repo, &index, &snap.tree, &start, &id.short())? {
+        None => Some(snap.tree),
+        Some(n) => {
+            let p = PathBuf::from(&start);
+            out.push(entry(&p, &n));
+            n.subtree
+        }
+    };
+    let mut stack: Vec<(kura::types::BlobId, PathBuf)> = root.map(|t| (t, PathBuf::from(&start))).into_iter().collect();
+    while let Some((tid, dir)) = stack.pop() {
+        let tree = repo.load_tree(&index, &tid)?;
+        let mut subdirs = Vec::new();
+        for n in &tree.nodes {
+            let p = dir.join(n.name.as_os_str());
+            out.push(entry(&p, n));
+            if let Some(s) = n.subtree {
+                subdirs.push((s, p));
+            }
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    if ctx.json {
+        output::print_json(&out)?;
+    } else {
+        for e in &out {
+            if a.long {
+                let t = match e.node_type {
+                    NodeType::Dir => 'd',
+                    NodeType::Symlink => 'l',
+                    NodeType::File => '-',
+                };
+                let target = e.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
+                println!("{t}{} {:>5} {:>5} {:>10} {} {}{target}", e.mode, e.uid, e.gid, output::bytes(e.size), &e.mtime[..19], e.path);
+            } else {
+                println!("{}", e.path);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

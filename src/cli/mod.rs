@@ -1,0 +1,133 @@
+//! The command line: clap definitions, opening the repository, and all printing.
+
+mod backup;
+mod check;
+mod key;
+mod ls;
+mod output;
+mod restore;
+mod snapshots;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use kura::backend::local::LocalBackend;
+use kura::repo::Repository;
+
+/// Exit codes (as ripgrep): 0 success, 1 partial success or problems found, 2 error.
+pub const EXIT_PARTIAL: u8 = 1;
+
+#[derive(Parser)]
+#[command(name = "kura", version, about = "Deduplicated, encrypted backups and priority-ordered recovery")]
+#[command(after_help = "Start here: kura init --repo DIR, then kura backup PATH, kura snapshots, kura restore latest --target DIR")]
+pub struct Cli {
+    /// Repository location (a directory)
+    #[arg(short = 'r', long = "repo", env = "KURA_REPOSITORY", global = true)]
+    repo: Option<PathBuf>,
+    /// File holding the passphrase (else KURA_PASSWORD, else a prompt on a terminal)
+    #[arg(long, env = "KURA_PASSWORD_FILE", global = true)]
+    password_file: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bar
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new encrypted repository
+    Init,
+    /// Back up files and directories into a new snapshot
+    Backup(backup::Args),
+    /// List snapshots
+    Snapshots(snapshots::Args),
+    /// List the files in a snapshot
+    Ls(ls::Args),
+    /// Restore a snapshot (or part of it) into a directory
+    Restore(restore::Args),
+    /// Verify the repository: structure, and optionally the stored data
+    Check(check::Args),
+    /// Manage the passphrases that open the repository
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+}
+
+/// What every command needs: global options and a way to open the repository.
+pub struct Ctx {
+    repo: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    pub json: bool,
+    quiet: bool,
+}
+
+impl Ctx {
+    pub fn repo_path(&self) -> Result<&PathBuf> {
+        self.repo.as_ref().context("no repository given: use --repo DIR or set KURA_REPOSITORY")
+    }
+
+    pub fn backend(&self) -> Result<Arc<dyn kura::backend::Backend>> {
+        Ok(Arc::new(LocalBackend::new(self.repo_path()?.clone())))
+    }
+
+    /// The passphrase from KURA_PASSWORD, the password file, or a prompt.
+    pub fn passphrase(&self, confirm: bool) -> Result<Vec<u8>> {
+        if let Ok(p) = std::env::var("KURA_PASSWORD") {
+            return Ok(p.into_bytes());
+        }
+        if let Some(f) = &self.password_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
+            return Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec());
+        }
+        prompt("passphrase", confirm)
+    }
+
+    pub fn open(&self) -> Result<Arc<Repository>> {
+        let backend = self.backend()?;
+        let pass = self.passphrase(false)?;
+        Ok(Arc::new(Repository::open(backend, &pass)?))
+    }
+
+    /// A progress bar only on a terminal, and never with --json or --quiet.
+    pub fn show_progress(&self) -> bool {
+        !self.json && !self.quiet && std::io::stdout().is_terminal()
+    }
+}
+
+pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no {what}: set KURA_PASSWORD, KURA_PASSWORD_FILE or --password-file (stdin is not a terminal)");
+    }
+    let p = rpassword::prompt_password(format!("enter {what}: "))?;
+    if confirm {
+        let again = rpassword::prompt_password(format!("enter {what} again: "))?;
+        if again != p {
+            bail!("the two {what}s differ; nothing was changed");
+        }
+    }
+    if p.is_empty() {
+        bail!("an empty {what} is not allowed");
+    }
+    Ok(p.into_bytes())
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet };
+    match cli.command {
+        Command::Init => key::init(&ctx),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Snapshots(a) => snapshots::run(&ctx, a),
+        Command::Ls(a) => ls::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Key(k) => key::run(&ctx, k),
+    }
+}

@@ -1,0 +1,55 @@
+//! `kura restore`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use kura::restore::{self, RestoreOptions};
+
+use super::{output, Ctx, EXIT_PARTIAL};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// SNAPSHOT or SNAPSHOT:SUBPATH (id, unique prefix, or `latest`)
+    snapshot: String,
+    /// Directory to restore into (created if missing)
+    #[arg(short, long)]
+    target: PathBuf,
+    /// Restore only matching paths: `*.conf` matches names, `/etc/ssh` a path (repeatable)
+    #[arg(long = "include")]
+    includes: Vec<String>,
+    /// Re-read every restored file and check it against the snapshot's hashes
+    #[arg(long)]
+    verify: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let (query, subpath) = match a.snapshot.split_once(':') {
+        Some((q, p)) => (q.to_string(), Some(p.to_string())),
+        None => (a.snapshot.clone(), None),
+    };
+    let (id, snap) = repo.find_snapshot(&query)?;
+    let opts = RestoreOptions { target: a.target, subpath, includes: a.includes, verify: a.verify, threads: None };
+    let bar = output::Bar::new(ctx.show_progress(), "restoring");
+    let res = restore::run(&repo, &id, &snap, &opts, &bar);
+    bar.finish();
+    let s = res?;
+    if ctx.json {
+        output::print_json(&s)?;
+    } else {
+        println!("restored snapshot {} to {}", id.short(), s.target);
+        println!(
+            "files:  {} restored, {} already present; {} dirs, {} symlinks, {} hard links",
+            s.files_restored, s.files_skipped, s.dirs, s.symlinks, s.hardlinks
+        );
+        println!("wrote:  {} from {} packs in {}", output::bytes(s.bytes_written), s.packs_read, output::duration_ms(s.duration_ms));
+        if opts.verify {
+            println!("verify: {} files match the snapshot, {} differ", s.files_verified, s.verify_failures.len());
+            for f in &s.verify_failures {
+                eprintln!("error: {f}");
+            }
+        }
+    }
+    Ok(if s.verify_failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+}

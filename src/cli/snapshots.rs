@@ -1,0 +1,61 @@
+//! `kura snapshots`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{output, Ctx};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only snapshots of this host
+    #[arg(long)]
+    host: Option<String>,
+    /// Only snapshots with this tag (repeatable: all must match)
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable: all must match)
+    #[arg(long = "path")]
+    paths: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    id: String,
+    short_id: String,
+    #[serde(flatten)]
+    snapshot: &'a kura::repo::snapshot::Snapshot,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let all = repo.snapshots()?;
+    let list: Vec<_> = all
+        .iter()
+        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
+        .filter(|(_, s)| a.tags.iter().all(|t| s.has_tag(t)))
+        .filter(|(_, s)| a.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p.trim_end_matches('/'))))
+        .collect();
+    if ctx.json {
+        let rows: Vec<Row> = list.iter().map(|(id, s)| Row { id: id.to_hex(), short_id: id.short(), snapshot: s }).collect();
+        output::print_json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<9} {:<19} {:<12} {:>10} {:<14} PATHS", "ID", "TIME", "HOST", "SIZE", "TAGS");
+    for (id, s) in &list {
+        let size = s.summary.as_ref().map_or(0, |x| x.bytes_total);
+        let flag = if s.partial { " (partial)" } else { "" };
+        println!(
+            "{:<9} {:<19} {:<12} {:>10} {:<14} {}{flag}",
+            id.short(),
+            s.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
+            s.host,
+            output::bytes(size),
+            s.tags.join(","),
+            s.paths.join(" "),
+        );
+    }
+    println!("{} snapshots", list.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,218 @@
+//! The repository: the one owner of the on-disk format (docs/FORMAT.md).
+//!
+//! Write order keeps every state consistent: packs first, then the index files
+//! that name them, then the snapshot. Every object is written atomically by the
+//! backend and named by a content hash, so concurrent writers never conflict.
+
+pub mod index;
+pub mod keys;
+pub mod pack;
+pub mod snapshot;
+pub mod tree;
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{object_name, Backend, Kind};
+use crate::chunk::ChunkParams;
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+use crate::types::{BlobId, FileId};
+use index::{Index, IndexFile, Location};
+use snapshot::Snapshot;
+use tree::Tree;
+
+pub const FORMAT_VERSION: u32 = 1;
+/// Packs are closed once they reach this size.
+pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+
+/// The repository config, stored sealed at `config`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    pub version: u32,
+    pub id: String,
+    pub chunker: ChunkParams,
+    pub pack_size: u32,
+    /// Default zstd level for new blobs.
+    pub compression: i32,
+}
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: MasterKey,
+    key_name: String,
+    config: RepoConfig,
+}
+
+impl Repository {
+    /// Creates a repository and its first key.
+    pub fn init(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
+        if backend.exists(Kind::Config, "config")? {
+            return Err(Error::AlreadyInitialized { repo: backend.location() });
+        }
+        backend.create().map_err(|e| match e {
+            crate::backend::BackendError::AlreadyExists { .. } => {
+                Error::AlreadyInitialized { repo: backend.location() }
+            }
+            e => e.into(),
+        })?;
+        let key = MasterKey::generate();
+        let mut rnd = [0u8; 40];
+        rand::rngs::OsRng.fill_bytes(&mut rnd);
+        let config = RepoConfig {
+            version: FORMAT_VERSION,
+            id: hex::encode(&rnd[..32]),
+            chunker: ChunkParams::with_seed(u64::from_le_bytes(rnd[32..].try_into().unwrap()) >> 1),
+            pack_size: DEFAULT_PACK_SIZE,
+            compression: crate::compress::DEFAULT_LEVEL,
+        };
+        let key_name = keys::add_key(backend.as_ref(), &key, passphrase)?;
+        // The config goes last: its presence marks a complete repository.
+        let sealed = key.encrypt(&serde_json::to_vec(&config).expect("config serializes"));
+        backend.put(Kind::Config, "config", &sealed)?;
+        Ok(Repository { backend, key, key_name, config })
+    }
+
+    pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
+        if !backend.exists(Kind::Config, "config")? {
+            return Err(Error::NoRepository { repo: backend.location() });
+        }
+        let (key, key_name) = keys::unlock(backend.as_ref(), passphrase)?;
+        let plain = key.decrypt(&backend.get(Kind::Config, "config")?, "repository config")?;
+        let config: RepoConfig = serde_json::from_slice(&plain)
+            .map_err(|e| Error::corrupt("repository config", e.to_string()))?;
+        if config.version != FORMAT_VERSION {
+            return Err(Error::invalid(
+                "repository",
+                format!("format version {} is not supported by this kura (knows {FORMAT_VERSION})", config.version),
+            ));
+        }
+        config.chunker.validate()?;
+        Ok(Repository { backend, key, key_name, config })
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Stores a metadata file (JSON, zstd, sealed), named by the hash of what is stored.
+    pub fn save_json<T: Serialize>(&self, kind: Kind, value: &T) -> Result<FileId> {
+        let json = serde_json::to_vec(value).expect("metadata serializes");
+        let packed = zstd::bulk::compress(&json, self.config.compression).expect("zstd on memory");
+        let sealed = self.key.encrypt(&packed);
+        let id = FileId(*blake3::hash(&sealed).as_bytes());
+        self.backend.put(kind, &id.to_hex(), &sealed)?;
+        Ok(id)
+    }
+
+    /// Loads a metadata file, checking its content hash against its name.
+    pub fn load_json<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<T> {
+        let object = object_name(kind, name);
+        let sealed = self.backend.get(kind, name)?;
+        if blake3::hash(&sealed).to_hex().as_str() != name {
+            return Err(Error::corrupt(object, "content does not match its name"));
+        }
+        let packed = self.key.decrypt(&sealed, &object)?;
+        let json = crate::compress::decompress_unknown(&packed, &object)?;
+        serde_json::from_slice(&json).map_err(|e| Error::corrupt(object, e.to_string()))
+    }
+
+    /// Reads every index file into one in-memory index.
+    pub fn load_index(&self) -> Result<Index> {
+        let mut index = Index::new();
+        for (name, _) in self.backend.list(Kind::Index)? {
+            let file: IndexFile = self.load_json(Kind::Index, &name)?;
+            for p in &file.packs {
+                index.add_pack(p);
+            }
+        }
+        index.compact();
+        Ok(index)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(FileId, Snapshot)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(Kind::Snapshot)? {
+            let snap: Snapshot = self.load_json(Kind::Snapshot, &name)?;
+            out.push((FileId::from_hex(&name)?, snap));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    pub fn find_snapshot(&self, query: &str) -> Result<(FileId, Snapshot)> {
+        let all = self.snapshots()?;
+        snapshot::select(&all, query).cloned()
+    }
+
+    /// Fetches, decrypts and verifies one blob.
+    pub fn read_blob(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
+        let sealed =
+            self.backend.get_range(Kind::Pack, &loc.pack.to_hex(), loc.offset as u64, loc.length as u64)?;
+        pack::open_blob(&self.key, &loc.entry(*id), &sealed, &loc.pack)
+    }
+
+    pub fn load_tree(&self, index: &Index, id: &BlobId) -> Result<Tree> {
+        let loc = index.get(id).ok_or_else(|| Error::MissingBlob { blob: format!("tree {id}") })?;
+        Tree::decode(&self.read_blob(id, &loc)?, id)
+    }
+}
+
+impl Repository {
+    /// Reads the header of one pack straight from the backend.
+    pub fn read_pack_header(&self, pack: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
+        let object = format!("pack {pack}");
+        if size < 4 {
+            return Err(Error::corrupt(object, "too short to hold a header"));
+        }
+        let tail = self.backend.get_range(Kind::Pack, pack, size - 4, 4)?;
+        let hl = pack::header_len(&tail, pack)? as u64;
+        if hl + 4 > size {
+            return Err(Error::corrupt(object, "header length exceeds the pack size"));
+        }
+        let sealed = self.backend.get_range(Kind::Pack, pack, size - 4 - hl, hl)?;
+        pack::parse_header(&self.key, &sealed, pack, size)
+    }
+
+    /// Indexes packs that are stored but named by no index file: what an interrupted
+    /// backup leaves behind. Their blobs become reusable. Returns how many were added.
+    pub fn index_unindexed_packs(&self, index: &mut Index) -> Result<usize> {
+        let mut file = IndexFile::default();
+        for (name, size) in self.backend.list(Kind::Pack)? {
+            let id = crate::types::PackId::from_hex(&name)?;
+            if index.has_pack(&id) {
+                continue;
+            }
+            match self.read_pack_header(&name, size) {
+                Ok(entries) => file.packs.push(index::IndexPack::new(id, size, &entries)),
+                Err(e) => tracing::warn!(pack = %name, error = %e, "unreadable pack left out of the index"),
+            }
+        }
+        let n = file.packs.len();
+        if n > 0 {
+            self.save_json(Kind::Index, &file)?;
+            for p in &file.packs {
+                index.add_pack(p);
+            }
+            index.compact();
+        }
+        Ok(n)
+    }
+}

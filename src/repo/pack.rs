@@ -1,0 +1,189 @@
+//! Pack files: many encrypted blobs and one encrypted header. Pure.
+//!
+//! ```text
+//! pack   = blob_1 || ... || blob_n || seal(header) || header_len (u32 LE, sealed length)
+//! header = n * entry, entry = type u8 | flags u8 | length u32 LE | raw_length u32 LE | id [32]
+//! ```
+//! Blob offsets are implicit: blob i starts where blob i-1 ended. Only the header's
+//! sealed length is visible from outside; blob sizes stay encrypted.
+
+use crate::crypto::{MasterKey, OVERHEAD};
+use crate::error::{Error, Result};
+use crate::types::{BlobId, BlobType, PackId};
+
+pub const ENTRY_LEN: usize = 42;
+const FLAG_COMPRESSED: u8 = 1;
+
+/// One blob's place in a pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: BlobId,
+    pub blob_type: BlobType,
+    pub offset: u32,
+    /// Stored (encrypted) length.
+    pub length: u32,
+    /// Plaintext length before compression.
+    pub raw_length: u32,
+    pub compressed: bool,
+}
+
+/// Accumulates sealed blobs in memory until the pack is big enough.
+#[derive(Default)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    pub fn new(capacity: usize) -> Self {
+        PackBuilder { buf: Vec::with_capacity(capacity), entries: Vec::new() }
+    }
+
+    pub fn add(&mut self, id: BlobId, blob_type: BlobType, sealed: &[u8], raw_length: u32, compressed: bool) {
+        self.entries.push(PackEntry {
+            id,
+            blob_type,
+            offset: self.buf.len() as u32,
+            length: sealed.len() as u32,
+            raw_length,
+            compressed,
+        });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Seals the header and returns the pack's id, bytes and entries.
+    pub fn finish(mut self, key: &MasterKey) -> (PackId, Vec<u8>, Vec<PackEntry>) {
+        let mut header = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
+        for e in &self.entries {
+            header.push(match e.blob_type {
+                BlobType::Data => 0,
+                BlobType::Tree => 1,
+            });
+            header.push(if e.compressed { FLAG_COMPRESSED } else { 0 });
+            header.extend_from_slice(&e.length.to_le_bytes());
+            header.extend_from_slice(&e.raw_length.to_le_bytes());
+            header.extend_from_slice(&e.id.0);
+        }
+        let sealed = key.encrypt(&header);
+        self.buf.extend_from_slice(&sealed);
+        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let id = PackId(*blake3::hash(&self.buf).as_bytes());
+        (id, self.buf, self.entries)
+    }
+}
+
+/// Length of the sealed header, from the pack's last 4 bytes.
+pub fn header_len(tail: &[u8], pack: &str) -> Result<u32> {
+    let b: [u8; 4] = tail
+        .get(tail.len().saturating_sub(4)..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| Error::corrupt(format!("pack {pack}"), "too short to hold a header"))?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Decrypts and parses a sealed header; checks that the blobs fit in `pack_size`.
+pub fn parse_header(key: &MasterKey, sealed: &[u8], pack: &str, pack_size: u64) -> Result<Vec<PackEntry>> {
+    let object = format!("pack {pack} header");
+    let plain = key.decrypt(sealed, &object)?;
+    if plain.len() % ENTRY_LEN != 0 {
+        return Err(Error::corrupt(object, "header length is not a whole number of entries"));
+    }
+    let mut offset: u64 = 0;
+    let mut out = Vec::with_capacity(plain.len() / ENTRY_LEN);
+    for e in plain.chunks_exact(ENTRY_LEN) {
+        let blob_type = match e[0] {
+            0 => BlobType::Data,
+            1 => BlobType::Tree,
+            t => return Err(Error::corrupt(object, format!("unknown blob type {t}"))),
+        };
+        let length = u32::from_le_bytes(e[2..6].try_into().unwrap());
+        let raw_length = u32::from_le_bytes(e[6..10].try_into().unwrap());
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&e[10..42]);
+        if (length as usize) < OVERHEAD {
+            return Err(Error::corrupt(object, "blob shorter than its encryption overhead"));
+        }
+        out.push(PackEntry {
+            id: BlobId(id),
+            blob_type,
+            offset: offset as u32,
+            length,
+            raw_length,
+            compressed: e[1] & FLAG_COMPRESSED != 0,
+        });
+        offset += length as u64;
+    }
+    if offset + sealed.len() as u64 + 4 != pack_size {
+        return Err(Error::corrupt(object, "blob lengths do not add up to the pack size"));
+    }
+    Ok(out)
+}
+
+/// Decrypts, decompresses and verifies one blob. The id check catches a blob
+/// swapped for another validly-encrypted one.
+pub fn open_blob(key: &MasterKey, e: &PackEntry, sealed: &[u8], pack: &PackId) -> Result<Vec<u8>> {
+    let object = format!("blob {} in pack {}", e.id, pack);
+    let plain = key.decrypt(sealed, &object)?;
+    let data = if e.compressed {
+        crate::compress::decompress(&plain, e.raw_length as usize, &object)?
+    } else {
+        plain
+    };
+    if data.len() != e.raw_length as usize || key.blob_id(&data) != e.id {
+        return Err(Error::corrupt(object, "content does not match its id"));
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress;
+    use proptest::prelude::*;
+
+    fn build(key: &MasterKey, blobs: &[Vec<u8>]) -> (PackId, Vec<u8>, Vec<PackEntry>) {
+        let mut p = PackBuilder::new(0);
+        for b in blobs {
+            let (stored, c) = match compress::compress(b, 3) {
+                Some(c) => (c, true),
+                None => (b.clone(), false),
+            };
+            p.add(key.blob_id(b), BlobType::Data, &key.encrypt(&stored), b.len() as u32, c);
+        }
+        p.finish(key)
+    }
+
+    proptest! {
+        #[test]
+        fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(0u8..8, 0..3000), 1..20)) {
+            let key = MasterKey::generate();
+            let (id, bytes, entries) = build(&key, &blobs);
+            prop_assert_eq!(PackId(*blake3::hash(&bytes).as_bytes()), id);
+            let hl = header_len(&bytes, "p").unwrap() as usize;
+            let sealed = &bytes[bytes.len() - 4 - hl..bytes.len() - 4];
+            let parsed = parse_header(&key, sealed, "p", bytes.len() as u64).unwrap();
+            prop_assert_eq!(&parsed, &entries);
+            for (e, b) in parsed.iter().zip(&blobs) {
+                let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+                prop_assert_eq!(&open_blob(&key, e, s, &id).unwrap(), b);
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_byte_is_caught() {
+        let key = MasterKey::generate();
+        let (id, mut bytes, entries) = build(&key, &[b"some data here".repeat(10)]);
+        bytes[5] ^= 0x40;
+        let e = &entries[0];
+        let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        assert!(matches!(open_blob(&key, e, s, &id), Err(Error::Corrupt { .. })));
+    }
+}

@@ -1,0 +1,106 @@
+//! Snapshots: the last thing a backup writes, naming the root tree.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::types::{BlobId, FileId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub time: DateTime<Utc>,
+    pub host: String,
+    #[serde(default)]
+    pub username: String,
+    /// Absolute paths as given to `kura backup`.
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<FileId>,
+    /// Root tree: mirrors the absolute paths (`/home/a` is `home` -> `a`).
+    pub tree: BlobId,
+    /// True when some files could not be read; they are missing from the snapshot.
+    #[serde(default)]
+    pub partial: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<BackupSummary>,
+    pub program_version: String,
+}
+
+/// Figures of the backup that wrote a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSummary {
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub dirs: u64,
+    pub files_skipped: u64,
+    /// Bytes of file content read from disk.
+    pub bytes_read: u64,
+    /// Total size of the files in the snapshot.
+    pub bytes_total: u64,
+    /// Bytes written to the repository after dedup, compression and encryption.
+    pub bytes_added: u64,
+    pub blobs_added: u64,
+    pub duration_ms: u64,
+}
+
+impl Snapshot {
+    pub fn has_tag(&self, t: &str) -> bool {
+        self.tags.iter().any(|x| x == t)
+    }
+}
+
+/// Picks one snapshot by `latest`, a full id or a unique prefix. `list` must be
+/// sorted by time, oldest first.
+pub fn select<'a>(list: &'a [(FileId, Snapshot)], query: &str) -> Result<&'a (FileId, Snapshot)> {
+    if query == "latest" {
+        return list.last().ok_or_else(|| Error::SnapshotNotFound { query: query.into() });
+    }
+    let q = query.to_ascii_lowercase();
+    let matches: Vec<_> = list.iter().filter(|(id, _)| id.to_hex().starts_with(&q)).collect();
+    match matches.as_slice() {
+        [one] if !q.is_empty() => Ok(one),
+        [] | [_] => Err(Error::SnapshotNotFound { query: query.into() }),
+        many => Err(Error::AmbiguousSnapshot {
+            query: query.into(),
+            matches: many.iter().map(|(id, _)| id.short()).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(sec: i64) -> Snapshot {
+        Snapshot {
+            time: DateTime::from_timestamp(sec, 0).unwrap(),
+            host: "h".into(),
+            username: "u".into(),
+            paths: vec!["/x".into()],
+            tags: vec![],
+            parent: None,
+            tree: BlobId([0; 32]),
+            partial: false,
+            summary: None,
+            program_version: "t".into(),
+        }
+    }
+
+    #[test]
+    fn select_by_prefix() {
+        let mut a = [0u8; 32];
+        a[0] = 0xab;
+        a[1] = 0x10;
+        let mut b = a;
+        b[1] = 0x20;
+        let list = vec![(FileId(a), snap(1)), (FileId(b), snap(2))];
+        assert_eq!(select(&list, "latest").unwrap().0, FileId(b));
+        assert_eq!(select(&list, "ab1").unwrap().0, FileId(a));
+        assert!(matches!(select(&list, "ab"), Err(Error::AmbiguousSnapshot { .. })));
+        assert!(matches!(select(&list, "cd"), Err(Error::SnapshotNotFound { .. })));
+        assert!(matches!(select(&[], "latest"), Err(Error::SnapshotNotFound { .. })));
+    }
+}

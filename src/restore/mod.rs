@@ -1,0 +1,252 @@
+//! The restore pipeline: plan (which files, which blobs, which packs), then read
+//! each pack once on worker threads, verify every blob before writing it, write
+//! files under temp names and rename them into place when complete.
+//!
+//! Resumable: a file already at its final name with the right size and mtime is
+//! skipped (with `--verify`, only if its content hashes match too), and temp files
+//! from an interrupted run are replaced.
+
+mod fs;
+mod plan;
+mod verify;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pathmatch::Globs;
+use crate::progress::Progress;
+use crate::repo::index::Index;
+use crate::repo::pack::open_blob;
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::NodeType;
+use crate::repo::Repository;
+use crate::types::FileId;
+pub use plan::{resolve, PackJob, RestorePlan};
+pub use verify::verify_file;
+
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// A path inside the snapshot; its contents land directly in `target`.
+    pub subpath: Option<String>,
+    pub includes: Vec<String>,
+    /// Re-read every restored file and check it against the snapshot's hashes.
+    pub verify: bool,
+    pub threads: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RestoreSummary {
+    pub snapshot: String,
+    pub target: String,
+    pub files_restored: u64,
+    /// Files already present and matching (a resumed restore).
+    pub files_skipped: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub bytes_written: u64,
+    pub packs_read: u64,
+    pub files_verified: u64,
+    /// Files whose content on disk does not match the snapshot (with `--verify`).
+    pub verify_failures: Vec<String>,
+    pub duration_ms: u64,
+}
+
+pub fn run(
+    repo: &Arc<Repository>,
+    snap_id: &FileId,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let started = Instant::now();
+    let index = repo.load_index()?;
+    let plan = make_plan(repo, &index, snap_id, snap, opts)?;
+    let target = &opts.target;
+    std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    let mut sum = RestoreSummary {
+        snapshot: snap_id.to_hex(),
+        target: target.display().to_string(),
+        ..Default::default()
+    };
+
+    for (rel, _) in &plan.dirs {
+        fs::safe_mkdir(target, rel)?;
+        sum.dirs += 1;
+    }
+    let chunker = crate::chunk::Chunker::new(repo.config().chunker)?;
+    let mut todo = Vec::new();
+    for (i, f) in plan.files.iter().enumerate() {
+        let final_path = target.join(&f.rel);
+        if fs::looks_restored(&final_path, &f.node)
+            && (!opts.verify || verify_file(repo.key(), &chunker, &final_path, &f.node).is_ok())
+        {
+            sum.files_skipped += 1;
+            continue;
+        }
+        let tmp = fs::temp_path(&final_path);
+        fs::create_temp(&tmp, f.node.size)?;
+        if f.node.content.is_empty() {
+            fs::finish_file(&tmp, &final_path, &f.node)?;
+            sum.files_restored += 1;
+        } else {
+            todo.push(i);
+        }
+    }
+    progress.set_total(todo.iter().map(|&i| plan.files[i].node.size).sum());
+    let jobs = plan::pack_jobs(&index, &plan.files, &todo)?;
+    sum.packs_read = jobs.len() as u64;
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    sum.bytes_written = write_files(repo, target, &plan, &jobs, threads, progress)?;
+    sum.files_restored += todo.len() as u64;
+
+    for (rel, node) in &plan.symlinks {
+        let p = target.join(rel);
+        fs::remove_existing(&p)?;
+        let t = node.target.as_ref().ok_or_else(|| Error::corrupt(format!("symlink {}", rel.display()), "has no target"))?;
+        std::os::unix::fs::symlink(t.as_os_str(), &p).map_err(|e| Error::io(&p, e))?;
+        fs::set_meta(&p, node, true)?;
+        sum.symlinks += 1;
+    }
+    for (rel, first) in &plan.hardlinks {
+        let p = target.join(rel);
+        fs::remove_existing(&p)?;
+        std::fs::hard_link(target.join(first), &p).map_err(|e| Error::io(&p, e))?;
+        sum.hardlinks += 1;
+    }
+    for (rel, node) in plan.dirs.iter().rev() {
+        fs::set_meta(&target.join(rel), node, false)?;
+    }
+    if opts.verify {
+        for f in &plan.files {
+            let p = target.join(&f.rel);
+            match verify_file(repo.key(), &chunker, &p, &f.node) {
+                Ok(()) => sum.files_verified += 1,
+                Err(e) => sum.verify_failures.push(format!("{}: {e}", p.display())),
+            }
+        }
+    }
+    sum.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(sum)
+}
+
+fn make_plan(repo: &Repository, index: &Index, snap_id: &FileId, snap: &Snapshot, opts: &RestoreOptions) -> Result<RestorePlan> {
+    let includes = if opts.includes.is_empty() { None } else { Some(Globs::new(&opts.includes, "--include")?) };
+    let mut planner = plan::Planner::new(repo, index, includes);
+    let sub = opts.subpath.as_deref().unwrap_or("/");
+    match plan::resolve(repo, index, &snap.tree, sub, &snap_id.short())? {
+        None => planner.add_tree(&repo.load_tree(index, &snap.tree)?, Path::new(""), Path::new("/"), false)?,
+        Some(n) if n.node_type == NodeType::Dir => {
+            let id = n.subtree.ok_or_else(|| Error::corrupt(format!("directory {sub}"), "has no subtree"))?;
+            planner.add_tree(&repo.load_tree(index, &id)?, Path::new(""), Path::new(sub), false)?;
+        }
+        Some(n) => {
+            let rel = PathBuf::from(n.name.as_os_str());
+            planner.add_node(&n, &rel, Path::new(sub), false)?;
+        }
+    }
+    Ok(planner.plan)
+}
+
+/// Reads each pack's needed ranges once, verifies each blob, writes it to every
+/// file offset that needs it, and finishes files whose last blob arrived.
+fn write_files(
+    repo: &Repository,
+    target: &Path,
+    plan: &RestorePlan,
+    jobs: &[PackJob],
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let remaining: Vec<AtomicUsize> = plan.files.iter().map(|_| AtomicUsize::new(0)).collect();
+    for j in jobs {
+        for (_, _, targets) in &j.blobs {
+            for (f, _) in targets {
+                remaining[*f].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let written = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| loop {
+                if failed.lock().unwrap().is_some() {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { return };
+                match restore_pack(repo, target, plan, job, &remaining, progress) {
+                    Ok(n) => {
+                        written.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        failed.lock().unwrap().get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(written.into_inner()),
+    }
+}
+
+/// Blobs closer than this are fetched in one read.
+const MAX_GAP: u64 = 1 << 20;
+
+fn restore_pack(
+    repo: &Repository,
+    target: &Path,
+    plan: &RestorePlan,
+    job: &PackJob,
+    remaining: &[AtomicUsize],
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let name = job.pack.to_hex();
+    let mut written = 0;
+    let mut i = 0;
+    while i < job.blobs.len() {
+        // One read covers a run of blobs with small gaps between them.
+        let start = job.blobs[i].1.offset as u64;
+        let mut end = start + job.blobs[i].1.length as u64;
+        let mut j = i + 1;
+        while j < job.blobs.len() && (job.blobs[j].1.offset as u64) <= end + MAX_GAP {
+            end = end.max(job.blobs[j].1.offset as u64 + job.blobs[j].1.length as u64);
+            j += 1;
+        }
+        let span = repo.backend().get_range(crate::backend::Kind::Pack, &name, start, end - start)?;
+        for (id, loc, targets) in &job.blobs[i..j] {
+            let off = (loc.offset as u64 - start) as usize;
+            let data = open_blob(repo.key(), &loc.entry(*id), &span[off..off + loc.length as usize], &job.pack)?;
+            let zero = data.iter().all(|&b| b == 0);
+            for &(f, at) in targets {
+                let item = &plan.files[f];
+                let final_path = target.join(&item.rel);
+                let tmp = fs::temp_path(&final_path);
+                if !zero {
+                    let file = fs::open_temp(&tmp)?;
+                    file.write_all_at(&data, at).map_err(|e| Error::io(&tmp, e))?;
+                }
+                written += data.len() as u64;
+                progress.advance(data.len() as u64);
+                if remaining[f].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    fs::finish_file(&tmp, &final_path, &item.node)?;
+                    progress.file_done(&final_path);
+                }
+            }
+        }
+        i = j;
+    }
+    Ok(written)
+}

@@ -1,0 +1,109 @@
+//! Newtypes for the ids that cross module boundaries.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            /// The first 8 hex digits, as shown to people.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..4])
+            }
+            pub fn from_hex(s: &str) -> Result<Self> {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(s, &mut out).map_err(|e| {
+                    Error::invalid(stringify!($name), format!("{s:?} is not 64 hex digits: {e}"))
+                })?;
+                Ok(Self(out))
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.short())
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::from_hex(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Keyed blake3 hash of a blob's plaintext (data chunk or tree).
+    BlobId
+);
+id_type!(
+    /// Unkeyed blake3 hash of a whole pack file as stored: checkable without the key.
+    PackId
+);
+id_type!(
+    /// Unkeyed blake3 hash of a stored (encrypted) snapshot, index or key file.
+    FileId
+);
+
+/// What a blob holds. Trees and data live in separate packs so that listing and
+/// planning a restore never download file contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobType {
+    Data,
+    Tree,
+}
+
+/// A byte count printed for people: "1.5 GiB".
+pub struct HumanBytes(pub u64);
+
+impl fmt::Display for HumanBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut v = self.0 as f64;
+        let mut u = 0;
+        while v >= 1024.0 && u < UNITS.len() - 1 {
+            v /= 1024.0;
+            u += 1;
+        }
+        if u == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{v:.1} {}", UNITS[u])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let id = BlobId([7; 32]);
+        assert_eq!(BlobId::from_hex(&id.to_hex()).unwrap(), id);
+        assert!(BlobId::from_hex("xyz").is_err());
+        assert_eq!(HumanBytes(1536).to_string(), "1.5 KiB");
+        assert_eq!(HumanBytes(12).to_string(), "12 B");
+    }
+}
