@@ -36,12 +36,7 @@ impl Backend for MemoryBackend {
     }
     fn get(&self, kind: Kind, name: &str) -> BResult<Vec<u8>> {
         let name = if kind == Kind::Config { "config" } else { name };
-        self.objects
-            .lock()
-            .unwrap()
-            .get(&(kind, name.to_string()))
-            .cloned()
-            .ok_or_else(|| Self::not_found(kind, name))
+        self.objects.lock().unwrap().get(&(kind, name.to_string())).cloned().ok_or_else(|| Self::not_found(kind, name))
     }
     fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> BResult<Vec<u8>> {
         let all = self.get(kind, name)?;

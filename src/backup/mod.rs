@@ -14,6 +14,7 @@ use chrono::Utc;
 use crate::backend::Kind;
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
+use crate::pathmatch::Globs;
 use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::snapshot::{BackupSummary, Snapshot};
@@ -21,7 +22,6 @@ use crate::repo::tree::{Node, RawName, Tree};
 use crate::repo::Repository;
 use crate::types::{BlobId, BlobType, FileId};
 pub use saver::{BlobSaver, SaverStats};
-use crate::pathmatch::Globs;
 
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
@@ -64,6 +64,9 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
 
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let level = opts.compression.unwrap_or(repo.config().compression);
+    if !(1..=22).contains(&level) {
+        return Err(Error::invalid("compression level", format!("{level}: zstd levels go from 1 (fastest) to 22")));
+    }
     let mut a = Archiver {
         repo,
         index: &index,

@@ -92,9 +92,13 @@ impl BlobSaver {
 }
 
 fn seal_worker(repo: &Repository, level: i32, rx: Receiver<Job>, tx: Sender<Sealed>) {
+    let mut zstd = match crate::compress::Compressor::new(level) {
+        Ok(c) => c,
+        Err(_) => crate::compress::Compressor::new(crate::compress::DEFAULT_LEVEL).expect("default level is valid"),
+    };
     for job in rx {
         let raw_len = job.data.len() as u32;
-        let (sealed, compressed) = match crate::compress::compress(&job.data, level) {
+        let (sealed, compressed) = match zstd.compress(&job.data) {
             Some(c) => (repo.key().encrypt(&c), true),
             None => (repo.key().encrypt(&job.data), false),
         };

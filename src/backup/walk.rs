@@ -56,4 +56,3 @@ pub fn unchanged(old: &Node, new: &Node) -> bool {
         && old.ctime_ns == new.ctime_ns
         && old.inode == new.inode
 }
-

@@ -32,7 +32,8 @@ pub enum ReadData {
 impl ReadData {
     /// Parses `N%` or `N/M`.
     pub fn parse_subset(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("--read-data-subset", format!("{s:?}: expected N% (0 < N <= 100) or N/M (1 <= N <= M)"));
+        let bad =
+            || Error::invalid("--read-data-subset", format!("{s:?}: expected N% (0 < N <= 100) or N/M (1 <= N <= M)"));
         if let Some(p) = s.strip_suffix('%') {
             let v: f64 = p.trim().parse().map_err(|_| bad())?;
             return if v > 0.0 && v <= 100.0 { Ok(ReadData::Percent(v)) } else { Err(bad()) };
@@ -116,7 +117,11 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
                 rep.errors.push(format!("snapshot {}: directory {}: {e}", sid.short(), path.display()));
             }
             for b in missing {
-                rep.errors.push(format!("snapshot {}: {} needs blob {b} which is not indexed", sid.short(), path.display()));
+                rep.errors.push(format!(
+                    "snapshot {}: {} needs blob {b} which is not indexed",
+                    sid.short(),
+                    path.display()
+                ));
             }
         });
     }
@@ -129,7 +134,7 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
         for (id, size) in selected {
             rep.packs_read += 1;
             rep.bytes_read += size;
-            if let Err(e) = read_pack(repo, &index, &id) {
+            if let Err(e) = read_pack(repo, &id) {
                 damaged.insert(id, e.to_string());
             }
             progress.advance(size);
@@ -161,7 +166,10 @@ fn load_index_checked(repo: &Repository, rep: &mut CheckReport) -> Result<Index>
     Ok(index)
 }
 
-fn snapshots_checked(repo: &Repository, rep: &mut CheckReport) -> Result<Vec<(FileId, crate::repo::snapshot::Snapshot)>> {
+fn snapshots_checked(
+    repo: &Repository,
+    rep: &mut CheckReport,
+) -> Result<Vec<(FileId, crate::repo::snapshot::Snapshot)>> {
     let mut out = Vec::new();
     for (name, _) in repo.backend().list(Kind::Snapshot)? {
         match repo.load_json(Kind::Snapshot, &name) {
@@ -173,6 +181,9 @@ fn snapshots_checked(repo: &Repository, rep: &mut CheckReport) -> Result<Vec<(Fi
     Ok(out)
 }
 
+/// Called with a directory, its tree error if any, and blobs it needs that are not indexed.
+type TreeReport<'a> = dyn FnMut(&Path, Option<Error>, Vec<BlobId>) + 'a;
+
 /// Visits every tree once; calls `report(dir, tree error, unindexed blobs)`.
 fn walk(
     repo: &Repository,
@@ -180,7 +191,7 @@ fn walk(
     tree_id: &BlobId,
     path: &Path,
     seen: &mut HashSet<BlobId>,
-    report: &mut dyn FnMut(&Path, Option<Error>, Vec<BlobId>),
+    report: &mut TreeReport,
 ) {
     if !seen.insert(*tree_id) {
         return;
@@ -202,19 +213,19 @@ fn walk(
 }
 
 /// Reads a whole pack: hash, header, and every blob against the index.
-fn read_pack(repo: &Repository, index: &Index, id: &PackId) -> Result<()> {
+fn read_pack(repo: &Repository, id: &PackId) -> Result<()> {
     let name = id.to_hex();
     let bytes = repo.backend().get(Kind::Pack, &name)?;
     if blake3::hash(&bytes).as_bytes() != &id.0 {
         return Err(Error::corrupt(format!("pack {name}"), "content hash does not match its name"));
     }
     let hl = header_len(&bytes, &name)? as usize;
-    let hstart = bytes.len().checked_sub(4 + hl).ok_or_else(|| Error::corrupt(format!("pack {name}"), "bad header length"))?;
+    let hstart =
+        bytes.len().checked_sub(4 + hl).ok_or_else(|| Error::corrupt(format!("pack {name}"), "bad header length"))?;
     let entries = parse_header(repo.key(), &bytes[hstart..bytes.len() - 4], &name, bytes.len() as u64)?;
     for e in &entries {
         open_blob(repo.key(), e, &bytes[e.offset as usize..(e.offset + e.length) as usize], id)?;
     }
-    let _ = index;
     Ok(())
 }
 

@@ -51,13 +51,24 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             "warnings": out.warnings,
         }))?;
     } else {
-        println!("snapshot {} saved{}", out.id.short(), if out.snapshot.partial { " (PARTIAL: some files could not be read)" } else { "" });
-        println!("files:  {} new, {} changed, {} unchanged ({} dirs)", s.files_new, s.files_changed, s.files_unchanged, s.dirs);
+        println!(
+            "snapshot {} saved{}",
+            out.id.short(),
+            if out.snapshot.partial { " (PARTIAL: some files could not be read)" } else { "" }
+        );
+        println!(
+            "files:  {} new, {} changed, {} unchanged ({} dirs)",
+            s.files_new, s.files_changed, s.files_unchanged, s.dirs
+        );
         if s.files_skipped > 0 {
             println!("        {} special files skipped (devices, sockets, fifos)", s.files_skipped);
         }
         println!("read:   {} of {} total", output::bytes(s.bytes_read), output::bytes(s.bytes_total));
-        println!("added:  {} to the repository ({} new blobs, after dedup and compression)", output::bytes(s.bytes_added), s.blobs_added);
+        println!(
+            "added:  {} to the repository ({} new blobs, after dedup and compression)",
+            output::bytes(s.bytes_added),
+            s.blobs_added
+        );
         println!("took:   {}", output::duration_ms(s.duration_ms));
     }
     Ok(if out.snapshot.partial { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })

@@ -33,7 +33,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     } else {
         println!(
             "checked {} snapshots, {} trees, {} packs; read {} packs ({})",
-            r.snapshots, r.trees, r.packs, r.packs_read, output::bytes(r.bytes_read)
+            r.snapshots,
+            r.trees,
+            r.packs,
+            r.packs_read,
+            output::bytes(r.bytes_read)
         );
         for w in &r.warnings {
             println!("warning: {w}");

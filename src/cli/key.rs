@@ -95,7 +95,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<ExitCode> {
             if ctx.json {
                 output::print_json(&rows)?;
             } else {
-                println!("  {:<10} {:<20} {:<12} {}", "ID", "CREATED", "USER", "HOST");
+                println!("  {:<10} {:<20} {:<12} HOST", "ID", "CREATED", "USER");
                 for r in rows {
                     let mark = if r.current { "*" } else { " " };
                     println!("{mark} {:<10} {:<20} {:<12} {}", &r.id[..8], r.created, r.username, r.host);

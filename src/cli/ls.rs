@@ -86,7 +86,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                     NodeType::File => '-',
                 };
                 let target = e.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
-                println!("{t}{} {:>5} {:>5} {:>10} {} {}{target}", e.mode, e.uid, e.gid, output::bytes(e.size), &e.mtime[..19], e.path);
+                println!(
+                    "{t}{} {:>5} {:>5} {:>10} {} {}{target}",
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    output::bytes(e.size),
+                    &e.mtime[..19],
+                    e.path
+                );
             } else {
                 println!("{}", e.path);
             }

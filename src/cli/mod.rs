@@ -24,7 +24,9 @@ pub const EXIT_PARTIAL: u8 = 1;
 
 #[derive(Parser)]
 #[command(name = "kura", version, about = "Deduplicated, encrypted backups and priority-ordered recovery")]
-#[command(after_help = "Start here: kura init --repo DIR, then kura backup PATH, kura snapshots, kura restore latest --target DIR")]
+#[command(
+    after_help = "Start here: kura init --repo DIR, then kura backup PATH, kura snapshots, kura restore latest --target DIR"
+)]
 pub struct Cli {
     /// Repository location (a directory)
     #[arg(short = 'r', long = "repo", env = "KURA_REPOSITORY", global = true)]

@@ -18,8 +18,10 @@ impl Bar {
         let bar = show.then(|| {
             let b = ProgressBar::new(0);
             b.set_style(
-                ProgressStyle::with_template("{msg} {spinner} [{elapsed_precise}] {bytes} ({binary_bytes_per_sec}) {wide_bar} {percent}%")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{msg} {spinner} [{elapsed_precise}] {bytes} ({binary_bytes_per_sec}) {wide_bar} {percent}%",
+                )
+                .expect("valid template"),
             );
             b.set_message(msg);
             b.enable_steady_tick(Duration::from_millis(200));

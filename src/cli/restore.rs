@@ -43,7 +43,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             "files:  {} restored, {} already present; {} dirs, {} symlinks, {} hard links",
             s.files_restored, s.files_skipped, s.dirs, s.symlinks, s.hardlinks
         );
-        println!("wrote:  {} from {} packs in {}", output::bytes(s.bytes_written), s.packs_read, output::duration_ms(s.duration_ms));
+        println!(
+            "wrote:  {} from {} packs in {}",
+            output::bytes(s.bytes_written),
+            s.packs_read,
+            output::duration_ms(s.duration_ms)
+        );
         if opts.verify {
             println!("verify: {} files match the snapshot, {} differ", s.files_verified, s.verify_failures.len());
             for f in &s.verify_failures {

@@ -38,7 +38,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         .filter(|(_, s)| a.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p.trim_end_matches('/'))))
         .collect();
     if ctx.json {
-        let rows: Vec<Row> = list.iter().map(|(id, s)| Row { id: id.to_hex(), short_id: id.short(), snapshot: s }).collect();
+        let rows: Vec<Row> =
+            list.iter().map(|(id, s)| Row { id: id.to_hex(), short_id: id.short(), snapshot: s }).collect();
         output::print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }

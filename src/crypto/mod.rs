@@ -94,9 +94,7 @@ pub fn open(key: &[u8; 32], data: &[u8]) -> Option<Vec<u8>> {
     let (nonce, rest) = data.split_at(NONCE_LEN);
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut buf = ct.to_vec();
-    cipher
-        .decrypt_in_place_detached(XNonce::from_slice(nonce), b"", &mut buf, Tag::from_slice(tag))
-        .ok()?;
+    cipher.decrypt_in_place_detached(XNonce::from_slice(nonce), b"", &mut buf, Tag::from_slice(tag)).ok()?;
     Some(buf)
 }
 
@@ -117,22 +115,15 @@ impl KdfParams {
     pub fn new_random() -> Self {
         let mut salt = [0u8; 16];
         OsRng.fill_bytes(&mut salt);
-        KdfParams {
-            algorithm: "argon2id".into(),
-            m_cost: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-            salt: b64().encode(salt),
-        }
+        KdfParams { algorithm: "argon2id".into(), m_cost: 64 * 1024, t_cost: 3, p_cost: 1, salt: b64().encode(salt) }
     }
 
     pub fn derive(&self, passphrase: &[u8]) -> Result<[u8; 32]> {
         if self.algorithm != "argon2id" {
             return Err(Error::invalid("key file", format!("unknown kdf {:?}", self.algorithm)));
         }
-        let salt = b64()
-            .decode(&self.salt)
-            .map_err(|e| Error::invalid("key file", format!("salt is not base64: {e}")))?;
+        let salt =
+            b64().decode(&self.salt).map_err(|e| Error::invalid("key file", format!("salt is not base64: {e}")))?;
         let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| Error::invalid("key file", format!("argon2 parameters: {e}")))?;
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);

@@ -137,7 +137,7 @@ impl Index {
     /// Moves recent entries into the sorted vector.
     pub fn compact(&mut self) {
         self.sorted.extend(self.recent.drain().map(|(_, s)| s));
-        self.sorted.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.sorted.sort_unstable_by_key(|s| s.id);
         self.sorted.shrink_to_fit();
     }
 

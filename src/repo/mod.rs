@@ -83,8 +83,8 @@ impl Repository {
         }
         let (key, key_name) = keys::unlock(backend.as_ref(), passphrase)?;
         let plain = key.decrypt(&backend.get(Kind::Config, "config")?, "repository config")?;
-        let config: RepoConfig = serde_json::from_slice(&plain)
-            .map_err(|e| Error::corrupt("repository config", e.to_string()))?;
+        let config: RepoConfig =
+            serde_json::from_slice(&plain).map_err(|e| Error::corrupt("repository config", e.to_string()))?;
         if config.version != FORMAT_VERSION {
             return Err(Error::invalid(
                 "repository",
@@ -164,8 +164,7 @@ impl Repository {
 
     /// Fetches, decrypts and verifies one blob.
     pub fn read_blob(&self, id: &BlobId, loc: &Location) -> Result<Vec<u8>> {
-        let sealed =
-            self.backend.get_range(Kind::Pack, &loc.pack.to_hex(), loc.offset as u64, loc.length as u64)?;
+        let sealed = self.backend.get_range(Kind::Pack, &loc.pack.to_hex(), loc.offset as u64, loc.length as u64)?;
         pack::open_blob(&self.key, &loc.entry(*id), &sealed, &loc.pack)
     }
 

@@ -131,11 +131,7 @@ pub fn parse_header(key: &MasterKey, sealed: &[u8], pack: &str, pack_size: u64) 
 pub fn open_blob(key: &MasterKey, e: &PackEntry, sealed: &[u8], pack: &PackId) -> Result<Vec<u8>> {
     let object = format!("blob {} in pack {}", e.id, pack);
     let plain = key.decrypt(sealed, &object)?;
-    let data = if e.compressed {
-        crate::compress::decompress(&plain, e.raw_length as usize, &object)?
-    } else {
-        plain
-    };
+    let data = if e.compressed { crate::compress::decompress(&plain, e.raw_length as usize, &object)? } else { plain };
     if data.len() != e.raw_length as usize || key.blob_id(&data) != e.id {
         return Err(Error::corrupt(object, "content does not match its id"));
     }

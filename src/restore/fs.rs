@@ -52,7 +52,7 @@ pub fn temp_path(final_path: &Path) -> PathBuf {
 
 /// Creates an empty temp file of `size` bytes (sparse). A stale temp file from an
 /// interrupted restore is replaced.
-pub fn create_temp(tmp: &Path, size: u64) -> Result<()> {
+pub fn create_temp(tmp: &Path, size: u64) -> Result<File> {
     let open = || OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(tmp);
     let f = match open() {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -62,17 +62,34 @@ pub fn create_temp(tmp: &Path, size: u64) -> Result<()> {
         r => r,
     }
     .map_err(|e| Error::io(tmp, e))?;
-    f.set_len(size).map_err(|e| Error::io(tmp, e))
+    f.set_len(size).map_err(|e| Error::io(tmp, e))?;
+    Ok(f)
 }
 
 pub fn open_temp(tmp: &Path) -> Result<File> {
     OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(tmp).map_err(|e| Error::io(tmp, e))
 }
 
-/// Owner (when root), mode and times; then the rename that makes the file visible.
-pub fn finish_file(tmp: &Path, final_path: &Path, node: &Node) -> Result<()> {
-    set_meta(tmp, node, false)?;
+/// Owner (when root), mode and times through the open handle; then the rename
+/// that makes the complete file visible under its final name.
+pub fn finish_file(file: &File, tmp: &Path, final_path: &Path, node: &Node) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |e| Error::io(tmp, e);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid)).map_err(err)?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(node.mode)).map_err(err)?;
+    let t = file_time(node);
+    filetime::set_file_handle_times(file, Some(t), Some(t)).map_err(err)?;
     fs::rename(tmp, final_path).map_err(|e| Error::io(final_path, e))
+}
+
+fn file_time(node: &Node) -> filetime::FileTime {
+    filetime::FileTime::from_unix_time(
+        node.mtime_ns.div_euclid(1_000_000_000),
+        node.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 pub fn set_meta(path: &Path, node: &Node, symlink: bool) -> Result<()> {
@@ -80,13 +97,14 @@ pub fn set_meta(path: &Path, node: &Node, symlink: bool) -> Result<()> {
     let err = |e| Error::io(path, e);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::UnsafePath(path.display().to_string()))?;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::UnsafePath(path.display().to_string()))?;
         // SAFETY: c is a valid NUL-terminated path; lchown never follows symlinks.
         if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
             return Err(err(std::io::Error::last_os_error()));
         }
     }
-    let mtime = filetime::FileTime::from_unix_time(node.mtime_ns.div_euclid(1_000_000_000), node.mtime_ns.rem_euclid(1_000_000_000) as u32);
+    let mtime = file_time(node);
     if symlink {
         return filetime::set_symlink_file_times(path, mtime, mtime).map_err(err);
     }

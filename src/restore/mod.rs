@@ -71,11 +71,8 @@ pub fn run(
     let plan = make_plan(repo, &index, snap_id, snap, opts)?;
     let target = &opts.target;
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-    let mut sum = RestoreSummary {
-        snapshot: snap_id.to_hex(),
-        target: target.display().to_string(),
-        ..Default::default()
-    };
+    let mut sum =
+        RestoreSummary { snapshot: snap_id.to_hex(), target: target.display().to_string(), ..Default::default() };
 
     for (rel, _) in &plan.dirs {
         fs::safe_mkdir(target, rel)?;
@@ -91,10 +88,9 @@ pub fn run(
             sum.files_skipped += 1;
             continue;
         }
-        let tmp = fs::temp_path(&final_path);
-        fs::create_temp(&tmp, f.node.size)?;
         if f.node.content.is_empty() {
-            fs::finish_file(&tmp, &final_path, &f.node)?;
+            let tmp = fs::temp_path(&final_path);
+            fs::finish_file(&fs::create_temp(&tmp, 0)?, &tmp, &final_path, &f.node)?;
             sum.files_restored += 1;
         } else {
             todo.push(i);
@@ -103,14 +99,30 @@ pub fn run(
     progress.set_total(todo.iter().map(|&i| plan.files[i].node.size).sum());
     let jobs = plan::pack_jobs(&index, &plan.files, &todo)?;
     sum.packs_read = jobs.len() as u64;
+    // Files whose blobs come from one pack are created by the worker that reads it;
+    // files spread over several packs are created here, before workers share them.
+    let mut packs_per_file = vec![0u32; plan.files.len()];
+    for j in &jobs {
+        let mut files: Vec<usize> = j.blobs.iter().flat_map(|b| b.2.iter().map(|t| t.0)).collect();
+        files.sort_unstable();
+        files.dedup();
+        files.into_iter().for_each(|f| packs_per_file[f] += 1);
+    }
+    let shared: Vec<bool> = packs_per_file.iter().map(|&n| n > 1).collect();
+    for (_, f) in plan.files.iter().enumerate().filter(|(i, _)| shared[*i]) {
+        fs::create_temp(&fs::temp_path(&target.join(&f.rel)), f.node.size)?;
+    }
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    sum.bytes_written = write_files(repo, target, &plan, &jobs, threads, progress)?;
+    sum.bytes_written = write_files(repo, target, &plan, &jobs, &shared, threads, progress)?;
     sum.files_restored += todo.len() as u64;
 
     for (rel, node) in &plan.symlinks {
         let p = target.join(rel);
         fs::remove_existing(&p)?;
-        let t = node.target.as_ref().ok_or_else(|| Error::corrupt(format!("symlink {}", rel.display()), "has no target"))?;
+        let t = node
+            .target
+            .as_ref()
+            .ok_or_else(|| Error::corrupt(format!("symlink {}", rel.display()), "has no target"))?;
         std::os::unix::fs::symlink(t.as_os_str(), &p).map_err(|e| Error::io(&p, e))?;
         fs::set_meta(&p, node, true)?;
         sum.symlinks += 1;
@@ -137,7 +149,13 @@ pub fn run(
     Ok(sum)
 }
 
-fn make_plan(repo: &Repository, index: &Index, snap_id: &FileId, snap: &Snapshot, opts: &RestoreOptions) -> Result<RestorePlan> {
+fn make_plan(
+    repo: &Repository,
+    index: &Index,
+    snap_id: &FileId,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+) -> Result<RestorePlan> {
     let includes = if opts.includes.is_empty() { None } else { Some(Globs::new(&opts.includes, "--include")?) };
     let mut planner = plan::Planner::new(repo, index, includes);
     let sub = opts.subpath.as_deref().unwrap_or("/");
@@ -162,6 +180,7 @@ fn write_files(
     target: &Path,
     plan: &RestorePlan,
     jobs: &[PackJob],
+    shared: &[bool],
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<u64> {
@@ -184,7 +203,7 @@ fn write_files(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { return };
-                match restore_pack(repo, target, plan, job, &remaining, progress) {
+                match restore_pack(repo, target, plan, job, shared, &remaining, progress) {
                     Ok(n) => {
                         written.fetch_add(n, Ordering::Relaxed);
                     }
@@ -210,11 +229,14 @@ fn restore_pack(
     target: &Path,
     plan: &RestorePlan,
     job: &PackJob,
+    shared: &[bool],
     remaining: &[AtomicUsize],
     progress: &dyn Progress,
 ) -> Result<u64> {
     let name = job.pack.to_hex();
     let mut written = 0;
+    // Handles of files created for this pack only; closed when the file is finished.
+    let mut own: std::collections::HashMap<usize, std::fs::File> = std::collections::HashMap::new();
     let mut i = 0;
     while i < job.blobs.len() {
         // One read covers a run of blobs with small gaps between them.
@@ -234,14 +256,19 @@ fn restore_pack(
                 let item = &plan.files[f];
                 let final_path = target.join(&item.rel);
                 let tmp = fs::temp_path(&final_path);
+                let file = match own.entry(f) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(fs::create_temp(&tmp, item.node.size)?),
+                };
                 if !zero {
-                    let file = fs::open_temp(&tmp)?;
                     file.write_all_at(&data, at).map_err(|e| Error::io(&tmp, e))?;
                 }
                 written += data.len() as u64;
                 progress.advance(data.len() as u64);
                 if remaining[f].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    fs::finish_file(&tmp, &final_path, &item.node)?;
+                    let file = own.remove(&f).expect("handle opened above");
+                    fs::finish_file(&file, &tmp, &final_path, &item.node)?;
                     progress.file_done(&final_path);
                 }
             }

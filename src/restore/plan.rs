@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::pathmatch::Globs;
 use crate::error::{Error, Result};
+use crate::pathmatch::Globs;
 use crate::repo::index::{Index, Location};
 use crate::repo::tree::{Node, NodeType, Tree};
 use crate::repo::Repository;
@@ -43,12 +43,13 @@ pub fn resolve(repo: &Repository, index: &Index, root: &BlobId, subpath: &str, s
     let comps: Vec<&str> = subpath.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     let mut node = None;
     for (i, c) in comps.iter().enumerate() {
-        let n = tree.find(c.as_bytes()).cloned().ok_or_else(|| Error::PathNotInSnapshot {
-            snapshot: snap.into(),
-            path: subpath.into(),
-        })?;
+        let n = tree
+            .find(c.as_bytes())
+            .cloned()
+            .ok_or_else(|| Error::PathNotInSnapshot { snapshot: snap.into(), path: subpath.into() })?;
         if i + 1 < comps.len() {
-            let sub = n.subtree.ok_or_else(|| Error::PathNotInSnapshot { snapshot: snap.into(), path: subpath.into() })?;
+            let sub =
+                n.subtree.ok_or_else(|| Error::PathNotInSnapshot { snapshot: snap.into(), path: subpath.into() })?;
             tree = repo.load_tree(index, &sub)?;
         }
         node = Some(n);
@@ -83,11 +84,15 @@ impl<'a> Planner<'a> {
             NodeType::Dir => {
                 let at = self.plan.dirs.len();
                 self.plan.dirs.push((rel.to_path_buf(), n.clone()));
-                let sub = n.subtree.ok_or_else(|| Error::corrupt(format!("directory {}", rel.display()), "has no subtree"))?;
+                let sub = n
+                    .subtree
+                    .ok_or_else(|| Error::corrupt(format!("directory {}", rel.display()), "has no subtree"))?;
                 let tree = self.repo.load_tree(self.index, &sub)?;
-                let before = (self.plan.files.len(), self.plan.symlinks.len(), self.plan.hardlinks.len(), self.plan.dirs.len());
+                let before =
+                    (self.plan.files.len(), self.plan.symlinks.len(), self.plan.hardlinks.len(), self.plan.dirs.len());
                 self.add_tree(&tree, rel, snap_path, included)?;
-                let after = (self.plan.files.len(), self.plan.symlinks.len(), self.plan.hardlinks.len(), self.plan.dirs.len());
+                let after =
+                    (self.plan.files.len(), self.plan.symlinks.len(), self.plan.hardlinks.len(), self.plan.dirs.len());
                 if !included && before == after {
                     self.plan.dirs.truncate(at); // nothing inside was included
                 }
@@ -115,7 +120,9 @@ pub fn pack_jobs(index: &Index, files: &[FileItem], todo: &[usize]) -> Result<Ve
     for &i in todo {
         let mut offset = 0u64;
         for id in &files[i].node.content {
-            let loc = index.get(id).ok_or_else(|| Error::MissingBlob { blob: format!("{id} of {}", files[i].rel.display()) })?;
+            let loc = index
+                .get(id)
+                .ok_or_else(|| Error::MissingBlob { blob: format!("{id} of {}", files[i].rel.display()) })?;
             by_pack.entry(loc.pack).or_default().entry(*id).or_insert((loc, Vec::new())).1.push((i, offset));
             offset += loc.raw_length as u64;
         }
@@ -131,4 +138,3 @@ pub fn pack_jobs(index: &Index, files: &[FileItem], todo: &[usize]) -> Result<Ve
     jobs.sort_by_key(|j| j.pack);
     Ok(jobs)
 }
-

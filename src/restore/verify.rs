@@ -17,7 +17,11 @@ pub fn verify_file(key: &MasterKey, chunker: &Chunker, path: &Path, node: &Node)
     let (mut eof, mut n_blob, mut total) = (false, 0usize, 0u64);
     loop {
         while !eof && buf.len() < max {
-            let n = f.by_ref().take((max - buf.len()) as u64 + (1 << 20)).read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
+            let n = f
+                .by_ref()
+                .take((max - buf.len()) as u64 + (1 << 20))
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(path, e))?;
             eof = n == 0;
         }
         let Some(cut) = chunker.find_cut(&buf, eof) else { break };

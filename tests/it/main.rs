@@ -1,1 +1,18 @@
-fn main(){}
+//! Integration tests: the real `kura` binary against temporary repositories.
+//!
+//! `util` holds the shared helpers; each other module covers one area.
+
+mod backend;
+mod concurrent;
+mod corruption;
+mod crash;
+mod dedup;
+mod errors;
+mod help;
+mod keys;
+mod listing;
+mod partial;
+mod passphrase;
+mod roundtrip;
+mod traversal;
+mod util;

@@ -1,0 +1,82 @@
+//! Damaged and missing packs are found by `check` and refused by `restore`.
+
+use std::fs;
+use std::path::Path;
+
+use crate::util::*;
+
+/// A repository with one snapshot of a tree holding a 3 MiB random file. Returns the
+/// repo, the source, and the pack holding the random file's data (the largest pack).
+fn setup() -> (TestRepo, std::path::PathBuf, std::path::PathBuf) {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    sample_tree(&src, 3 << 20);
+    r.backup(&[&src], &[]);
+    r.kura(["check", "--read-data"]).ok().stdout_has("no errors were found");
+    let pack = r.packs()[0].0.clone();
+    (r, src, pack)
+}
+
+fn pack_id(p: &Path) -> &str {
+    p.file_name().unwrap().to_str().unwrap()
+}
+
+#[test]
+fn one_flipped_byte_in_a_pack_is_found_and_refused() {
+    let (r, src, pack) = setup();
+    let id = pack_id(&pack).to_string();
+    assert!(pack.parent().unwrap().ends_with(&id[..2]), "packs live under data/XX/: {}", pack.display());
+
+    // Flip one byte in the middle of the pack: inside the random file's data.
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&pack, &bytes).unwrap();
+
+    let random = src.join("data/random.bin");
+    let out = r.kura(["check", "--read-data"]);
+    out.code(1).stdout_has(&id).stdout_has("damaged").stdout_has(s(&random));
+
+    let rep = r.kura(["--json", "check", "--read-data"]).code(1).json();
+    let damaged = rep["damaged_packs"].as_array().unwrap();
+    assert_eq!(damaged.len(), 1, "{rep:#}");
+    assert_eq!(damaged[0]["pack"], id.as_str(), "{rep:#}");
+    let affects: Vec<&str> = damaged[0]["affects"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(affects.iter().any(|a| a.ends_with(s(&random))), "{affects:?} should name {}", random.display());
+
+    // Restore fails with a clear message instead of writing bad data.
+    let target = r.base().join("target");
+    let out = r.restore("latest", &target, &[]);
+    out.code(2).stderr_has("error:").stderr_has("damaged").stderr_has(&id);
+    let copy = restored(&target, &src).join("data/random.bin");
+    assert!(!copy.exists(), "a file whose data failed authentication must not appear");
+
+    // Reading only part of the packs still finds it when that part includes the pack.
+    let first_byte = u8::from_str_radix(&id[..2], 16).unwrap() as u32;
+    let part = format!("{}/4", first_byte % 4 + 1);
+    r.kura(["check", "--read-data-subset", &part]).code(1).stdout_has(&id);
+}
+
+#[test]
+fn a_missing_pack_is_reported_by_a_plain_check() {
+    let (r, src, pack) = setup();
+    let id = pack_id(&pack).to_string();
+    fs::remove_file(&pack).unwrap();
+
+    let out = r.kura(["check"]);
+    out.code(1).stdout_has(&id).stdout_has("missing").stdout_has(s(&src.join("data/random.bin")));
+    let rep = r.kura(["--json", "check"]).code(1).json();
+    assert_eq!(rep["damaged_packs"][0]["pack"], id.as_str(), "{rep:#}");
+    assert_eq!(num(&rep, "packs_read"), 0, "a plain check reads no data: {rep:#}");
+
+    let target = r.base().join("target");
+    r.restore("latest", &target, &[]).code(2).stderr_has(&id).stderr_has("not found");
+}
+
+#[test]
+fn a_truncated_pack_is_reported_by_a_plain_check() {
+    let (r, _src, pack) = setup();
+    let len = fs::metadata(&pack).unwrap().len();
+    fs::OpenOptions::new().write(true).open(&pack).unwrap().set_len(len - 1).unwrap();
+    r.kura(["check"]).code(1).stdout_has(pack_id(&pack)).stdout_has("the index says");
+}

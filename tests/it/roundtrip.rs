@@ -1,0 +1,90 @@
+//! Backup then restore gives back the same tree: content, modes, owners, times to the
+//! nanosecond, symlinks, hard links, empty directories and sparse files.
+
+use crate::util::*;
+
+#[test]
+fn backup_and_restore_are_byte_identical_with_metadata() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    let sample = sample_tree(&src, 3 << 20);
+    let (fifo, sock) = make_special_files(&src);
+    set_times_deepest_first(&src);
+
+    let out = r.kura(["--json", "backup", s(&src)]);
+    out.ok();
+    // Special files are skipped with a note naming them; the backup still succeeds.
+    out.stderr_has("note:").stderr_has(s(&fifo)).stderr_has(s(&sock));
+    let b = out.json();
+    assert_eq!(b["partial"], false);
+    assert_eq!(num(&b, "summary.files_skipped"), 2, "{b:#}");
+    // Two names of one inode are read once but counted as files.
+    assert_eq!(num(&b, "summary.files_new"), sample.files.len() as u64, "{b:#}");
+
+    let target = r.base().join("target");
+    let out = r.restore("latest", &target, &["--verify"]);
+    out.ok();
+    let rs = out.json();
+    assert_eq!(rs["verify_failures"], serde_json::json!([]), "{rs:#}");
+    // Every distinct regular file is verified (hard links share their inode's check).
+    assert_eq!(num(&rs, "files_verified"), sample.files.len() as u64 - 1, "{rs:#}");
+    assert_eq!(num(&rs, "hardlinks"), 1, "{rs:#}");
+    assert_eq!(num(&rs, "symlinks"), 3, "{rs:#}");
+
+    let copy = restored(&target, &src);
+    assert_same_tree(&src, &copy, FULL);
+    assert!(!copy.join("fifo").exists() && !copy.join("sock").exists());
+
+    // The parents of the backed-up path are restored too, with their metadata.
+    let parent_src = src.parent().unwrap();
+    let parent_copy = copy.parent().unwrap();
+    let (a, b) = (&scan(parent_src)[std::path::Path::new("")], &scan(parent_copy)[std::path::Path::new("")]);
+    assert_eq!((a.mode, a.uid, a.gid), (b.mode, b.uid, b.gid));
+
+    // The sparse file keeps its holes: far fewer bytes allocated than its length.
+    let sparse = &scan(&copy)[std::path::Path::new(sample.sparse)];
+    assert!(
+        sparse.allocated < sample.sparse_len / 2,
+        "restored sparse file allocates {} of {} bytes",
+        sparse.allocated,
+        sample.sparse_len
+    );
+
+    if is_root() {
+        let e = &scan(&copy)[std::path::Path::new("hello.txt")];
+        assert_eq!((e.uid, e.gid), (1234, 5678), "ownership is restored when running as root");
+    }
+
+    // The text output of a verifying restore says so too.
+    let target2 = r.base().join("target2");
+    let out = r.kura(["restore", "latest", "--target", s(&target2), "--verify"]);
+    out.ok().stdout_has(&format!("verify: {} files match the snapshot, 0 differ", sample.files.len() - 1));
+    assert_same_tree(&src, &restored(&target2, &src), FULL);
+}
+
+#[test]
+fn restore_verify_replaces_a_file_that_only_looks_restored() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    let sample = sample_tree(&src, 256 << 10);
+    r.backup(&[&src], &[]);
+    let target = r.base().join("target");
+    r.restore("latest", &target, &[]).ok();
+    let copy = restored(&target, &src);
+
+    // Same size and mtime, different bytes: a plain restore trusts it, --verify does not.
+    let victim = copy.join(sample.random);
+    let before = scan(&copy)[std::path::Path::new(sample.random)].clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&victim, &bytes).unwrap();
+    set_mtime(&victim, (before.mtime_ns / 1_000_000_000) as i64, (before.mtime_ns % 1_000_000_000) as u32);
+
+    let plain = r.restore("latest", &target, &[]).ok().json();
+    assert_eq!(num(&plain, "files_restored"), 0, "{plain:#}");
+
+    let v = r.restore("latest", &target, &["--verify"]).ok().json();
+    assert_eq!(num(&v, "files_restored"), 1, "{v:#}");
+    assert_eq!(v["verify_failures"], serde_json::json!([]), "{v:#}");
+    assert_same_tree(&src, &copy, FULL);
+}

@@ -1,0 +1,232 @@
+//! Restore never writes outside its target: not for crafted snapshots whose names try
+//! to climb out, and not through symlinks already planted in the target.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kura::backend::local::LocalBackend;
+use kura::backend::Kind;
+use kura::repo::index::{IndexFile, IndexPack};
+use kura::repo::pack::PackBuilder;
+use kura::repo::snapshot::Snapshot;
+use kura::repo::tree::{Node, NodeType, RawName, Tree};
+use kura::repo::Repository;
+use kura::types::{BlobId, BlobType};
+
+use crate::util::*;
+
+fn open(r: &TestRepo) -> Repository {
+    Repository::open(Arc::new(LocalBackend::new(&r.path)), PASSWORD.as_bytes()).expect("open repository")
+}
+
+/// Stores blobs in one new pack plus an index file naming it.
+fn store(repo: &Repository, blobs: &[(BlobType, Vec<u8>)]) -> Vec<BlobId> {
+    let mut pb = PackBuilder::new(0);
+    let mut ids = Vec::new();
+    for (t, data) in blobs {
+        let id = repo.key().blob_id(data);
+        pb.add(id, *t, &repo.key().encrypt(data), data.len() as u32, false);
+        ids.push(id);
+    }
+    let (pack, bytes, entries) = pb.finish(repo.key());
+    repo.backend().put(Kind::Pack, &pack.to_hex(), &bytes).unwrap();
+    let index = IndexFile { packs: vec![IndexPack::new(pack, bytes.len() as u64, &entries)] };
+    repo.save_json(Kind::Index, &index).unwrap();
+    ids
+}
+
+fn node(name: &[u8], node_type: NodeType) -> Node {
+    Node {
+        name: RawName(name.to_vec()),
+        node_type,
+        mode: if node_type == NodeType::Dir { 0o755 } else { 0o644 },
+        uid: 0,
+        gid: 0,
+        mtime_ns: 1_600_000_000_000_000_000,
+        ctime_ns: 1_600_000_000_000_000_000,
+        inode: 0,
+        device: 0,
+        links: 0,
+        size: 0,
+        target: None,
+        content: Vec::new(),
+        subtree: None,
+    }
+}
+
+fn file(repo: &Repository, name: &[u8], content: &[u8]) -> Node {
+    let id = store(repo, &[(BlobType::Data, content.to_vec())])[0];
+    Node { size: content.len() as u64, content: vec![id], ..node(name, NodeType::File) }
+}
+
+/// Stores a tree as given: `Tree::encode` does not validate, so bad names get through.
+fn dir(repo: &Repository, name: &[u8], nodes: Vec<Node>) -> Node {
+    let id = store(repo, &[(BlobType::Tree, Tree { nodes }.encode())])[0];
+    Node { subtree: Some(id), ..node(name, NodeType::Dir) }
+}
+
+fn symlink(name: &[u8], target: &Path) -> Node {
+    use std::os::unix::ffi::OsStrExt;
+    Node { target: Some(RawName(target.as_os_str().as_bytes().to_vec())), ..node(name, NodeType::Symlink) }
+}
+
+/// Saves a snapshot whose root tree holds `nodes`; returns its id.
+fn snapshot(repo: &Repository, nodes: Vec<Node>) -> String {
+    let root = store(repo, &[(BlobType::Tree, Tree { nodes }.encode())])[0];
+    let snap = Snapshot {
+        time: chrono::Utc::now(),
+        host: "evil".into(),
+        username: "mallory".into(),
+        paths: vec!["/evil".into()],
+        tags: vec![],
+        parent: None,
+        tree: root,
+        partial: false,
+        summary: None,
+        program_version: "handcrafted".into(),
+    };
+    repo.save_json(Kind::Snapshot, &snap).unwrap().to_hex()
+}
+
+/// Every path under `base` except the repository, for before/after comparisons.
+fn outside(base: &Path, skip: &[&Path]) -> Vec<PathBuf> {
+    scan(base)
+        .into_keys()
+        .filter(|p| !skip.iter().any(|s| base.join(p).starts_with(s)))
+        .filter(|p| !base.join(p).starts_with(base.join("repo")))
+        .collect()
+}
+
+#[test]
+fn crafted_names_cannot_escape_the_target() {
+    let r = TestRepo::new();
+    let base = r.base().to_path_buf();
+    let targets = base.join("targets");
+    let repo = open(&r);
+
+    let ok = || file(&repo, b"ok.txt", b"fine\n");
+    let abs = format!("{}/escape-abs", base.display());
+    let cases: Vec<(&str, Vec<Node>)> = vec![
+        ("dotdot-dir", vec![dir(&repo, b"..", vec![file(&repo, b"escape-dotdot", b"pwned")]), ok()]),
+        ("dotdot-file", vec![file(&repo, b"..", b"pwned"), ok()]),
+        ("slashes", vec![file(&repo, b"../../escape-slashes", b"pwned"), ok()]),
+        ("a-slash-b", vec![dir(&repo, b"a", vec![]), file(&repo, b"a/b", b"pwned"), ok()]),
+        ("absolute", vec![file(&repo, abs.as_bytes(), b"pwned"), ok()]),
+        (
+            "nested",
+            vec![dir(&repo, b"ok", vec![dir(&repo, b"deeper", vec![file(&repo, b"../../../../escape-nested", b"x")])])],
+        ),
+        ("dot", vec![dir(&repo, b".", vec![file(&repo, b"escape-dot", b"x")])]),
+        ("empty-name", vec![file(&repo, b"", b"x"), ok()]),
+        ("nul", vec![file(&repo, b"a\0b", b"x"), ok()]),
+        (
+            // A symlink out of the target and a directory of the same name through which
+            // a file would be written: duplicate names are refused.
+            "duplicate",
+            vec![symlink(b"s", &base), dir(&repo, b"s", vec![file(&repo, b"escape-dup", b"x")])],
+        ),
+    ];
+    let ids: Vec<(&str, String)> = cases.into_iter().map(|(n, nodes)| (n, snapshot(&repo, nodes))).collect();
+    drop(repo);
+
+    let before = outside(&base, &[&targets]);
+    for (case, id) in &ids {
+        let target = targets.join(case);
+        let out = r.restore(id, &target, &[]);
+        assert_eq!(out.code, 2, "restoring the {case} snapshot must fail:\n{out}");
+        assert!(out.stderr.contains("unsafe path"), "{case}: expected an unsafe path error:\n{out}");
+        // Nothing lands outside the target (the listing is taken before and after).
+        assert_eq!(outside(&base, &[&targets]), before, "{case} wrote outside the target");
+        assert!(!Path::new(&abs).exists());
+        // Nor inside it: the plan is refused before anything is written.
+        for (p, _) in scan(&targets) {
+            assert!(!p.to_string_lossy().contains("escape"), "{case}: {} was written", p.display());
+        }
+        // Listing it fails the same way, without a panic.
+        r.kura(["ls", id]).code(2).stderr_has("unsafe path");
+    }
+    // check reports every crafted snapshot as damaged.
+    let out = r.kura(["check"]);
+    out.code(1);
+    assert!(out.stdout.matches("unsafe path").count() >= ids.len(), "{out}");
+}
+
+#[test]
+fn restore_refuses_to_write_through_planted_symlinks() {
+    let r = TestRepo::new();
+    let base = r.base();
+    let src = base.join("src");
+    sample_tree(&src, 64 << 10);
+    r.backup(&[&src], &[]);
+    let outside_dir = base.join("outside");
+    fs::create_dir(&outside_dir).unwrap();
+
+    // 1. The first directory on the way (TARGET/tmp) is a symlink to a directory outside.
+    let t1 = base.join("t1");
+    fs::create_dir(&t1).unwrap();
+    let first = src.components().nth(1).unwrap().as_os_str().to_owned(); // "tmp"
+    std::os::unix::fs::symlink(&outside_dir, t1.join(&first)).unwrap();
+    let out = r.restore("latest", &t1, &[]);
+    out.code(2).stderr_has("symlink");
+    assert_eq!(fs::read_dir(&outside_dir).unwrap().count(), 0, "restore wrote through {}", t1.display());
+
+    // 2. A directory deep inside the restored tree is a symlink to outside.
+    let t2 = base.join("t2");
+    let copy = restored(&t2, &src);
+    fs::create_dir_all(&copy).unwrap();
+    std::os::unix::fs::symlink(&outside_dir, copy.join("notes")).unwrap();
+    r.restore("latest", &t2, &[]).code(2).stderr_has("symlink");
+    assert_eq!(fs::read_dir(&outside_dir).unwrap().count(), 0, "restore wrote through {}/notes", copy.display());
+
+    // 3. Symlinks planted where a file and its temp file go are replaced, never followed.
+    let victim = base.join("victim.txt");
+    write(&victim, "do not touch");
+    let t3 = base.join("t3");
+    let copy = restored(&t3, &src);
+    fs::create_dir_all(&copy).unwrap();
+    std::os::unix::fs::symlink(&victim, copy.join("hello.txt")).unwrap();
+    std::os::unix::fs::symlink(&victim, copy.join(".private.txt.kura-restore")).unwrap();
+    r.restore("latest", &t3, &[]).ok();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "do not touch");
+    assert_same_tree(&src, &copy, FULL);
+}
+
+#[test]
+fn a_symlink_restored_from_one_snapshot_is_not_followed_by_the_next() {
+    let r = TestRepo::new();
+    let base = r.base();
+    let src = base.join("src");
+    let outside_dir = base.join("outside");
+    fs::create_dir_all(&outside_dir).unwrap();
+    fs::create_dir_all(&src).unwrap();
+    // Snapshot 1: src/x is a symlink to a directory outside.
+    std::os::unix::fs::symlink(&outside_dir, src.join("x")).unwrap();
+    let first = r.backup(&[&src], &[]);
+    // Snapshot 2: src/x is a directory with a file in it.
+    fs::remove_file(src.join("x")).unwrap();
+    write(&src.join("x/file.txt"), "inside");
+    r.backup(&[&src], &[]);
+
+    let target = base.join("target");
+    r.restore(text(&first, "snapshot"), &target, &[]).ok();
+    let link = restored(&target, &src).join("x");
+    assert_eq!(fs::read_link(&link).unwrap(), outside_dir);
+    let out = r.restore("latest", &target, &[]);
+    out.code(2).stderr_has("symlink");
+    assert_eq!(fs::read_dir(&outside_dir).unwrap().count(), 0, "restore followed the symlink it restored");
+}
+
+#[test]
+fn file_names_that_look_like_restore_temp_files_are_restored_intact() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    write(&src.join("a"), "the file a\n".repeat(100));
+    write(&src.join(".a.kura-restore"), "a file that happens to have a temp-like name\n".repeat(100));
+    write(&src.join("b"), "");
+    write(&src.join(".b.kura-restore"), "");
+    r.backup(&[&src], &[]);
+    let target = r.base().join("target");
+    r.restore("latest", &target, &[]).ok();
+    assert_same_tree(&src, &restored(&target, &src), FULL);
+}
