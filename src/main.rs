@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // End quietly when the reader of stdout goes away (`kura ls latest | head`), as
+    // other Unix tools do, instead of panicking in println!.
+    // SAFETY: called first, before any other thread exists; SIG_DFL is a valid action.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| "warn".into()))

@@ -14,7 +14,10 @@ macro_rules! id_type {
 
         impl $name {
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                let mut buf = [0u8; 64];
+                hex::encode_to_slice(self.0, &mut buf).expect("64 bytes hold 32 in hex");
+                // Hex digits are ASCII.
+                String::from_utf8(buf.to_vec()).expect("hex is ASCII")
             }
             /// The first 8 hex digits, as shown to people.
             pub fn short(&self) -> String {
@@ -40,7 +43,9 @@ macro_rules! id_type {
         }
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                let mut buf = [0u8; 64];
+                hex::encode_to_slice(self.0, &mut buf).expect("64 bytes hold 32 in hex");
+                s.serialize_str(std::str::from_utf8(&buf).expect("hex is ASCII"))
             }
         }
         impl<'de> Deserialize<'de> for $name {

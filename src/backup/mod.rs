@@ -118,7 +118,19 @@ fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
         let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
-        let abs: PathBuf = abs.components().collect();
+        // `.` and `..` are resolved lexically (as `cd` does): the snapshot's trees
+        // hold plain names only, and a `..` there would make it unrestorable.
+        let mut clean = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    clean.pop();
+                }
+                std::path::Component::CurDir => {}
+                c => clean.push(c),
+            }
+        }
+        let abs = clean;
         std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
         out.push(abs);
     }

@@ -36,14 +36,18 @@ pub struct NewPass {
 
 impl NewPass {
     fn read(&self) -> Result<Vec<u8>> {
-        if let Ok(p) = std::env::var("KURA_NEW_PASSWORD") {
-            return Ok(p.into_bytes());
-        }
-        if let Some(f) = &self.new_password_file {
+        let pass = if let Ok(p) = std::env::var("KURA_NEW_PASSWORD") {
+            p.into_bytes()
+        } else if let Some(f) = &self.new_password_file {
             let t = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            return Ok(t.trim_end_matches(['\n', '\r']).as_bytes().to_vec());
+            t.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+        } else {
+            prompt("new passphrase", true)?
+        };
+        if pass.is_empty() {
+            bail!("an empty passphrase is not allowed");
         }
-        prompt("new passphrase", true)
+        Ok(pass)
     }
 }
 

@@ -94,6 +94,13 @@ struct Slot {
 const F_TREE: u8 = 1;
 const F_COMPRESSED: u8 = 2;
 
+/// Same order as `BlobId`'s `Ord`, but decided by one integer compare in almost
+/// every case (ids are uniformly random), without a `memcmp` call.
+fn cmp_ids(a: &BlobId, b: &BlobId) -> std::cmp::Ordering {
+    let head = |x: &BlobId| u64::from_be_bytes(x.0[..8].try_into().expect("8 bytes"));
+    head(a).cmp(&head(b)).then_with(|| a.0[8..].cmp(&b.0[8..]))
+}
+
 #[derive(Default)]
 pub struct Index {
     packs: Vec<PackId>,
@@ -142,7 +149,7 @@ impl Index {
     }
 
     fn slot(&self, id: &BlobId) -> Option<&Slot> {
-        if let Ok(i) = self.sorted.binary_search_by(|s| s.id.cmp(id)) {
+        if let Ok(i) = self.sorted.binary_search_by(|s| cmp_ids(&s.id, id)) {
             return Some(&self.sorted[i]);
         }
         self.recent.get(id)

@@ -89,7 +89,7 @@ pub fn run(
             continue;
         }
         if f.node.content.is_empty() {
-            let tmp = fs::temp_path(&final_path);
+            let tmp = target.join(&f.tmp);
             fs::finish_file(&fs::create_temp(&tmp, 0)?, &tmp, &final_path, &f.node)?;
             sum.files_restored += 1;
         } else {
@@ -110,7 +110,7 @@ pub fn run(
     }
     let shared: Vec<bool> = packs_per_file.iter().map(|&n| n > 1).collect();
     for (_, f) in plan.files.iter().enumerate().filter(|(i, _)| shared[*i]) {
-        fs::create_temp(&fs::temp_path(&target.join(&f.rel)), f.node.size)?;
+        fs::create_temp(&target.join(&f.tmp), f.node.size)?;
     }
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     sum.bytes_written = write_files(repo, target, &plan, &jobs, &shared, threads, progress)?;
@@ -170,7 +170,9 @@ fn make_plan(
             planner.add_node(&n, &rel, Path::new(sub), false)?;
         }
     }
-    Ok(planner.plan)
+    let mut plan = planner.plan;
+    plan.avoid_temp_collisions();
+    Ok(plan)
 }
 
 /// Reads each pack's needed ranges once, verifies each blob, writes it to every
@@ -255,7 +257,7 @@ fn restore_pack(
             for &(f, at) in targets {
                 let item = &plan.files[f];
                 let final_path = target.join(&item.rel);
-                let tmp = fs::temp_path(&final_path);
+                let tmp = target.join(&item.tmp);
                 let file = match own.entry(f) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),

@@ -2,7 +2,8 @@
 //! trees and decides which directories, files, links and blobs are needed, and
 //! from which packs. The plan can be inspected and tested without touching disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -12,9 +13,11 @@ use crate::repo::tree::{Node, NodeType, Tree};
 use crate::repo::Repository;
 use crate::types::{BlobId, PackId};
 
-/// One file to write: its place under the target and its node.
+/// One file to write: its place under the target, the temp name it is written
+/// under until complete (both relative to the target), and its node.
 pub struct FileItem {
     pub rel: PathBuf,
+    pub tmp: PathBuf,
     pub node: Node,
 }
 
@@ -26,6 +29,32 @@ pub struct RestorePlan {
     pub symlinks: Vec<(PathBuf, Node)>,
     /// (path, path of the first file of the same inode), created last.
     pub hardlinks: Vec<(PathBuf, PathBuf)>,
+}
+
+impl RestorePlan {
+    /// A temp name that is also a path of the plan (a file named `.a.kura-restore`
+    /// beside `a`) would make one file clobber the other: such temp names get a
+    /// numeric suffix instead. Temp names never collide among themselves.
+    pub fn avoid_temp_collisions(&mut self) {
+        let temp_like =
+            |p: &&PathBuf| p.file_name().is_some_and(|n| n.as_bytes().windows(13).any(|w| w == b".kura-restore"));
+        let taken: HashSet<PathBuf> = (self.dirs.iter().map(|d| &d.0))
+            .chain(self.files.iter().map(|f| &f.rel))
+            .chain(self.symlinks.iter().map(|s| &s.0))
+            .chain(self.hardlinks.iter().map(|h| &h.0))
+            .filter(temp_like)
+            .cloned()
+            .collect();
+        for f in &mut self.files {
+            let mut n = 0;
+            while taken.contains(&f.tmp) {
+                n += 1;
+                let mut name = super::fs::temp_path(&f.rel).into_os_string();
+                name.push(format!(".{n}"));
+                f.tmp = PathBuf::from(name);
+            }
+        }
+    }
 }
 
 /// Where one needed blob goes: file index and byte offset.
@@ -107,7 +136,8 @@ impl<'a> Planner<'a> {
                     }
                     self.links.insert((n.device, n.inode), rel.to_path_buf());
                 }
-                self.plan.files.push(FileItem { rel: rel.to_path_buf(), node: n.clone() });
+                let tmp = super::fs::temp_path(rel);
+                self.plan.files.push(FileItem { rel: rel.to_path_buf(), tmp, node: n.clone() });
             }
         }
         Ok(())

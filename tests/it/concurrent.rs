@@ -9,9 +9,7 @@ use crate::util::*;
 fn backups_at_once(r: &TestRepo, sources: &[&Path]) -> Vec<String> {
     let children: Vec<_> = sources
         .iter()
-        .map(|src| {
-            r.cmd(["--json", "backup", s(src)]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-        })
+        .map(|src| r.cmd(["--json", "backup", s(src)]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
         .collect();
     children
         .into_iter()

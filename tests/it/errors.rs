@@ -82,7 +82,8 @@ fn unknown_and_ambiguous_snapshots() {
 
     // Unknown ids: exit 2 and a message naming what was asked for.
     let all: Vec<&String> = by_digit.values().flatten().collect();
-    let unknown = ["00000000", "ffffffff", "12345678"].into_iter().find(|c| !all.iter().any(|id| id.starts_with(c))).unwrap();
+    let unknown =
+        ["00000000", "ffffffff", "12345678"].into_iter().find(|c| !all.iter().any(|id| id.starts_with(c))).unwrap();
     r.kura(["ls", unknown]).code(2).stderr_has("no snapshot matches").stderr_has(unknown);
     r.restore(unknown, &target, &[]).code(2).stderr_has("no snapshot matches");
     r.kura(["ls", "not-hex"]).code(2).stderr_has("no snapshot matches");

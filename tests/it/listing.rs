@@ -54,7 +54,8 @@ fn snapshots_filters() {
 
 /// Paths of `src` and its parents as `ls` shows them.
 fn expected_ls_paths(src: &Path) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = src.ancestors().filter(|p| *p != Path::new("/")).map(|p| s(p).to_string()).collect();
+    let mut out: BTreeSet<String> =
+        src.ancestors().filter(|p| *p != Path::new("/")).map(|p| s(p).to_string()).collect();
     for (rel, e) in scan(src) {
         if e.kind != EntryKind::Special && !rel.as_os_str().is_empty() {
             out.insert(s(&src.join(rel)).to_string());
@@ -130,7 +131,8 @@ fn restore_only_included_files() {
     r.restore("latest", &target, &["--include", "*.txt"]).ok();
     let copy = restored(&target, &src);
     let got = files_under(&copy);
-    let want: BTreeSet<PathBuf> = files_under(&src).into_iter().filter(|p| p.extension() == Some("txt".as_ref())).collect();
+    let want: BTreeSet<PathBuf> =
+        files_under(&src).into_iter().filter(|p| p.extension() == Some("txt".as_ref())).collect();
     assert!(want.len() >= 5, "{want:?}");
     assert_eq!(got, want);
     for f in &want {
@@ -181,4 +183,79 @@ fn an_interrupted_restore_resumes() {
     assert_eq!(num(&third, "files_restored"), 0, "{third:#}");
     assert_eq!(num(&third, "files_skipped"), n, "{third:#}");
     assert_same_tree(&src, &copy, FULL);
+}
+
+#[test]
+fn backup_excludes() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    sample_tree(&src, 64 << 10);
+    write(&src.join("cache/big.tmp"), "scratch");
+    write(&src.join("keep/small.tmp"), "scratch too");
+    let cache = src.join("cache");
+    let b = r.backup(&[&src], &["--exclude", "*.tmp", "--exclude", s(&cache), "--exclude", "*.bin"]);
+    let paths: BTreeSet<String> = r
+        .kura(["--json", "ls", "latest"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| text(e, "path").to_string())
+        .collect();
+    assert!(paths.contains(s(&src.join("keep"))), "{paths:?}");
+    assert!(paths.contains(s(&src.join("hello.txt"))), "{paths:?}");
+    for gone in ["cache", "cache/big.tmp", "keep/small.tmp", "data/random.bin"] {
+        assert!(!paths.contains(s(&src.join(gone))), "{gone} was not excluded: {paths:?}\n{b:#}");
+    }
+}
+
+#[test]
+fn backup_paths_are_made_absolute_and_clean() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    write(&src.join("sub/f.txt"), "f\n");
+    // Relative, with `.` and `..` and a trailing slash: stored as the plain absolute path.
+    let mut c = r.cmd(["--json", "backup", "src/../src/./sub/../"]);
+    c.current_dir(r.base());
+    let b = run(&mut c).ok().json();
+    let snaps = r.snapshots(&[]);
+    assert_eq!(snaps[0]["paths"], serde_json::json!([s(&src)]), "{b:#}");
+    let paths: BTreeSet<String> = r
+        .kura(["--json", "ls", "latest"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| text(e, "path").to_string())
+        .collect();
+    assert_eq!(paths, expected_ls_paths(&src));
+    let target = r.base().join("target");
+    r.restore("latest", &target, &[]).ok();
+    assert_same_tree(&src, &restored(&target, &src), FULL);
+    // The same path spelled plainly finds it as its parent.
+    let again = r.backup(&[&src], &[]);
+    assert_eq!(again["parent"], b["snapshot"]);
+}
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    for i in 0..50 {
+        write(&src.join(format!("f{i}")), "x");
+    }
+    r.backup(&[&src], &[]);
+    // The reader goes away before kura prints (`kura ls latest | head -0`).
+    let mut child = r
+        .cmd(["ls", "latest"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked") && o.status.code() != Some(101), "{:?}\n{stderr}", o.status);
 }

@@ -258,7 +258,6 @@ pub struct Sample {
     pub files: Vec<&'static str>,
     pub random: &'static str,
     pub sparse: &'static str,
-    pub sparse_len: u64,
 }
 
 pub const SPARSE_LEN: u64 = 4 << 20;
@@ -325,7 +324,6 @@ pub fn sample_tree(root: &Path, random_len: usize) -> Sample {
         ],
         random: "data/random.bin",
         sparse: "sparse.img",
-        sparse_len: SPARSE_LEN,
     }
 }
 
@@ -341,7 +339,10 @@ pub fn set_times_deepest_first(root: &Path) {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {
-    File { size: u64, hash: String },
+    File {
+        size: u64,
+        hash: String,
+    },
     Dir,
     Symlink(PathBuf),
     /// Fifo, socket, device: not backed up.
@@ -471,17 +472,15 @@ pub fn assert_same_tree(src: &Path, dst: &Path, cmp: Compare) {
         }
         for ino in inodes {
             if let Some(other) = dst_inodes.insert(ino, names[0]) {
-                problems.push(format!("{} and {} share an inode in the copy only", other.display(), names[0].display()));
+                problems.push(format!(
+                    "{} and {} share an inode in the copy only",
+                    other.display(),
+                    names[0].display()
+                ));
             }
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} differs from {}:\n  {}",
-        dst.display(),
-        src.display(),
-        problems.join("\n  ")
-    );
+    assert!(problems.is_empty(), "{} differs from {}:\n  {}", dst.display(), src.display(), problems.join("\n  "));
 }
 
 /// Files and directories under `root` with sizes and content hashes: what must not
