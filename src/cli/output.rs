@@ -13,15 +13,13 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// `bytes_msg` is shown before the byte counters ("backing up", "restoring").
+    /// A spinner with byte counters until the total is known, then a bar.
     pub fn new(show: bool, msg: &'static str) -> Self {
         let bar = show.then(|| {
             let b = ProgressBar::new(0);
             b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} {spinner} [{elapsed_precise}] {bytes} ({binary_bytes_per_sec}) {wide_bar} {percent}%",
-                )
-                .expect("valid template"),
+                ProgressStyle::with_template("{msg} {spinner} [{elapsed_precise}] {bytes} ({binary_bytes_per_sec})")
+                    .expect("valid template"),
             );
             b.set_message(msg);
             b.enable_steady_tick(Duration::from_millis(200));
@@ -39,6 +37,12 @@ impl Bar {
 impl Progress for Bar {
     fn set_total(&self, total: u64) {
         if let Some(b) = &self.bar {
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({binary_bytes_per_sec}, {eta} left)",
+                )
+                .expect("valid template"),
+            );
             b.set_length(total);
         }
     }
