@@ -55,7 +55,7 @@ impl Backend for LocalBackend {
         if self.path(Kind::Config, "").exists() {
             return Err(BackendError::AlreadyExists { object: format!("repository at {}", self.location()) });
         }
-        for d in ["keys", "index", "snapshots", "locks", "tmp"] {
+        for d in ["keys", "index", "snapshots", "locks", "pending", "tmp"] {
             fs::create_dir_all(self.root.join(d)).map_err(err)?;
         }
         for i in 0..=255u8 {

@@ -12,6 +12,7 @@
 //! The trait is synchronous: the backup and restore pipelines call it from their
 //! own worker threads (see docs/ARCHITECTURE.md for why).
 
+pub mod fault;
 pub mod local;
 pub mod memory;
 
@@ -26,6 +27,8 @@ pub enum Kind {
     Index,
     Snapshot,
     Lock,
+    /// Records of packs that prune has taken out of the index and will delete later.
+    Pending,
 }
 
 impl Kind {
@@ -37,6 +40,7 @@ impl Kind {
             Kind::Index => "index",
             Kind::Snapshot => "snapshots",
             Kind::Lock => "locks",
+            Kind::Pending => "pending",
         }
     }
 }
@@ -50,6 +54,7 @@ impl fmt::Display for Kind {
             Kind::Index => "index",
             Kind::Snapshot => "snapshot",
             Kind::Lock => "lock",
+            Kind::Pending => "pending-deletion record",
         })
     }
 }

@@ -50,6 +50,9 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     let host = opts.host.clone().unwrap_or_else(crate::host_name);
     let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
 
+    // The lock goes first: prune must know this backup may rely on the index it
+    // is about to read (see repo::lock).
+    let lock = crate::repo::lock::LockGuard::acquire(repo, crate::repo::lock::LockKind::Shared, "backup")?;
     let mut index = repo.load_index()?;
     let adopted = repo.index_unindexed_packs(&mut index)?;
     if adopted > 0 {
@@ -105,8 +108,11 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
         partial: !a.warnings.is_empty(),
         summary: Some(summary),
         program_version: format!("kura {}", env!("CARGO_PKG_VERSION")),
+        original: None,
     };
+    lock.check_fresh()?;
     let id = repo.save_json(Kind::Snapshot, &snapshot)?;
+    drop(lock);
     Ok(BackupOutcome { id, snapshot, warnings: a.warnings })
 }
 

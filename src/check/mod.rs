@@ -101,8 +101,13 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
             Some(_) => {}
         }
     }
+    let pending = repo.pending_packs()?;
     for name in stored.keys() {
-        if PackId::from_hex(name).map_or(true, |id| !index.has_pack(&id)) {
+        let id = PackId::from_hex(name).ok();
+        if id.is_some_and(|id| pending.contains(&id)) {
+            continue; // prune took it out of the index and deletes it later
+        }
+        if id.is_none_or(|id| !index.has_pack(&id)) {
             rep.warnings.push(format!(
                 "pack {name} is not in any index (left by an interrupted backup; the next backup indexes it)"
             ));

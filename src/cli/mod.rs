@@ -2,9 +2,11 @@
 
 mod backup;
 mod check;
+mod forget;
 mod key;
 mod ls;
 mod output;
+mod prune;
 mod restore;
 mod snapshots;
 
@@ -58,6 +60,13 @@ enum Command {
     Restore(restore::Args),
     /// Verify the repository: structure, and optionally the stored data
     Check(check::Args),
+    /// Remove snapshots by a retention policy
+    Forget(forget::Args),
+    /// Free space: remove data no snapshot needs, repack mostly-unused packs
+    Prune(prune::Args),
+    /// Rebuild the index, or rewrite snapshots that need lost data
+    #[command(subcommand)]
+    Repair(prune::RepairCommand),
     /// Manage the passphrases that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -130,6 +139,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
+        Command::Forget(a) => forget::run(&ctx, a),
         Command::Key(k) => key::run(&ctx, k),
+        Command::Prune(a) => prune::run(&ctx, a),
+        Command::Repair(r) => prune::repair(&ctx, r),
     }
 }

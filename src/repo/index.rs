@@ -38,6 +38,17 @@ pub struct IndexBlob {
 }
 
 impl IndexPack {
+    pub fn blob(id: BlobId, loc: &Location) -> IndexBlob {
+        IndexBlob {
+            id,
+            blob_type: loc.blob_type,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+            compressed: loc.compressed,
+        }
+    }
+
     pub fn new(id: PackId, size: u64, entries: &[PackEntry]) -> Self {
         IndexPack {
             id,
@@ -177,6 +188,31 @@ impl Index {
     /// Every indexed pack with the size the index expects.
     pub fn packs(&self) -> impl Iterator<Item = (PackId, u64)> + '_ {
         self.packs.iter().copied().zip(self.pack_sizes.iter().copied())
+    }
+
+    /// Position of a blob in the sorted table. Only for a compacted index (as
+    /// `Repository::load_index` returns): positions let prune keep a 1-bit-per-blob
+    /// "used" map instead of a set of ids.
+    pub fn position(&self, id: &BlobId) -> Option<usize> {
+        debug_assert!(self.recent.is_empty(), "position() needs a compacted index");
+        self.sorted.binary_search_by(|s| cmp_ids(&s.id, id)).ok()
+    }
+
+    /// The blob at a position (see `position`).
+    pub fn at(&self, pos: usize) -> (BlobId, Location) {
+        let id = self.sorted[pos].id;
+        (id, self.get(&id).expect("position in range"))
+    }
+
+    /// Every position, ordered by pack and offset: one pass builds per-pack lists
+    /// without materialising them all at once.
+    pub fn positions_by_pack(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = (0..self.sorted.len() as u32).collect();
+        v.sort_unstable_by_key(|&p| {
+            let s = &self.sorted[p as usize];
+            (s.pack, s.offset)
+        });
+        v
     }
 
     pub fn blob_count(&self) -> usize {

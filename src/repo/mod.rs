@@ -6,6 +6,7 @@
 
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
@@ -28,6 +29,14 @@ use tree::Tree;
 pub const FORMAT_VERSION: u32 = 1;
 /// Packs are closed once they reach this size.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+
+/// Written by prune: these packs left the index at `marked_at` and are deleted by a
+/// later prune, once no backup that started before `marked_at` is still running.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingRecord {
+    pub marked_at: chrono::DateTime<chrono::Utc>,
+    pub packs: Vec<crate::types::PackId>,
+}
 
 /// The repository config, stored sealed at `config`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,6 +130,29 @@ impl Repository {
         Ok(id)
     }
 
+    /// Stores a sealed file under a chosen name (locks): no content-hash naming.
+    pub fn save_sealed<T: Serialize>(&self, kind: Kind, name: &str, value: &T) -> Result<()> {
+        let json = serde_json::to_vec(value).expect("metadata serializes");
+        self.backend.put(kind, name, &self.key.encrypt(&json))?;
+        Ok(())
+    }
+
+    pub fn load_sealed<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<T> {
+        let object = object_name(kind, name);
+        let json = self.key.decrypt(&self.backend.get(kind, name)?, &object)?;
+        serde_json::from_slice(&json).map_err(|e| Error::corrupt(object, e.to_string()))
+    }
+
+    /// Packs that prune took out of the index and will delete once it is safe.
+    pub fn pending_packs(&self) -> Result<std::collections::HashSet<crate::types::PackId>> {
+        let mut out = std::collections::HashSet::new();
+        for (name, _) in self.backend.list(Kind::Pending)? {
+            let rec: PendingRecord = self.load_json(Kind::Pending, &name)?;
+            out.extend(rec.packs);
+        }
+        Ok(out)
+    }
+
     /// Loads a metadata file, checking its content hash against its name.
     pub fn load_json<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<T> {
         let object = object_name(kind, name);
@@ -150,7 +182,12 @@ impl Repository {
     pub fn snapshots(&self) -> Result<Vec<(FileId, Snapshot)>> {
         let mut out = Vec::new();
         for (name, _) in self.backend.list(Kind::Snapshot)? {
-            let snap: Snapshot = self.load_json(Kind::Snapshot, &name)?;
+            let snap: Snapshot = match self.load_json(Kind::Snapshot, &name) {
+                Ok(s) => s,
+                // Removed by a concurrent forget between the listing and the read.
+                Err(Error::Backend(e)) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
             out.push((FileId::from_hex(&name)?, snap));
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
@@ -194,9 +231,10 @@ impl Repository {
     /// backup leaves behind. Their blobs become reusable. Returns how many were added.
     pub fn index_unindexed_packs(&self, index: &mut Index) -> Result<usize> {
         let mut file = IndexFile::default();
+        let pending = self.pending_packs()?;
         for (name, size) in self.backend.list(Kind::Pack)? {
             let id = crate::types::PackId::from_hex(&name)?;
-            if index.has_pack(&id) {
+            if index.has_pack(&id) || pending.contains(&id) {
                 continue;
             }
             match self.read_pack_header(&name, size) {

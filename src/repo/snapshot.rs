@@ -26,6 +26,9 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<BackupSummary>,
     pub program_version: String,
+    /// Set by `kura repair snapshots`: the snapshot this one replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<FileId>,
 }
 
 /// Figures of the backup that wrote a snapshot.
@@ -86,6 +89,7 @@ mod tests {
             partial: false,
             summary: None,
             program_version: "t".into(),
+            original: None,
         }
     }
 

@@ -8,6 +8,7 @@ mod corruption;
 mod crash;
 mod dedup;
 mod errors;
+mod forget;
 mod help;
 mod keys;
 mod listing;

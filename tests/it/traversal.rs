@@ -85,6 +85,7 @@ fn snapshot(repo: &Repository, nodes: Vec<Node>) -> String {
         partial: false,
         summary: None,
         program_version: "handcrafted".into(),
+        original: None,
     };
     repo.save_json(Kind::Snapshot, &snap).unwrap().to_hex()
 }

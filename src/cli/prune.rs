@@ -1,0 +1,115 @@
+//! `kura prune` and `kura repair`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use kura::prune::{self, PruneOptions, PruneReport};
+
+use super::{output, Ctx, EXIT_PARTIAL};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Show what would be removed and repacked, change nothing
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Repack a pack when more than PCT percent of it is unused
+    #[arg(long, value_name = "PCT", default_value_t = 25.0)]
+    max_unused: f64,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    if !(0.0..=100.0).contains(&a.max_unused) {
+        anyhow::bail!("--max-unused must be between 0 and 100, got {}", a.max_unused);
+    }
+    let repo = ctx.open()?;
+    run_on(ctx, &repo, a.dry_run, a.max_unused)
+}
+
+fn run_on(
+    ctx: &Ctx,
+    repo: &std::sync::Arc<kura::repo::Repository>,
+    dry_run: bool,
+    max_unused: f64,
+) -> Result<ExitCode> {
+    let bar = output::Bar::new(ctx.show_progress(), "repacking");
+    let res = prune::run(repo, &PruneOptions { dry_run, max_unused_pct: max_unused }, &bar);
+    bar.finish();
+    let r = res?;
+    if ctx.json {
+        output::print_json(&r)?;
+    } else {
+        print_report(&r);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_report(r: &PruneReport) {
+    let verb = if r.dry_run { "would be" } else { "were" };
+    println!("{} snapshots use {} of {} blobs in {} packs", r.snapshots, r.blobs_used, r.blobs, r.packs);
+    println!(
+        "{} packs ({}) {verb} taken out of the index, {} of them repacked ({} read); deleted by a later prune",
+        r.packs_marked,
+        output::bytes(r.bytes_marked),
+        r.packs_repacked,
+        output::bytes(r.bytes_repacked)
+    );
+    println!("{} packs marked earlier {verb} deleted: {} freed", r.packs_deleted, output::bytes(r.bytes_freed));
+    if r.packs_reinstated > 0 {
+        println!("{} packs marked earlier {verb} put back: a backup uses them again", r.packs_reinstated);
+    }
+    if r.packs_waiting > 0 {
+        println!("{} packs marked earlier wait for running operations:", r.packs_waiting);
+        for w in &r.waiting_for {
+            println!("    {w}");
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers
+    Index,
+    /// Rewrite snapshots that need lost data, keeping what is still readable
+    Snapshots {
+        /// Show what would be dropped, change nothing
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+}
+
+pub fn repair(ctx: &Ctx, cmd: RepairCommand) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    match cmd {
+        RepairCommand::Index => {
+            let r = kura::repair::repair_index(&repo)?;
+            if ctx.json {
+                output::print_json(&r)?;
+            } else {
+                println!(
+                    "indexed {} blobs in {} packs; replaced {} index files",
+                    r.blobs_indexed, r.packs_indexed, r.old_index_files
+                );
+                for p in &r.unreadable_packs {
+                    println!("warning: unreadable pack left out: {p}");
+                }
+            }
+            Ok(if r.unreadable_packs.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+        }
+        RepairCommand::Snapshots { dry_run } => {
+            let r = kura::repair::repair_snapshots(&repo, dry_run)?;
+            if ctx.json {
+                output::print_json(&r)?;
+            } else {
+                println!("checked {} snapshots, {} need repair", r.snapshots_checked, r.repaired.len());
+                for s in &r.repaired {
+                    println!("snapshot {} -> {}", &s.old[..8], &s.new[..8.min(s.new.len())]);
+                    for d in &s.dropped {
+                        println!("    dropped {d}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `kura prune`: free the space of blobs no snapshot needs, without ever blocking
+//! a backup. Deletion is two-phase (docs/FORMAT.md, "Prune"):
+//!
+//! 1. A prune takes unused and repacked packs out of the index and records them in
+//!    a pending-deletion record stamped with the time the new index was complete.
+//! 2. A later prune deletes them, once no backup that started before that stamp is
+//!    still alive. If a backup that was running meanwhile reused one of their blobs,
+//!    the pack is put back into the index instead.
+//!
+//! Prune first plans (`plan.rs`), refusing on any damage, then executes in a crash-safe
+//! order: new packs, new index, old index files removed, pending record, deletions.
+
+mod plan;
+mod usage;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::backend::Kind;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::index::{IndexFile, IndexPack};
+use crate::repo::lock::{LockGuard, LockKind};
+use crate::repo::pack::{open_blob, PackBuilder};
+use crate::repo::{PendingRecord, Repository};
+use crate::types::{BlobType, PackId};
+pub use plan::{PackAction, PrunePlan};
+
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub dry_run: bool,
+    /// A pack whose unused share exceeds this percentage is repacked.
+    pub max_unused_pct: f64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { dry_run: false, max_unused_pct: 25.0 }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub snapshots: u64,
+    pub packs: u64,
+    pub blobs: u64,
+    pub blobs_used: u64,
+    /// Packs taken out of the index now, deleted by a later prune.
+    pub packs_marked: u64,
+    pub bytes_marked: u64,
+    /// Packs whose used blobs were copied into new packs (then marked).
+    pub packs_repacked: u64,
+    pub bytes_repacked: u64,
+    /// Packs marked by an earlier prune and deleted now.
+    pub packs_deleted: u64,
+    pub bytes_freed: u64,
+    /// Packs marked earlier that a backup started using again.
+    pub packs_reinstated: u64,
+    /// Packs marked earlier that must wait for running backups.
+    pub packs_waiting: u64,
+    pub waiting_for: Vec<String>,
+}
+
+/// Bytes of index entries per index file written by prune; bounds memory.
+const BLOBS_PER_INDEX_FILE: usize = 50_000;
+
+pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    let lock = LockGuard::acquire(repo, LockKind::Exclusive, "prune")?;
+    let plan = plan::make(repo, opts)?;
+    let mut rep = plan.report(opts.dry_run);
+    if opts.dry_run {
+        return Ok(rep);
+    }
+    // 1. New packs for the used blobs of packs being repacked.
+    progress.set_total(plan.repack_bytes());
+    let new_packs = repack(repo, &plan, progress)?;
+    // 2. The new index: kept packs, reinstated packs and new packs.
+    write_index(repo, &plan, &new_packs)?;
+    // 3. Old index files go only after the new ones are durable.
+    for name in &plan.index_files {
+        delete_ignoring_missing(repo, Kind::Index, name)?;
+    }
+    // 4. Record what left the index, stamped after the new index is complete.
+    let marked: Vec<PackId> = plan.to_mark().collect();
+    rewrite_pending(repo, &plan, marked)?;
+    // 5. Phase two: packs marked by earlier prunes, now safe to delete.
+    for id in plan.deletable() {
+        delete_ignoring_missing(repo, Kind::Pack, &id.to_hex())?;
+    }
+    for name in &plan.pending_files {
+        delete_ignoring_missing(repo, Kind::Pending, name)?;
+    }
+    lock.check_fresh()?;
+    rep.packs_repacked = plan.count(PackAction::Repack);
+    Ok(rep)
+}
+
+fn delete_ignoring_missing(repo: &Repository, kind: Kind, name: &str) -> Result<()> {
+    match repo.backend().delete(kind, name) {
+        Err(e) if e.is_not_found() => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// Copies the used blobs of repacked packs, verified, into new packs.
+fn repack(repo: &Repository, plan: &PrunePlan, progress: &dyn Progress) -> Result<Vec<IndexPack>> {
+    let pack_size = repo.config().pack_size as usize;
+    let mut out = Vec::new();
+    let mut open: HashMap<BlobType, PackBuilder> = HashMap::new();
+    for (id, blobs) in plan.repack_sources() {
+        let bytes = repo.backend().get(Kind::Pack, &id.to_hex())?;
+        for (bid, loc) in blobs {
+            let sealed = bytes
+                .get(loc.offset as usize..(loc.offset + loc.length) as usize)
+                .ok_or_else(|| Error::corrupt(format!("pack {id}"), "shorter than its index says"))?;
+            open_blob(repo.key(), &loc.entry(bid), sealed, &id)?; // never copy damage
+            let p = open.entry(loc.blob_type).or_insert_with(|| PackBuilder::new(pack_size));
+            p.add(bid, loc.blob_type, sealed, loc.raw_length, loc.compressed);
+            if p.len() >= pack_size {
+                let p = open.remove(&loc.blob_type).expect("present");
+                out.push(store_pack(repo, p)?);
+            }
+        }
+        progress.advance(bytes.len() as u64);
+    }
+    for (_, p) in open {
+        out.push(store_pack(repo, p)?);
+    }
+    Ok(out)
+}
+
+fn store_pack(repo: &Repository, p: PackBuilder) -> Result<IndexPack> {
+    let (id, bytes, entries) = p.finish(repo.key());
+    repo.backend().put(Kind::Pack, &id.to_hex(), &bytes)?;
+    Ok(IndexPack::new(id, bytes.len() as u64, &entries))
+}
+
+/// Writes the whole new index in files of bounded size.
+fn write_index(repo: &Repository, plan: &PrunePlan, new_packs: &[IndexPack]) -> Result<()> {
+    let mut file = IndexFile::default();
+    let mut blobs = 0;
+    let flush = |file: &mut IndexFile, blobs: &mut usize, force: bool| -> Result<()> {
+        if (force && !file.packs.is_empty()) || *blobs >= BLOBS_PER_INDEX_FILE {
+            repo.save_json(Kind::Index, &std::mem::take(file))?;
+            *blobs = 0;
+        }
+        Ok(())
+    };
+    for p in plan.kept_index_packs().chain(new_packs.iter().cloned()) {
+        blobs += p.blobs.len();
+        file.packs.push(p);
+        flush(&mut file, &mut blobs, false)?;
+    }
+    flush(&mut file, &mut blobs, true)
+}
+
+/// Replaces the pending records read by the plan with one record: packs still
+/// waiting (with their original stamp) and packs marked now (stamped now).
+fn rewrite_pending(repo: &Repository, plan: &PrunePlan, marked: Vec<PackId>) -> Result<()> {
+    for (marked_at, packs) in plan.still_waiting() {
+        repo.save_json(Kind::Pending, &PendingRecord { marked_at, packs })?;
+    }
+    if !marked.is_empty() {
+        repo.save_json(Kind::Pending, &PendingRecord { marked_at: Utc::now(), packs: marked })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Lock objects: how backups and prune know about each other without waiting.
+//!
+//! A backup never takes an exclusive lock. It writes a *shared* lock object when it
+//! starts, refreshes it every few minutes, and removes it when done. Prune reads
+//! these to decide when a pack it took out of the index can really be deleted: only
+//! once no backup that started before that moment is still alive (docs/FORMAT.md,
+//! "Prune"). Prune itself takes an *exclusive* lock against other prunes only.
+
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::Repository;
+use crate::backend::Kind;
+use crate::error::{Error, Result};
+
+/// How often a running operation rewrites its lock.
+pub const REFRESH: Duration = Duration::from_secs(5 * 60);
+/// A lock not refreshed for this long belongs to a dead process and is ignored.
+pub const STALE: chrono::Duration = chrono::Duration::minutes(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    /// Backups (and anything else that only adds objects).
+    Shared,
+    /// Prune: at most one at a time.
+    Exclusive,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub kind: LockKind,
+    pub purpose: String,
+    pub host: String,
+    pub pid: u32,
+    pub started: DateTime<Utc>,
+    pub refreshed: DateTime<Utc>,
+}
+
+impl LockInfo {
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        now - self.refreshed > STALE
+    }
+}
+
+/// Every lock object; an unreadable one counts as a live lock from the beginning of
+/// time, so it can only make prune more careful.
+pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
+    let mut out = Vec::new();
+    for (name, _) in repo.backend().list(Kind::Lock)? {
+        let info = match repo.load_sealed::<LockInfo>(Kind::Lock, &name) {
+            Ok(i) => i,
+            Err(Error::Backend(e)) if e.is_not_found() => continue, // removed meanwhile
+            Err(_) => LockInfo {
+                kind: LockKind::Shared,
+                purpose: "unreadable lock".into(),
+                host: "?".into(),
+                pid: 0,
+                started: DateTime::<Utc>::UNIX_EPOCH,
+                refreshed: Utc::now(),
+            },
+        };
+        out.push((name, info));
+    }
+    Ok(out)
+}
+
+struct Shared {
+    name: String,
+    refreshed: DateTime<Utc>,
+}
+
+/// A held lock; refreshed by a background thread, removed on drop.
+pub struct LockGuard {
+    repo: Arc<Repository>,
+    state: Arc<Mutex<Shared>>,
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn write_lock(repo: &Repository, info: &LockInfo) -> Result<String> {
+    let mut rnd = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut rnd);
+    let name = hex::encode(rnd);
+    repo.save_sealed(Kind::Lock, &name, info)?;
+    Ok(name)
+}
+
+impl LockGuard {
+    /// Takes a lock. An exclusive lock fails when another live exclusive lock exists.
+    pub fn acquire(repo: &Arc<Repository>, kind: LockKind, purpose: &str) -> Result<LockGuard> {
+        let now = Utc::now();
+        if kind == LockKind::Exclusive {
+            for (name, l) in list_locks(repo)? {
+                if l.kind == LockKind::Exclusive && !l.is_stale(now) {
+                    return Err(Error::invalid(
+                        "lock",
+                        format!(
+                            "{} (pid {} on {}, started {}) holds the repository's exclusive lock {}; wait for it, or remove locks/{name} if that process is gone",
+                            l.purpose, l.pid, l.host, l.started, &name[..8]
+                        ),
+                    ));
+                }
+            }
+        }
+        let info = LockInfo {
+            kind,
+            purpose: purpose.into(),
+            host: crate::host_name(),
+            pid: std::process::id(),
+            started: now,
+            refreshed: now,
+        };
+        let name = write_lock(repo, &info)?;
+        let state = Arc::new(Mutex::new(Shared { name, refreshed: now }));
+        let (tx, rx) = channel::<()>();
+        let (repo2, state2) = (repo.clone(), state.clone());
+        let thread = std::thread::Builder::new()
+            .name("kura-lock".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(REFRESH) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let now = Utc::now();
+                let info = LockInfo { refreshed: now, ..info.clone() };
+                if let Ok(new) = write_lock(&repo2, &info) {
+                    let mut s = state2.lock().unwrap();
+                    let old = std::mem::replace(&mut s.name, new);
+                    s.refreshed = now;
+                    let _ = repo2.backend().delete(Kind::Lock, &old);
+                }
+            })
+            .expect("spawn lock refresher");
+        Ok(LockGuard { repo: repo.clone(), state, stop: Some(tx), thread: Some(thread) })
+    }
+
+    /// Fails if the lock went unrefreshed long enough for others to think this
+    /// process dead (for example after the machine slept): a backup must then not
+    /// write its snapshot, since prune may have deleted data it relies on.
+    pub fn check_fresh(&self) -> Result<()> {
+        let s = self.state.lock().unwrap();
+        if Utc::now() - s.refreshed > STALE {
+            return Err(Error::invalid(
+                "lock",
+                "this process's lock expired (was it suspended?); the snapshot was not written, run the backup again",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let name = self.state.lock().unwrap().name.clone();
+        let _ = self.repo.backend().delete(Kind::Lock, &name);
+    }
+}
