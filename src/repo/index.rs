@@ -167,14 +167,18 @@ impl Index {
     }
 
     pub fn get(&self, id: &BlobId) -> Option<Location> {
-        self.slot(id).map(|s| Location {
+        self.slot(id).map(|s| self.location(s))
+    }
+
+    fn location(&self, s: &Slot) -> Location {
+        Location {
             pack: self.packs[s.pack as usize],
             offset: s.offset,
             length: s.length,
             raw_length: s.raw_length,
             blob_type: if s.flags & F_TREE != 0 { BlobType::Tree } else { BlobType::Data },
             compressed: s.flags & F_COMPRESSED != 0,
-        })
+        }
     }
 
     pub fn contains(&self, id: &BlobId) -> bool {
@@ -200,8 +204,8 @@ impl Index {
 
     /// The blob at a position (see `position`).
     pub fn at(&self, pos: usize) -> (BlobId, Location) {
-        let id = self.sorted[pos].id;
-        (id, self.get(&id).expect("position in range"))
+        let s = &self.sorted[pos];
+        (s.id, self.location(s))
     }
 
     /// Every position, ordered by pack and offset: one pass builds per-pack lists
@@ -221,7 +225,7 @@ impl Index {
 
     /// Every (blob, location), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (BlobId, Location)> + '_ {
-        self.sorted.iter().chain(self.recent.values()).map(|s| (s.id, self.get(&s.id).unwrap()))
+        self.sorted.iter().chain(self.recent.values()).map(|s| (s.id, self.location(s)))
     }
 }
 

@@ -15,5 +15,6 @@ mod listing;
 mod partial;
 mod passphrase;
 mod roundtrip;
+mod rotation;
 mod traversal;
 mod util;
