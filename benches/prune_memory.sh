@@ -39,8 +39,9 @@ PY
   restic -r "$WORK/restic" init -q
   restic -r "$WORK/restic" backup -q "$WORK/files/half0"
   restic -r "$WORK/restic" backup -q "$WORK/files/half1"
-  restic -r "$WORK/restic" forget -q --path "$WORK/files/half1" --keep-last 0 2>/dev/null \
-    || restic -r "$WORK/restic" forget -q "$(restic -r "$WORK/restic" snapshots --json --path "$WORK/files/half1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+  second=$(restic -r "$WORK/restic" snapshots --json --path "$WORK/files/half1" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+  restic -r "$WORK/restic" forget -q "$second"
   echo "restic prune:"; t restic -r "$WORK/restic" prune -q
   echo "restic check:"; t restic -r "$WORK/restic" check -q
 fi
