@@ -53,7 +53,13 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     // The lock goes first: prune must know this backup may rely on the index it
     // is about to read (see repo::lock).
     let lock = crate::repo::lock::LockGuard::acquire(repo, crate::repo::lock::LockKind::Shared, "backup")?;
-    let mut index = repo.load_index()?;
+    // Packs pending deletion are read next, and left out of the index this backup
+    // deduplicates against: only a backup whose lock is older than their mark may
+    // rely on them (docs/FORMAT.md, "Prune"). Reading the records before the index
+    // closes the gap with a prune that deletes them meanwhile (it removes them from
+    // the index first and deletes the record last).
+    let pending = repo.pending_packs()?;
+    let mut index = repo.load_index_without(&pending)?;
     let adopted = repo.index_unindexed_packs(&mut index)?;
     if adopted > 0 {
         tracing::info!(packs = adopted, "indexed packs left by an interrupted backup");

@@ -33,9 +33,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let read = match (&a.read_data, &a.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(s)) if s.starts_with("next/") => {
-            let m: u32 = s[5..].parse().ok().filter(|m| (1..=256).contains(m)).ok_or_else(|| {
-                anyhow::anyhow!("--read-data-subset {s:?}: expected next/M with 1 <= M <= 256")
-            })?;
+            let m: u32 = s[5..]
+                .parse()
+                .ok()
+                .filter(|m| (1..=256).contains(m))
+                .ok_or_else(|| anyhow::anyhow!("--read-data-subset {s:?}: expected next/M with 1 <= M <= 256"))?;
             let file = rotation_file(&repo.config().id);
             let last: u32 = std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
             let n = last % m + 1;
@@ -49,7 +51,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         (false, None) => ReadData::None,
     };
     let bar = output::Bar::new(ctx.show_progress() && read != ReadData::None, "reading packs");
+    let lock = kura::repo::lock::reader_lock(&repo, "check");
     let res = check::run(&repo, read, &bar);
+    drop(lock);
     bar.finish();
     let r = res?;
     if let Some((file, n)) = rotation.filter(|_| r.is_clean()) {

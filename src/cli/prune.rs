@@ -103,7 +103,8 @@ pub fn repair(ctx: &Ctx, cmd: RepairCommand) -> Result<ExitCode> {
             } else {
                 println!("checked {} snapshots, {} need repair", r.snapshots_checked, r.repaired.len());
                 for s in &r.repaired {
-                    println!("snapshot {} -> {}", &s.old[..8], &s.new[..8.min(s.new.len())]);
+                    let new = if r.dry_run { &s.new } else { &s.new[..8.min(s.new.len())] };
+                    println!("snapshot {} -> {new}", &s.old[..8]);
                     for d in &s.dropped {
                         println!("    dropped {d}");
                     }

@@ -58,7 +58,7 @@ pub struct PruneReport {
     /// Packs marked by an earlier prune and deleted now.
     pub packs_deleted: u64,
     pub bytes_freed: u64,
-    /// Packs marked earlier that a backup started using again.
+    /// Packs marked earlier that a snapshot uses again: no longer marked.
     pub packs_reinstated: u64,
     /// Packs marked earlier that must wait for running backups.
     pub packs_waiting: u64,
@@ -169,3 +169,6 @@ fn rewrite_pending(repo: &Repository, plan: &PrunePlan, marked: Vec<PackId>) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,10 +10,13 @@ use super::{PruneOptions, PruneReport};
 use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::repo::index::{Index, IndexFile, IndexPack, Location};
-use crate::repo::lock::list_locks;
+use crate::repo::lock::{list_locks, LockInfo};
 use crate::repo::pack::ENTRY_LEN;
 use crate::repo::{PendingRecord, Repository};
 use crate::types::{BlobId, PackId};
+
+/// Bytes of a pack's header beyond its entries: the seal and the length field.
+const HEADER_FIXED: u64 = crate::crypto::OVERHEAD as u64 + 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PackAction {
@@ -22,7 +25,8 @@ pub enum PackAction {
     Repack,
     /// No blob is used: mark the pack.
     Remove,
-    /// Marked by an earlier prune and not used again: leaves (or stays out of) the index.
+    /// Marked by an earlier prune and not used again: stays indexed while it waits,
+    /// leaves the index when it is deleted.
     Pending,
 }
 
@@ -38,44 +42,68 @@ pub struct PrunePlan {
     /// Headers of packs pending deletion that a snapshot uses again.
     reinstated: Vec<IndexPack>,
     deletable: Vec<PackId>,
+    /// Pending packs a snapshot uses again: no longer pending.
+    used_again: u64,
     waiting: BTreeMap<DateTime<Utc>, Vec<PackId>>,
     waiting_for: Vec<String>,
     snapshots: u64,
 }
 
 pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+    // Locks first. A backup that holds no lock now has written its index files and
+    // its snapshot, so the lists read below include them; one still running shows
+    // here. Read after the snapshots, a backup that ends in between would be in
+    // neither, and packs its snapshot uses could be deleted.
+    let now = Utc::now();
+    let live: Vec<(String, LockInfo)> = list_locks(repo)?.into_iter().filter(|(_, l)| !l.is_stale(now)).collect();
     let mut problems = Vec::new();
+    let stored: HashMap<String, u64> = repo.backend().list(Kind::Pack)?.into_iter().collect();
+
+    // Pending records before the index: their packs are added to the index last, so
+    // that a blob with a copy elsewhere (a repacked one) is located in that copy.
+    let mut records: Vec<PendingRecord> = Vec::new();
+    let pending_files: Vec<String> = repo.backend().list(Kind::Pending)?.into_iter().map(|(n, _)| n).collect();
+    for name in &pending_files {
+        records.push(repo.load_json(Kind::Pending, name)?);
+    }
+    let pending_ids: HashSet<PackId> = records.iter().flat_map(|r| r.packs.iter().copied()).collect();
+
     let mut index = Index::new();
     let index_files: Vec<String> = repo.backend().list(Kind::Index)?.into_iter().map(|(n, _)| n).collect();
+    let mut with_pending = Vec::new();
     for name in &index_files {
         match repo.load_json::<IndexFile>(Kind::Index, name) {
-            Ok(f) => f.packs.iter().for_each(|p| index.add_pack(p)),
+            Ok(f) => {
+                let (pend, rest): (Vec<_>, Vec<_>) = f.packs.iter().partition(|p| pending_ids.contains(&p.id));
+                rest.into_iter().for_each(|p| index.add_pack(p));
+                if !pend.is_empty() {
+                    with_pending.push(name);
+                }
+            }
             Err(e) => problems.push(e.to_string()),
         }
     }
+    for name in with_pending {
+        // Read again rather than kept: pending packs may hold most of the blobs.
+        let f: IndexFile = repo.load_json(Kind::Index, name)?;
+        f.packs.iter().filter(|p| pending_ids.contains(&p.id)).for_each(|p| index.add_pack(p));
+    }
     index.compact();
-    let stored: HashMap<String, u64> = repo.backend().list(Kind::Pack)?.into_iter().collect();
 
-    // Packs pending deletion, with their headers (a snapshot may use them again).
+    // Pending packs no index names (an interrupted prune) are read from their headers:
+    // a snapshot may still need them.
     let mut pending_index = Index::new();
-    let mut headers: HashMap<PackId, IndexPack> = HashMap::new();
-    let mut records = Vec::new();
-    let pending_files: Vec<String> = repo.backend().list(Kind::Pending)?.into_iter().map(|(n, _)| n).collect();
-    for name in &pending_files {
-        let rec: PendingRecord = repo.load_json(Kind::Pending, name)?;
-        for p in &rec.packs {
-            let Some(&size) = stored.get(&p.to_hex()) else { continue };
-            if let Ok(entries) = repo.read_pack_header(&p.to_hex(), size) {
-                let ip = IndexPack::new(*p, size, &entries);
-                pending_index.add_pack(&ip);
-                headers.insert(*p, ip);
-            }
+    for p in pending_ids.iter().filter(|p| !index.has_pack(p)) {
+        let Some(&size) = stored.get(&p.to_hex()) else { continue };
+        if let Ok(entries) = repo.read_pack_header(&p.to_hex(), size) {
+            pending_index.add_pack(&IndexPack::new(*p, size, &entries));
         }
-        records.push(rec);
     }
     pending_index.compact();
+    // A pack in several records (left by an interrupted prune) is decided once, under
+    // its latest stamp: the one more running backups can block.
+    records.sort_by_key(|r| std::cmp::Reverse(r.marked_at));
 
-    let pending_ids: HashSet<PackId> = records.iter().flat_map(|r| r.packs.iter().copied()).collect();
     let mut pack_sizes = HashMap::new();
     for (id, size) in index.packs() {
         pack_sizes.insert(id, size);
@@ -90,6 +118,7 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     for (what, id) in usage.missing.iter().take(20) {
         problems.push(format!("{what} needs blob {id}, which is in no pack"));
     }
+    problems.extend(usage.unreadable.iter().take(20).cloned());
     if !problems.is_empty() {
         return Err(Error::invalid(
             "repository",
@@ -108,18 +137,21 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         pack_sizes,
         reinstated: Vec::new(),
         deletable: Vec::new(),
+        used_again: 0,
         waiting: BTreeMap::new(),
         waiting_for: Vec::new(),
         snapshots: snapshots.len() as u64,
         index,
     };
-    plan.decide_indexed(opts, &pending_ids);
-    plan.decide_pending(repo, &records, &headers, &stored)?;
+    let adopted_used = plan.decide_indexed(opts, &pending_ids);
+    plan.decide_pending(&live, &records, &pending_index, &adopted_used, &stored);
     Ok(plan)
 }
 
 impl PrunePlan {
-    fn decide_indexed(&mut self, opts: &PruneOptions, pending: &HashSet<PackId>) {
+    /// Returns the pending packs that are indexed (a backup adopted them) and hold a
+    /// used blob the index locates there.
+    fn decide_indexed(&mut self, opts: &PruneOptions, pending: &HashSet<PackId>) -> HashSet<PackId> {
         let mut used: HashMap<PackId, (u64, u64)> = HashMap::new(); // (used blobs, used bytes)
         for pos in 0..self.index.blob_count() {
             if self.usage.is_used_pos(pos) {
@@ -131,7 +163,10 @@ impl PrunePlan {
         }
         for (&id, &size) in &self.pack_sizes {
             let (n, bytes) = used.get(&id).copied().unwrap_or_default();
-            let unused_pct = 100.0 * (1.0 - bytes as f64 / size.max(1) as f64);
+            // The header's fixed part is not unused space (its entries are counted
+            // with their blobs): a fully used pack is 0% unused.
+            let unused = size.saturating_sub(bytes + HEADER_FIXED);
+            let unused_pct = 100.0 * unused as f64 / size.max(1) as f64;
             let action = if pending.contains(&id) {
                 PackAction::Pending // decided with the pending records
             } else if n == 0 {
@@ -143,17 +178,18 @@ impl PrunePlan {
             };
             self.actions.insert(id, action);
         }
+        pending.iter().filter(|p| used.contains_key(p)).copied().collect()
     }
 
     fn decide_pending(
         &mut self,
-        repo: &Repository,
+        live: &[(String, LockInfo)],
         records: &[PendingRecord],
-        headers: &HashMap<PackId, IndexPack>,
+        pending_index: &Index,
+        adopted_used: &HashSet<PackId>,
         stored: &HashMap<String, u64>,
-    ) -> Result<()> {
-        let now = Utc::now();
-        let live: Vec<_> = list_locks(repo)?.into_iter().filter(|(_, l)| !l.is_stale(now)).collect();
+    ) {
+        let mut seen = HashSet::new();
         for rec in records {
             let blockers: Vec<String> = live
                 .iter()
@@ -170,20 +206,21 @@ impl PrunePlan {
                 })
                 .collect();
             for p in &rec.packs {
-                if !stored.contains_key(&p.to_hex()) {
-                    continue; // deleted by an interrupted prune
+                let Some(&size) = stored.get(&p.to_hex()) else { continue }; // deleted by an interrupted prune
+                if !seen.insert(*p) {
+                    continue; // in an earlier (later-stamped) record too
                 }
-                // Used again: a snapshot needs a blob whose only indexed copy is here.
-                let used_again = self.usage.reinstate.contains(p)
-                    || headers.get(p).is_some_and(|h| h.blobs.iter().any(|b| self.used_here(&b.id, p)));
-                if used_again {
-                    if let Some(h) = headers.get(p) {
-                        self.actions.insert(*p, PackAction::Keep);
-                        if !self.pack_sizes.contains_key(p) {
-                            self.reinstated.push(h.clone());
-                        }
-                        continue;
+                // Used again: a snapshot needs a blob found only here (through the
+                // pack's header), or one the index locates here (an adopted pack).
+                if self.usage.reinstate.contains(p) || adopted_used.contains(p) {
+                    self.actions.insert(*p, PackAction::Keep);
+                    self.used_again += 1;
+                    if !self.pack_sizes.contains_key(p) {
+                        let blobs = pending_index.iter().filter(|(_, l)| l.pack == *p);
+                        let blobs = blobs.map(|(id, l)| IndexPack::blob(id, &l)).collect();
+                        self.reinstated.push(IndexPack { id: *p, size, blobs });
                     }
+                    continue;
                 }
                 self.actions.insert(*p, PackAction::Pending);
                 if blockers.is_empty() {
@@ -199,12 +236,6 @@ impl PrunePlan {
         for p in &self.deletable {
             self.pack_sizes.entry(*p).or_insert_with(|| stored.get(&p.to_hex()).copied().unwrap_or(0));
         }
-        Ok(())
-    }
-
-    /// The index locates `id` in pack `p` (an adopted pending pack) and it is used.
-    fn used_here(&self, id: &BlobId, p: &PackId) -> bool {
-        self.index.position(id).is_some_and(|pos| self.usage.is_used_pos(pos) && self.index.at(pos).1.pack == *p)
     }
 
     pub fn count(&self, a: PackAction) -> u64 {
@@ -232,43 +263,48 @@ impl PrunePlan {
         self.waiting.iter().map(|(t, p)| (*t, p.clone()))
     }
 
-    /// Used blobs of each pack to repack, in pack order.
-    pub fn repack_sources(&self) -> Vec<(PackId, Vec<(BlobId, Location)>)> {
-        let mut out: BTreeMap<PackId, Vec<(BlobId, Location)>> = BTreeMap::new();
-        for pos in self.index.positions_by_pack() {
-            let pos = pos as usize;
-            if !self.usage.is_used_pos(pos) {
-                continue;
+    /// Used blobs of each pack to repack, one pack at a time (nothing is collected
+    /// for all packs at once: memory stays at one pack's list).
+    pub fn repack_sources(&self) -> impl Iterator<Item = (PackId, Vec<(BlobId, Location)>)> + '_ {
+        self.by_pack().filter_map(|(pack, slots)| {
+            if self.actions.get(&pack) != Some(&PackAction::Repack) {
+                return None;
             }
-            let (id, loc) = self.index.at(pos);
-            if self.actions.get(&loc.pack) == Some(&PackAction::Repack) {
-                out.entry(loc.pack).or_default().push((id, loc));
-            }
-        }
-        out.into_iter().collect()
+            let used = slots.into_iter().filter(|(pos, _, _)| self.usage.is_used_pos(*pos)).map(|(_, id, l)| (id, l));
+            Some((pack, used.collect()))
+        })
     }
 
-    /// Index entries of every pack that stays: kept packs and reinstated ones.
-    pub fn kept_index_packs(&self) -> impl Iterator<Item = IndexPack> + '_ {
+    /// Index entries grouped by pack, one pack at a time.
+    fn by_pack(&self) -> impl Iterator<Item = (PackId, Vec<(usize, BlobId, Location)>)> + '_ {
         let order = self.index.positions_by_pack();
         let mut i = 0;
-        let kept = std::iter::from_fn(move || {
-            while i < order.len() {
-                let (_, first) = self.index.at(order[i] as usize);
-                let mut j = i;
-                let mut blobs = Vec::new();
-                while j < order.len() && self.index.at(order[j] as usize).1.pack == first.pack {
-                    let (id, loc) = self.index.at(order[j] as usize);
-                    blobs.push(IndexPack::blob(id, &loc));
-                    j += 1;
+        std::iter::from_fn(move || {
+            let first = self.index.at(*order.get(i)? as usize).1.pack;
+            let mut slots = Vec::new();
+            while let Some(&pos) = order.get(i) {
+                let (id, loc) = self.index.at(pos as usize);
+                if loc.pack != first {
+                    break;
                 }
-                i = j;
-                if self.actions.get(&first.pack) == Some(&PackAction::Keep) {
-                    let size = self.pack_sizes[&first.pack];
-                    return Some(IndexPack { id: first.pack, size, blobs });
-                }
+                slots.push((pos as usize, id, loc));
+                i += 1;
             }
-            None
+            Some((first, slots))
+        })
+    }
+
+    /// Index entries of every pack that stays: all indexed packs except those deleted
+    /// now (packs marked in this run stay indexed until a later prune deletes them),
+    /// and pending packs used again.
+    pub fn kept_index_packs(&self) -> impl Iterator<Item = IndexPack> + '_ {
+        let deleted: HashSet<PackId> = self.deletable.iter().copied().collect();
+        let kept = self.by_pack().filter_map(move |(pack, slots)| {
+            (!deleted.contains(&pack)).then(|| IndexPack {
+                id: pack,
+                size: self.pack_sizes[&pack],
+                blobs: slots.iter().map(|(_, id, loc)| IndexPack::blob(*id, loc)).collect(),
+            })
         });
         kept.chain(self.reinstated.iter().cloned())
     }
@@ -286,7 +322,7 @@ impl PrunePlan {
             bytes_repacked: self.bytes(PackAction::Repack),
             packs_deleted: self.deletable.len() as u64,
             bytes_freed: self.deletable.iter().map(|p| self.pack_sizes.get(p).copied().unwrap_or(0)).sum(),
-            packs_reinstated: self.reinstated.len() as u64,
+            packs_reinstated: self.used_again,
             packs_waiting: self.waiting.values().map(|v| v.len() as u64).sum(),
             waiting_for: self.waiting_for.clone(),
         }

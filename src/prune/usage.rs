@@ -18,6 +18,8 @@ pub struct Usage {
     pub reinstate: HashSet<PackId>,
     /// Used blobs found nowhere: damage.
     pub missing: Vec<(String, BlobId)>,
+    /// Trees that could not be read (their pack is missing or damaged): damage.
+    pub unreadable: Vec<String>,
     pub used_count: u64,
 }
 
@@ -53,6 +55,7 @@ pub fn compute(repo: &Repository, index: &Index, pending: &Index, snapshots: &[(
         from_pending: HashSet::new(),
         reinstate: HashSet::new(),
         missing: Vec::new(),
+        unreadable: Vec::new(),
         used_count: 0,
     };
     for (sid, snap) in snapshots {
@@ -61,7 +64,13 @@ pub fn compute(repo: &Repository, index: &Index, pending: &Index, snapshots: &[(
             if !u.mark(index, pending, &tid, || format!("snapshot {}: tree of {path}", sid.short())) {
                 continue;
             }
-            let tree = load_tree(repo, index, pending, &tid)?;
+            let tree = match load_tree(repo, index, pending, &tid) {
+                Ok(t) => t,
+                Err(e) => {
+                    u.unreadable.push(format!("snapshot {}: tree of {path}: {e}", sid.short()));
+                    continue;
+                }
+            };
             for n in &tree.nodes {
                 let child = format!("{}/{}", path.trim_end_matches('/'), n.name.lossy());
                 for b in &n.content {

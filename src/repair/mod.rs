@@ -7,7 +7,7 @@
 //!   keeping everything still readable and dropping (and listing) the rest. The new
 //!   snapshot is tagged `repaired` and names the one it replaces.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -89,9 +89,13 @@ pub struct SnapshotRepair {
 pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<SnapshotRepair> {
     let _lock = LockGuard::acquire(repo, LockKind::Shared, "repair snapshots")?;
     let index = repo.load_index()?;
+    // A blob is lost when no index names it, or when the pack the index names is gone.
+    let stored: HashSet<PackId> =
+        repo.backend().list(Kind::Pack)?.iter().filter_map(|(n, _)| PackId::from_hex(n).ok()).collect();
     let mut rep = SnapshotRepair { dry_run, ..Default::default() };
     let saver = BlobSaver::start(repo.clone(), 1, repo.config().compression);
-    let mut fixer = Fixer { repo, index: &index, saver: &saver, done: HashMap::new(), dropped: Vec::new(), dry_run };
+    let mut fixer =
+        Fixer { repo, index: &index, stored, saver: &saver, done: HashMap::new(), dropped: Vec::new(), dry_run };
     let mut rewrites = Vec::new();
     for (id, snap) in repo.snapshots()? {
         rep.snapshots_checked += 1;
@@ -123,6 +127,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
 struct Fixer<'a> {
     repo: &'a Arc<Repository>,
     index: &'a Index,
+    stored: HashSet<PackId>,
     saver: &'a BlobSaver,
     /// Trees already fixed: old id -> new id (shared subtrees are fixed once).
     done: HashMap<BlobId, BlobId>,
@@ -131,6 +136,10 @@ struct Fixer<'a> {
 }
 
 impl Fixer<'_> {
+    fn available(&self, id: &BlobId) -> bool {
+        self.index.get(id).is_some_and(|l| self.stored.contains(&l.pack))
+    }
+
     fn fix_tree(&mut self, id: &BlobId, path: &Path) -> Result<BlobId> {
         if let Some(n) = self.done.get(id) {
             return Ok(*n);
@@ -152,7 +161,7 @@ impl Fixer<'_> {
         let new = Tree { nodes };
         let bytes = new.encode();
         let new_id = self.repo.key().blob_id(&bytes);
-        if new_id != *id && !self.index.contains(&new_id) && !self.dry_run {
+        if new_id != *id && !self.available(&new_id) && !self.dry_run {
             self.saver.save(new_id, BlobType::Tree, bytes)?;
         }
         self.done.insert(*id, new_id);
@@ -168,7 +177,7 @@ impl Fixer<'_> {
                 Ok(Some(n))
             }
             NodeType::File => {
-                let lost = n.content.iter().filter(|b| !self.index.contains(b)).count();
+                let lost = n.content.iter().filter(|b| !self.available(b)).count();
                 if lost == 0 {
                     return Ok(Some(n));
                 }

@@ -71,6 +71,23 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
     Ok(out)
 }
 
+/// Fails if a live exclusive lock other than `own` exists.
+fn exclusive_conflict(repo: &Repository, own: Option<&str>) -> Result<()> {
+    let now = Utc::now();
+    for (name, l) in list_locks(repo)? {
+        if l.kind == LockKind::Exclusive && !l.is_stale(now) && Some(name.as_str()) != own {
+            return Err(Error::invalid(
+                "lock",
+                format!(
+                    "{} (pid {} on {}, started {}) holds the repository's exclusive lock {}; wait for it, or remove locks/{name} if that process is gone",
+                    l.purpose, l.pid, l.host, l.started, &name[..8.min(name.len())]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 struct Shared {
     name: String,
     refreshed: DateTime<Utc>,
@@ -97,17 +114,7 @@ impl LockGuard {
     pub fn acquire(repo: &Arc<Repository>, kind: LockKind, purpose: &str) -> Result<LockGuard> {
         let now = Utc::now();
         if kind == LockKind::Exclusive {
-            for (name, l) in list_locks(repo)? {
-                if l.kind == LockKind::Exclusive && !l.is_stale(now) {
-                    return Err(Error::invalid(
-                        "lock",
-                        format!(
-                            "{} (pid {} on {}, started {}) holds the repository's exclusive lock {}; wait for it, or remove locks/{name} if that process is gone",
-                            l.purpose, l.pid, l.host, l.started, &name[..8]
-                        ),
-                    ));
-                }
-            }
+            exclusive_conflict(repo, None)?;
         }
         let info = LockInfo {
             kind,
@@ -118,6 +125,15 @@ impl LockGuard {
             refreshed: now,
         };
         let name = write_lock(repo, &info)?;
+        if kind == LockKind::Exclusive {
+            // Two that start at once both pass the check above: each looks again now
+            // that its own lock is visible, and backs off if another is there (both
+            // may back off; running again is safe).
+            if let Err(e) = exclusive_conflict(repo, Some(&name)) {
+                let _ = repo.backend().delete(Kind::Lock, &name);
+                return Err(e);
+            }
+        }
         let state = Arc::new(Mutex::new(Shared { name, refreshed: now }));
         let (tx, rx) = channel::<()>();
         let (repo2, state2) = (repo.clone(), state.clone());
@@ -164,5 +180,18 @@ impl Drop for LockGuard {
         }
         let name = self.state.lock().unwrap().name.clone();
         let _ = self.repo.backend().delete(Kind::Lock, &name);
+    }
+}
+
+/// A shared lock for operations that only read (restore, check): it keeps prune from
+/// deleting packs they may be reading. On a repository this process cannot write to
+/// (read-only credentials or media), reading goes on without a lock, with a warning.
+pub fn reader_lock(repo: &Arc<Repository>, purpose: &str) -> Option<LockGuard> {
+    match LockGuard::acquire(repo, LockKind::Shared, purpose) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(error = %e, "{purpose} runs without a lock: a concurrent prune could delete data it reads");
+            None
+        }
     }
 }

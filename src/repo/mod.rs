@@ -167,10 +167,15 @@ impl Repository {
 
     /// Reads every index file into one in-memory index.
     pub fn load_index(&self) -> Result<Index> {
+        self.load_index_without(&std::collections::HashSet::new())
+    }
+
+    /// Reads every index file, leaving out the packs in `skip`.
+    pub fn load_index_without(&self, skip: &std::collections::HashSet<crate::types::PackId>) -> Result<Index> {
         let mut index = Index::new();
         for (name, _) in self.backend.list(Kind::Index)? {
             let file: IndexFile = self.load_json(Kind::Index, &name)?;
-            for p in &file.packs {
+            for p in file.packs.iter().filter(|p| !skip.contains(&p.id)) {
                 index.add_pack(p);
             }
         }

@@ -67,6 +67,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
     let started = Instant::now();
+    let _lock = crate::repo::lock::reader_lock(repo, "restore");
     let index = repo.load_index()?;
     let plan = make_plan(repo, &index, snap_id, snap, opts)?;
     let target = &opts.target;
