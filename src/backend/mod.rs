@@ -27,7 +27,7 @@ pub enum Kind {
     Index,
     Snapshot,
     Lock,
-    /// Records of packs that prune has taken out of the index and will delete later.
+    /// Records of packs that prune has marked and a later prune deletes.
     Pending,
 }
 

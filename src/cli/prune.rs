@@ -48,7 +48,7 @@ pub fn print_report(r: &PruneReport) {
     let verb = if r.dry_run { "would be" } else { "were" };
     println!("{} snapshots use {} of {} blobs in {} packs", r.snapshots, r.blobs_used, r.blobs, r.packs);
     println!(
-        "{} packs ({}) {verb} taken out of the index, {} of them repacked ({} read); deleted by a later prune",
+        "{} packs ({}) {verb} marked for deletion, {} of them after repacking ({} read); a later prune deletes them",
         r.packs_marked,
         output::bytes(r.bytes_marked),
         r.packs_repacked,

@@ -1,11 +1,11 @@
 //! `kura prune`: free the space of blobs no snapshot needs, without ever blocking
 //! a backup. Deletion is two-phase (docs/FORMAT.md, "Prune"):
 //!
-//! 1. A prune takes unused and repacked packs out of the index and records them in
-//!    a pending-deletion record stamped with the time the new index was complete.
+//! 1. A prune marks unused and repacked packs in a pending-deletion record; they stay
+//!    in the index, but new backups no longer deduplicate against them.
 //! 2. A later prune deletes them, once no backup that started before that stamp is
-//!    still alive. If a backup that was running meanwhile reused one of their blobs,
-//!    the pack is put back into the index instead.
+//!    still alive, and takes them out of the index. If a snapshot written meanwhile
+//!    uses one of their blobs, the pack is kept instead.
 //!
 //! Prune first plans (`plan.rs`), refusing on any damage, then executes in a crash-safe
 //! order: new packs, new index, old index files removed, pending record, deletions.
@@ -49,7 +49,7 @@ pub struct PruneReport {
     pub packs: u64,
     pub blobs: u64,
     pub blobs_used: u64,
-    /// Packs taken out of the index now, deleted by a later prune.
+    /// Packs marked now: they stay indexed until a later prune deletes them.
     pub packs_marked: u64,
     pub bytes_marked: u64,
     /// Packs whose used blobs were copied into new packs (then marked).
