@@ -146,4 +146,16 @@ impl Backend for LocalBackend {
     fn exists(&self, kind: Kind, name: &str) -> BResult<bool> {
         Ok(self.path(kind, name).exists())
     }
+
+    fn cleanup(&self) {
+        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else { return };
+        let hour = std::time::Duration::from_secs(3600);
+        for e in rd.flatten() {
+            let old =
+                e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > hour);
+            if old {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
 }

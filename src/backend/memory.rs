@@ -102,4 +102,18 @@ mod tests {
         // No temp files are left behind.
         assert_eq!(std::fs::read_dir(dir.path().join("repo/tmp")).unwrap().count(), 0);
     }
+
+    #[test]
+    fn local_cleanup_removes_only_old_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        let (old, fresh) = (dir.path().join("repo/tmp/old"), dir.path().join("repo/tmp/fresh"));
+        std::fs::write(&old, b"x").unwrap();
+        std::fs::write(&fresh, b"x").unwrap();
+        let two_hours_ago = filetime::FileTime::from_unix_time(chrono::Utc::now().timestamp() - 7200, 0);
+        filetime::set_file_mtime(&old, two_hours_ago).unwrap();
+        b.cleanup();
+        assert!(!old.exists() && fresh.exists());
+    }
 }

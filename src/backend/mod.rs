@@ -93,6 +93,9 @@ pub trait Backend: Send + Sync {
     /// Names and sizes of every complete object of a kind.
     fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>>;
     fn delete(&self, kind: Kind, name: &str) -> BResult<()>;
+    /// Removes leftovers of interrupted writes (temp files older than an hour, which
+    /// no running writer still owns). Called by maintenance (prune). Best effort.
+    fn cleanup(&self) {}
     fn exists(&self, kind: Kind, name: &str) -> BResult<bool> {
         match self.get_range(kind, name, 0, 0) {
             Ok(_) => Ok(true),

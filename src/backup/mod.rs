@@ -22,6 +22,7 @@ use crate::repo::tree::{Node, RawName, Tree};
 use crate::repo::Repository;
 use crate::types::{BlobId, BlobType, FileId};
 pub use saver::{BlobSaver, SaverStats};
+pub use walk::estimate_size;
 
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
@@ -304,7 +305,10 @@ impl Archiver<'_> {
             None => return Ok(None),
             Some(FileStatus::New) => self.summary.files_new += 1,
             Some(FileStatus::Changed) => self.summary.files_changed += 1,
-            Some(FileStatus::Unchanged) => self.summary.files_unchanged += 1,
+            Some(FileStatus::Unchanged) => {
+                self.summary.files_unchanged += 1;
+                self.progress.advance(node.size); // done without reading
+            }
         }
         self.summary.bytes_total += node.size;
         Ok(Some(node))

@@ -56,3 +56,29 @@ pub fn unchanged(old: &Node, new: &Node) -> bool {
         && old.ctime_ns == new.ctime_ns
         && old.inode == new.inode
 }
+
+/// Total size of the regular files under `paths`, for a progress bar's total. Runs
+/// beside the backup and gives up (returning what it has) when `stop` is set.
+pub fn estimate_size(paths: &[std::path::PathBuf], excludes: &[String], stop: &std::sync::atomic::AtomicBool) -> u64 {
+    use std::sync::atomic::Ordering;
+    let globs = crate::pathmatch::Globs::new(excludes, "--exclude").ok();
+    let mut stack: Vec<std::path::PathBuf> = paths.to_vec();
+    let mut total = 0;
+    while let Some(p) = stack.pop() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        if m.is_file() {
+            total += m.len();
+        } else if m.is_dir() {
+            for name in read_dir_sorted(&p).unwrap_or_default() {
+                let full = p.join(name.as_os_str());
+                if !globs.as_ref().is_some_and(|g| !g.is_empty() && g.matches(&full, &name)) {
+                    stack.push(full);
+                }
+            }
+        }
+    }
+    total
+}

@@ -38,7 +38,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         threads: None,
     };
     let bar = output::Bar::new(ctx.show_progress(), "backing up");
-    let res = backup::run(&repo, &opts, &bar);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let res = std::thread::scope(|s| {
+        if ctx.show_progress() {
+            // The total arrives when this scan ends; until then a spinner shows.
+            s.spawn(|| {
+                let total = backup::estimate_size(&opts.paths, &opts.excludes, &stop);
+                if !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    kura::progress::Progress::set_total(&bar, total);
+                }
+            });
+        }
+        let r = backup::run(&repo, &opts, &bar);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
     bar.finish();
     let out = res?;
     let s = out.snapshot.summary.clone().unwrap_or_default();

@@ -94,6 +94,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress)
     for name in &plan.pending_files {
         delete_ignoring_missing(repo, Kind::Pending, name)?;
     }
+    repo.backend().cleanup();
     lock.check_fresh()?;
     rep.packs_repacked = plan.count(PackAction::Repack);
     Ok(rep)

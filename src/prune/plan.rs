@@ -55,7 +55,7 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     // here. Read after the snapshots, a backup that ends in between would be in
     // neither, and packs its snapshot uses could be deleted.
     let now = Utc::now();
-    let live: Vec<(String, LockInfo)> = list_locks(repo)?.into_iter().filter(|(_, l)| !l.is_stale(now)).collect();
+    let live: Vec<(String, LockInfo)> = list_locks(repo)?.into_iter().filter(|(_, l)| l.is_live(now)).collect();
     let mut problems = Vec::new();
     let stored: HashMap<String, u64> = repo.backend().list(Kind::Pack)?.into_iter().collect();
 

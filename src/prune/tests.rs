@@ -671,3 +671,24 @@ fn crash_at_every_write_of_a_prune_that_reinstates() {
     let n = crash_at_every_write(&f.backend, &f.scratch, false, |repo| prune(repo).map(drop));
     assert!(n >= 8, "only {n} writes");
 }
+
+#[test]
+fn locks_of_dead_processes_on_this_host_do_not_block() {
+    let f = fixture();
+    let repo = &f.repo;
+    // A pid that surely no longer runs: a child that has exited and been reaped.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let dead = LockInfo { host: crate::host_name(), pid, ..lock_info(LockKind::Exclusive, 1, 1) };
+    repo.save_sealed(Kind::Lock, "00dd", &dead).unwrap();
+    let shared = LockInfo { host: crate::host_name(), pid, ..lock_info(LockKind::Shared, 1, 1) };
+    repo.save_sealed(Kind::Lock, "00ee", &shared).unwrap();
+    assert!(dead.is_dead() && !dead.is_live(Utc::now()));
+    let r1 = prune_ok(repo);
+    assert!(r1.packs_marked > 0);
+    assert!(!names(f.backend.as_ref(), Kind::Lock).iter().any(|n| n == "00dd"), "dead lock not removed");
+    // The dead backup's shared lock does not hold back the deletion either.
+    let r2 = prune_ok(repo);
+    assert_eq!(r2.packs_deleted, r1.packs_marked, "{r2:#?}");
+}

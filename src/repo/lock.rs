@@ -47,6 +47,22 @@ impl LockInfo {
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
         now - self.refreshed > STALE
     }
+
+    /// Held by a process of this host that no longer exists (killed, crashed): such a
+    /// lock is ignored at once instead of after `STALE`.
+    pub fn is_dead(&self) -> bool {
+        if self.pid == 0 || self.host != crate::host_name() {
+            return false;
+        }
+        // SAFETY: signal 0 only checks that the process exists; pid is positive.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, 0) };
+        rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+
+    /// Neither stale nor held by a dead process of this host.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        !self.is_stale(now) && !self.is_dead()
+    }
 }
 
 /// Every lock object; an unreadable one counts as a live lock from the beginning of
@@ -71,11 +87,17 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
     Ok(out)
 }
 
-/// Fails if a live exclusive lock other than `own` exists.
+/// Fails if a live exclusive lock other than `own` exists. Locks left by dead
+/// processes of this host are removed on the way.
 fn exclusive_conflict(repo: &Repository, own: Option<&str>) -> Result<()> {
     let now = Utc::now();
     for (name, l) in list_locks(repo)? {
-        if l.kind == LockKind::Exclusive && !l.is_stale(now) && Some(name.as_str()) != own {
+        if l.is_dead() {
+            tracing::info!(lock = %name, pid = l.pid, "removing the lock of a process that no longer runs");
+            let _ = repo.backend().delete(Kind::Lock, &name);
+            continue;
+        }
+        if l.kind == LockKind::Exclusive && l.is_live(now) && Some(name.as_str()) != own {
             return Err(Error::invalid(
                 "lock",
                 format!(
