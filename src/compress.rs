@@ -1,7 +1,7 @@
 //! zstd compression with a raw fallback. Pure.
 //!
-//! Large blobs are probed first: a 64 KiB sample from their middle is compressed,
-//! and when it does not shrink by at least 3 % the blob is stored raw without
+//! Large blobs are probed first: eight 8 KiB slices spread over the blob are
+//! compressed together, and when they do not shrink by at least 3 % the blob is stored raw without
 //! running zstd over all of it. Media, archives and encrypted files are common in
 //! backups, and compressing them costs the most CPU for nothing (Borg's `auto`
 //! compression makes the same bet).
@@ -13,6 +13,7 @@ pub const DEFAULT_LEVEL: i32 = 3;
 
 const PROBE_MIN: usize = 256 * 1024;
 const PROBE_LEN: usize = 64 * 1024;
+const PROBE_SLICES: usize = 8;
 
 /// A reusable compressor: one per worker thread, so zstd contexts are not
 /// rebuilt for every blob.
@@ -38,9 +39,15 @@ impl Compressor {
             return None;
         }
         if data.len() >= PROBE_MIN {
-            let mid = data.len() / 2 - PROBE_LEN / 2;
-            let sample = self.inner.compress(&data[mid..mid + PROBE_LEN]).ok()?;
-            if sample.len() * 100 > PROBE_LEN * 97 {
+            // Slices spread over the whole blob: one compressible part is enough to
+            // compress it all (blobs can mix media with metadata).
+            let step = data.len() / PROBE_SLICES;
+            let mut sample = Vec::with_capacity(PROBE_LEN);
+            for i in 0..PROBE_SLICES {
+                sample.extend_from_slice(&data[i * step..i * step + PROBE_LEN / PROBE_SLICES]);
+            }
+            let packed = self.inner.compress(&sample).ok()?;
+            if packed.len() * 100 > PROBE_LEN * 97 {
                 return None;
             }
         }
