@@ -63,20 +63,10 @@ impl Writer<'_> {
 
 fn node(name: String, t: NodeType) -> Node {
     Node {
-        name: RawName(name.into_bytes()),
-        node_type: t,
         mode: 0o644,
-        uid: 0,
-        gid: 0,
         mtime_ns: 1_700_000_000_000_000_000,
         ctime_ns: 1_700_000_000_000_000_000,
-        inode: 0,
-        device: 0,
-        links: 0,
-        size: 0,
-        target: None,
-        content: vec![],
-        subtree: None,
+        ..Node::new(RawName(name.into_bytes()), t)
     }
 }
 

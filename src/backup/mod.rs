@@ -61,7 +61,7 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     // the index first and deletes the record last).
     let pending = repo.pending_packs()?;
     let mut index = repo.load_index_without(&pending)?;
-    let adopted = repo.index_unindexed_packs(&mut index)?;
+    let adopted = repo.index_unindexed_packs(&mut index, &pending)?;
     if adopted > 0 {
         tracing::info!(packs = adopted, "indexed packs left by an interrupted backup");
     }

@@ -19,20 +19,12 @@ pub fn read_dir_sorted(dir: &Path) -> std::io::Result<Vec<RawName>> {
 
 fn base(name: RawName, m: &Metadata, node_type: NodeType) -> Node {
     Node {
-        name,
-        node_type,
         mode: m.mode() & 0o7777,
         uid: m.uid(),
         gid: m.gid(),
         mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
         ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-        inode: 0,
-        device: 0,
-        links: 0,
-        size: 0,
-        target: None,
-        content: Vec::new(),
-        subtree: None,
+        ..Node::new(name, node_type)
     }
 }
 

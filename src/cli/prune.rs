@@ -23,17 +23,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         anyhow::bail!("--max-unused must be between 0 and 100, got {}", a.max_unused);
     }
     let repo = ctx.open()?;
-    run_on(ctx, &repo, a.dry_run, a.max_unused)
-}
-
-fn run_on(
-    ctx: &Ctx,
-    repo: &std::sync::Arc<kura::repo::Repository>,
-    dry_run: bool,
-    max_unused: f64,
-) -> Result<ExitCode> {
     let bar = output::Bar::new(ctx.show_progress(), "repacking");
-    let res = prune::run(repo, &PruneOptions { dry_run, max_unused_pct: max_unused }, &bar);
+    let res = prune::run(&repo, &PruneOptions { dry_run: a.dry_run, max_unused_pct: a.max_unused }, &bar);
     bar.finish();
     let r = res?;
     if ctx.json {

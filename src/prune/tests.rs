@@ -20,17 +20,16 @@ use crate::backend::{BResult, Backend, Kind};
 use crate::backup::{self, BackupOptions};
 use crate::check::{self, ReadData};
 use crate::chunk::ChunkParams;
-use crate::crypto::{b64, seal, KdfParams};
+use crate::crypto::KdfParams;
 use crate::error::Result;
 use crate::progress::NoProgress;
 use crate::repo::index::{IndexFile, IndexPack};
-use crate::repo::keys::KeyFile;
+use crate::repo::keys;
 use crate::repo::lock::{LockGuard, LockInfo, LockKind};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::Repository;
 use crate::restore::{self, RestoreOptions};
 use crate::types::{FileId, PackId};
-use base64::Engine as _;
 
 const PASS: &[u8] = b"prune unit tests";
 const ALL_KINDS: [Kind; 7] =
@@ -41,16 +40,7 @@ fn small_repo(backend: Arc<dyn Backend>) -> Arc<Repository> {
     let repo = Repository::init(backend.clone(), PASS).unwrap();
     let mut kdf = KdfParams::new_random();
     (kdf.m_cost, kdf.t_cost) = (1024, 1);
-    let kek = kdf.derive(PASS).unwrap();
-    let kf = KeyFile {
-        created: Utc::now(),
-        host: "test".into(),
-        username: "test".into(),
-        kdf,
-        data: b64().encode(seal(&kek, &repo.key().to_bytes())),
-    };
-    let bytes = serde_json::to_vec(&kf).unwrap();
-    backend.put(Kind::Key, &blake3::hash(&bytes).to_hex(), &bytes).unwrap();
+    keys::add_key_with(backend.as_ref(), repo.key(), PASS, kdf).unwrap();
     backend.delete(Kind::Key, repo.key_name()).unwrap();
     let mut cfg = repo.config().clone();
     cfg.pack_size = 32 << 10;

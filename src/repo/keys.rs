@@ -22,7 +22,11 @@ pub struct KeyFile {
 
 /// Wraps the master key with a new passphrase and stores it; returns its name.
 pub fn add_key(backend: &dyn Backend, master: &MasterKey, passphrase: &[u8]) -> Result<String> {
-    let kdf = KdfParams::new_random();
+    add_key_with(backend, master, passphrase, KdfParams::new_random())
+}
+
+/// `add_key` with chosen KDF parameters (tests use cheap ones).
+pub fn add_key_with(backend: &dyn Backend, master: &MasterKey, passphrase: &[u8], kdf: KdfParams) -> Result<String> {
     let kek = kdf.derive(passphrase)?;
     let kf = KeyFile {
         created: Utc::now(),

@@ -234,9 +234,13 @@ impl Repository {
 
     /// Indexes packs that are stored but named by no index file: what an interrupted
     /// backup leaves behind. Their blobs become reusable. Returns how many were added.
-    pub fn index_unindexed_packs(&self, index: &mut Index) -> Result<usize> {
+    /// Packs in `pending` (see `pending_packs`) are never adopted.
+    pub fn index_unindexed_packs(
+        &self,
+        index: &mut Index,
+        pending: &std::collections::HashSet<crate::types::PackId>,
+    ) -> Result<usize> {
         let mut file = IndexFile::default();
-        let pending = self.pending_packs()?;
         for (name, size) in self.backend.list(Kind::Pack)? {
             let id = crate::types::PackId::from_hex(&name)?;
             if index.has_pack(&id) || pending.contains(&id) {

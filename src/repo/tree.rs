@@ -109,6 +109,29 @@ pub struct Node {
     pub subtree: Option<BlobId>,
 }
 
+impl Node {
+    /// A node with every metadata field zero and no content, to fill in with
+    /// struct-update syntax.
+    pub fn new(name: RawName, node_type: NodeType) -> Node {
+        Node {
+            name,
+            node_type,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            device: 0,
+            links: 0,
+            size: 0,
+            target: None,
+            content: Vec::new(),
+            subtree: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tree {

@@ -110,7 +110,7 @@ pub fn run(
         files.into_iter().for_each(|f| packs_per_file[f] += 1);
     }
     let shared: Vec<bool> = packs_per_file.iter().map(|&n| n > 1).collect();
-    for (_, f) in plan.files.iter().enumerate().filter(|(i, _)| shared[*i]) {
+    for f in plan.files.iter().zip(&shared).filter(|(_, &s)| s).map(|(f, _)| f) {
         fs::create_temp(&target.join(&f.tmp), f.node.size)?;
     }
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

@@ -12,11 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use kura::backend::local::LocalBackend;
 use kura::backend::{Backend, Kind};
-use kura::crypto::{b64, seal, KdfParams};
-use kura::repo::keys::KeyFile;
+use kura::crypto::KdfParams;
+use kura::repo::keys;
 use kura::repo::Repository;
 
 use crate::util::*;
@@ -27,16 +26,7 @@ fn cheap_key(r: &TestRepo) {
     let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
     let mut kdf = KdfParams::new_random();
     (kdf.m_cost, kdf.t_cost) = (1024, 1);
-    let kek = kdf.derive(PASSWORD.as_bytes()).unwrap();
-    let kf = KeyFile {
-        created: chrono::Utc::now(),
-        host: "test".into(),
-        username: "test".into(),
-        kdf,
-        data: b64().encode(seal(&kek, &repo.key().to_bytes())),
-    };
-    let bytes = serde_json::to_vec(&kf).unwrap();
-    backend.put(Kind::Key, &blake3::hash(&bytes).to_hex(), &bytes).unwrap();
+    keys::add_key_with(backend.as_ref(), repo.key(), PASSWORD.as_bytes(), kdf).unwrap();
     backend.delete(Kind::Key, repo.key_name()).unwrap();
 }
 

@@ -38,20 +38,10 @@ fn store(repo: &Repository, blobs: &[(BlobType, Vec<u8>)]) -> Vec<BlobId> {
 
 fn node(name: &[u8], node_type: NodeType) -> Node {
     Node {
-        name: RawName(name.to_vec()),
-        node_type,
         mode: if node_type == NodeType::Dir { 0o755 } else { 0o644 },
-        uid: 0,
-        gid: 0,
         mtime_ns: 1_600_000_000_000_000_000,
         ctime_ns: 1_600_000_000_000_000_000,
-        inode: 0,
-        device: 0,
-        links: 0,
-        size: 0,
-        target: None,
-        content: Vec::new(),
-        subtree: None,
+        ..Node::new(RawName(name.to_vec()), node_type)
     }
 }
 
