@@ -112,3 +112,48 @@ mod tests {
         assert_eq!(HumanBytes(12).to_string(), "12 B");
     }
 }
+
+/// A system's recovery priority, 0 to 3: 3 must not stop, 2 is back within 24 h,
+/// 1 within 3 days, 0 may stay down during an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Priority(3), Priority(2), Priority(1), Priority(0)];
+
+    pub fn new(p: u8) -> Option<Priority> {
+        (p <= 3).then_some(Priority(p))
+    }
+    pub fn get(self) -> u8 {
+        self.0
+    }
+    /// The standard's deadline: 0 for priority 3, 24 h for 2, 72 h for 1, none for 0.
+    pub fn default_deadline(self) -> Option<chrono::Duration> {
+        match self.0 {
+            3 => Some(chrono::Duration::zero()),
+            2 => Some(chrono::Duration::hours(24)),
+            1 => Some(chrono::Duration::hours(72)),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<u8> for Priority {
+    type Error = String;
+    fn try_from(p: u8) -> std::result::Result<Self, String> {
+        Priority::new(p).ok_or_else(|| format!("priority {p} is out of range: use 0, 1, 2 or 3"))
+    }
+}
+
+impl From<Priority> for u8 {
+    fn from(p: Priority) -> u8 {
+        p.0
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
