@@ -18,6 +18,8 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod forget;
+pub mod incident;
+pub mod orchestrate;
 pub mod pathmatch;
 pub mod plan;
 pub mod progress;

@@ -2,11 +2,15 @@
 
 mod backup;
 mod check;
+mod drill;
+mod export;
 mod forget;
+mod incident;
 mod key;
 mod ls;
 mod output;
 mod prune;
+mod recover;
 mod restore;
 mod snapshots;
 
@@ -42,6 +46,10 @@ pub struct Cli {
     /// No progress bar
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// State database (incidents, recoveries, drills, job history) [default: $KURA_STATE,
+    /// /var/lib/kura/state.db for root, else ~/.local/state/kura/state.db]
+    #[arg(long, global = true)]
+    state: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +78,14 @@ enum Command {
     /// Manage the passphrases that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Record incidents and their timeline (the standard's fields, cause, review)
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
+    /// Restore an incident's systems in priority order once its cause is resolved
+    Recover(recover::Args),
+    /// Run a plan as a drill into a sandbox; list, show and review drills
+    #[command(subcommand)]
+    Drill(drill::DrillCommand),
 }
 
 /// What every command needs: global options and a way to open the repository.
@@ -78,6 +94,7 @@ pub struct Ctx {
     password_file: Option<PathBuf>,
     pub json: bool,
     quiet: bool,
+    state: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -101,10 +118,40 @@ impl Ctx {
         prompt("passphrase", confirm)
     }
 
+    /// The `--repo` location, if one was given.
+    pub fn repo_location(&self) -> Option<String> {
+        self.repo.as_ref().map(|p| p.display().to_string())
+    }
+
+    /// Opens a repository named in the config: KURA_PASSWORD or --password-file win
+    /// over the config's password file.
+    pub fn open_at(&self, location: &str, password_file: Option<&std::path::Path>) -> Result<Arc<Repository>> {
+        let backend: Arc<dyn kura::backend::Backend> = Arc::new(LocalBackend::new(PathBuf::from(location)));
+        let pass = match (std::env::var("KURA_PASSWORD").is_ok() || self.password_file.is_some(), password_file) {
+            (false, Some(f)) => {
+                let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
+                text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+            }
+            _ => self.passphrase(false)?,
+        };
+        Repository::open(backend, &pass).map(Arc::new).with_context(|| format!("opening the repository {location}"))
+    }
+
     pub fn open(&self) -> Result<Arc<Repository>> {
         let backend = self.backend()?;
         let pass = self.passphrase(false)?;
         Ok(Arc::new(Repository::open(backend, &pass)?))
+    }
+
+    /// Opens the state database (creating it on first use).
+    pub fn state(&self) -> Result<kura::state::State> {
+        let path = self.state.clone().unwrap_or_else(kura::state::default_path);
+        kura::state::State::open(&path).with_context(|| format!("opening the state database {}", path.display()))
+    }
+
+    /// The clock every recorded time comes from.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
     }
 
     /// A progress bar only on a terminal, and never with --json or --quiet.
@@ -131,7 +178,7 @@ pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx = Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet };
+    let ctx = Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet, state: cli.state };
     match cli.command {
         Command::Init => key::init(&ctx),
         Command::Backup(a) => backup::run(&ctx, a),
@@ -143,5 +190,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(k) => key::run(&ctx, k),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Repair(r) => prune::repair(&ctx, r),
+        Command::Incident(c) => incident::run(&ctx, c),
+        Command::Recover(a) => recover::run(&ctx, a),
+        Command::Drill(c) => drill::run(&ctx, c),
     }
 }

@@ -280,3 +280,32 @@ fn restore_pack(
     }
     Ok(written)
 }
+
+/// What restoring a snapshot (or a path inside it) needs, without writing
+/// anything: for forecasts and resource planning.
+#[derive(Clone, Debug, Default)]
+pub struct Needs {
+    /// Bytes of file content written.
+    pub bytes: u64,
+    pub files: u64,
+    /// Every stored data blob read: (pack, blob, stored length).
+    pub blobs: Vec<(crate::types::PackId, crate::types::BlobId, u32)>,
+}
+
+pub fn needs(
+    repo: &Repository,
+    index: &Index,
+    snap_id: &FileId,
+    snap: &Snapshot,
+    subpath: Option<String>,
+) -> Result<Needs> {
+    let opts = RestoreOptions { subpath, ..Default::default() };
+    let plan = make_plan(repo, index, snap_id, snap, &opts)?;
+    let todo: Vec<usize> = (0..plan.files.len()).collect();
+    let jobs = plan::pack_jobs(index, &plan.files, &todo)?;
+    Ok(Needs {
+        bytes: plan.files.iter().map(|f| f.node.size).sum(),
+        files: plan.files.len() as u64,
+        blobs: jobs.iter().flat_map(|j| j.blobs.iter().map(|(id, loc, _)| (j.pack, *id, loc.length))).collect(),
+    })
+}

@@ -11,6 +11,9 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
+mod incidents;
+pub mod recovery;
+
 /// Schema steps, applied in order inside one transaction each. Never edit a
 /// released step; append a new one.
 const MIGRATIONS: &[&str] = &[r#"
@@ -59,7 +62,7 @@ CREATE TABLE recovery_runs (
     clock_start TEXT NOT NULL,    -- deadlines count from here
     started_at TEXT NOT NULL,
     ended_at TEXT,
-    status TEXT NOT NULL,         -- running | done | failed | halted
+    status TEXT NOT NULL,         -- running | done | failed (some system failed or was skipped)
     options TEXT NOT NULL         -- JSON: from, parallel, sandbox, force reason
 );
 CREATE TABLE recovery_systems (
@@ -67,14 +70,19 @@ CREATE TABLE recovery_systems (
     name TEXT NOT NULL,
     priority INTEGER NOT NULL,
     deadline_secs INTEGER,
-    state TEXT NOT NULL,          -- waiting | restoring | verifying | done | failed | skipped
+    state TEXT NOT NULL,          -- waiting | pre | restoring | verifying | post | done | failed | skipped
     snapshot TEXT,
     snapshot_time TEXT,
     target TEXT,
     started_at TEXT,
     ended_at TEXT,
-    bytes INTEGER,
+    bytes INTEGER,                -- restored so far / in all
+    bytes_total INTEGER,          -- size of what the snapshot restores
     files INTEGER,
+    restore_ms INTEGER,           -- the restore step alone (throughput = bytes / restore_ms)
+    verdict TEXT,                 -- met | missed | no-deadline
+    margin_secs INTEGER,
+    alert TEXT,                   -- at-risk | breach: the last alert sent
     hooks TEXT,                   -- JSON list of hook outcomes
     verify TEXT,                  -- JSON
     error TEXT,

@@ -15,6 +15,7 @@ mod listing;
 mod partial;
 mod passphrase;
 mod prune;
+mod recover;
 mod repair;
 mod rotation;
 mod roundtrip;

@@ -1,0 +1,354 @@
+//! `kura recover`: restore an incident's systems in priority order, and
+//! `kura recover status`: where each system stands against its deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::incident::local;
+use super::{output, Ctx};
+use kura::config::Config;
+use kura::incident::{human_secs, Event};
+use kura::orchestrate::deadline::Alert;
+use kura::orchestrate::queue::Phase;
+use kura::orchestrate::{self, Engine, Observer};
+use kura::plan::Plan;
+use kura::repo::Repository;
+use kura::state::recovery::{RunKind, RunOptions, RunRecord, SystemRecord};
+use kura::state::State;
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Args {
+    #[command(subcommand)]
+    sub: Option<Sub>,
+    /// The incident whose systems are restored (its cause must be resolved)
+    #[arg(long, required = true)]
+    incident: Option<i64>,
+    #[command(flatten)]
+    common: PlanArgs,
+    /// Restore before the cause is resolved (needs --reason; recorded on the timeline)
+    #[arg(long, requires = "reason")]
+    force: bool,
+    /// Why the gate is overridden
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// Options shared by `recover`, `drill run` and `plan forecast`.
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// The restoration plan (TOML)
+    #[arg(long, required = true)]
+    pub plan: Option<PathBuf>,
+    /// The config declaring the systems [default: the plan's `config`, ./kura.toml, /etc/kura/kura.toml]
+    #[arg(long, env = "KURA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Restore from the local repository or the remote site [default: local for recover, remote for drills when configured]
+    #[arg(long, value_parser = ["local", "remote"])]
+    pub from: Option<String>,
+    /// Systems restored at the same time
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Each system's state, deadline and time left in the latest (or given) recovery
+    Status {
+        #[arg(long)]
+        incident: Option<i64>,
+        /// A specific run id (recovery or drill)
+        #[arg(long)]
+        run: Option<i64>,
+    },
+}
+
+pub struct Loaded {
+    pub config: Config,
+    pub plan: Plan,
+}
+
+/// Reads the config and the plan; every problem is reported with file and line.
+pub fn load_plan(a: &PlanArgs) -> Result<Loaded> {
+    let plan_path = a.plan.as_deref().ok_or_else(|| anyhow!("--plan FILE is required"))?;
+    let config_path = kura::plan::resolve_config(plan_path, a.config.as_deref());
+    let config = kura::config::load(&config_path).map_err(|p| anyhow!("{p}"))?;
+    let (plan, warnings) = kura::plan::load(plan_path, Some(&config)).map_err(|p| anyhow!("{p}"))?;
+    for w in warnings {
+        eprintln!("{w}");
+    }
+    Ok(Loaded { config, plan })
+}
+
+/// Opens the local repository or the remote site named in the config (`--repo`
+/// overrides the local one).
+pub fn open_repo(ctx: &Ctx, config: &Config, from: &str) -> Result<(Arc<Repository>, String)> {
+    let spec = match from {
+        "remote" => config.remote.as_ref().ok_or_else(|| {
+            anyhow!("{}: no [remote] site is configured; use --from local or add one", config.path.display())
+        })?,
+        _ => &config.repository,
+    };
+    let location = match (from, ctx.repo_location()) {
+        ("local", Some(r)) => r,
+        _ => spec.location.clone(),
+    };
+    let repo = ctx.open_at(&location, Some(&spec.password_file))?;
+    Ok((repo, location))
+}
+
+/// Only one recovery or drill at a time per state database.
+pub fn exclusive(state: &State) -> Result<std::fs::File> {
+    let p = PathBuf::from(format!("{}.recover.lock", state.path().display()));
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p)?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another kura recover or drill is running with this state database ({}); wait for it or stop it", p.display());
+    }
+    Ok(f)
+}
+
+/// Prints progress lines as systems move on.
+pub struct Printer {
+    pub json: bool,
+}
+
+impl Observer for Printer {
+    fn phase(&self, system: &str, phase: Phase) {
+        if !self.json {
+            println!("{}  {system}: {}", local(Utc::now()), phase_text(phase));
+        }
+    }
+    fn finished(&self, r: &SystemRecord) {
+        if self.json {
+            return;
+        }
+        let verdict = match (r.verdict.as_deref(), r.margin_secs) {
+            (Some("met"), Some(m)) => format!(", deadline met ({} to spare)", human_secs(m)),
+            (Some("missed"), Some(m)) => format!(", deadline MISSED by {}", human_secs(-m)),
+            (Some("no-deadline"), _) => ", no deadline".to_string(),
+            _ => String::new(),
+        };
+        let err = r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+        println!("{}  {}: {}{verdict}{err}", local(Utc::now()), r.name, r.state.as_str());
+    }
+    fn alert(&self, system: &str, alert: Alert, detail: &str) {
+        let level = match alert {
+            Alert::AtRisk => "AT RISK",
+            Alert::Breach => "DEADLINE BREACH",
+        };
+        eprintln!("{level}: {system}: {detail}");
+    }
+}
+
+fn phase_text(p: Phase) -> &'static str {
+    match p {
+        Phase::Pre => "running pre hooks",
+        Phase::Restoring => "restoring",
+        Phase::Verifying => "running verify hooks",
+        Phase::Post => "running post hooks",
+        other => other.as_str(),
+    }
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    if let Some(Sub::Status { incident, run }) = a.sub {
+        return status(ctx, incident, run);
+    }
+    let id = a.incident.expect("clap requires --incident");
+    let Loaded { config, plan } = load_plan(&a.common)?;
+    let mut state = ctx.state()?;
+    let _lock = exclusive(&state)?;
+    let incident = state.incident(id)?;
+    if incident.status == kura::incident::Status::Closed {
+        bail!("incident {id} is closed; open a new incident for a new recovery");
+    }
+    let from = a.common.from.clone().unwrap_or_else(|| "local".into());
+    let (repo, location) = open_repo(ctx, &config, &from)?;
+    let plan_path = plan.path.display().to_string();
+    let run_id = match state.unfinished_run(RunKind::Recovery, Some(id), &plan_path)? {
+        Some(r) => {
+            if !ctx.json {
+                println!("resuming recovery run {} (started {}): finished systems are not redone", r.id, local(r.started_at));
+            }
+            r.id
+        }
+        None => {
+            let now = ctx.now();
+            if incident.cause_resolved_at.is_none() {
+                if !a.force {
+                    bail!(
+                        "incident {id}: its cause is not resolved yet, so recovery is refused: systems restored now \
+                         could be compromised again by the same cause.\nFix the cause, then run \
+                         `kura incident resolve-cause {id} --note \"what was done\"`.\nTo restore anyway, add \
+                         --force --reason \"why\" (the override is recorded on the incident's timeline)."
+                    );
+                }
+                let reason = a.reason.clone().unwrap_or_default();
+                if reason.trim().is_empty() {
+                    bail!("--force needs a non-empty --reason");
+                }
+                state.append_event(id, now, &Event::GateOverridden { reason, plan: plan_path.clone() })?;
+            }
+            let options = RunOptions {
+                from: from.clone(),
+                repository: location,
+                parallel: a.common.parallel.max(1),
+                forced_reason: a.force.then(|| a.reason.clone().unwrap_or_default()),
+                compromised_since: incident.fields.compromised_since,
+                config: Some(config.path.display().to_string()),
+                ..Default::default()
+            };
+            let clock_start = incident.clock_start();
+            let run_id =
+                orchestrate::prepare(&mut state, &repo, &plan, RunKind::Recovery, Some(id), clock_start, now, &options)?;
+            state.append_event(id, now, &Event::RecoveryStarted { run: run_id, plan: plan_path.clone() })?;
+            if !ctx.json {
+                println!(
+                    "recovery run {run_id} for incident {id}: {} systems, clock started {}",
+                    plan.systems.len(),
+                    local(clock_start)
+                );
+            }
+            run_id
+        }
+    };
+    finish_run(ctx, &mut state, &repo, &plan, run_id)
+}
+
+/// Executes (or resumes) a run and prints its result; shared with drills.
+pub fn finish_run(ctx: &Ctx, state: &mut State, repo: &Arc<Repository>, plan: &Plan, run_id: i64) -> Result<ExitCode> {
+    let engine = Engine {
+        repo: repo.clone(),
+        clock: Arc::new(kura::clock::SystemClock),
+        runner: Arc::new(kura::orchestrate::hooks::ShellRunner),
+        observer: Arc::new(Printer { json: ctx.json }),
+        restore_threads: None,
+    };
+    let outcome = orchestrate::execute(state, &engine, plan, run_id)?;
+    let run = state.run(run_id)?;
+    let systems = state.run_systems(run_id)?;
+    if ctx.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            outcome: &'a orchestrate::RunOutcome,
+            run: &'a RunRecord,
+            systems: &'a [SystemRecord],
+        }
+        output::print_json(&Out { outcome: &outcome, run: &run, systems: &systems })?;
+    } else {
+        println!();
+        print_table(&run, &systems, Utc::now());
+        println!(
+            "\nrun {}: {}: {} restored, {} failed, {} skipped, {} deadlines missed",
+            outcome.run, outcome.status, outcome.done, outcome.failed, outcome.skipped, outcome.missed
+        );
+    }
+    Ok(if outcome.status == "done" && outcome.missed == 0 { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_PARTIAL) })
+}
+
+#[derive(Serialize)]
+struct StatusRow<'a> {
+    #[serde(flatten)]
+    record: &'a SystemRecord,
+    deadline_at: Option<DateTime<Utc>>,
+    /// Seconds until the deadline (negative: past it); only while not finished.
+    time_left_secs: Option<i64>,
+    progress_percent: Option<f64>,
+}
+
+fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode> {
+    let state = ctx.state()?;
+    let run = match run {
+        Some(r) => state.run(r)?,
+        None => state
+            .runs(Some(RunKind::Recovery), incident)?
+            .pop()
+            .with_context(|| match incident {
+                Some(i) => format!("incident {i} has no recovery run yet: start one with `kura recover --incident {i} --plan FILE`"),
+                None => "no recovery has been run yet".to_string(),
+            })?,
+    };
+    let systems = state.run_systems(run.id)?;
+    let now = Utc::now();
+    if ctx.json {
+        let rows: Vec<StatusRow> = systems
+            .iter()
+            .map(|s| {
+                let due = s.deadline_secs.map(|d| run.clock_start + chrono::Duration::seconds(d));
+                StatusRow {
+                    record: s,
+                    deadline_at: due,
+                    time_left_secs: due.filter(|_| !s.state.is_terminal()).map(|d| (d - now).num_seconds()),
+                    progress_percent: (s.bytes_total > 0).then(|| (s.bytes as f64 * 100.0 / s.bytes_total as f64).min(100.0)),
+                }
+            })
+            .collect();
+        output::print_json(&serde_json::json!({ "run": run, "systems": rows }))?;
+    } else {
+        println!(
+            "{} run {} ({}), plan {}, clock started {}",
+            run.kind.as_str(),
+            run.id,
+            run.status,
+            run.plan_name,
+            local(run.clock_start)
+        );
+        print_table(&run, &systems, now);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>) {
+    println!("{:<16} {:>3}  {:<22} {:<8} {:<22} {:<17} snapshot", "system", "pri", "state", "deadline", "time left / result", "back at");
+    for s in systems {
+        let state = match s.state {
+            Phase::Restoring if s.bytes_total > 0 => {
+                format!("restoring {:.0}% of {}", (s.bytes as f64 * 100.0 / s.bytes_total as f64).min(100.0), output::bytes(s.bytes_total))
+            }
+            p => phase_text(p).to_string(),
+        };
+        let deadline = s.deadline_secs.map(human_secs).unwrap_or_else(|| "none".into());
+        let left = match (s.state.is_terminal(), s.deadline_secs, s.verdict.as_deref(), s.margin_secs) {
+            (true, _, Some("met"), Some(m)) => format!("met, {} spare", human_secs(m)),
+            (true, _, Some("missed"), Some(m)) => format!("MISSED by {}", human_secs(-m)),
+            (true, _, _, _) => "-".to_string(),
+            (false, Some(d), _, _) => {
+                let left = (run.clock_start + chrono::Duration::seconds(d) - now).num_seconds();
+                if left >= 0 {
+                    format!("{} left", human_secs(left))
+                } else {
+                    format!("OVERDUE by {}", human_secs(-left))
+                }
+            }
+            (false, None, _, _) => "no deadline".to_string(),
+        };
+        let back = s.ended_at.filter(|_| s.state == Phase::Done).map(local).unwrap_or_else(|| "-".into());
+        let snap = s.snapshot.as_deref().map(|x| &x[..x.len().min(8)]).unwrap_or("-");
+        println!("{:<16} {:>3}  {:<22} {:<8} {:<22} {:<17} {snap}", s.name, s.priority, state, deadline, left, back);
+        if let Some(e) = &s.error {
+            println!("{:<16}      {e}", "");
+        }
+    }
+}
+
+/// For `drill`: a sandbox must not be, contain or sit inside a real target.
+pub fn check_sandbox(plan: &Plan, sandbox: &Path) -> Result<()> {
+    for s in &plan.systems {
+        if s.target.starts_with(sandbox) || sandbox.starts_with(&s.target) {
+            bail!(
+                "the sandbox {} overlaps the real target {} of system {}: choose another --sandbox",
+                sandbox.display(),
+                s.target.display(),
+                s.name
+            );
+        }
+    }
+    Ok(())
+}

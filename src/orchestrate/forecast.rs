@@ -1,0 +1,152 @@
+//! Predicting a recovery before it happens: the same `Queue` as the real engine,
+//! driven by predicted durations instead of real restores (pure, no I/O).
+//!
+//! A system's predicted duration is its snapshot size over its restore throughput,
+//! plus the time its hooks took in its last drill. The throughput is the one
+//! measured in past drills of that system when there are any, else a default.
+
+use serde::Serialize;
+
+use super::queue::{Phase, Queue};
+use crate::plan::Plan;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum ThroughputSource {
+    /// Median of this many past drills of the system.
+    Drills { count: usize },
+    /// The configured or assumed default.
+    Default,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SystemInput {
+    /// Bytes the restore writes.
+    pub bytes: u64,
+    /// Bytes per second.
+    pub throughput: f64,
+    pub source: ThroughputSource,
+    /// Seconds spent outside the restore itself (hooks), from the last drill.
+    pub overhead_secs: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub priority: u8,
+    pub deadline_secs: Option<i64>,
+    pub bytes: u64,
+    pub throughput_bytes_per_sec: f64,
+    pub throughput_source: ThroughputSource,
+    /// Predicted start and completion, seconds after the incident clock starts.
+    pub start_secs: f64,
+    pub end_secs: f64,
+    /// `None` without a deadline.
+    pub fits: Option<bool>,
+    pub margin_secs: Option<i64>,
+}
+
+/// Simulates the plan; `inputs` is indexed like `plan.systems`.
+pub fn simulate(plan: &Plan, inputs: &[SystemInput], parallel: usize) -> Vec<Row> {
+    let n = plan.systems.len();
+    let dur: Vec<f64> =
+        inputs.iter().map(|x| x.overhead_secs + if x.bytes == 0 { 0.0 } else { x.bytes as f64 / x.throughput.max(1.0) }).collect();
+    let mut queue = Queue::new(plan, vec![Phase::Waiting; n], parallel);
+    let mut start = vec![0.0; n];
+    let mut end = vec![f64::INFINITY; n];
+    let mut running: Vec<usize> = vec![];
+    let mut t = 0.0f64;
+    loop {
+        for i in queue.ready() {
+            queue.set_phase(i, Phase::Restoring);
+            start[i] = t;
+            end[i] = t + dur[i];
+            running.push(i);
+        }
+        if queue.is_complete() || running.is_empty() {
+            break;
+        }
+        let (k, &i) = running
+            .iter()
+            .enumerate()
+            .min_by(|a, b| end[*a.1].total_cmp(&end[*b.1]))
+            .expect("something runs");
+        running.swap_remove(k);
+        t = end[i];
+        queue.finish(i, true);
+    }
+    plan.systems
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let deadline = s.deadline.map(|d| d.num_seconds());
+            let margin = deadline.map(|d| (d as f64 - end[i]).floor() as i64);
+            Row {
+                name: s.name.clone(),
+                priority: s.priority.get(),
+                deadline_secs: deadline,
+                bytes: inputs[i].bytes,
+                throughput_bytes_per_sec: inputs[i].throughput,
+                throughput_source: inputs[i].source,
+                start_secs: start[i],
+                end_secs: end[i],
+                fits: margin.map(|m| m >= 0),
+                margin_secs: margin,
+            }
+        })
+        .collect()
+}
+
+/// The median of measured throughputs, or `None`.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::queue::tests::{plan, sys};
+    use super::*;
+
+    const MB: u64 = 1_000_000;
+
+    fn input(bytes: u64, mbps: f64) -> SystemInput {
+        SystemInput { bytes, throughput: mbps * MB as f64, source: ThroughputSource::Default, overhead_secs: 0.0 }
+    }
+
+    #[test]
+    fn arithmetic_with_fixed_throughputs() {
+        // Tier 3: dns 100 MB at 10 MB/s = 10 s. Tier 2: db 3600 MB at 1 MB/s = 3600 s,
+        // then app (depends on db) 1800 MB at 1 MB/s = 1800 s. Tier 1: web 360000 MB at 1 MB/s.
+        let p = plan(vec![sys("dns", 3, &[]), sys("db", 2, &[]), sys("app", 2, &["db"]), sys("web", 1, &[])]);
+        let inputs = [input(100 * MB, 10.0), input(3600 * MB, 1.0), input(1800 * MB, 1.0), input(360_000 * MB, 1.0)];
+        let rows = simulate(&p, &inputs, 2);
+        assert_eq!(rows[0].end_secs, 10.0);
+        assert_eq!(rows[0].fits, Some(false), "priority 3 with a zero deadline never fits a restore");
+        assert_eq!((rows[1].start_secs, rows[1].end_secs), (10.0, 3610.0));
+        assert_eq!((rows[2].start_secs, rows[2].end_secs), (3610.0, 5410.0));
+        assert_eq!(rows[2].fits, Some(true));
+        assert_eq!(rows[2].margin_secs, Some(86_400 - 5410));
+        assert_eq!((rows[3].start_secs, rows[3].end_secs), (5410.0, 365_410.0));
+        assert_eq!(rows[3].fits, Some(false), "3 days = 259200 s");
+    }
+
+    #[test]
+    fn parallel_systems_share_the_clock() {
+        let p = plan(vec![sys("a", 2, &[]), sys("b", 2, &[]), sys("c", 2, &[])]);
+        let inputs = [input(10 * MB, 1.0), input(20 * MB, 1.0), input(5 * MB, 1.0)];
+        let rows = simulate(&p, &inputs, 2);
+        assert_eq!(rows.iter().map(|r| r.end_secs).collect::<Vec<_>>(), [10.0, 20.0, 15.0]);
+    }
+
+    #[test]
+    fn median_of_measurements() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
+        assert_eq!(median(vec![]), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Running plan hooks: behind a small trait so the engine can be tested with a
+//! recording runner, and the real one runs `sh -c` with a timeout.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Hook;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookOutcome {
+    /// pre, verify or post.
+    pub stage: String,
+    pub command: String,
+    pub ok: bool,
+    /// How many times it ran (verify hooks are retried).
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// The end of its output, for the record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output: String,
+    /// Not run: a hook not marked safe for drills, during a drill.
+    #[serde(default)]
+    pub skipped: bool,
+}
+
+pub trait HookRunner: Send + Sync {
+    /// Runs one attempt of `hook` with `env` added to the environment.
+    fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome;
+}
+
+/// Runs hooks through `sh -c` in their own process group, killed on timeout.
+pub struct ShellRunner;
+
+const OUTPUT_TAIL: usize = 2048;
+
+impl HookRunner for ShellRunner {
+    fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
+        let started = Instant::now();
+        let mut out = HookOutcome {
+            stage: String::new(),
+            command: hook.command.clone(),
+            ok: false,
+            attempts: 1,
+            exit_code: None,
+            timed_out: false,
+            duration_ms: 0,
+            output: String::new(),
+            skipped: false,
+        };
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(&hook.command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.envs(env.iter().map(|(k, v)| (k, v))).process_group(0);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                out.output = format!("could not start sh: {e}");
+                return out;
+            }
+        };
+        let readers: Vec<_> = [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
+            .into_iter()
+            .flatten()
+            .map(|mut r| {
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let _ = r.read_to_end(&mut buf);
+                    buf
+                })
+            })
+            .collect();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if started.elapsed() >= hook.timeout => {
+                    // SAFETY: kill(2) on the child's process group, which it leads.
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                    out.timed_out = true;
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break None,
+            }
+        };
+        let mut text = Vec::new();
+        for r in readers {
+            text.extend(r.join().unwrap_or_default());
+        }
+        let start = text.len().saturating_sub(OUTPUT_TAIL);
+        out.output = String::from_utf8_lossy(&text[start..]).trim_end().to_string();
+        out.exit_code = status.and_then(|s| s.code());
+        out.ok = status.is_some_and(|s| s.success());
+        out.duration_ms = started.elapsed().as_millis() as u64;
+        out
+    }
+}
+
+/// Runs a hook with its retries: the first success wins; between attempts it
+/// waits `retry_delay`.
+pub fn run_with_retries(runner: &dyn HookRunner, stage: &str, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut o = runner.run_once(hook, env);
+        o.stage = stage.to_string();
+        o.attempts = attempt;
+        if o.ok || attempt > hook.retries {
+            return o;
+        }
+        std::thread::sleep(hook.retry_delay);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(cmd: &str, timeout_ms: u64, retries: u32) -> Hook {
+        Hook {
+            command: cmd.into(),
+            timeout: Duration::from_millis(timeout_ms),
+            retries,
+            retry_delay: Duration::from_millis(1),
+            drill: true,
+        }
+    }
+
+    #[test]
+    fn success_failure_env_and_timeout() {
+        let env = vec![("KURA_SYSTEM".to_string(), "db".to_string())];
+        let o = ShellRunner.run_once(&hook("echo hello $KURA_SYSTEM", 5000, 0), &env);
+        assert!(o.ok && o.output == "hello db", "{o:?}");
+        let o = ShellRunner.run_once(&hook("echo oops >&2; exit 3", 5000, 0), &env);
+        assert!(!o.ok && o.exit_code == Some(3) && o.output == "oops", "{o:?}");
+        let o = ShellRunner.run_once(&hook("sleep 5", 200, 0), &env);
+        assert!(!o.ok && o.timed_out && o.duration_ms < 3000, "{o:?}");
+    }
+
+    #[test]
+    fn retries_until_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("n");
+        // Fails twice, then succeeds.
+        let cmd = format!("echo x >> {0}; test $(wc -l < {0}) -ge 3", f.display());
+        let o = run_with_retries(&ShellRunner, "verify", &hook(&cmd, 5000, 5), &[]);
+        assert!(o.ok);
+        assert_eq!(o.attempts, 3);
+        let o = run_with_retries(&ShellRunner, "verify", &hook("false", 5000, 2), &[]);
+        assert!(!o.ok);
+        assert_eq!(o.attempts, 3);
+    }
+}

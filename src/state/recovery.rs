@@ -1,0 +1,372 @@
+//! Recovery runs and drills in the state database: one row per run, one per
+//! system. The engine writes a system's new phase here before acting on it.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use super::incidents::{parse_ts, ts};
+use super::{db_err, State};
+use crate::error::{Error, Result};
+use crate::orchestrate::hooks::HookOutcome;
+use crate::orchestrate::queue::Phase;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Recovery,
+    Drill,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Recovery => "recovery",
+            RunKind::Drill => "drill",
+        }
+    }
+}
+
+/// Options a run was started with, stored so a resumed run behaves the same.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// `local` or `remote`: which repository it restores from.
+    pub from: String,
+    /// The repository location actually used.
+    pub repository: String,
+    pub parallel: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    #[serde(default)]
+    pub keep_sandbox: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_since: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub kind: RunKind,
+    pub incident: Option<i64>,
+    pub plan_path: String,
+    pub plan_name: String,
+    pub clock_start: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub options: RunOptions,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SystemRecord {
+    pub name: String,
+    pub priority: u8,
+    pub deadline_secs: Option<i64>,
+    pub state: Phase,
+    pub snapshot: Option<String>,
+    pub snapshot_time: Option<DateTime<Utc>>,
+    pub target: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub bytes: u64,
+    pub bytes_total: u64,
+    pub files: u64,
+    pub restore_ms: Option<u64>,
+    pub verdict: Option<String>,
+    pub margin_secs: Option<i64>,
+    pub alert: Option<String>,
+    pub hooks: Vec<HookOutcome>,
+    pub verify: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// A new system row: its plan facts and the snapshot chosen for it.
+pub struct NewSystem {
+    pub name: String,
+    pub priority: u8,
+    pub deadline_secs: Option<i64>,
+    pub snapshot: Option<(String, DateTime<Utc>)>,
+    pub bytes_total: u64,
+    pub target: String,
+    /// Set when the system cannot run at all (e.g. no snapshot before the compromise).
+    pub error: Option<String>,
+}
+
+fn opt_ts(v: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    Ok(v.and_then(|s| parse_ts(&s).ok()))
+}
+
+fn system_row(r: &Row<'_>) -> rusqlite::Result<SystemRecord> {
+    let state: String = r.get("state")?;
+    let hooks: Option<String> = r.get("hooks")?;
+    let verify: Option<String> = r.get("verify")?;
+    Ok(SystemRecord {
+        name: r.get("name")?,
+        priority: r.get("priority")?,
+        deadline_secs: r.get("deadline_secs")?,
+        state: Phase::parse(&state).unwrap_or(Phase::Failed),
+        snapshot: r.get("snapshot")?,
+        snapshot_time: opt_ts(r.get("snapshot_time")?)?,
+        target: r.get("target")?,
+        started_at: opt_ts(r.get("started_at")?)?,
+        ended_at: opt_ts(r.get("ended_at")?)?,
+        bytes: r.get::<_, Option<i64>>("bytes")?.unwrap_or(0) as u64,
+        bytes_total: r.get::<_, Option<i64>>("bytes_total")?.unwrap_or(0) as u64,
+        files: r.get::<_, Option<i64>>("files")?.unwrap_or(0) as u64,
+        restore_ms: r.get::<_, Option<i64>>("restore_ms")?.map(|v| v as u64),
+        verdict: r.get("verdict")?,
+        margin_secs: r.get("margin_secs")?,
+        alert: r.get("alert")?,
+        hooks: hooks.and_then(|h| serde_json::from_str(&h).ok()).unwrap_or_default(),
+        verify: verify.and_then(|v| serde_json::from_str(&v).ok()),
+        error: r.get("error")?,
+    })
+}
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let kind: String = r.get("kind")?;
+    let options: String = r.get("options")?;
+    Ok(RunRecord {
+        id: r.get("id")?,
+        kind: if kind == "drill" { RunKind::Drill } else { RunKind::Recovery },
+        incident: r.get("incident")?,
+        plan_path: r.get("plan_path")?,
+        plan_name: r.get("plan_name")?,
+        clock_start: opt_ts(Some(r.get("clock_start")?))?.unwrap_or_default(),
+        started_at: opt_ts(Some(r.get("started_at")?))?.unwrap_or_default(),
+        ended_at: opt_ts(r.get("ended_at")?)?,
+        status: r.get("status")?,
+        options: serde_json::from_str(&options).unwrap_or_default(),
+    })
+}
+
+impl State {
+    /// Creates a run and all its system rows in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_run(
+        &mut self,
+        kind: RunKind,
+        incident: Option<i64>,
+        plan_path: &str,
+        plan_name: &str,
+        clock_start: DateTime<Utc>,
+        now: DateTime<Utc>,
+        options: &RunOptions,
+        systems: &[NewSystem],
+    ) -> Result<i64> {
+        let path = self.path().to_path_buf();
+        let e = |e| db_err(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "INSERT INTO recovery_runs (kind, incident, plan_path, plan_name, clock_start, started_at, status, options)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+            params![
+                kind.as_str(),
+                incident,
+                plan_path,
+                plan_name,
+                ts(clock_start),
+                ts(now),
+                serde_json::to_string(options).expect("options serialize")
+            ],
+        )
+        .map_err(e)?;
+        let run = tx.last_insert_rowid();
+        for s in systems {
+            let (state, ended) = if s.error.is_some() { ("failed", Some(ts(now))) } else { ("waiting", None) };
+            tx.execute(
+                "INSERT INTO recovery_systems (run, name, priority, deadline_secs, state, snapshot, snapshot_time,
+                 target, bytes_total, error, ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    run,
+                    s.name,
+                    s.priority,
+                    s.deadline_secs,
+                    state,
+                    s.snapshot.as_ref().map(|x| x.0.clone()),
+                    s.snapshot.as_ref().map(|x| ts(x.1)),
+                    s.target,
+                    s.bytes_total as i64,
+                    s.error,
+                    ended
+                ],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(run)
+    }
+
+    pub fn run(&self, id: i64) -> Result<RunRecord> {
+        self.conn
+            .query_row("SELECT * FROM recovery_runs WHERE id = ?1", [id], run_row)
+            .optional()
+            .map_err(|e| db_err(self.path(), e))?
+            .ok_or_else(|| Error::invalid(format!("run {id}"), "no such recovery run or drill in the state database"))
+    }
+
+    pub fn runs(&self, kind: Option<RunKind>, incident: Option<i64>) -> Result<Vec<RunRecord>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT * FROM recovery_runs WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR incident = ?2)
+                 ORDER BY id",
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        let rows = st.query_map(params![kind.map(|k| k.as_str()), incident], run_row).map_err(|e| db_err(self.path(), e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+    }
+
+    /// The unfinished run of this incident (and plan), if a previous `recover` was interrupted.
+    pub fn unfinished_run(&self, kind: RunKind, incident: Option<i64>, plan_path: &str) -> Result<Option<RunRecord>> {
+        Ok(self
+            .runs(Some(kind), incident)?
+            .into_iter()
+            .rev()
+            .find(|r| r.status == "running" && r.plan_path == plan_path && r.incident == incident))
+    }
+
+    pub fn run_systems(&self, run: i64) -> Result<Vec<SystemRecord>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT * FROM recovery_systems WHERE run = ?1 ORDER BY priority DESC, name")
+            .map_err(|e| db_err(self.path(), e))?;
+        let rows = st.query_map([run], system_row).map_err(|e| db_err(self.path(), e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+    }
+
+    /// Stores a system's new phase (and when it started, on the first active phase).
+    pub fn set_phase(&self, run: i64, name: &str, phase: Phase, now: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE recovery_systems SET state = ?3,
+                   started_at = CASE WHEN started_at IS NULL AND ?3 IN ('pre','restoring','verifying','post')
+                                THEN ?4 ELSE started_at END
+                 WHERE run = ?1 AND name = ?2",
+                params![run, name, phase.as_str(), ts(now)],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    pub fn set_progress(&self, run: i64, name: &str, bytes: u64, total: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE recovery_systems SET bytes = ?3, bytes_total = MAX(COALESCE(bytes_total, 0), ?4)
+                 WHERE run = ?1 AND name = ?2",
+                params![run, name, bytes as i64, total as i64],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    pub fn set_hooks(&self, run: i64, name: &str, hooks: &[HookOutcome]) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE recovery_systems SET hooks = ?3 WHERE run = ?1 AND name = ?2",
+                params![run, name, serde_json::to_string(hooks).expect("hooks serialize")],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    pub fn set_alert(&self, run: i64, name: &str, alert: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE recovery_systems SET alert = ?3 WHERE run = ?1 AND name = ?2", params![run, name, alert])
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    /// Records the restore step's figures.
+    pub fn set_restored(&self, run: i64, name: &str, bytes: u64, files: u64, restore_ms: u64, verify: &serde_json::Value) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE recovery_systems SET bytes = ?3, files = ?4, restore_ms = ?5, verify = ?6
+                 WHERE run = ?1 AND name = ?2",
+                params![run, name, bytes as i64, files as i64, restore_ms as i64, verify.to_string()],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    /// A system's end: done, failed or skipped, with its verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_system(
+        &self,
+        run: i64,
+        name: &str,
+        phase: Phase,
+        now: DateTime<Utc>,
+        verdict: Option<&str>,
+        margin: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE recovery_systems SET state = ?3, ended_at = ?4, verdict = ?5, margin_secs = ?6,
+                   error = COALESCE(?7, error) WHERE run = ?1 AND name = ?2",
+                params![run, name, phase.as_str(), ts(now), verdict, margin, error],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    pub fn finish_run(&self, run: i64, status: &str, now: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE recovery_runs SET status = ?2, ended_at = ?3 WHERE id = ?1",
+                params![run, status, ts(now)],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    pub fn add_drill_review(&self, run: i64, at: DateTime<Utc>, evaluation: &str, actions: &[String]) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO drill_reviews (run, at, evaluation, actions) VALUES (?1, ?2, ?3, ?4)",
+                params![run, ts(at), evaluation, serde_json::to_string(actions).expect("actions serialize")],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    pub fn drill_reviews(&self, run: i64) -> Result<Vec<(DateTime<Utc>, String, Vec<String>)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT at, evaluation, actions FROM drill_reviews WHERE run = ?1 ORDER BY id")
+            .map_err(|e| db_err(self.path(), e))?;
+        let rows = st
+            .query_map([run], |r| {
+                let at: String = r.get(0)?;
+                let actions: String = r.get(2)?;
+                Ok((opt_ts(Some(at))?.unwrap_or_default(), r.get(1)?, serde_json::from_str(&actions).unwrap_or_default()))
+            })
+            .map_err(|e| db_err(self.path(), e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+    }
+
+    /// Restore throughput (bytes per second) of past drills of one system, newest first.
+    pub fn drill_throughputs(&self, system: &str) -> Result<Vec<f64>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT s.bytes, s.restore_ms FROM recovery_systems s JOIN recovery_runs r ON r.id = s.run
+                 WHERE r.kind = 'drill' AND s.name = ?1 AND s.state = 'done' AND s.restore_ms > 0
+                 ORDER BY r.id DESC",
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        let rows = st
+            .query_map([system], |r| {
+                let bytes: i64 = r.get(0)?;
+                let ms: i64 = r.get(1)?;
+                Ok(bytes as f64 * 1000.0 / ms as f64)
+            })
+            .map_err(|e| db_err(self.path(), e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+    }
+}

@@ -1,0 +1,272 @@
+//! Incidents and priority-ordered recovery, end to end: real backups, a real
+//! config and plan, the real binary, hooks with side effects, kill -9 and resume.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// One system of a test site: name, priority, dependencies, extra plan lines.
+struct Sys<'a> {
+    name: &'a str,
+    priority: u8,
+    deps: &'a [&'a str],
+    extra: String,
+}
+
+fn sys<'a>(name: &'a str, priority: u8, deps: &'a [&'a str]) -> Sys<'a> {
+    Sys { name, priority, deps, extra: String::new() }
+}
+
+struct Site {
+    repo: TestRepo,
+    config: PathBuf,
+    plan: PathBuf,
+    state: PathBuf,
+    log: PathBuf,
+}
+
+/// A hook that appends "<stage> <system> drill=<0|1> <snapshot-prefix> <target>" to the log.
+fn log_hook(stage: &str, log: &Path) -> String {
+    format!(
+        "[[system.{stage}]]\ncommand = 'echo \"$KURA_PHASE $KURA_SYSTEM drill=$KURA_DRILL ${{KURA_SNAPSHOT%${{KURA_SNAPSHOT#????????}}}} $KURA_TARGET\" >> {}'\n",
+        log.display()
+    )
+}
+
+impl Site {
+    fn new(systems: &[Sys]) -> Site {
+        let repo = TestRepo::new();
+        let base = repo.base().to_path_buf();
+        let log = base.join("hooks.log");
+        let pw = base.join("password");
+        write(&pw, PASSWORD);
+        let mut config = format!(
+            "[repository]\nlocation = '{}'\npassword_file = '{}'\n\n",
+            repo.path.display(),
+            pw.display()
+        );
+        let mut plan = format!("name = 'test plan'\nconfig = '{}'\n\n", base.join("kura.toml").display());
+        for s in systems {
+            let src = base.join("src").join(s.name);
+            sample_tree(&src, 20_000);
+            write(src.join("system-name"), s.name);
+            config += &format!(
+                "[[system]]\nname = '{}'\npriority = {}\npaths = ['{}']\n\n",
+                s.name,
+                s.priority,
+                src.display()
+            );
+            let deps: Vec<String> = s.deps.iter().map(|d| format!("'{d}'")).collect();
+            plan += &format!(
+                "[[system]]\nname = '{}'\ntarget = '{}'\ndepends_on = [{}]\n{}{}{}{}\n",
+                s.name,
+                base.join("restore").join(s.name).display(),
+                deps.join(", "),
+                s.extra,
+                log_hook("pre", &log),
+                log_hook("verify", &log),
+                log_hook("post", &log),
+            );
+            repo.backup(&[&src], &["--tag", &format!("system:{}", s.name)]);
+        }
+        let config_path = base.join("kura.toml");
+        write(&config_path, config);
+        let plan_path = base.join("plan.toml");
+        write(&plan_path, plan);
+        Site { state: base.join("state.db"), config: config_path, plan: plan_path, log, repo }
+    }
+
+    fn base(&self) -> &Path {
+        self.repo.base()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bare_kura();
+        c.arg("--state").arg(&self.state).args(args).env("KURA_PASSWORD", PASSWORD);
+        c
+    }
+
+    #[track_caller]
+    fn kura(&self, args: &[&str]) -> Out {
+        run(&mut self.cmd(args))
+    }
+
+    fn open_incident(&self, extra: &[&str]) -> i64 {
+        let mut args = vec!["--json", "incident", "open", "--title", "ransomware on the file server"];
+        args.extend_from_slice(extra);
+        self.kura(&args).ok().json()["id"].as_i64().expect("incident id")
+    }
+
+    fn recover(&self, id: i64) -> Out {
+        self.kura(&["--json", "recover", "--incident", &id.to_string(), "--plan", s(&self.plan)])
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        fs::read_to_string(&self.log).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    fn restored(&self, name: &str) -> PathBuf {
+        self.base().join("restore").join(name)
+    }
+}
+
+fn system<'a>(out: &'a Value, name: &str) -> &'a Value {
+    out["systems"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("{name} in {out}"))
+}
+
+#[test]
+fn recovery_follows_tiers_and_dependencies_and_restores_identical_trees() {
+    let site = Site::new(&[
+        sys("web", 1, &["app"]),
+        sys("app", 2, &["db"]),
+        sys("db", 2, &[]),
+        sys("dns", 3, &[]),
+        sys("wiki", 0, &[]),
+    ]);
+    let id = site.open_incident(&[]);
+
+    // The gate: refused before the cause is resolved, and nothing is restored.
+    let refused = site.recover(id);
+    refused.code(2).stderr_has("cause is not resolved").stderr_has("resolve-cause");
+    assert!(!site.restored("dns").exists());
+
+    site.kura(&["incident", "resolve-cause", &id.to_string(), "--note", "phishing account disabled"]).ok();
+    let out = site.recover(id);
+    // Priority 3's deadline is zero: it went down, so its deadline is missed (exit 1).
+    out.code(1);
+    let v = out.json();
+    assert_eq!(v["outcome"]["done"], 5, "{v}");
+    assert_eq!(system(&v, "dns")["verdict"], "missed");
+    assert_eq!(system(&v, "db")["verdict"], "met");
+    assert_eq!(system(&v, "wiki")["verdict"], "no-deadline");
+
+    for name in ["web", "app", "db", "dns", "wiki"] {
+        assert_same_tree(&site.base().join("src").join(name), &site.restored(name), FULL);
+    }
+
+    // Completion order from the post hooks: tiers, and dependencies inside a tier.
+    let lines = site.log_lines();
+    let posts: Vec<&str> =
+        lines.iter().filter(|l| l.starts_with("post ")).map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(posts, ["dns", "db", "app", "web", "wiki"], "{lines:#?}");
+    // Hooks run pre -> verify -> post per system, with the right environment.
+    let db: Vec<&String> = lines.iter().filter(|l| l.split(' ').nth(1) == Some("db")).collect();
+    assert_eq!(db.len(), 3);
+    assert!(db[0].starts_with("pre db drill=0 ") && db[1].starts_with("verify db") && db[2].starts_with("post db"));
+    let snap = system(&v, "db")["snapshot"].as_str().unwrap();
+    assert!(db[0].contains(&snap[..8]), "{db:?}");
+    assert!(db[0].ends_with(s(&site.restored("db"))), "{db:?}");
+
+    // The status and the incident timeline hold the results.
+    let st = site.kura(&["--json", "recover", "status", "--incident", &id.to_string()]).ok().json();
+    assert_eq!(st["systems"].as_array().unwrap().len(), 5);
+    let shown = site.kura(&["--json", "incident", "show", &id.to_string()]).ok().json();
+    let kinds: Vec<&str> = shown["timeline"].as_array().unwrap().iter().map(|e| e["event"]["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "system-finished").count(), 5, "{kinds:?}");
+    assert!(kinds.contains(&"recovery-finished") && kinds.contains(&"deadline-alert"), "{kinds:?}");
+    site.kura(&["incident", "verify", &id.to_string()]).ok();
+}
+
+#[test]
+fn failing_verify_hook_is_retried_then_fails_and_dependents_are_skipped() {
+    let counter = "verify-attempts";
+    let mut db = sys("db", 2, &[]);
+    db.extra = format!(
+        "[[system.verify]]\ncommand = 'echo x >> {counter}; exit 1'\nretries = 2\nretry_delay = '0s'\n"
+    );
+    let site = Site::new(&[db, sys("app", 2, &["db"]), sys("web", 1, &["app"]), sys("mail", 2, &[])]);
+    // The hook's working directory is not defined: use an absolute path.
+    let plan = fs::read_to_string(&site.plan).unwrap().replace(counter, s(&site.base().join(counter)));
+    write(&site.plan, plan);
+    let id = site.open_incident(&[]);
+    site.kura(&["incident", "resolve-cause", &id.to_string(), "--note", "fixed"]).ok();
+    let out = site.recover(id);
+    out.code(1);
+    let v = out.json();
+    assert_eq!(fs::read_to_string(site.base().join(counter)).unwrap().lines().count(), 3, "1 try + 2 retries");
+    assert_eq!(system(&v, "db")["state"], "failed");
+    assert!(system(&v, "db")["error"].as_str().unwrap().contains("verify hook"), "{v}");
+    assert_eq!(system(&v, "app")["state"], "skipped");
+    assert_eq!(system(&v, "web")["state"], "skipped");
+    assert!(system(&v, "web")["error"].as_str().unwrap().contains("db failed"), "{v}");
+    assert_eq!(system(&v, "mail")["state"], "done");
+    assert!(!site.log_lines().iter().any(|l| l.contains(" app ") || l.contains(" web ")));
+}
+
+#[test]
+fn compromised_since_restores_the_snapshot_taken_before_the_intrusion() {
+    let site = Site::new(&[sys("files", 1, &[])]);
+    let src = site.base().join("src/files");
+    std::thread::sleep(Duration::from_millis(1100));
+    let cut = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(1100));
+    write(src.join("system-name"), "encrypted by ransomware");
+    site.repo.backup(&[&src], &["--tag", "system:files"]);
+
+    let id = site.open_incident(&["--compromised-since", &cut.to_rfc3339()]);
+    site.kura(&["incident", "resolve-cause", &id.to_string(), "--note", "fixed"]).ok();
+    let v = site.recover(id).ok().json();
+    let snaps = site.repo.snapshots(&[]);
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(system(&v, "files")["snapshot"], snaps[0]["id"], "the older snapshot is chosen");
+    assert_eq!(fs::read_to_string(site.restored("files").join("system-name")).unwrap(), "files");
+}
+
+#[test]
+fn forced_recovery_is_recorded_on_the_timeline() {
+    let site = Site::new(&[sys("files", 1, &[])]);
+    let id = site.open_incident(&[]);
+    site.kura(&["recover", "--incident", &id.to_string(), "--plan", s(&site.plan), "--force"]).code(2);
+    site.kura(&["recover", "--incident", &id.to_string(), "--plan", s(&site.plan), "--force", "--reason", "payroll"])
+        .ok();
+    let shown = site.kura(&["--json", "incident", "show", &id.to_string()]).ok().json();
+    assert_eq!(shown["incident"]["gate_overrides"][0][1], "payroll");
+}
+
+#[test]
+fn kill_9_during_recovery_resumes_without_redoing_finished_systems() {
+    let mut app = sys("app", 2, &["db"]);
+    let marker = "app-pre-started";
+    app.extra = format!("[[system.pre]]\ncommand = 'if [ ! -e MARK ]; then touch MARK; sleep 30; fi'\ntimeout = '1m'\n")
+        .replace("MARK", marker);
+    let site = Site::new(&[sys("db", 2, &[]), sys("dns", 2, &[]), app, sys("web", 1, &["app"])]);
+    let mark = site.base().join(marker);
+    let plan = fs::read_to_string(&site.plan).unwrap().replace(marker, s(&mark));
+    write(&site.plan, plan);
+    let id = site.open_incident(&[]);
+    site.kura(&["incident", "resolve-cause", &id.to_string(), "--note", "fixed"]).ok();
+
+    let mut child = site
+        .cmd(&["recover", "--incident", &id.to_string(), "--plan", s(&site.plan), "--parallel", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !mark.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "app's pre hook never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = site.log_lines();
+    assert!(before.iter().any(|l| l.starts_with("post db")) && before.iter().any(|l| l.starts_with("post dns")));
+
+    let v = site.recover(id).ok().json();
+    assert_eq!(v["outcome"]["done"], 4, "{v}");
+    let lines = site.log_lines();
+    for name in ["db", "dns"] {
+        let runs = lines.iter().filter(|l| l.starts_with(&format!("pre {name} "))).count();
+        assert_eq!(runs, 1, "{name} finished before the kill and must not be redone: {lines:#?}");
+    }
+    for name in ["db", "dns", "app", "web"] {
+        assert_same_tree(&site.base().join("src").join(name), &site.restored(name), FULL);
+    }
+    let runs = site.kura(&["--json", "recover", "status", "--incident", &id.to_string()]).ok().json();
+    assert_eq!(runs["run"]["status"], "done");
+}
