@@ -140,7 +140,11 @@ fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
         }
         None => {
             let now = ctx.now();
-            let from = a.common.from.clone().unwrap_or_else(|| if config.remote.is_some() { "remote" } else { "local" }.into());
+            let from = a
+                .common
+                .from
+                .clone()
+                .unwrap_or_else(|| if config.remote.is_some() { "remote" } else { "local" }.into());
             let (repo, location) = open_repo(ctx, &config, &from)?;
             let sandbox = match &a.sandbox {
                 Some(s) => s.clone(),

@@ -15,8 +15,17 @@ use kura::plan::Source;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    common: PlanArgs,
+    /// The plan file (TOML; see docs/PLANS.md)
+    file: std::path::PathBuf,
+    /// The config declaring the systems [default: the plan's `config`, ./kura.toml, /etc/kura/kura.toml]
+    #[arg(long, env = "KURA_CONFIG", value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Predict a restore from the local repository or the remote site
+    #[arg(long, value_parser = ["local", "remote"], default_value = "local")]
+    from: String,
+    /// Systems restored at the same time
+    #[arg(long, default_value_t = 2)]
+    parallel: usize,
     /// Throughput assumed for systems never drilled, e.g. "80MiB/s" [default: the median of all past drills, else 50MiB/s]
     #[arg(long, value_parser = parse_rate)]
     throughput: Option<f64>,
@@ -24,10 +33,11 @@ pub struct Args {
 
 fn parse_rate(s: &str) -> std::result::Result<f64, String> {
     let t = s.trim().trim_end_matches("/s");
-    let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("B", 1)]
-        .iter()
-        .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n.trim(), *m)))
-        .unwrap_or((t, 1));
+    let (num, mult) =
+        [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("B", 1)]
+            .iter()
+            .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n.trim(), *m)))
+            .unwrap_or((t, 1));
     num.parse::<f64>()
         .ok()
         .filter(|v| *v > 0.0)
@@ -59,13 +69,15 @@ struct Out {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
-    let Loaded { config, plan } = load_plan(&a.common)?;
-    let from = a.common.from.clone().unwrap_or_else(|| "local".into());
+    let common = PlanArgs { plan: Some(a.file.clone()), config: a.config.clone(), from: None, parallel: a.parallel };
+    let Loaded { config, plan } = load_plan(&common)?;
+    let from = a.from.clone();
     let (repo, _) = open_repo(ctx, &config, &from)?;
     let state = ctx.state()?;
     let snapshots = repo.snapshots()?;
     let index = repo.load_index()?;
-    let all: Vec<f64> = plan.systems.iter().flat_map(|s| state.drill_throughputs(&s.name).unwrap_or_default()).collect();
+    let all: Vec<f64> =
+        plan.systems.iter().flat_map(|s| state.drill_throughputs(&s.name).unwrap_or_default()).collect();
     let default = a.throughput.or_else(|| forecast::median(all)).unwrap_or(50.0 * 1048576.0);
     let mut inputs = vec![];
     let mut disk: BTreeMap<String, u64> = BTreeMap::new();
@@ -96,11 +108,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         let count = measured.len();
         let overhead = last_overhead(&state, &s.name)?;
         inputs.push(match forecast::median(measured) {
-            Some(t) => SystemInput { bytes, throughput: t, source: ThroughputSource::Drills { count }, overhead_secs: overhead },
-            None => SystemInput { bytes, throughput: default, source: ThroughputSource::Default, overhead_secs: overhead },
+            Some(t) => SystemInput {
+                bytes,
+                throughput: t,
+                source: ThroughputSource::Drills { count },
+                overhead_secs: overhead,
+            },
+            None => {
+                SystemInput { bytes, throughput: default, source: ThroughputSource::Default, overhead_secs: overhead }
+            }
         });
     }
-    let parallel = a.common.parallel.max(1);
+    let parallel = a.parallel.max(1);
     let rows = forecast::simulate(&plan, &inputs, parallel);
     let total = rows.iter().map(|r| r.end_secs).fold(0.0, f64::max);
     let out = Out {
@@ -122,7 +141,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         output::print_json(&out)?;
     } else {
         println!("forecast (PREDICTED) for plan {}, {} in parallel:", out.plan, parallel);
-        println!("{:<16} {:>3} {:>10} {:>12} {:>10} {:>10} {:>9}  fits", "system", "pri", "size", "throughput", "start", "done", "deadline");
+        println!(
+            "{:<16} {:>3} {:>10} {:>12} {:>10} {:>10} {:>9}  fits",
+            "system", "pri", "size", "throughput", "start", "done", "deadline"
+        );
         for r in &out.systems {
             let src = match r.throughput_source {
                 ThroughputSource::Drills { count } => format!("{count} drills"),
@@ -149,7 +171,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             println!("deadlines that cannot be met as planned: {}", out.deadlines_not_met.join(", "));
         }
         let r = &out.resources;
-        println!("resources: {} to restore; {} in {} pack objects to fetch from the {} repository", output::bytes(r.bytes_to_restore), output::bytes(r.bytes_to_fetch), r.objects_to_fetch, r.from);
+        println!(
+            "resources: {} to restore; {} in {} pack objects to fetch from the {} repository",
+            output::bytes(r.bytes_to_restore),
+            output::bytes(r.bytes_to_fetch),
+            r.objects_to_fetch,
+            r.from
+        );
         for (t, b) in &r.disk_per_target {
             println!("  disk at {t}: {}", output::bytes(*b));
         }

@@ -2,13 +2,16 @@
 
 mod backup;
 mod check;
+mod config;
 mod drill;
 mod export;
+mod forecast;
 mod forget;
 mod incident;
 mod key;
 mod ls;
 mod output;
+mod plan;
 mod prune;
 mod recover;
 mod restore;
@@ -86,6 +89,12 @@ enum Command {
     /// Run a plan as a drill into a sandbox; list, show and review drills
     #[command(subcommand)]
     Drill(drill::DrillCommand),
+    /// Check a config file (kura.toml) without starting anything
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Check a restoration plan and show its execution order
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
 }
 
 /// What every command needs: global options and a way to open the repository.
@@ -129,7 +138,8 @@ impl Ctx {
         let backend: Arc<dyn kura::backend::Backend> = Arc::new(LocalBackend::new(PathBuf::from(location)));
         let pass = match (std::env::var("KURA_PASSWORD").is_ok() || self.password_file.is_some(), password_file) {
             (false, Some(f)) => {
-                let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
+                let text =
+                    std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
                 text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
             }
             _ => self.passphrase(false)?,
@@ -178,7 +188,8 @@ pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx = Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet, state: cli.state };
+    let ctx =
+        Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet, state: cli.state };
     match cli.command {
         Command::Init => key::init(&ctx),
         Command::Backup(a) => backup::run(&ctx, a),
@@ -193,5 +204,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Incident(c) => incident::run(&ctx, c),
         Command::Recover(a) => recover::run(&ctx, a),
         Command::Drill(c) => drill::run(&ctx, c),
+        Command::Config(c) => config::run(&ctx, c),
+        Command::Plan(p) => plan::run(&ctx, p),
     }
 }

@@ -77,9 +77,14 @@ pub struct Loaded {
 /// Reads the config and the plan; every problem is reported with file and line.
 pub fn load_plan(a: &PlanArgs) -> Result<Loaded> {
     let plan_path = a.plan.as_deref().ok_or_else(|| anyhow!("--plan FILE is required"))?;
+    if !plan_path.is_file() {
+        bail!("the plan {} does not exist or is not a file (plans usually live under plans/)", plan_path.display());
+    }
     let config_path = kura::plan::resolve_config(plan_path, a.config.as_deref());
-    let config = kura::config::load(&config_path).map_err(|p| anyhow!("{p}"))?;
-    let (plan, warnings) = kura::plan::load(plan_path, Some(&config)).map_err(|p| anyhow!("{p}"))?;
+    let config = kura::config::load(&config_path)
+        .map_err(|p| anyhow!("the config {} is not valid; nothing was changed:\n{p}", config_path.display()))?;
+    let (plan, warnings) = kura::plan::load(plan_path, Some(&config))
+        .map_err(|p| anyhow!("the plan {} is not valid; nothing was changed:\n{p}", plan_path.display()))?;
     for w in warnings {
         eprintln!("{w}");
     }
@@ -109,7 +114,10 @@ pub fn exclusive(state: &State) -> Result<std::fs::File> {
     let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p)?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("another kura recover or drill is running with this state database ({}); wait for it or stop it", p.display());
+        bail!(
+            "another kura recover or drill is running with this state database ({}); wait for it or stop it",
+            p.display()
+        );
     }
     Ok(f)
 }
@@ -175,7 +183,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let run_id = match state.unfinished_run(RunKind::Recovery, Some(id), &plan_path)? {
         Some(r) => {
             if !ctx.json {
-                println!("resuming recovery run {} (started {}): finished systems are not redone", r.id, local(r.started_at));
+                println!(
+                    "resuming recovery run {} (started {}): finished systems are not redone",
+                    r.id,
+                    local(r.started_at)
+                );
             }
             r.id
         }
@@ -206,8 +218,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 ..Default::default()
             };
             let clock_start = incident.clock_start();
-            let run_id =
-                orchestrate::prepare(&mut state, &repo, &plan, RunKind::Recovery, Some(id), clock_start, now, &options)?;
+            let run_id = orchestrate::prepare(
+                &mut state,
+                &repo,
+                &plan,
+                RunKind::Recovery,
+                Some(id),
+                clock_start,
+                now,
+                &options,
+            )?;
             state.append_event(id, now, &Event::RecoveryStarted { run: run_id, plan: plan_path.clone() })?;
             if !ctx.json {
                 println!(
@@ -250,7 +270,11 @@ pub fn finish_run(ctx: &Ctx, state: &mut State, repo: &Arc<Repository>, plan: &P
             outcome.run, outcome.status, outcome.done, outcome.failed, outcome.skipped, outcome.missed
         );
     }
-    Ok(if outcome.status == "done" && outcome.missed == 0 { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_PARTIAL) })
+    Ok(if outcome.status == "done" && outcome.missed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_PARTIAL)
+    })
 }
 
 #[derive(Serialize)]
@@ -267,13 +291,12 @@ fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode
     let state = ctx.state()?;
     let run = match run {
         Some(r) => state.run(r)?,
-        None => state
-            .runs(Some(RunKind::Recovery), incident)?
-            .pop()
-            .with_context(|| match incident {
-                Some(i) => format!("incident {i} has no recovery run yet: start one with `kura recover --incident {i} --plan FILE`"),
-                None => "no recovery has been run yet".to_string(),
-            })?,
+        None => state.runs(Some(RunKind::Recovery), incident)?.pop().with_context(|| match incident {
+            Some(i) => format!(
+                "incident {i} has no recovery run yet: start one with `kura recover --incident {i} --plan FILE`"
+            ),
+            None => "no recovery has been run yet".to_string(),
+        })?,
     };
     let systems = state.run_systems(run.id)?;
     let now = Utc::now();
@@ -286,7 +309,8 @@ fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode
                     record: s,
                     deadline_at: due,
                     time_left_secs: due.filter(|_| !s.state.is_terminal()).map(|d| (d - now).num_seconds()),
-                    progress_percent: (s.bytes_total > 0).then(|| (s.bytes as f64 * 100.0 / s.bytes_total as f64).min(100.0)),
+                    progress_percent: (s.bytes_total > 0)
+                        .then(|| (s.bytes as f64 * 100.0 / s.bytes_total as f64).min(100.0)),
                 }
             })
             .collect();
@@ -306,11 +330,18 @@ fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode
 }
 
 pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>) {
-    println!("{:<16} {:>3}  {:<22} {:<8} {:<22} {:<17} snapshot", "system", "pri", "state", "deadline", "time left / result", "back at");
+    println!(
+        "{:<16} {:>3}  {:<22} {:<8} {:<22} {:<17} snapshot",
+        "system", "pri", "state", "deadline", "time left / result", "back at"
+    );
     for s in systems {
         let state = match s.state {
             Phase::Restoring if s.bytes_total > 0 => {
-                format!("restoring {:.0}% of {}", (s.bytes as f64 * 100.0 / s.bytes_total as f64).min(100.0), output::bytes(s.bytes_total))
+                format!(
+                    "restoring {:.0}% of {}",
+                    (s.bytes as f64 * 100.0 / s.bytes_total as f64).min(100.0),
+                    output::bytes(s.bytes_total)
+                )
             }
             p => phase_text(p).to_string(),
         };

@@ -75,13 +75,21 @@ fn md_escape(s: &str) -> String {
 
 pub fn markdown(r: &Record) -> String {
     let i = &r.incident;
-    let mut out = format!("# Incident {}: {}\n\n## The standard's fields\n\n| field | value |\n|---|---|\n", i.id, md_escape(i.title()));
+    let mut out = format!(
+        "# Incident {}: {}\n\n## The standard's fields\n\n| field | value |\n|---|---|\n",
+        i.id,
+        md_escape(i.title())
+    );
     for line in fields_text(i).lines() {
         let (k, v) = line.split_once(": ").unwrap_or((line, ""));
         out += &format!("| {} | {} |\n", k, md_escape(v));
     }
     if let Some(reason) = i.gate_overrides.first() {
-        out += &format!("\n**The recovery gate was overridden** at {}: {}\n", reason.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), md_escape(&reason.1));
+        out += &format!(
+            "\n**The recovery gate was overridden** at {}: {}\n",
+            reason.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            md_escape(&reason.1)
+        );
     }
     out += "\n## Recovery results\n\n";
     if r.recoveries.is_empty() {
@@ -95,12 +103,18 @@ pub fn markdown(r: &Record) -> String {
             rec.run.status,
             rec.run.clock_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             rec.run.started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            rec.run.ended_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_else(|| "(running)".into())
+            rec.run
+                .ended_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "(running)".into())
         );
         out += "| system | priority | state | snapshot | deadline | back after | verdict | margin | verification | error |\n";
         out += "|---|---|---|---|---|---|---|---|---|---|\n";
         for s in &rec.systems {
-            let back = s.ended_at.filter(|_| s.state.as_str() == "done").map(|e| human_secs((e - rec.run.clock_start).num_seconds()));
+            let back = s
+                .ended_at
+                .filter(|_| s.state.as_str() == "done")
+                .map(|e| human_secs((e - rec.run.clock_start).num_seconds()));
             let verify = s.verify.as_ref().map(|v| if v["ok"] == true { "ok" } else { "FAILED" }).unwrap_or("not run");
             out += &format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -123,7 +137,11 @@ pub fn markdown(r: &Record) -> String {
         out += "Not recorded yet.\n";
     }
     for (at, findings, actions) in &i.reviews {
-        out += &format!("Recorded {}.\n\nFindings: {}\n\nActions:\n", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), findings);
+        out += &format!(
+            "Recorded {}.\n\nFindings: {}\n\nActions:\n",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            findings
+        );
         out += &actions.iter().map(|a| format!("- {a}\n")).collect::<String>();
         out += "\n";
     }
@@ -143,7 +161,13 @@ pub fn markdown(r: &Record) -> String {
         if r.chain_verified { "verified" } else { "**BROKEN: the record was edited**" }
     );
     for e in &r.timeline {
-        out += &format!("| {} | {} | {} | {} |\n", e.seq, e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), md_escape(&e.event.describe()), &e.hash[..16]);
+        out += &format!(
+            "| {} | {} | {} | {} |\n",
+            e.seq,
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            md_escape(&e.event.describe()),
+            &e.hash[..16]
+        );
     }
     out
 }

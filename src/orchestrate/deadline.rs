@@ -16,7 +16,11 @@ pub enum Verdict {
 /// Met or missed, and the margin in seconds (positive: time to spare; negative:
 /// how late). Priority 3's deadline of zero is met only if the system never went
 /// down, that is, it was back at the clock start itself.
-pub fn verdict(clock_start: DateTime<Utc>, deadline: Option<Duration>, back_at: DateTime<Utc>) -> (Verdict, Option<i64>) {
+pub fn verdict(
+    clock_start: DateTime<Utc>,
+    deadline: Option<Duration>,
+    back_at: DateTime<Utc>,
+) -> (Verdict, Option<i64>) {
     match deadline {
         None => (Verdict::NoDeadline, None),
         Some(d) => {

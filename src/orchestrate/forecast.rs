@@ -49,8 +49,10 @@ pub struct Row {
 /// Simulates the plan; `inputs` is indexed like `plan.systems`.
 pub fn simulate(plan: &Plan, inputs: &[SystemInput], parallel: usize) -> Vec<Row> {
     let n = plan.systems.len();
-    let dur: Vec<f64> =
-        inputs.iter().map(|x| x.overhead_secs + if x.bytes == 0 { 0.0 } else { x.bytes as f64 / x.throughput.max(1.0) }).collect();
+    let dur: Vec<f64> = inputs
+        .iter()
+        .map(|x| x.overhead_secs + if x.bytes == 0 { 0.0 } else { x.bytes as f64 / x.throughput.max(1.0) })
+        .collect();
     let mut queue = Queue::new(plan, vec![Phase::Waiting; n], parallel);
     let mut start = vec![0.0; n];
     let mut end = vec![f64::INFINITY; n];
@@ -66,11 +68,8 @@ pub fn simulate(plan: &Plan, inputs: &[SystemInput], parallel: usize) -> Vec<Row
         if queue.is_complete() || running.is_empty() {
             break;
         }
-        let (k, &i) = running
-            .iter()
-            .enumerate()
-            .min_by(|a, b| end[*a.1].total_cmp(&end[*b.1]))
-            .expect("something runs");
+        let (k, &i) =
+            running.iter().enumerate().min_by(|a, b| end[*a.1].total_cmp(&end[*b.1])).expect("something runs");
         running.swap_remove(k);
         t = end[i];
         queue.finish(i, true);

@@ -64,17 +64,20 @@ impl HookRunner for ShellRunner {
                 return out;
             }
         };
-        let readers: Vec<_> = [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
-            .into_iter()
-            .flatten()
-            .map(|mut r| {
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let _ = r.read_to_end(&mut buf);
-                    buf
-                })
+        let readers: Vec<_> = [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|mut r| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                buf
             })
-            .collect();
+        })
+        .collect();
         let status = loop {
             match child.try_wait() {
                 Ok(Some(st)) => break Some(st),

@@ -91,7 +91,10 @@ pub fn prepare(
                 (Source::Tag(t), Some(b)) => format!("no snapshot tagged {t} taken before the compromise ({b})"),
                 (Source::Tag(t), None) => format!("no snapshot tagged {t} in the repository"),
                 (Source::HostPaths { host, paths }, _) => {
-                    format!("no snapshot of host {host} with paths {} (before the compromise, if set)", paths.join(", "))
+                    format!(
+                        "no snapshot of host {host} with paths {} (before the compromise, if set)",
+                        paths.join(", ")
+                    )
                 }
             });
             NewSystem {
@@ -172,7 +175,11 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
     if records.len() != plan.systems.len() {
         return Err(Error::invalid(
             plan.path.display().to_string(),
-            format!("run {run_id} has {} systems but the plan has {}: the plan changed", records.len(), plan.systems.len()),
+            format!(
+                "run {run_id} has {} systems but the plan has {}: the plan changed",
+                records.len(),
+                plan.systems.len()
+            ),
         ));
     }
     let drill = run.kind == RunKind::Drill;
@@ -303,7 +310,15 @@ fn handle(
                 Verdict::NoDeadline => "no-deadline",
             });
             let phase = if ok { Phase::Done } else { Phase::Failed };
-            state.finish_system(run.id, &sys.name, phase, now, vstr, margin, result.as_ref().err().map(|s| s.as_str()))?;
+            state.finish_system(
+                run.id,
+                &sys.name,
+                phase,
+                now,
+                vstr,
+                margin,
+                result.as_ref().err().map(|s| s.as_str()),
+            )?;
             record_finished(state, engine, run, &sys.name)?;
             for (j, reason) in queue.finish(i, ok) {
                 skip(state, engine, run, plan, j, &reason)?;
@@ -343,7 +358,10 @@ fn record_finished(
             state: rec.state.as_str().into(),
             snapshot: rec.snapshot.clone(),
             deadline_secs: rec.deadline_secs,
-            achieved_secs: rec.ended_at.filter(|_| rec.state == Phase::Done).map(|e| (e - run.clock_start).num_seconds()),
+            achieved_secs: rec
+                .ended_at
+                .filter(|_| rec.state == Phase::Done)
+                .map(|e| (e - run.clock_start).num_seconds()),
             met: match rec.verdict.as_deref() {
                 Some("met") => Some(true),
                 Some("missed") => Some(false),
@@ -387,10 +405,9 @@ fn check_deadlines(
         let due = run.clock_start + sys.deadline.unwrap_or_default();
         let detail = match alert {
             Alert::Breach => format!("deadline {} passed and the system is not back", due.format("%Y-%m-%d %H:%M UTC")),
-            Alert::AtRisk => format!(
-                "at the current pace it will be back after its deadline {}",
-                due.format("%Y-%m-%d %H:%M UTC")
-            ),
+            Alert::AtRisk => {
+                format!("at the current pace it will be back after its deadline {}", due.format("%Y-%m-%d %H:%M UTC"))
+            }
         };
         state.set_alert(run.id, &sys.name, level)?;
         engine.observer.alert(&sys.name, alert, &detail);
@@ -465,10 +482,20 @@ fn spawn_worker(
         .name(format!("recover-{}", sys.name))
         .spawn(move || {
             let w = Worker { i, tx: tx.clone() };
-            let ctx = SystemJob { sys: &sys, rec: &rec, repo: &repo, runner: runner.as_ref(), drill, run_id, incident, threads };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from)))
-                .unwrap_or_else(|p| {
-                    let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            let ctx = SystemJob {
+                sys: &sys,
+                rec: &rec,
+                repo: &repo,
+                runner: runner.as_ref(),
+                drill,
+                run_id,
+                incident,
+                threads,
+            };
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from))).unwrap_or_else(|p| {
+                    let msg =
+                        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
                     Err(format!("internal error (panic): {}", msg.unwrap_or_default()))
                 });
             let _ = tx.send(Msg::Finished(i, result));
@@ -504,7 +531,13 @@ impl SystemJob<'_> {
         env
     }
 
-    fn hooks_stage(&self, w: &Worker, stage: &str, list: &[Hook], done: &mut Vec<HookOutcome>) -> std::result::Result<(), String> {
+    fn hooks_stage(
+        &self,
+        w: &Worker,
+        stage: &str,
+        list: &[Hook],
+        done: &mut Vec<HookOutcome>,
+    ) -> std::result::Result<(), String> {
         for hook in list {
             if self.drill && !hook.drill {
                 done.push(HookOutcome {
@@ -571,12 +604,8 @@ impl SystemJob<'_> {
         let subpath = self.sys.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
         let target = PathBuf::from(self.rec.target.clone().ok_or("no target recorded")?);
         let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads };
-        let progress = ChannelProgress {
-            i: w.i,
-            tx: w.tx.clone(),
-            done: Default::default(),
-            total: Default::default(),
-        };
+        let progress =
+            ChannelProgress { i: w.i, tx: w.tx.clone(), done: Default::default(), total: Default::default() };
         let started = Instant::now();
         let sum = crate::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(|e| format!("restore: {e}"))?;
         let ms = started.elapsed().as_millis() as u64;

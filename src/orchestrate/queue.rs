@@ -145,7 +145,10 @@ impl<'a> Queue<'a> {
                 .filter(|&&d| matches!(self.phases[d], Phase::Failed | Phase::Skipped))
                 .map(|&d| self.plan.systems[d].name.as_str())
                 .collect();
-            skipped.push((j, format!("depends on {} which did not come back (root cause: {failed} failed)", via.join(", "))));
+            skipped.push((
+                j,
+                format!("depends on {} which did not come back (root cause: {failed} failed)", via.join(", ")),
+            ));
         }
         if self.plan.on_failure == OnFailure::Halt {
             self.halted = true;

@@ -137,6 +137,9 @@ pub fn run(
     for (rel, node) in plan.dirs.iter().rev() {
         fs::set_meta(&target.join(rel), node, false)?;
     }
+    if let Some(root) = &plan.root {
+        fs::set_meta(target, root, false)?;
+    }
     if opts.verify {
         for f in &plan.files {
             let p = target.join(&f.rel);
@@ -165,6 +168,7 @@ fn make_plan(
         Some(n) if n.node_type == NodeType::Dir => {
             let id = n.subtree.ok_or_else(|| Error::corrupt(format!("directory {sub}"), "has no subtree"))?;
             planner.add_tree(&repo.load_tree(index, &id)?, Path::new(""), Path::new(sub), false)?;
+            planner.plan.root = Some(n);
         }
         Some(n) => {
             let rel = PathBuf::from(n.name.as_os_str());

@@ -29,6 +29,9 @@ pub struct RestorePlan {
     pub symlinks: Vec<(PathBuf, Node)>,
     /// (path, path of the first file of the same inode), created last.
     pub hardlinks: Vec<(PathBuf, PathBuf)>,
+    /// With a directory subpath: that directory, whose owner, mode and times the
+    /// target itself takes (a restored data directory keeps its 0700).
+    pub root: Option<Node>,
 }
 
 impl RestorePlan {

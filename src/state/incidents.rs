@@ -103,11 +103,9 @@ impl State {
 
 fn append_in(tx: &rusqlite::Transaction<'_>, incident: i64, at: DateTime<Utc>, event: &Event) -> rusqlite::Result<i64> {
     let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM timeline WHERE incident = ?1 ORDER BY seq DESC LIMIT 1",
-            [incident],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT seq, hash FROM timeline WHERE incident = ?1 ORDER BY seq DESC LIMIT 1", [incident], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let (seq, prev) = match last {
         Some((s, h)) => (s + 1, h),

@@ -84,6 +84,9 @@ pub struct SystemRecord {
     pub error: Option<String>,
 }
 
+/// A drill review: when, the evaluation, the improvement actions.
+pub type DrillReview = (DateTime<Utc>, String, Vec<String>);
+
 /// A new system row: its plan facts and the snapshot chosen for it.
 pub struct NewSystem {
     pub name: String,
@@ -217,7 +220,8 @@ impl State {
                  ORDER BY id",
             )
             .map_err(|e| db_err(self.path(), e))?;
-        let rows = st.query_map(params![kind.map(|k| k.as_str()), incident], run_row).map_err(|e| db_err(self.path(), e))?;
+        let rows =
+            st.query_map(params![kind.map(|k| k.as_str()), incident], run_row).map_err(|e| db_err(self.path(), e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
     }
 
@@ -282,7 +286,15 @@ impl State {
     }
 
     /// Records the restore step's figures.
-    pub fn set_restored(&self, run: i64, name: &str, bytes: u64, files: u64, restore_ms: u64, verify: &serde_json::Value) -> Result<()> {
+    pub fn set_restored(
+        &self,
+        run: i64,
+        name: &str,
+        bytes: u64,
+        files: u64,
+        restore_ms: u64,
+        verify: &serde_json::Value,
+    ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE recovery_systems SET bytes = ?3, files = ?4, restore_ms = ?5, verify = ?6
@@ -317,10 +329,7 @@ impl State {
 
     pub fn finish_run(&self, run: i64, status: &str, now: DateTime<Utc>) -> Result<()> {
         self.conn
-            .execute(
-                "UPDATE recovery_runs SET status = ?2, ended_at = ?3 WHERE id = ?1",
-                params![run, status, ts(now)],
-            )
+            .execute("UPDATE recovery_runs SET status = ?2, ended_at = ?3 WHERE id = ?1", params![run, status, ts(now)])
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
     }
@@ -335,7 +344,7 @@ impl State {
         Ok(())
     }
 
-    pub fn drill_reviews(&self, run: i64) -> Result<Vec<(DateTime<Utc>, String, Vec<String>)>> {
+    pub fn drill_reviews(&self, run: i64) -> Result<Vec<DrillReview>> {
         let mut st = self
             .conn
             .prepare("SELECT at, evaluation, actions FROM drill_reviews WHERE run = ?1 ORDER BY id")
@@ -344,7 +353,11 @@ impl State {
             .query_map([run], |r| {
                 let at: String = r.get(0)?;
                 let actions: String = r.get(2)?;
-                Ok((opt_ts(Some(at))?.unwrap_or_default(), r.get(1)?, serde_json::from_str(&actions).unwrap_or_default()))
+                Ok((
+                    opt_ts(Some(at))?.unwrap_or_default(),
+                    r.get(1)?,
+                    serde_json::from_str(&actions).unwrap_or_default(),
+                ))
             })
             .map_err(|e| db_err(self.path(), e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
