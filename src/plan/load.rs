@@ -49,11 +49,15 @@ fn base_dir(file: &Path) -> PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
-/// Reads and validates the plan at `path`. Without a config the plan is still
-/// checked (fields, names, dependencies, cycles, targets) but cannot be resolved:
-/// priorities live in the config, so that is an error too.
-pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Reads the plan at `path` and checks only its TOML syntax: a plan that cannot be
+/// read or parsed is reported before its config is looked for.
+pub fn check_syntax(path: &Path) -> Result<(), Problems> {
+    let text = read_text(path)?;
+    tree::parse(path, &text).map(|_| ()).map_err(|p| Problems(vec![p]))
+}
+
+fn read_text(path: &Path) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
         Problems(vec![Problem {
             file: path.to_path_buf(),
             line: None,
@@ -61,7 +65,14 @@ pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>)
             message: format!("cannot read the plan file: {e}"),
             severity: Severity::Error,
         }])
-    })?;
+    })
+}
+
+/// Reads and validates the plan at `path`. Without a config the plan is still
+/// checked (fields, names, dependencies, cycles, targets) but cannot be resolved:
+/// priorities live in the config, so that is an error too.
+pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
+    let text = read_text(path)?;
     parse_str(path, &text, config)
 }
 
@@ -69,6 +80,7 @@ pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>)
 pub fn parse_str(path: &Path, text: &str, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
     let root = tree::parse(path, text).map_err(|p| Problems(vec![p]))?;
     let mut d = Diag::new(path);
+    d.top_keys = &["description", "config", "allow_overlap", "on_failure"];
     let plan = read(&mut d, &root, path, config);
     match plan {
         Some(p) if !d.has_errors() => Ok((p, d.problems)),

@@ -4,6 +4,7 @@
 
 mod backend;
 mod concurrent;
+mod config;
 mod corruption;
 mod crash;
 mod dedup;
@@ -14,6 +15,7 @@ mod keys;
 mod listing;
 mod partial;
 mod passphrase;
+mod plans;
 mod prune;
 mod recover;
 mod repair;
