@@ -16,6 +16,7 @@ mod partial;
 mod passphrase;
 mod prune;
 mod repair;
+mod report_html;
 mod rotation;
 mod roundtrip;
 mod traversal;
