@@ -26,6 +26,7 @@ pub mod progress;
 pub mod prune;
 pub mod repair;
 pub mod repo;
+pub mod report;
 pub mod restore;
 pub mod state;
 pub mod types;

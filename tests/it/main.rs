@@ -19,6 +19,7 @@ mod plans;
 mod prune;
 mod recover;
 mod repair;
+mod report_html;
 mod rotation;
 mod roundtrip;
 mod traversal;
