@@ -14,6 +14,7 @@ mod output;
 mod plan;
 mod prune;
 mod recover;
+mod report;
 mod restore;
 mod snapshots;
 
@@ -89,6 +90,8 @@ enum Command {
     /// Run a plan as a drill into a sandbox; list, show and review drills
     #[command(subcommand)]
     Drill(drill::DrillCommand),
+    /// Recovery-time compliance report for an incident, a drill or a period (md, html, json, csv)
+    Report(report::Args),
     /// Check a config file (kura.toml) without starting anything
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -204,6 +207,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Incident(c) => incident::run(&ctx, c),
         Command::Recover(a) => recover::run(&ctx, a),
         Command::Drill(c) => drill::run(&ctx, c),
+        Command::Report(a) => report::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Plan(p) => plan::run(&ctx, p),
     }

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::markdown::missed_names;
 use super::text::{
-    deadline_text, html_escape as e, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time,
-    truncate, verdict_label,
+    deadline_text, html_escape as e, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time, truncate,
+    verdict_label,
 };
 use super::{ReportFacts, ReportKind, SystemRow, SystemState, TierSummary, Verdict};
 
@@ -185,11 +185,8 @@ fn gantt(out: &mut String, f: &ReportFacts) {
     );
     out.push_str("</g>");
     let x0 = x(0);
-    let _ = write!(
-        out,
-        r#"<line class="clock" x1="{x0:.1}" y1="{y1}" x2="{x0:.1}" y2="{plot_bottom}"/>"#,
-        y1 = TOP - 6.0
-    );
+    let _ =
+        write!(out, r#"<line class="clock" x1="{x0:.1}" y1="{y1}" x2="{x0:.1}" y2="{plot_bottom}"/>"#, y1 = TOP - 6.0);
 
     for (i, r) in rows.iter().enumerate() {
         let y = TOP + ROW_H * i as f64;
@@ -216,13 +213,7 @@ fn gantt(out: &mut String, f: &ReportFacts) {
             (Some(s), None) => (x(s), 3.0, String::new()),
             (None, None) => (x(0), 5.0, format!(" ({})", r.state.as_str())),
         };
-        let title = format!(
-            "{}: {}{}; {}",
-            r.name,
-            r.state.as_str(),
-            note,
-            super::text::row_outcome(r)
-        );
+        let title = format!("{}: {}{}; {}", r.name, r.state.as_str(), note, super::text::row_outcome(r));
         let _ = write!(
             out,
             r#"<rect class="bar {kind}{pred}" data-system="{}" data-verdict="{}" x="{bx:.1}" y="{by:.1}" width="{bw:.1}" height="16" fill="{}"><title>{}</title></rect>"#,
@@ -336,12 +327,14 @@ fn timeline_svg(out: &mut String, f: &ReportFacts) {
         .map(|t| Event { at: t.at, kind: t.kind.clone(), text: t.text.clone(), milestone: false })
         .collect();
     if let Some(c) = f.clock_start {
-        events.push(Event { at: c, kind: "clock start".into(), text: "deadlines count from here".into(), milestone: true });
-        let mut deadlines: Vec<(i64, u8)> = f
-            .systems
-            .iter()
-            .filter_map(|r| r.deadline_secs.map(|d| (d, r.priority.get())))
-            .collect();
+        events.push(Event {
+            at: c,
+            kind: "clock start".into(),
+            text: "deadlines count from here".into(),
+            milestone: true,
+        });
+        let mut deadlines: Vec<(i64, u8)> =
+            f.systems.iter().filter_map(|r| r.deadline_secs.map(|d| (d, r.priority.get()))).collect();
         deadlines.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         deadlines.dedup_by_key(|d| d.0);
         for (d, p) in deadlines {
@@ -366,11 +359,7 @@ fn timeline_svg(out: &mut String, f: &ReportFacts) {
         out,
         r#"<svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="Timeline of the events, oldest first">"#
     );
-    let _ = write!(
-        out,
-        r#"<line class="spine" x1="{SPINE}" y1="{TOP}" x2="{SPINE}" y2="{y2}"/>"#,
-        y2 = h - TOP
-    );
+    let _ = write!(out, r#"<line class="spine" x1="{SPINE}" y1="{TOP}" x2="{SPINE}" y2="{y2}"/>"#, y2 = h - TOP);
     for (i, ev) in events.iter().enumerate() {
         let y = TOP + ROW_H * i as f64 + ROW_H / 2.0;
         let cls = if ev.milestone { "event milestone" } else { "event" };
@@ -724,13 +713,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
         }
         out.push_str("</tbody></table>\n</section>\n");
         for (n, en) in p.entries.iter().filter(|en| !en.systems.is_empty()).enumerate() {
-            let _ = write!(
-                out,
-                "<section class=\"long\"><h3>{} {}: {}</h3>\n",
-                en.kind.as_str(),
-                en.id,
-                e(&en.title)
-            );
+            let _ = write!(out, "<section class=\"long\"><h3>{} {}: {}</h3>\n", en.kind.as_str(), en.id, e(&en.title));
             systems_table(&mut out, &en.systems, &format!("systems-{}", n + 1));
             out.push_str("</section>\n");
         }

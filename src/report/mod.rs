@@ -12,6 +12,7 @@
 //! docs/REPORTS.md. Figures that are predicted (forecasts) carry `predicted: true`
 //! and are labelled "predicted" in every format.
 
+pub mod collect;
 mod compute;
 mod csv;
 mod html;

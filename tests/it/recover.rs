@@ -413,3 +413,52 @@ fn recovery_errors_are_clear() {
     site.kura(&["incident", "update", "99", "--scope", "x"]).code(2).stderr_has("no such incident");
     site.kura(&["incident", "open", "--title", "t", "--down-since", "yesterday-ish"]).code(2).stderr_has("not a time");
 }
+
+#[test]
+fn reports_show_a_missed_deadline_as_missed_in_every_format() {
+    let site = Site::new(&[sys("db", 2, &[]), sys("web", 1, &[])]);
+    // Down for 30 hours already: db (24 h) misses, web (3 days) meets.
+    let down = (chrono::Utc::now() - chrono::Duration::hours(30)).to_rfc3339();
+    let id = site.open_incident(&["--down-since", &down]);
+    let ids = id.to_string();
+    site.kura(&["incident", "resolve-cause", &ids, "--note", "fixed"]).ok();
+    site.recover(id).code(1);
+
+    let json: Value =
+        serde_json::from_str(&site.kura(&["report", "--incident", &ids, "--format", "json"]).ok().stdout).unwrap();
+    let row = |n: &str| json["systems"].as_array().unwrap().iter().find(|s| s["name"] == n).unwrap().clone();
+    assert_eq!(row("db")["verdict"], "missed");
+    assert_eq!(row("web")["verdict"], "met");
+    assert!(row("db")["margin_secs"].as_i64().unwrap() < -6 * 3600 + 60);
+    assert!(row("db")["rpo_secs"].as_i64().is_some(), "the snapshot age (data lost) is reported");
+
+    let csv = site.kura(&["report", "--incident", &ids, "--format", "csv"]).ok().stdout.clone();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "verdict").expect("verdict column");
+    let db_line = csv.lines().find(|l| l.starts_with("db,") || l.contains(",db,")).expect("db row");
+    assert_eq!(db_line.split(',').nth(col), Some("missed"), "{csv}");
+
+    let md = site.kura(&["report", "--incident", &ids, "--format", "md"]).ok().stdout.clone();
+    let db_md = md.lines().find(|l| l.starts_with("| db ")).expect("db row in markdown");
+    assert!(db_md.to_lowercase().contains("missed"), "{db_md}");
+
+    let html_path = site.base().join("report.html");
+    site.kura(&["report", "--incident", &ids, "--format", "html", "--output", s(&html_path)]).ok();
+    let html = fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("id=\"gantt\"") && html.contains("id=\"systems\""));
+    let db_html = html.split("<tr").find(|r| r.contains(">db<")).expect("db row in html");
+    assert!(db_html.to_lowercase().contains("missed"), "{db_html}");
+
+    // Drill and period reports come from the same database.
+    let drill =
+        site.kura(&["--json", "drill", "run", "--plan", s(&site.plan), "--sandbox", s(&site.base().join("sb"))]);
+    let drill_id = drill.ok().json()["run"]["id"].as_i64().unwrap().to_string();
+    let d: Value =
+        serde_json::from_str(&site.kura(&["report", "--drill", &drill_id, "--format", "json"]).ok().stdout).unwrap();
+    assert_eq!(d["kind"], "drill");
+    let p: Value =
+        serde_json::from_str(&site.kura(&["report", "--since", "2020-01-01", "--format", "json"]).ok().stdout).unwrap();
+    assert_eq!(p["period"]["entries"].as_array().unwrap().len(), 2, "one incident and one drill");
+    site.kura(&["report", "--incident", "77", "--format", "md"]).code(2).stderr_has("incident 77");
+    site.kura(&["report", "--incident", &ids, "--format", "pdf"]).code(2).stderr_has("md, html, json or csv");
+}

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use kura::report::{
-    render, write_report, Format, HookOutcome, HookResult, IncidentFacts, ReportFacts, ReportKind, RunFacts,
-    SystemRow, SystemState, TimelineEntry, Verification, VerifyResult,
+    render, write_report, Format, HookOutcome, HookResult, IncidentFacts, ReportFacts, ReportKind, RunFacts, SystemRow,
+    SystemState, TimelineEntry, Verification, VerifyResult,
 };
 use kura::types::Priority;
 
@@ -82,10 +82,30 @@ fn fixture() -> ReportFacts {
         ..IncidentFacts::default()
     });
     f.timeline = vec![
-        TimelineEntry { at: at(0, 25), kind: "opened".into(), text: "incident opened".into(), hash: Some("1a".repeat(32)) },
-        TimelineEntry { at: at(1, 5), kind: "cause_resolved".into(), text: "host reimaged".into(), hash: Some("2b".repeat(32)) },
-        TimelineEntry { at: at(1, 10), kind: "recovery_started".into(), text: "plan office".into(), hash: Some("3c".repeat(32)) },
-        TimelineEntry { at: at(25, 30), kind: "system_restored".into(), text: "db: MISSED by 1 h 30 min".into(), hash: Some("4d".repeat(32)) },
+        TimelineEntry {
+            at: at(0, 25),
+            kind: "opened".into(),
+            text: "incident opened".into(),
+            hash: Some("1a".repeat(32)),
+        },
+        TimelineEntry {
+            at: at(1, 5),
+            kind: "cause_resolved".into(),
+            text: "host reimaged".into(),
+            hash: Some("2b".repeat(32)),
+        },
+        TimelineEntry {
+            at: at(1, 10),
+            kind: "recovery_started".into(),
+            text: "plan office".into(),
+            hash: Some("3c".repeat(32)),
+        },
+        TimelineEntry {
+            at: at(25, 30),
+            kind: "system_restored".into(),
+            text: "db: MISSED by 1 h 30 min".into(),
+            hash: Some("4d".repeat(32)),
+        },
     ];
     f.systems = vec![
         system("phones", 3, SystemState::Unaffected, None, None),
