@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::markdown::missed_names;
 use super::text::{
-    deadline_text, html_escape as e, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time,
-    truncate, verdict_label,
+    deadline_text, html_escape as e, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time, truncate,
+    verdict_label,
 };
 use super::{ReportFacts, ReportKind, SystemRow, SystemState, TierSummary, Verdict};
 
@@ -34,7 +34,10 @@ table { border-collapse: collapse; margin: 6px 0 14px; font-size: 0.92em; }
 th, td { border: 1px solid #999; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #e8e8e8; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.wrap { max-width: 320px; overflow-wrap: anywhere; }
+td.wrap { max-width: 320px; overflow-wrap: break-word; }
+td.err { min-width: 140px; }
+td.snap { white-space: nowrap; font-size: 0.95em; }
+table.systems { width: 100%; font-size: 0.85em; }
 .verdict-met .result { color: var(--met); font-weight: bold; }
 .verdict-missed .result, td.result.missed { color: var(--missed); font-weight: bold; text-decoration: underline; }
 .verdict-pending .result { color: var(--pending); font-weight: bold; }
@@ -150,7 +153,7 @@ fn gantt(out: &mut String, f: &ReportFacts) {
 
     const W: f64 = 1100.0;
     const LABEL_W: f64 = 210.0;
-    const RIGHT_W: f64 = 260.0;
+    const RIGHT_W: f64 = 300.0;
     const TOP: f64 = 44.0;
     const ROW_H: f64 = 30.0;
     let plot_w = W - LABEL_W - RIGHT_W;
@@ -185,11 +188,8 @@ fn gantt(out: &mut String, f: &ReportFacts) {
     );
     out.push_str("</g>");
     let x0 = x(0);
-    let _ = write!(
-        out,
-        r#"<line class="clock" x1="{x0:.1}" y1="{y1}" x2="{x0:.1}" y2="{plot_bottom}"/>"#,
-        y1 = TOP - 6.0
-    );
+    let _ =
+        write!(out, r#"<line class="clock" x1="{x0:.1}" y1="{y1}" x2="{x0:.1}" y2="{plot_bottom}"/>"#, y1 = TOP - 6.0);
 
     for (i, r) in rows.iter().enumerate() {
         let y = TOP + ROW_H * i as f64;
@@ -216,13 +216,7 @@ fn gantt(out: &mut String, f: &ReportFacts) {
             (Some(s), None) => (x(s), 3.0, String::new()),
             (None, None) => (x(0), 5.0, format!(" ({})", r.state.as_str())),
         };
-        let title = format!(
-            "{}: {}{}; {}",
-            r.name,
-            r.state.as_str(),
-            note,
-            super::text::row_outcome(r)
-        );
+        let title = format!("{}: {}{}; {}", r.name, r.state.as_str(), note, super::text::row_outcome(r));
         let _ = write!(
             out,
             r#"<rect class="bar {kind}{pred}" data-system="{}" data-verdict="{}" x="{bx:.1}" y="{by:.1}" width="{bw:.1}" height="16" fill="{}"><title>{}</title></rect>"#,
@@ -255,6 +249,7 @@ fn gantt(out: &mut String, f: &ReportFacts) {
                     format!("{}: {v}", r.state.as_str())
                 }
             }
+            SystemState::Unaffected => format!("never went down · {}", super::text::row_outcome(r)),
             _ => {
                 let time = r.time_secs.map(|t| format!("{} · ", human_secs(t))).unwrap_or_default();
                 format!("{time}{}", super::text::row_outcome(r))
@@ -268,7 +263,7 @@ fn gantt(out: &mut String, f: &ReportFacts) {
         let _ = write!(
             out,
             r#"<text class="{cls}" x="{tx:.1}" y="{ty:.1}">{}</text></g>"#,
-            e(&truncate(&outcome, 40)),
+            e(&truncate(&outcome, 44)),
             tx = W - RIGHT_W + 8.0,
             ty = y + 19.0,
         );
@@ -336,12 +331,14 @@ fn timeline_svg(out: &mut String, f: &ReportFacts) {
         .map(|t| Event { at: t.at, kind: t.kind.clone(), text: t.text.clone(), milestone: false })
         .collect();
     if let Some(c) = f.clock_start {
-        events.push(Event { at: c, kind: "clock start".into(), text: "deadlines count from here".into(), milestone: true });
-        let mut deadlines: Vec<(i64, u8)> = f
-            .systems
-            .iter()
-            .filter_map(|r| r.deadline_secs.map(|d| (d, r.priority.get())))
-            .collect();
+        events.push(Event {
+            at: c,
+            kind: "clock start".into(),
+            text: "deadlines count from here".into(),
+            milestone: true,
+        });
+        let mut deadlines: Vec<(i64, u8)> =
+            f.systems.iter().filter_map(|r| r.deadline_secs.map(|d| (d, r.priority.get()))).collect();
         deadlines.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         deadlines.dedup_by_key(|d| d.0);
         for (d, p) in deadlines {
@@ -366,11 +363,7 @@ fn timeline_svg(out: &mut String, f: &ReportFacts) {
         out,
         r#"<svg id="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="Timeline of the events, oldest first">"#
     );
-    let _ = write!(
-        out,
-        r#"<line class="spine" x1="{SPINE}" y1="{TOP}" x2="{SPINE}" y2="{y2}"/>"#,
-        y2 = h - TOP
-    );
+    let _ = write!(out, r#"<line class="spine" x1="{SPINE}" y1="{TOP}" x2="{SPINE}" y2="{y2}"/>"#, y2 = h - TOP);
     for (i, ev) in events.iter().enumerate() {
         let y = TOP + ROW_H * i as f64 + ROW_H / 2.0;
         let cls = if ev.milestone { "event milestone" } else { "event" };
@@ -503,7 +496,7 @@ fn tier_table(out: &mut String, tiers: &[TierSummary], id: &str) {
 fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
     let _ = write!(
         out,
-        r#"<table id="{id}" class="systems"><thead><tr><th>System</th><th>Priority</th><th>Deadline</th><th>State</th><th>Started</th><th>Time from clock start</th><th>Result</th><th>Margin</th><th>Snapshot</th><th>Data lost (RPO)</th><th>Bytes</th><th>Restore took</th><th>Verification</th><th>Hooks</th><th>Error</th></tr></thead><tbody>"#
+        r#"<table id="{id}" class="systems"><thead><tr><th>System</th><th>Priority</th><th>Deadline</th><th>State</th><th>Time from clock start</th><th>Result</th><th>Margin</th><th>Snapshot</th><th>Data lost (RPO)</th><th>Bytes</th><th>Restore took</th><th>Verification</th><th>Hooks</th><th>Error</th></tr></thead><tbody>"#
     );
     for r in rows {
         let time = match r.time_secs {
@@ -512,9 +505,9 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
             None => String::new(),
         };
         let snapshot = match (&r.snapshot, r.snapshot_time) {
-            (Some(s), Some(t)) => format!("{} ({})", s.chars().take(8).collect::<String>(), time_str(t)),
-            (Some(s), None) => s.chars().take(8).collect(),
-            (None, Some(t)) => time_str(t),
+            (Some(s), Some(t)) => format!("{}<br>{}", e(&s.chars().take(8).collect::<String>()), e(&time_str(t))),
+            (Some(s), None) => e(&s.chars().take(8).collect::<String>()),
+            (None, Some(t)) => e(&time_str(t)),
             (None, None) => String::new(),
         };
         let verify = match &r.verification.detail {
@@ -523,15 +516,14 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
         };
         let _ = write!(
             out,
-            r#"<tr class="verdict-{v}" data-system="{name}" data-verdict="{v}"><td>{name}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="result {v}">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wrap">{}</td><td class="wrap">{}</td><td class="wrap">{}</td></tr>"#,
+            r#"<tr class="verdict-{v}" data-system="{name}" data-verdict="{v}"><td>{name}</td><td class="num">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="result {v}">{}</td><td class="num">{}</td><td class="snap">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wrap">{}</td><td class="wrap">{}</td><td class="wrap err">{}</td></tr>"#,
             r.priority,
             e(&deadline_text(r.deadline_secs)),
             e(r.state.as_str()),
-            e(&opt_time(r.started_at)),
             e(&time),
             e(&verdict_label(r.verdict, r.predicted)),
             e(&margin_text(r.verdict, r.margin_secs)),
-            e(&snapshot),
+            snapshot,
             e(&opt_secs(r.rpo_secs)),
             e(&opt_bytes(r.bytes)),
             e(&opt_secs(r.restore_secs)),
@@ -545,8 +537,9 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
     out.push_str("</tbody></table>\n");
 }
 
+/// "2026-05-04 07:10" (UTC), for table cells.
 fn time_str(t: DateTime<Utc>) -> String {
-    time(t)
+    t.format("%Y-%m-%d %H:%M").to_string()
 }
 
 fn field(out: &mut String, name: &str, value: &str) {
@@ -578,7 +571,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
     if let Some(p) = &f.period {
         meta.push(format!("from {} to {}", time(p.since), time(p.until)));
     }
-    let _ = write!(out, "{}</p></header>\n", e(&meta.join(" · ")));
+    let _ = writeln!(out, "{}</p></header>", e(&meta.join(" · ")));
 
     // Summary.
     let s = &f.summary;
@@ -724,13 +717,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
         }
         out.push_str("</tbody></table>\n</section>\n");
         for (n, en) in p.entries.iter().filter(|en| !en.systems.is_empty()).enumerate() {
-            let _ = write!(
-                out,
-                "<section class=\"long\"><h3>{} {}: {}</h3>\n",
-                en.kind.as_str(),
-                en.id,
-                e(&en.title)
-            );
+            let _ = writeln!(out, "<section class=\"long\"><h3>{} {}: {}</h3>", en.kind.as_str(), en.id, e(&en.title));
             systems_table(&mut out, &en.systems, &format!("systems-{}", n + 1));
             out.push_str("</section>\n");
         }

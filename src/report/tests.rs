@@ -71,8 +71,18 @@ fn one_missed() -> ReportFacts {
         ..IncidentFacts::default()
     });
     f.timeline = vec![
-        TimelineEntry { at: t0() + Duration::minutes(20), kind: "opened".into(), text: "incident opened".into(), hash: Some("ab".repeat(32)) },
-        TimelineEntry { at: t0() + Duration::minutes(30), kind: "cause_resolved".into(), text: "cleaned".into(), hash: Some("cd".repeat(32)) },
+        TimelineEntry {
+            at: t0() + Duration::minutes(20),
+            kind: "opened".into(),
+            text: "incident opened".into(),
+            hash: Some("ab".repeat(32)),
+        },
+        TimelineEntry {
+            at: t0() + Duration::minutes(30),
+            kind: "cause_resolved".into(),
+            text: "cleaned".into(),
+            hash: Some("cd".repeat(32)),
+        },
     ];
     f
 }
@@ -142,7 +152,10 @@ fn rows_derive_times_margin_and_rpo() {
     r.start_secs = Some(H);
     r.time_secs = Some(80 * H);
     compute::derive_row(&mut r, Some(t0()), t0());
-    assert_eq!((r.start_secs, r.time_secs, r.verdict, r.margin_secs), (Some(H), Some(80 * H), Verdict::Missed, Some(-8 * H)));
+    assert_eq!(
+        (r.start_secs, r.time_secs, r.verdict, r.margin_secs),
+        (Some(H), Some(80 * H), Verdict::Missed, Some(-8 * H))
+    );
 }
 
 #[test]
@@ -226,7 +239,12 @@ fn period() -> ReportFacts {
         since: Utc.with_ymd_and_hms(2025, 12, 1, 0, 0, 0).unwrap(),
         until: Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap(),
         entries: vec![
-            entry(EntryKind::Drill, 1, jan, vec![shifted(done("web", 2, 0.0, 2.0), jan), shifted(done("db", 2, 2.0, 25.0), jan)]),
+            entry(
+                EntryKind::Drill,
+                1,
+                jan,
+                vec![shifted(done("web", 2, 0.0, 2.0), jan), shifted(done("db", 2, 2.0, 25.0), jan)],
+            ),
             entry(EntryKind::Incident, 4, feb, vec![shifted(done("web", 2, 0.0, 1.0), feb)]),
             entry(EntryKind::Drill, 2, feb2, vec![shifted(done("files", 1, 0.0, 10.0), feb2)]),
         ],
@@ -427,7 +445,9 @@ fn text_is_escaped_everywhere() {
     let html = render(&f, Format::Html);
     assert!(!html.contains("<script"), "raw tag in HTML");
     assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;co&#39;"));
-    assert!(html.contains(r#"data-system="&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;co&#39; | `x`""#));
+    assert!(
+        html.contains(r#"data-system="&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;co&#39; | `x`""#)
+    );
     let md = render(&f, Format::Markdown);
     let bad: Vec<&str> = md.lines().filter(|l| l.replace("\\<", "").contains('<')).collect();
     assert!(bad.is_empty(), "unescaped < in Markdown: {bad:?}");

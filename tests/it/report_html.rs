@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use kura::report::{
-    render, write_report, Format, HookOutcome, HookResult, IncidentFacts, ReportFacts, ReportKind, RunFacts,
-    SystemRow, SystemState, TimelineEntry, Verification, VerifyResult,
+    render, write_report, Format, HookOutcome, HookResult, IncidentFacts, ReportFacts, ReportKind, RunFacts, SystemRow,
+    SystemState, TimelineEntry, Verification, VerifyResult,
 };
 use kura::types::Priority;
 
@@ -82,10 +82,30 @@ fn fixture() -> ReportFacts {
         ..IncidentFacts::default()
     });
     f.timeline = vec![
-        TimelineEntry { at: at(0, 25), kind: "opened".into(), text: "incident opened".into(), hash: Some("1a".repeat(32)) },
-        TimelineEntry { at: at(1, 5), kind: "cause_resolved".into(), text: "host reimaged".into(), hash: Some("2b".repeat(32)) },
-        TimelineEntry { at: at(1, 10), kind: "recovery_started".into(), text: "plan office".into(), hash: Some("3c".repeat(32)) },
-        TimelineEntry { at: at(25, 30), kind: "system_restored".into(), text: "db: MISSED by 1 h 30 min".into(), hash: Some("4d".repeat(32)) },
+        TimelineEntry {
+            at: at(0, 25),
+            kind: "opened".into(),
+            text: "incident opened".into(),
+            hash: Some("1a".repeat(32)),
+        },
+        TimelineEntry {
+            at: at(1, 5),
+            kind: "cause_resolved".into(),
+            text: "host reimaged".into(),
+            hash: Some("2b".repeat(32)),
+        },
+        TimelineEntry {
+            at: at(1, 10),
+            kind: "recovery_started".into(),
+            text: "plan office".into(),
+            hash: Some("3c".repeat(32)),
+        },
+        TimelineEntry {
+            at: at(25, 30),
+            kind: "system_restored".into(),
+            text: "db: MISSED by 1 h 30 min".into(),
+            hash: Some("4d".repeat(32)),
+        },
     ];
     f.systems = vec![
         system("phones", 3, SystemState::Unaffected, None, None),
@@ -245,6 +265,14 @@ fn html_report_renders_in_chromium() {
     let pdf = std::fs::read(&pdf_path).unwrap_or_else(|e| panic!("no PDF at {}: {e}", pdf_path.display()));
     assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
     assert!(pdf.len() > 10_000, "PDF is suspiciously small: {} bytes", pdf.len());
+
+    // KURA_KEEP_REPORT=DIR keeps the files for a look by eye.
+    if let Some(keep) = std::env::var_os("KURA_KEEP_REPORT") {
+        std::fs::create_dir_all(&keep).unwrap();
+        for p in [&html_path, &png_path, &pdf_path] {
+            std::fs::copy(p, Path::new(&keep).join(p.file_name().unwrap())).unwrap();
+        }
+    }
 
     // The same facts in the other formats agree on the missed deadline.
     let csv = render(&facts, Format::Csv);
