@@ -258,7 +258,8 @@ fn trend_per_month_with_empty_months_and_year_boundary() {
     let f = finalized(period());
     let tr = &f.period.as_ref().unwrap().trend;
     let months: Vec<&str> = tr.iter().map(|t| t.month.as_str()).collect();
-    assert_eq!(months, vec!["2025-12", "2026-01", "2026-02", "2026-03"]);
+    // `until` (March 1st, midnight) is exclusive: March is not in the period.
+    assert_eq!(months, vec!["2025-12", "2026-01", "2026-02"]);
     assert_eq!((tr[0].runs, tr[0].drills, tr[0].met, tr[0].missed), (1, 1, 1, 1));
     assert_eq!(tr[0].met_pct, Some(50.0));
     assert_eq!(tr[0].worst_margin_secs, Some(-H));
@@ -266,7 +267,8 @@ fn trend_per_month_with_empty_months_and_year_boundary() {
     assert_eq!((tr[2].runs, tr[2].incidents, tr[2].drills, tr[2].met, tr[2].missed), (2, 1, 1, 2, 0));
     assert_eq!(tr[2].met_pct, Some(100.0));
     assert_eq!(tr[2].worst_margin_secs, Some(23 * H));
-    assert_eq!(tr[3].runs, 0);
+    let one_more = trend(t0(), Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 1).unwrap(), &[]);
+    assert_eq!(one_more.iter().map(|t| t.month.as_str()).collect::<Vec<_>>(), vec!["2026-03", "2026-04"]);
     // The period's own summary counts every entry's systems.
     assert_eq!((f.summary.systems, f.summary.met, f.summary.missed), (4, 3, 1));
     assert!(trend(t0(), t0() - Duration::days(1), &[]).is_empty());
