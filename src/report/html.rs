@@ -134,19 +134,44 @@ fn bar_end(r: &SystemRow, clock_start: Option<DateTime<Utc>>, elapsed: Option<i6
     None
 }
 
-fn gantt(out: &mut String, f: &ReportFacts) {
+/// The latest bar end (or start) and, separately, the latest deadline, in seconds
+/// from the clock start.
+fn extents(f: &ReportFacts) -> (i64, i64) {
+    let elapsed = elapsed(f);
+    let mut bars = 0i64;
+    let mut deadlines = 0i64;
+    for r in &f.systems {
+        bars = bars.max(bar_end(r, f.clock_start, elapsed).unwrap_or(0));
+        bars = bars.max(r.start_secs.unwrap_or(0));
+        deadlines = deadlines.max(r.deadline_secs.unwrap_or(0));
+    }
+    if f.systems.iter().any(|r| r.state.in_progress()) {
+        bars = bars.max(elapsed.unwrap_or(0));
+    }
+    (bars, deadlines)
+}
+
+fn elapsed(f: &ReportFacts) -> Option<i64> {
+    f.clock_start.map(|c| (f.generated_at - c).num_seconds()).filter(|_| f.kind != ReportKind::Forecast)
+}
+
+/// True when the bars would be slivers on an axis long enough for the deadlines
+/// (e.g. a drill of minutes against deadlines of days): then a second chart,
+/// scaled to the restores, follows the first.
+fn needs_detail(f: &ReportFacts) -> bool {
+    let (bars, deadlines) = extents(f);
+    bars > 0 && bars * 5 < deadlines
+}
+
+/// The Gantt chart. `detail` scales the axis to the restores only: deadlines
+/// beyond it are written at the right edge instead of drawn.
+fn gantt(out: &mut String, f: &ReportFacts, detail: bool) {
     let rows = &f.systems;
-    let elapsed = f.clock_start.map(|c| (f.generated_at - c).num_seconds()).filter(|_| f.kind != ReportKind::Forecast);
+    let elapsed = elapsed(f);
     let any_running = rows.iter().any(|r| r.state.in_progress());
-    let mut max = 60i64;
-    for r in rows {
-        max = max.max(bar_end(r, f.clock_start, elapsed).unwrap_or(0));
-        max = max.max(r.start_secs.unwrap_or(0));
-        max = max.max(r.deadline_secs.unwrap_or(0));
-    }
-    if any_running {
-        max = max.max(elapsed.unwrap_or(0));
-    }
+    let (bars, deadlines) = extents(f);
+    // The detail axis leaves room at its end for the "deadline … →" notes.
+    let max = if detail { bars.max(10) * 13 / 10 } else { bars.max(deadlines).max(60) };
     let step = tick_step(max);
     let axis_max = (max + max / 25 + step - 1) / step * step;
     let axis_max = axis_max.max(step);
@@ -161,11 +186,18 @@ fn gantt(out: &mut String, f: &ReportFacts) {
     let plot_bottom = TOP + ROW_H * rows.len() as f64;
     let h = plot_bottom + 70.0;
 
+    let (id, what) = if detail {
+        ("gantt-detail", "scaled to the restores; deadlines beyond the axis are written at its end")
+    } else {
+        ("gantt", "with a deadline marker per system")
+    };
     let _ = write!(
         out,
-        r#"<svg id="gantt" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="Gantt chart: one bar per system from the start to the end of its restore, measured from the clock start, with a deadline marker per system">"#
+        r#"<svg id="{id}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="Gantt chart: one bar per system from the start to the end of its restore, measured from the clock start, {what}">"#
     );
-    out.push_str(PATTERNS);
+    if !detail {
+        out.push_str(PATTERNS);
+    }
     // Axis: ticks and grid.
     out.push_str(r#"<g class="axis">"#);
     let mut t = 0;
@@ -226,7 +258,15 @@ fn gantt(out: &mut String, f: &ReportFacts) {
             e(&title),
             by = y + 7.0,
         );
-        if let Some(d) = r.deadline_secs {
+        if let Some(d) = r.deadline_secs.filter(|d| detail && *d > axis_max) {
+            let _ = write!(
+                out,
+                r#"<text class="deadline-beyond" x="{tx:.1}" y="{ty:.1}" text-anchor="end">deadline {} →</text>"#,
+                e(&deadline_text(Some(d))),
+                tx = W - RIGHT_W - 4.0,
+                ty = y + 19.0,
+            );
+        } else if let Some(d) = r.deadline_secs {
             let xd = x(d);
             let _ = write!(
                 out,
@@ -664,7 +704,11 @@ pub(super) fn render(f: &ReportFacts) -> String {
             out.push_str("<p>No system was recovered.</p>\n");
         } else {
             out.push_str("<p>One bar per system, from the start to the end of its restore, measured from the clock start. The black tick on each row is that system's deadline.</p>\n");
-            gantt(&mut out, f);
+            gantt(&mut out, f, false);
+            if needs_detail(f) {
+                out.push_str("<p>The same restores on a shorter axis, since they took a small part of the time the deadlines allow:</p>\n");
+                gantt(&mut out, f, true);
+            }
         }
         out.push_str("</section>\n<section id=\"systems-section\" class=\"long\"><h2>Systems</h2>\n");
         systems_table(&mut out, &f.systems, "systems");

@@ -569,3 +569,32 @@ fn formats_parse_and_reports_write() {
     let err = write_report(&one_missed(), Format::Html, &dir.path().join("missing/r.html")).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[test]
+fn short_drill_gets_a_detail_chart() {
+    let mut f = ReportFacts::new(ReportKind::Drill, "Quarterly drill", t0() + Duration::minutes(5));
+    f.run_id = Some(9);
+    f.clock_start = Some(t0());
+    let mut rows = Vec::new();
+    for (i, (name, prio)) in [("core", 3u8), ("web", 2), ("files", 1), ("archive", 0)].into_iter().enumerate() {
+        let mut r =
+            SystemRow::new(name, p(prio), p(prio).default_deadline().map(|d| d.num_seconds()), SystemState::Done);
+        r.started_at = Some(t0() + Duration::seconds(10 * i as i64));
+        r.ended_at = Some(t0() + Duration::seconds(10 * i as i64 + 8));
+        rows.push(r);
+    }
+    f.systems = rows;
+    let html = render(&f, Format::Html);
+    let detail = &html[html.find(r#"<svg id="gantt-detail""#).expect("detail chart")..];
+    let detail = &detail[..detail.find("</svg>").unwrap()];
+    assert_eq!(detail.matches("<rect class=\"bar ").count(), 4);
+    assert!(detail.contains("deadline 24 h →") && detail.contains("deadline 72 h →"), "{detail}");
+    // Priority 3's zero deadline is inside the detail axis: drawn, and missed (8 s).
+    assert_eq!(detail.matches(r#"<line class="deadline""#).count(), 1);
+    assert!(detail.contains(r#"<rect class="bar missed" data-system="core""#));
+    // The main chart still has every deadline marker.
+    let main = &html[html.find(r#"<svg id="gantt""#).unwrap()..];
+    assert_eq!(main[..main.find("</svg>").unwrap()].matches(r#"<line class="deadline""#).count(), 3);
+    // A recovery that used a good part of its deadlines has no detail chart.
+    assert!(!render(&one_missed(), Format::Html).contains("gantt-detail"));
+}
