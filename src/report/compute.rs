@@ -173,16 +173,17 @@ fn next_month(year: i32, month: u32) -> (i32, u32) {
     }
 }
 
-/// One point per calendar month (UTC) from `since`'s month to `until`'s, empty
-/// months included, over the entries whose clock start falls in it. `entries`
+/// One point per calendar month (UTC) from `since`'s month to the month of the
+/// last second before `until` (`until` is exclusive), empty months included, over the entries whose clock start falls in it. `entries`
 /// must have their computed fields filled.
 pub fn trend(since: DateTime<Utc>, until: DateTime<Utc>, entries: &[PeriodEntry]) -> Vec<TrendPoint> {
     let mut out = Vec::new();
-    if until < since {
+    if until <= since {
         return out;
     }
     let (mut y, mut m) = (since.year(), since.month());
-    let last = (until.year(), until.month());
+    let last_second = until - chrono::Duration::seconds(1);
+    let last = (last_second.year(), last_second.month());
     loop {
         let start = month_start(y, m);
         let (ny, nm) = next_month(y, m);

@@ -34,7 +34,10 @@ table { border-collapse: collapse; margin: 6px 0 14px; font-size: 0.92em; }
 th, td { border: 1px solid #999; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #e8e8e8; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.wrap { max-width: 320px; overflow-wrap: anywhere; }
+td.wrap { max-width: 320px; overflow-wrap: break-word; }
+td.err { min-width: 140px; }
+td.snap { white-space: nowrap; font-size: 0.95em; }
+table.systems { width: 100%; font-size: 0.85em; }
 .verdict-met .result { color: var(--met); font-weight: bold; }
 .verdict-missed .result, td.result.missed { color: var(--missed); font-weight: bold; text-decoration: underline; }
 .verdict-pending .result { color: var(--pending); font-weight: bold; }
@@ -131,26 +134,51 @@ fn bar_end(r: &SystemRow, clock_start: Option<DateTime<Utc>>, elapsed: Option<i6
     None
 }
 
-fn gantt(out: &mut String, f: &ReportFacts) {
+/// The latest bar end (or start) and, separately, the latest deadline, in seconds
+/// from the clock start.
+fn extents(f: &ReportFacts) -> (i64, i64) {
+    let elapsed = elapsed(f);
+    let mut bars = 0i64;
+    let mut deadlines = 0i64;
+    for r in &f.systems {
+        bars = bars.max(bar_end(r, f.clock_start, elapsed).unwrap_or(0));
+        bars = bars.max(r.start_secs.unwrap_or(0));
+        deadlines = deadlines.max(r.deadline_secs.unwrap_or(0));
+    }
+    if f.systems.iter().any(|r| r.state.in_progress()) {
+        bars = bars.max(elapsed.unwrap_or(0));
+    }
+    (bars, deadlines)
+}
+
+fn elapsed(f: &ReportFacts) -> Option<i64> {
+    f.clock_start.map(|c| (f.generated_at - c).num_seconds()).filter(|_| f.kind != ReportKind::Forecast)
+}
+
+/// True when the bars would be slivers on an axis long enough for the deadlines
+/// (e.g. a drill of minutes against deadlines of days): then a second chart,
+/// scaled to the restores, follows the first.
+fn needs_detail(f: &ReportFacts) -> bool {
+    let (bars, deadlines) = extents(f);
+    bars > 0 && bars * 5 < deadlines
+}
+
+/// The Gantt chart. `detail` scales the axis to the restores only: deadlines
+/// beyond it are written at the right edge instead of drawn.
+fn gantt(out: &mut String, f: &ReportFacts, detail: bool) {
     let rows = &f.systems;
-    let elapsed = f.clock_start.map(|c| (f.generated_at - c).num_seconds()).filter(|_| f.kind != ReportKind::Forecast);
+    let elapsed = elapsed(f);
     let any_running = rows.iter().any(|r| r.state.in_progress());
-    let mut max = 60i64;
-    for r in rows {
-        max = max.max(bar_end(r, f.clock_start, elapsed).unwrap_or(0));
-        max = max.max(r.start_secs.unwrap_or(0));
-        max = max.max(r.deadline_secs.unwrap_or(0));
-    }
-    if any_running {
-        max = max.max(elapsed.unwrap_or(0));
-    }
+    let (bars, deadlines) = extents(f);
+    // The detail axis leaves room at its end for the "deadline … →" notes.
+    let max = if detail { bars.max(10) * 13 / 10 } else { bars.max(deadlines).max(60) };
     let step = tick_step(max);
     let axis_max = (max + max / 25 + step - 1) / step * step;
     let axis_max = axis_max.max(step);
 
     const W: f64 = 1100.0;
     const LABEL_W: f64 = 210.0;
-    const RIGHT_W: f64 = 260.0;
+    const RIGHT_W: f64 = 300.0;
     const TOP: f64 = 44.0;
     const ROW_H: f64 = 30.0;
     let plot_w = W - LABEL_W - RIGHT_W;
@@ -158,11 +186,18 @@ fn gantt(out: &mut String, f: &ReportFacts) {
     let plot_bottom = TOP + ROW_H * rows.len() as f64;
     let h = plot_bottom + 70.0;
 
+    let (id, what) = if detail {
+        ("gantt-detail", "scaled to the restores; deadlines beyond the axis are written at its end")
+    } else {
+        ("gantt", "with a deadline marker per system")
+    };
     let _ = write!(
         out,
-        r#"<svg id="gantt" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="Gantt chart: one bar per system from the start to the end of its restore, measured from the clock start, with a deadline marker per system">"#
+        r#"<svg id="{id}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="Gantt chart: one bar per system from the start to the end of its restore, measured from the clock start, {what}">"#
     );
-    out.push_str(PATTERNS);
+    if !detail {
+        out.push_str(PATTERNS);
+    }
     // Axis: ticks and grid.
     out.push_str(r#"<g class="axis">"#);
     let mut t = 0;
@@ -223,7 +258,15 @@ fn gantt(out: &mut String, f: &ReportFacts) {
             e(&title),
             by = y + 7.0,
         );
-        if let Some(d) = r.deadline_secs {
+        if let Some(d) = r.deadline_secs.filter(|d| detail && *d > axis_max) {
+            let _ = write!(
+                out,
+                r#"<text class="deadline-beyond" x="{tx:.1}" y="{ty:.1}" text-anchor="end">deadline {} →</text>"#,
+                e(&deadline_text(Some(d))),
+                tx = W - RIGHT_W - 4.0,
+                ty = y + 19.0,
+            );
+        } else if let Some(d) = r.deadline_secs {
             let xd = x(d);
             let _ = write!(
                 out,
@@ -246,6 +289,7 @@ fn gantt(out: &mut String, f: &ReportFacts) {
                     format!("{}: {v}", r.state.as_str())
                 }
             }
+            SystemState::Unaffected => format!("never went down · {}", super::text::row_outcome(r)),
             _ => {
                 let time = r.time_secs.map(|t| format!("{} · ", human_secs(t))).unwrap_or_default();
                 format!("{time}{}", super::text::row_outcome(r))
@@ -259,7 +303,7 @@ fn gantt(out: &mut String, f: &ReportFacts) {
         let _ = write!(
             out,
             r#"<text class="{cls}" x="{tx:.1}" y="{ty:.1}">{}</text></g>"#,
-            e(&truncate(&outcome, 40)),
+            e(&truncate(&outcome, 44)),
             tx = W - RIGHT_W + 8.0,
             ty = y + 19.0,
         );
@@ -492,7 +536,7 @@ fn tier_table(out: &mut String, tiers: &[TierSummary], id: &str) {
 fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
     let _ = write!(
         out,
-        r#"<table id="{id}" class="systems"><thead><tr><th>System</th><th>Priority</th><th>Deadline</th><th>State</th><th>Started</th><th>Time from clock start</th><th>Result</th><th>Margin</th><th>Snapshot</th><th>Data lost (RPO)</th><th>Bytes</th><th>Restore took</th><th>Verification</th><th>Hooks</th><th>Error</th></tr></thead><tbody>"#
+        r#"<table id="{id}" class="systems"><thead><tr><th>System</th><th>Priority</th><th>Deadline</th><th>State</th><th>Time from clock start</th><th>Result</th><th>Margin</th><th>Snapshot</th><th>Data lost (RPO)</th><th>Bytes</th><th>Restore took</th><th>Verification</th><th>Hooks</th><th>Error</th></tr></thead><tbody>"#
     );
     for r in rows {
         let time = match r.time_secs {
@@ -501,9 +545,9 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
             None => String::new(),
         };
         let snapshot = match (&r.snapshot, r.snapshot_time) {
-            (Some(s), Some(t)) => format!("{} ({})", s.chars().take(8).collect::<String>(), time_str(t)),
-            (Some(s), None) => s.chars().take(8).collect(),
-            (None, Some(t)) => time_str(t),
+            (Some(s), Some(t)) => format!("{}<br>{}", e(&s.chars().take(8).collect::<String>()), e(&time_str(t))),
+            (Some(s), None) => e(&s.chars().take(8).collect::<String>()),
+            (None, Some(t)) => e(&time_str(t)),
             (None, None) => String::new(),
         };
         let verify = match &r.verification.detail {
@@ -512,15 +556,14 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
         };
         let _ = write!(
             out,
-            r#"<tr class="verdict-{v}" data-system="{name}" data-verdict="{v}"><td>{name}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="result {v}">{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wrap">{}</td><td class="wrap">{}</td><td class="wrap">{}</td></tr>"#,
+            r#"<tr class="verdict-{v}" data-system="{name}" data-verdict="{v}"><td>{name}</td><td class="num">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="result {v}">{}</td><td class="num">{}</td><td class="snap">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wrap">{}</td><td class="wrap">{}</td><td class="wrap err">{}</td></tr>"#,
             r.priority,
             e(&deadline_text(r.deadline_secs)),
             e(r.state.as_str()),
-            e(&opt_time(r.started_at)),
             e(&time),
             e(&verdict_label(r.verdict, r.predicted)),
             e(&margin_text(r.verdict, r.margin_secs)),
-            e(&snapshot),
+            snapshot,
             e(&opt_secs(r.rpo_secs)),
             e(&opt_bytes(r.bytes)),
             e(&opt_secs(r.restore_secs)),
@@ -534,8 +577,9 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
     out.push_str("</tbody></table>\n");
 }
 
+/// "2026-05-04 07:10" (UTC), for table cells.
 fn time_str(t: DateTime<Utc>) -> String {
-    time(t)
+    t.format("%Y-%m-%d %H:%M").to_string()
 }
 
 fn field(out: &mut String, name: &str, value: &str) {
@@ -567,7 +611,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
     if let Some(p) = &f.period {
         meta.push(format!("from {} to {}", time(p.since), time(p.until)));
     }
-    let _ = write!(out, "{}</p></header>\n", e(&meta.join(" · ")));
+    let _ = writeln!(out, "{}</p></header>", e(&meta.join(" · ")));
 
     // Summary.
     let s = &f.summary;
@@ -660,7 +704,11 @@ pub(super) fn render(f: &ReportFacts) -> String {
             out.push_str("<p>No system was recovered.</p>\n");
         } else {
             out.push_str("<p>One bar per system, from the start to the end of its restore, measured from the clock start. The black tick on each row is that system's deadline.</p>\n");
-            gantt(&mut out, f);
+            gantt(&mut out, f, false);
+            if needs_detail(f) {
+                out.push_str("<p>The same restores on a shorter axis, since they took a small part of the time the deadlines allow:</p>\n");
+                gantt(&mut out, f, true);
+            }
         }
         out.push_str("</section>\n<section id=\"systems-section\" class=\"long\"><h2>Systems</h2>\n");
         systems_table(&mut out, &f.systems, "systems");
@@ -713,7 +761,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
         }
         out.push_str("</tbody></table>\n</section>\n");
         for (n, en) in p.entries.iter().filter(|en| !en.systems.is_empty()).enumerate() {
-            let _ = write!(out, "<section class=\"long\"><h3>{} {}: {}</h3>\n", en.kind.as_str(), en.id, e(&en.title));
+            let _ = writeln!(out, "<section class=\"long\"><h3>{} {}: {}</h3>", en.kind.as_str(), en.id, e(&en.title));
             systems_table(&mut out, &en.systems, &format!("systems-{}", n + 1));
             out.push_str("</section>\n");
         }

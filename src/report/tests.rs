@@ -258,7 +258,8 @@ fn trend_per_month_with_empty_months_and_year_boundary() {
     let f = finalized(period());
     let tr = &f.period.as_ref().unwrap().trend;
     let months: Vec<&str> = tr.iter().map(|t| t.month.as_str()).collect();
-    assert_eq!(months, vec!["2025-12", "2026-01", "2026-02", "2026-03"]);
+    // `until` (March 1st, midnight) is exclusive: March is not in the period.
+    assert_eq!(months, vec!["2025-12", "2026-01", "2026-02"]);
     assert_eq!((tr[0].runs, tr[0].drills, tr[0].met, tr[0].missed), (1, 1, 1, 1));
     assert_eq!(tr[0].met_pct, Some(50.0));
     assert_eq!(tr[0].worst_margin_secs, Some(-H));
@@ -266,7 +267,8 @@ fn trend_per_month_with_empty_months_and_year_boundary() {
     assert_eq!((tr[2].runs, tr[2].incidents, tr[2].drills, tr[2].met, tr[2].missed), (2, 1, 1, 2, 0));
     assert_eq!(tr[2].met_pct, Some(100.0));
     assert_eq!(tr[2].worst_margin_secs, Some(23 * H));
-    assert_eq!(tr[3].runs, 0);
+    let one_more = trend(t0(), Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 1).unwrap(), &[]);
+    assert_eq!(one_more.iter().map(|t| t.month.as_str()).collect::<Vec<_>>(), vec!["2026-03", "2026-04"]);
     // The period's own summary counts every entry's systems.
     assert_eq!((f.summary.systems, f.summary.met, f.summary.missed), (4, 3, 1));
     assert!(trend(t0(), t0() - Duration::days(1), &[]).is_empty());
@@ -566,4 +568,33 @@ fn formats_parse_and_reports_write() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     let err = write_report(&one_missed(), Format::Html, &dir.path().join("missing/r.html")).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn short_drill_gets_a_detail_chart() {
+    let mut f = ReportFacts::new(ReportKind::Drill, "Quarterly drill", t0() + Duration::minutes(5));
+    f.run_id = Some(9);
+    f.clock_start = Some(t0());
+    let mut rows = Vec::new();
+    for (i, (name, prio)) in [("core", 3u8), ("web", 2), ("files", 1), ("archive", 0)].into_iter().enumerate() {
+        let mut r =
+            SystemRow::new(name, p(prio), p(prio).default_deadline().map(|d| d.num_seconds()), SystemState::Done);
+        r.started_at = Some(t0() + Duration::seconds(10 * i as i64));
+        r.ended_at = Some(t0() + Duration::seconds(10 * i as i64 + 8));
+        rows.push(r);
+    }
+    f.systems = rows;
+    let html = render(&f, Format::Html);
+    let detail = &html[html.find(r#"<svg id="gantt-detail""#).expect("detail chart")..];
+    let detail = &detail[..detail.find("</svg>").unwrap()];
+    assert_eq!(detail.matches("<rect class=\"bar ").count(), 4);
+    assert!(detail.contains("deadline 24 h →") && detail.contains("deadline 72 h →"), "{detail}");
+    // Priority 3's zero deadline is inside the detail axis: drawn, and missed (8 s).
+    assert_eq!(detail.matches(r#"<line class="deadline""#).count(), 1);
+    assert!(detail.contains(r#"<rect class="bar missed" data-system="core""#));
+    // The main chart still has every deadline marker.
+    let main = &html[html.find(r#"<svg id="gantt""#).unwrap()..];
+    assert_eq!(main[..main.find("</svg>").unwrap()].matches(r#"<line class="deadline""#).count(), 3);
+    // A recovery that used a good part of its deadlines has no detail chart.
+    assert!(!render(&one_missed(), Format::Html).contains("gantt-detail"));
 }

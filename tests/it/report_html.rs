@@ -265,6 +265,17 @@ fn html_report_renders_in_chromium() {
     let pdf = std::fs::read(&pdf_path).unwrap_or_else(|e| panic!("no PDF at {}: {e}", pdf_path.display()));
     assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
     assert!(pdf.len() > 10_000, "PDF is suspiciously small: {} bytes", pdf.len());
+    // The print CSS asks for A4 landscape (842 x 595 points).
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(text.contains("/MediaBox [0 0 841.9"), "the PDF's pages are not A4 landscape: @page was not applied");
+
+    // KURA_KEEP_REPORT=DIR keeps the files for a look by eye.
+    if let Some(keep) = std::env::var_os("KURA_KEEP_REPORT") {
+        std::fs::create_dir_all(&keep).unwrap();
+        for p in [&html_path, &png_path, &pdf_path] {
+            std::fs::copy(p, Path::new(&keep).join(p.file_name().unwrap())).unwrap();
+        }
+    }
 
     // The same facts in the other formats agree on the missed deadline.
     let csv = render(&facts, Format::Csv);
