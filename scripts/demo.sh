@@ -89,9 +89,9 @@ target = "restored/wiki"
 TOML
 
 set -x
+"$KURA" --repo "$DEMO/repo" --password-file "$DEMO/passphrase" init
 "$KURA" config check "$DEMO/kura.toml"
 "$KURA" plan show "$DEMO/plan.toml"
-"$KURA" --repo "$DEMO/repo" --password-file "$DEMO/passphrase" init
 for sys in dns db app files wiki; do
   "$KURA" --repo "$DEMO/repo" --password-file "$DEMO/passphrase" backup "$S/$sys" --tag "system:$sys"
 done

@@ -10,6 +10,13 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 
+# Servers and browsers the integration tests start themselves (each script is
+# idempotent and skips the install when the tool is already there).
+for dep in scripts/deps/*.sh; do
+  echo "== $dep"
+  bash "$dep"
+done
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"

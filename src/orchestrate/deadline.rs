@@ -24,8 +24,10 @@ pub fn verdict(
     match deadline {
         None => (Verdict::NoDeadline, None),
         Some(d) => {
-            let margin = (clock_start + d - back_at).num_seconds();
-            (if margin >= 0 { Verdict::Met } else { Verdict::Missed }, Some(margin))
+            let spare = clock_start + d - back_at;
+            // Rounded down: a fraction of a second late is a second late, not "0 s to spare".
+            let margin = spare.num_milliseconds().div_euclid(1000);
+            (if spare >= Duration::zero() { Verdict::Met } else { Verdict::Missed }, Some(margin))
         }
     }
 }
@@ -88,6 +90,8 @@ mod tests {
         // Priority 3: zero deadline, met only when never down.
         assert_eq!(verdict(start, Some(Duration::zero()), start).0, Verdict::Met);
         assert_eq!(verdict(start, Some(Duration::zero()), start + Duration::seconds(1)).0, Verdict::Missed);
+        let late = verdict(start, Some(Duration::zero()), start + Duration::milliseconds(300));
+        assert_eq!(late, (Verdict::Missed, Some(-1)), "a fraction of a second late is late");
     }
 
     #[test]

@@ -52,8 +52,9 @@ pub(super) fn derive_row(row: &mut SystemRow, clock_start: Option<DateTime<Utc>>
         };
         row.time_secs = match row.state {
             SystemState::Unaffected => Some(0),
+            // Rounded up: back 0.3 s after the clock started is not "back at once".
             SystemState::Done => match (clock_start, row.ended_at) {
-                (Some(c), Some(e)) => Some(secs_between(c, e)),
+                (Some(c), Some(e)) => Some((e - c).num_milliseconds().saturating_add(999).div_euclid(1000)),
                 _ => None,
             },
             _ => None,
