@@ -177,9 +177,13 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
             by_name.insert(&r.name.value, k);
         }
     }
+    let declared: HashMap<&str, &crate::config::SystemConfig> =
+        config.iter().flat_map(|c| &c.systems).map(|s| (s.name.as_str(), s)).collect();
+    let prios: Vec<Option<Priority>> =
+        raws.iter().map(|r| declared.get(r.name.value.as_str()).map(|s| s.priority)).collect();
     let mut resolved: Vec<Option<PlanSystem>> = Vec::with_capacity(raws.len());
     for r in &raws {
-        let decl = config.and_then(|c| c.system(&r.name.value).map(|s| (c, s)));
+        let decl = config.and_then(|c| declared.get(r.name.value.as_str()).map(|s| (c, *s)));
         if let (Some(c), None) = (config, decl) {
             d.error(
                 r.name.line,
@@ -238,8 +242,8 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
             }
             seen.push(j);
             edges[k].push(j);
-            if let (Some(a), Some(b)) = (&resolved[k], &resolved[j]) {
-                if b.priority < a.priority {
+            if let (Some(pa), Some(pb)) = (prios[k], prios[j]) {
+                if pb < pa {
                     d.error(
                         dep.line,
                         &dep.field,
@@ -247,7 +251,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                             "{:?} (priority {}) depends on {:?} (priority {}): a dependency on a lower priority \
                              would hold the higher tier hostage; raise {:?}'s priority in the config or drop \
                              the dependency",
-                            a.name, a.priority, b.name, b.priority, b.name
+                            r.name.value, pa, raws[j].name.value, pb, raws[j].name.value
                         ),
                     );
                 }

@@ -280,3 +280,12 @@ fn syntax_error_and_missing_plan() {
         .code(2)
         .stderr_has("/no/such/plan.toml: error: (file): cannot read the plan file");
 }
+
+#[test]
+fn warnings_are_printed_but_do_not_fail() {
+    let (_d, _cfg, p) = setup(&GOOD.replace("depends_on = [\"db\", \"dc\"]", "depends_on = [\"db\", \"dc\", \"db\"]"));
+    let out = run(kura_cmd().args(["plan", "validate", s(&p)]));
+    out.ok().stderr_has("p.toml:7: warning: system[0].depends_on[2]: \"db\" is listed twice").stdout_has("OK:");
+    let v = run(kura_cmd().args(["plan", "show", s(&p), "--json"])).ok().json();
+    assert_eq!(v["warnings"][0]["severity"], "warning");
+}
