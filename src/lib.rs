@@ -16,8 +16,10 @@ pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod error;
 pub mod forget;
+pub mod notify;
 pub mod pathmatch;
 pub mod plan;
 pub mod progress;
@@ -25,6 +27,7 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod schedule;
 pub mod state;
 pub mod types;
 

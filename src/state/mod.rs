@@ -11,6 +11,8 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
+pub mod jobs;
+
 /// Schema steps, applied in order inside one transaction each. Never edit a
 /// released step; append a new one.
 const MIGRATIONS: &[&str] = &[r#"
