@@ -2,10 +2,12 @@
 
 mod backup;
 mod check;
+mod config;
 mod forget;
 mod key;
 mod ls;
 mod output;
+mod plan;
 mod prune;
 mod restore;
 mod snapshots;
@@ -70,6 +72,12 @@ enum Command {
     /// Manage the passphrases that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Check a config file (kura.toml) without starting anything
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Check a restoration plan and show its execution order
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
 }
 
 /// What every command needs: global options and a way to open the repository.
@@ -143,5 +151,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(k) => key::run(&ctx, k),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Repair(r) => prune::repair(&ctx, r),
+        Command::Config(c) => config::run(&ctx, c),
+        Command::Plan(p) => plan::run(&ctx, p),
     }
 }

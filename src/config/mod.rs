@@ -117,3 +117,20 @@ pub struct Notify {
     /// Run through `sh -c` with the JSON event on stdin and KURA_EVENT set.
     pub command: Option<String>,
 }
+
+mod env;
+mod parse;
+pub(crate) mod tree;
+
+pub use parse::{is_local_location, load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
+pub use tree::{format_duration, parse_duration};
+
+impl Config {
+    /// The recovery deadline of a priority (the config's override, else the standard's).
+    pub fn deadline(&self, p: Priority) -> Option<Duration> {
+        self.deadlines[p.get() as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests;

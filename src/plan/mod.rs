@@ -6,7 +6,11 @@
 //! file, line and field. `order` is pure: tiers by priority, waves by dependency.
 //! See docs/PLANS.md.
 
+mod load;
+mod order;
 pub mod problems;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 
@@ -14,6 +18,8 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::types::Priority;
+pub use load::{load, parse_str, resolve_config, DEFAULT_HOOK_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_VERIFY_RETRIES};
+pub use order::{blocked, dependency_indexes, order, rank, ready, Progress};
 pub use problems::{Problem, Problems, Severity};
 
 /// A validated plan: every name unique, every dependency known, no cycle, no

@@ -1,0 +1,397 @@
+//! Reading `kura.toml` into a `Config`: syntax and meaning, every problem reported
+//! with its line and field. No filesystem access besides reading the file itself;
+//! `Config::check_environment` looks at the paths.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::Duration;
+
+use super::tree::{self, At, Diag, Obj};
+use super::*;
+use crate::plan::problems::Severity;
+
+const TOP: &[&str] =
+    &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify"];
+const REPO: &[&str] = &["location", "password_file"];
+const SYSTEM: &[&str] = &["name", "priority", "host", "paths", "exclude", "schedule"];
+const JOBS: &[&str] = &["replicate", "prune", "check", "drill"];
+const PRIORITY_KEYS: &[&str] = &["p3", "p2", "p1", "p0"];
+
+/// Allowed age of the last good backup, by priority (index = priority), when the
+/// config does not say: a day's schedule plus slack for the run itself.
+pub const DEFAULT_MAX_BACKUP_AGE: [Option<u64>; 4] =
+    [Some(8 * 86_400), Some(3 * 86_400), Some(26 * 3600), Some(2 * 3600)];
+
+/// Reads and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config, Problems> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: path.to_path_buf(),
+            line: None,
+            field: "(file)".into(),
+            message: format!("cannot read the config file: {e}"),
+            severity: Severity::Error,
+        }])
+    })?;
+    parse_str(path, &text)
+}
+
+/// Validates config text as if read from `path` (relative paths in it are resolved
+/// against `path`'s directory).
+pub fn parse_str(path: &Path, text: &str) -> Result<Config, Problems> {
+    let root = tree::parse(path, text).map_err(|p| Problems(vec![p]))?;
+    let mut d = Diag::new(path);
+    let base = base_dir(path);
+    let config = read(&mut d, &root, path, &base);
+    match config {
+        Some(c) if !d.has_errors() => Ok(c),
+        _ => Err(Problems(d.problems)),
+    }
+}
+
+/// The directory relative paths are resolved against: the file's own, made absolute.
+pub(crate) fn base_dir(file: &Path) -> PathBuf {
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    tree::resolve_path(base, p)
+}
+
+/// A repository location that is a local directory (not `s3:` or a URL).
+pub fn is_local_location(loc: &str) -> bool {
+    !(loc.starts_with("s3:") || loc.contains("://"))
+}
+
+fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Config> {
+    let top = Obj::open(d, root, "", TOP, &[])?;
+
+    let repository = match top.table(d, "repository", REPO) {
+        Some(o) => repo_spec(d, &o, base),
+        None => {
+            if top.get("repository").is_none() {
+                top.missing(d, "repository", "add a [repository] table with `location` and `password_file`");
+            }
+            None
+        }
+    };
+    let remote = top.table(d, "remote", REPO).and_then(|o| repo_spec(d, &o, base));
+    let remote_given = top.get("remote").is_some();
+    let state = top.req_opt_str(d, "state").map(|s| resolve(base, &s.value));
+    let catch_up = match top.str(d, "catch_up") {
+        None => CatchUp::Once,
+        Some(s) => match s.value.as_str() {
+            "once" => CatchUp::Once,
+            "skip" => CatchUp::Skip,
+            other => {
+                d.error(s.line, &s.field, format!("{other:?} is not a catch-up policy: use \"once\" or \"skip\""));
+                CatchUp::Once
+            }
+        },
+    };
+    let mut deadlines: [Option<Duration>; 4] = [None; 4];
+    for p in Priority::ALL {
+        deadlines[p.get() as usize] = p.default_deadline();
+    }
+    per_priority(d, &top, "deadlines", &mut deadlines);
+    let mut max_backup_age = DEFAULT_MAX_BACKUP_AGE.map(|s| s.map(|s| Duration::seconds(s as i64)));
+    per_priority(d, &top, "max_backup_age", &mut max_backup_age);
+
+    let mut systems = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    if let Some(e) = top.get("system") {
+        if !matches!(e.node.kind, tree::Kind::Array(_)) {
+            d.error(e.line, "system", "expected [[system]] tables");
+        }
+    }
+    for (_, o) in top.tables(d, "system", SYSTEM, &[]) {
+        // Duplicates are found by name alone, whatever else is wrong with either system.
+        let mut dup = false;
+        if let Some(e) = o.get("name") {
+            if let tree::Kind::Str(name) = &e.node.kind {
+                if let Some(first) = seen.get(name) {
+                    d.error(
+                        e.node.line,
+                        &o.field("name"),
+                        format!("duplicate system name {name:?} (first declared on line {first})"),
+                    );
+                    dup = true;
+                } else {
+                    seen.insert(name.clone(), e.node.line);
+                }
+            }
+        }
+        match system(d, &o) {
+            Some(s) if !dup => systems.push(s),
+            _ => {}
+        }
+    }
+    if top.get("system").is_none() {
+        d.warning(root.line, "system", "no [[system]] declared: nothing will be backed up");
+    }
+
+    let jobs = top.table(d, "jobs", JOBS).map(|o| jobs(d, &o, base, remote_given)).unwrap_or_default();
+    let notify = top.table(d, "notify", &["webhook", "command"]).map(|o| notify(d, &o)).unwrap_or_default();
+
+    Some(Config {
+        path: path.to_path_buf(),
+        repository: repository?,
+        remote,
+        state,
+        deadlines,
+        max_backup_age,
+        catch_up,
+        systems,
+        jobs,
+        notify,
+    })
+}
+
+impl Obj<'_> {
+    /// An optional string that must not be empty when given.
+    fn req_opt_str(&self, d: &mut Diag, key: &str) -> Option<At<String>> {
+        self.get(key)?;
+        self.req_str(d, key, "remove the line or give a value")
+    }
+}
+
+fn repo_spec(d: &mut Diag, o: &Obj, base: &Path) -> Option<RepoSpec> {
+    let location = o.req_str(d, "location", "the repository directory (or s3:... location)");
+    let password_file = o.req_str(d, "password_file", "the file holding the repository passphrase");
+    let location = location?.value;
+    let location =
+        if is_local_location(&location) { resolve(base, &location).to_string_lossy().into_owned() } else { location };
+    Some(RepoSpec { location, password_file: resolve(base, &password_file?.value) })
+}
+
+/// `[deadlines]` / `[max_backup_age]`: keys p3..p0, values a duration or "none".
+fn per_priority(d: &mut Diag, top: &Obj, key: &str, out: &mut [Option<Duration>; 4]) {
+    let Some(o) = top.table(d, key, PRIORITY_KEYS) else { return };
+    for (i, k) in PRIORITY_KEYS.iter().enumerate() {
+        let prio = 3 - i;
+        let Some(s) = o.str(d, k) else { continue };
+        if s.value == "none" {
+            out[prio] = None;
+            continue;
+        }
+        match tree::parse_duration(&s.value) {
+            Ok(v) => out[prio] = Some(Duration::seconds(v.as_secs() as i64)),
+            Err(e) => d.error(s.line, &s.field, format!("{e}, or \"none\"")),
+        }
+    }
+}
+
+/// Whether `name` can be a system name: it appears in tags (`system:NAME`) and file names.
+pub fn valid_system_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+fn system(d: &mut Diag, o: &Obj) -> Option<SystemConfig> {
+    let name = o.req_str(d, "name", "every system needs a name");
+    if let Some(n) = &name {
+        if !valid_system_name(&n.value) {
+            d.error(
+                n.line,
+                &n.field,
+                format!(
+                    "{:?} is not a valid system name: use lower-case letters, digits, '.', '_' and '-', \
+                     starting with a letter or digit, at most 64 characters",
+                    n.value
+                ),
+            );
+        }
+    }
+    let priority = match o.int(d, "priority") {
+        None => {
+            if o.get("priority").is_none() {
+                o.missing(d, "priority", "the recovery priority, 0 to 3 (3 must not stop, 0 may stay down)");
+            }
+            None
+        }
+        Some(p) => {
+            let pr = u8::try_from(p.value).ok().and_then(Priority::new);
+            if pr.is_none() {
+                d.error(p.line, &p.field, format!("priority {} is out of range: use 0, 1, 2 or 3", p.value));
+            }
+            pr
+        }
+    };
+    let host = o.req_opt_str(d, "host").map(|h| h.value);
+    let mut paths = Vec::new();
+    match o.str_list(d, "paths") {
+        None => {
+            if o.get("paths").is_none() {
+                o.missing(d, "paths", "the absolute paths to back up");
+            }
+        }
+        Some(list) => {
+            if list.value.is_empty() {
+                d.error(list.line, &list.field, "the paths list is empty: give at least one absolute path");
+            }
+            for p in list.value {
+                if !Path::new(&p.value).is_absolute() {
+                    d.error(
+                        p.line,
+                        &p.field,
+                        format!("{:?} is not an absolute path: backup paths must start with /", p.value),
+                    );
+                } else {
+                    paths.push(PathBuf::from(p.value));
+                }
+            }
+        }
+    }
+    let mut excludes = Vec::new();
+    if let Some(list) = o.str_list(d, "exclude") {
+        for p in list.value {
+            match globset::Glob::new(p.value.trim_end_matches('/')) {
+                Ok(_) => excludes.push(p.value),
+                Err(e) => d.error(p.line, &p.field, format!("bad exclude pattern {:?}: {e}", p.value)),
+            }
+        }
+    }
+    let schedule = schedule_field(d, o, "schedule");
+    Some(SystemConfig { name: name?.value, priority: priority?, host, paths, excludes, schedule })
+}
+
+fn schedule_field(d: &mut Diag, o: &Obj, key: &str) -> Option<Schedule> {
+    let s = o.str(d, key)?;
+    match parse_schedule(&s.value) {
+        Ok(sch) => Some(sch),
+        Err(e) => {
+            d.error(s.line, &s.field, e);
+            None
+        }
+    }
+}
+
+fn required_schedule(d: &mut Diag, o: &Obj) -> Option<Schedule> {
+    if o.get("schedule").is_none() {
+        o.missing(d, "schedule", "a cron expression, e.g. \"30 2 * * *\"");
+        return None;
+    }
+    schedule_field(d, o, "schedule")
+}
+
+/// Parses a cron expression: 5 fields (minute hour day-of-month month day-of-week,
+/// as in crontab; kura adds a seconds field of 0), or 6-7 fields with seconds first
+/// (and an optional year last), or a shortcut such as `@daily`. Days of the week
+/// are names (`mon-fri`): crontab counts Sunday as 0, the `cron` crate as 1, so
+/// numbers would be ambiguous and are refused.
+pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let full = if expr.trim_start().starts_with('@') {
+        expr.trim().to_string()
+    } else {
+        let dow = match fields.len() {
+            5 => 4,
+            6 | 7 => 5,
+            n => {
+                return Err(format!(
+                    "bad cron expression {expr:?}: {n} fields; use 5 (minute hour day month weekday) \
+                     or 6-7 with seconds first"
+                ))
+            }
+        };
+        if fields[dow].bytes().any(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "bad cron expression {expr:?}: give days of the week by name (sun, mon, ..., sat; \
+                 ranges like mon-fri), not by number"
+            ));
+        }
+        if fields.len() == 5 {
+            format!("0 {}", fields.join(" "))
+        } else {
+            fields.join(" ")
+        }
+    };
+    match cron::Schedule::from_str(&full) {
+        Ok(cron) => Ok(Schedule { expr: expr.trim().to_string(), cron }),
+        Err(e) => Err(format!("bad cron expression {expr:?}: {e}")),
+    }
+}
+
+fn jobs(d: &mut Diag, o: &Obj, base: &Path, remote_given: bool) -> Jobs {
+    let mut jobs = Jobs::default();
+    if let Some(r) = o.table(d, "replicate", &["schedule"]) {
+        jobs.replicate = required_schedule(d, &r);
+        if !remote_given {
+            d.error(r.line, &r.path, "jobs.replicate needs a [remote] table naming the remote repository");
+        }
+    }
+    if let Some(p) = o.table(d, "prune", &["schedule", "keep_last", "keep_daily", "keep_weekly", "keep_monthly"]) {
+        let schedule = required_schedule(d, &p);
+        let mut keep = |k: &str| -> Option<u32> {
+            let v = p.int(d, k)?;
+            match u32::try_from(v.value) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    d.error(v.line, &v.field, format!("{k} must be a positive number, not {}", v.value));
+                    None
+                }
+            }
+        };
+        let (keep_last, keep_daily, keep_weekly, keep_monthly) =
+            (keep("keep_last"), keep("keep_daily"), keep("keep_weekly"), keep("keep_monthly"));
+        let any_given = ["keep_last", "keep_daily", "keep_weekly", "keep_monthly"].iter().any(|k| p.get(k).is_some());
+        if !any_given {
+            d.error(
+                p.line,
+                &p.path,
+                "a prune job needs a retention policy: at least one of keep_last, keep_daily, keep_weekly, \
+                 keep_monthly (without one, every snapshot would be removed)",
+            );
+        }
+        if let Some(schedule) = schedule {
+            jobs.prune = Some(PruneJob { schedule, keep_last, keep_daily, keep_weekly, keep_monthly });
+        }
+    }
+    if let Some(c) = o.table(d, "check", &["schedule", "read_data_subset"]) {
+        let schedule = required_schedule(d, &c);
+        let subset = match c.int(d, "read_data_subset") {
+            None => Some(1),
+            Some(v) => match u32::try_from(v.value) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    d.error(
+                        v.line,
+                        &v.field,
+                        format!("read_data_subset must be a positive number N (read 1/N per run), not {}", v.value),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(schedule), Some(read_data_subset)) = (schedule, subset) {
+            jobs.check = Some(CheckJob { schedule, read_data_subset });
+        }
+    }
+    if let Some(r) = o.table(d, "drill", &["schedule", "plan"]) {
+        let schedule = required_schedule(d, &r);
+        let plan = r.req_str(d, "plan", "the restoration plan to drill (a path, relative to this file)");
+        if let (Some(schedule), Some(plan)) = (schedule, plan) {
+            jobs.drill = Some(DrillJob { schedule, plan: resolve(base, &plan.value) });
+        }
+    }
+    jobs
+}
+
+fn notify(d: &mut Diag, o: &Obj) -> Notify {
+    let webhook = o.req_opt_str(d, "webhook").and_then(|w| {
+        if w.value.starts_with("http://") || w.value.starts_with("https://") {
+            Some(w.value)
+        } else {
+            d.error(w.line, &w.field, format!("{:?} is not an http:// or https:// URL", w.value));
+            None
+        }
+    });
+    let command = o.req_opt_str(d, "command").map(|c| c.value);
+    Notify { webhook, command }
+}

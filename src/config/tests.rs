@@ -1,0 +1,257 @@
+use std::path::Path;
+
+use super::*;
+use crate::plan::problems::Severity;
+
+const GOOD: &str = r#"
+state = "state/kura.db"
+catch_up = "skip"
+
+[repository]
+location = "repo"
+password_file = "/etc/kura/pass"
+
+[remote]
+location = "s3:https://s3.example.com/bucket/kura"
+password_file = "remote.pass"
+
+[deadlines]
+p2 = "12h"
+p0 = "14d"
+
+[max_backup_age]
+p3 = "30m"
+p0 = "none"
+
+[[system]]
+name = "erp-db"
+priority = 3
+host = "erp1"
+paths = ["/srv/erp/db"]
+exclude = ["*.tmp", "/srv/erp/db/cache/"]
+schedule = "*/15 * * * *"
+
+[[system]]
+name = "wiki"
+priority = 0
+paths = ["/srv/wiki"]
+
+[jobs.replicate]
+schedule = "0 3 * * *"
+
+[jobs.prune]
+schedule = "0 4 * * sun"
+keep_daily = 7
+keep_weekly = 4
+
+[jobs.check]
+schedule = "0 0 5 * * mon-fri"
+read_data_subset = 7
+
+[jobs.drill]
+schedule = "@monthly"
+plan = "../plans/office.toml"
+
+[notify]
+webhook = "https://hooks.example.com/kura"
+command = "logger -t kura"
+"#;
+
+fn parse(text: &str) -> Result<Config, Problems> {
+    parse_str(Path::new("/etc/kura/kura.toml"), text)
+}
+
+/// The problems of a text that must fail, as "line field message" strings.
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text) {
+        Ok(_) => panic!("expected problems in:\n{text}"),
+        Err(p) => p.0,
+    }
+}
+
+#[track_caller]
+fn has(ps: &[Problem], line: usize, field: &str, msg: &str) {
+    assert!(
+        ps.iter().any(|p| p.line == Some(line) && p.field == field && p.message.contains(msg)),
+        "no problem at line {line} field {field} containing {msg:?} in:\n{}",
+        Problems(ps.to_vec())
+    );
+}
+
+const HEAD: &str = "[repository]\nlocation = \"/r\"\npassword_file = \"/p\"\n";
+
+#[test]
+fn a_full_config_reads() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.repository.location, "/etc/kura/repo");
+    assert_eq!(c.repository.password_file, Path::new("/etc/kura/pass"));
+    let remote = c.remote.as_ref().unwrap();
+    assert_eq!(remote.location, "s3:https://s3.example.com/bucket/kura");
+    assert_eq!(remote.password_file, Path::new("/etc/kura/remote.pass"));
+    assert_eq!(c.state.as_deref(), Some(Path::new("/etc/kura/state/kura.db")));
+    assert_eq!(c.catch_up, CatchUp::Skip);
+    assert_eq!(c.deadlines[3], Some(Duration::zero()));
+    assert_eq!(c.deadlines[2], Some(Duration::hours(12)));
+    assert_eq!(c.deadlines[1], Some(Duration::hours(72)));
+    assert_eq!(c.deadlines[0], Some(Duration::days(14)));
+    assert_eq!(c.max_backup_age[3], Some(Duration::minutes(30)));
+    assert_eq!(c.max_backup_age[2], Some(Duration::hours(26)));
+    assert_eq!(c.max_backup_age[0], None);
+    assert_eq!(c.systems.len(), 2);
+    let erp = c.system("erp-db").unwrap();
+    assert_eq!(erp.priority, Priority::new(3).unwrap());
+    assert_eq!(erp.host.as_deref(), Some("erp1"));
+    assert_eq!(erp.excludes, vec!["*.tmp", "/srv/erp/db/cache/"]);
+    assert_eq!(erp.tag(), "system:erp-db");
+    let sch = erp.schedule.as_ref().unwrap();
+    assert_eq!(sch.expr, "*/15 * * * *");
+    assert!(c.system("wiki").unwrap().schedule.is_none());
+    assert_eq!(c.jobs.prune.as_ref().unwrap().keep_daily, Some(7));
+    assert_eq!(c.jobs.prune.as_ref().unwrap().keep_last, None);
+    assert_eq!(c.jobs.check.as_ref().unwrap().read_data_subset, 7);
+    assert_eq!(c.jobs.drill.as_ref().unwrap().plan, Path::new("/etc/plans/office.toml"));
+    assert!(c.jobs.replicate.is_some());
+    assert_eq!(c.notify.command.as_deref(), Some("logger -t kura"));
+}
+
+#[test]
+fn defaults_apply() {
+    let c = parse(&format!("{HEAD}[[system]]\nname = \"a\"\npriority = 1\npaths = [\"/a\"]\n")).unwrap();
+    assert_eq!(c.catch_up, CatchUp::Once);
+    assert!(c.remote.is_none() && c.state.is_none());
+    for p in Priority::ALL {
+        assert_eq!(c.deadline(p), p.default_deadline());
+    }
+    assert_eq!(c.max_backup_age[3], Some(Duration::hours(2)));
+    assert_eq!(c.max_backup_age[1], Some(Duration::days(3)));
+    assert_eq!(c.max_backup_age[0], Some(Duration::days(8)));
+}
+
+#[test]
+fn cron_five_fields_fire_on_the_minute() {
+    use chrono::{TimeZone, Timelike, Utc};
+    let s = parse_schedule("30 2 * * *").unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let next = s.cron.after(&start).next().unwrap();
+    assert_eq!((next.hour(), next.minute(), next.second()), (2, 30, 0));
+    // Six fields: seconds first.
+    let s = parse_schedule("*/2 * * * * *").unwrap();
+    let mut it = s.cron.after(&start);
+    assert_eq!(it.next().unwrap().second(), 2);
+    // Weekday names; 2026-01-03 is a Saturday, so mon-fri next fires on Monday the 5th.
+    let s = parse_schedule("0 9 * * mon-fri").unwrap();
+    let sat = Utc.with_ymd_and_hms(2026, 1, 3, 0, 0, 0).unwrap();
+    assert_eq!(s.cron.after(&sat).next().unwrap(), Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap());
+    assert!(parse_schedule("@daily").is_ok());
+    for bad in ["* * *", "61 * * * *", "0 9 * * 1-5", "a b c d e", "", "0 0 0 0 0 0 0 0"] {
+        assert!(parse_schedule(bad).is_err(), "{bad:?} should be rejected");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_with_line_and_field() {
+    let text = r#"[repository]
+location = "/r"
+password_file = "/p"
+colour = "blue"
+
+[[system]]
+name = "a"
+priority = 4
+paths = ["/a"]
+schedule = "61 * * * *"
+
+[[system]]
+name = "a"
+priority = 1
+paths = []
+
+[[system]]
+name = "Bad Name"
+priority = 2
+paths = ["relative/dir"]
+shedule = "0 1 * * *"
+
+[deadlines]
+p2 = "soon"
+"#;
+    let ps = problems(text);
+    has(&ps, 4, "repository.colour", "unknown field `colour`");
+    has(&ps, 8, "system[0].priority", "priority 4 is out of range");
+    has(&ps, 10, "system[0].schedule", "bad cron expression \"61 * * * *\"");
+    has(&ps, 13, "system[1].name", "duplicate system name \"a\"");
+    has(&ps, 15, "system[1].paths", "the paths list is empty");
+    has(&ps, 18, "system[2].name", "not a valid system name");
+    has(&ps, 20, "system[2].paths[0]", "not an absolute path");
+    has(&ps, 21, "system[2].shedule", "unknown field `shedule`");
+    has(&ps, 24, "deadlines.p2", "\"soon\" is not a duration");
+    assert!(ps.iter().all(|p| p.file == Path::new("/etc/kura/kura.toml")));
+    assert_eq!(ps.iter().filter(|p| p.severity == Severity::Error).count(), 9, "{}", Problems(ps.clone()));
+}
+
+#[test]
+fn type_errors_and_missing_fields() {
+    let ps = problems("[repository]\nlocation = 5\n\n[[system]]\nname = \"x\"\npaths = \"/x\"\n");
+    has(&ps, 2, "repository.location", "expected a string, found an integer");
+    has(&ps, 1, "repository.password_file", "missing field `password_file`");
+    has(&ps, 4, "system[0].priority", "missing field `priority`");
+    has(&ps, 6, "system[0].paths", "expected an array of strings");
+
+    let ps = problems("state = \"/s\"\n");
+    has(&ps, 1, "repository", "missing field `repository`");
+
+    let ps = problems(&format!("catch_up = \"twice\"\n{HEAD}[jobs.prune]\nschedule = \"0 1 * * *\"\n"));
+    has(&ps, 1, "catch_up", "not a catch-up policy");
+    has(&ps, 5, "jobs.prune", "needs a retention policy");
+
+    let ps =
+        problems(&format!("{HEAD}[jobs.replicate]\nschedule = \"0 1 * * *\"\n[jobs.check]\nread_data_subset = 0\n"));
+    has(&ps, 4, "jobs.replicate", "needs a [remote] table");
+    has(&ps, 6, "jobs.check.schedule", "missing field `schedule`");
+    has(&ps, 7, "jobs.check.read_data_subset", "must be a positive number");
+
+    let ps = problems(&format!("{HEAD}[notify]\nwebhook = \"ftp://x\"\n[jobs]\nbackup = 1\n"));
+    has(&ps, 5, "notify.webhook", "not an http:// or https:// URL");
+    has(&ps, 7, "jobs.backup", "unknown field `backup`");
+
+    let ps = problems("[repository\n");
+    has(&ps, 1, "(syntax)", "invalid TOML");
+}
+
+#[test]
+fn system_names() {
+    for ok in ["a", "erp-db", "web.1", "x_y", "0day"] {
+        assert!(valid_system_name(ok), "{ok}");
+    }
+    for bad in ["", "-a", ".a", "A", "a b", "a/b", "a:b", &"x".repeat(65)] {
+        assert!(!valid_system_name(bad), "{bad}");
+    }
+}
+
+#[test]
+fn environment_check_finds_missing_paths_and_password_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("repo")).unwrap();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("pass"), "secret\n").unwrap();
+    std::fs::set_permissions(d.join("pass"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "[repository]\nlocation = \"repo\"\npassword_file = \"pass\"\n\n\
+         [remote]\nlocation = \"remote\"\npassword_file = \"nope\"\n\n\
+         [[system]]\nname = \"a\"\npriority = 1\npaths = [\"{}\", \"/definitely/not/here\"]\n",
+        d.join("data").display()
+    );
+    std::fs::write(d.join("kura.toml"), &text).unwrap();
+    let c = load(&d.join("kura.toml")).unwrap();
+    let ps = c.check_environment().0;
+    has(&ps, 6, "remote.location", "no directory at");
+    has(&ps, 7, "remote.password_file", "cannot read password file");
+    has(&ps, 12, "system[0].paths[1]", "/definitely/not/here of system \"a\" does not exist");
+    assert_eq!(ps.len(), 3, "{}", Problems(ps.clone()));
+
+    std::fs::set_permissions(d.join("pass"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ps = c.check_environment().0;
+    assert!(ps.iter().any(|p| p.severity == Severity::Warning && p.field == "repository.password_file"));
+}
