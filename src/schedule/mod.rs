@@ -18,7 +18,7 @@
 //! Cron expressions are evaluated in the time zone passed in (the daemon passes the
 //! machine's local zone), so that `0 0 2 * * *` means 02:00 on the wall clock.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 
 pub use crate::config::CatchUp;
 
@@ -84,9 +84,18 @@ pub fn next_slot<Tz: TimeZone>(cron: &cron::Schedule, t: DateTime<Utc>, tz: &Tz)
 
 /// The latest slot at or before `t`.
 pub fn latest_slot<Tz: TimeZone>(cron: &cron::Schedule, t: DateTime<Utc>, tz: &Tz) -> Option<DateTime<Utc>> {
-    // Cron works in whole seconds: step back from just after `t`.
-    let probe = t + Duration::seconds(1);
-    cron.after_owned(probe.with_timezone(tz)).next_back().map(|x| x.with_timezone(&Utc)).filter(|x| *x <= t)
+    // Cron works in whole seconds (and misbehaves with fractions): step back from
+    // the whole second after `t`, skipping anything later than `t`.
+    let probe = t.trunc_subsecs(0) + Duration::seconds(1);
+    let mut back = cron.after_owned(probe.with_timezone(tz));
+    for _ in 0..3 {
+        match back.next_back().map(|x| x.with_timezone(&Utc)) {
+            Some(x) if x <= t => return Some(x),
+            Some(_) => continue,
+            None => return None,
+        }
+    }
+    None
 }
 
 /// Decides what one job does at `now`. `last_slot` is the slot its last run was for

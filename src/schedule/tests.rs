@@ -108,6 +108,17 @@ fn seconds_schedules_and_slot_helpers() {
     assert_eq!(latest_slot(&c, at(12, 0, 3), &Utc), Some(at(12, 0, 2)));
     assert_eq!(latest_slot(&c, at(12, 0, 4), &Utc), Some(at(12, 0, 4)));
     assert_eq!(next_slot(&c, at(12, 0, 4), &Utc), Some(at(12, 0, 6)));
+    // Fractions of a second (the real clock has them).
+    let ms = Duration::milliseconds(291);
+    assert_eq!(latest_slot(&c, at(12, 0, 3) + ms, &Utc), Some(at(12, 0, 2)));
+    assert_eq!(latest_slot(&c, at(12, 0, 4) + ms, &Utc), Some(at(12, 0, 4)));
+    assert_eq!(next_slot(&c, at(12, 0, 4) + ms, &Utc), Some(at(12, 0, 6)));
+    let h = cron("0 0 * * * *");
+    assert_eq!(latest_slot(&h, at(12, 59, 59) + ms, &Utc), Some(at(12, 0, 0)));
+    assert_eq!(
+        decide(&c, Some(at(2, 0, 0)), at(5, 0, 3) + ms, CatchUp::Once, at(5, 0, 3) + ms, &Utc),
+        Decision::Run { slot: at(5, 0, 2), trigger: Trigger::CatchUp, missed: 5401 }
+    );
     let runs = simulate("*/2 * * * * *", None, at(12, 0, 0), CatchUp::Once, at(12, 0, 10), Duration::milliseconds(500));
     let slots: Vec<_> = runs.iter().map(|r| r.0).collect();
     assert_eq!(slots, vec![at(12, 0, 2), at(12, 0, 4), at(12, 0, 6), at(12, 0, 8), at(12, 0, 10)]);

@@ -17,6 +17,11 @@ fn help_works_for_every_subcommand() {
         &["key", "list"],
         &["key", "remove"],
         &["key", "passwd"],
+        &["daemon"],
+        &["daemon", "stop"],
+        &["status"],
+        &["jobs"],
+        &["run"],
     ];
     for cmd in commands {
         let out = run(bare_kura().args(*cmd).arg("--help"));

@@ -6,6 +6,7 @@ mod backend;
 mod concurrent;
 mod corruption;
 mod crash;
+mod daemon;
 mod dedup;
 mod errors;
 mod forget;
