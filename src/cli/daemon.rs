@@ -306,7 +306,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             println!(
                 "{:<20} {:>4}  {:<19}  {:>12}  {:>10}  {:<8}  {}",
                 text(&s["name"]),
-                s["priority"],
+                s["priority"].to_string(),
                 local(&s["last_backup"]),
                 secs(&s["age_secs"]),
                 secs(&s["max_age_secs"]),
@@ -337,7 +337,7 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             let total = r["bytes_total"].as_u64().map(|t| format!(" of {}", output::bytes(t))).unwrap_or_default();
             match r["run"].as_i64() {
                 Some(id) => println!(
-                    "running: #{id} {} ({}) for {}: {}{total} read, {} files",
+                    "running: #{id} {} ({}) for {}: {}{total} processed, {} files",
                     text(&r["job"]),
                     text(&r["trigger"]),
                     secs(&r["elapsed_secs"]),
@@ -377,9 +377,9 @@ fn print_run(r: &Value) {
     if let Some(e) = r["error"].as_str() {
         extra.push(e.to_string());
     }
-    println!(
+    let line = format!(
         "{:>6}  {:<19}  {:<18} {:<9} {:<11} {:>9}  {}",
-        r["id"],
+        r["id"].to_string(),
         local(&r["started_at"]),
         what,
         text(&r["trigger"]),
@@ -387,6 +387,7 @@ fn print_run(r: &Value) {
         took,
         extra.join(", ")
     );
+    println!("{}", line.trim_end());
 }
 
 pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {

@@ -220,7 +220,19 @@ fn backup(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunO
         compression: None,
         threads: None,
     };
-    let out = crate::backup::run(&repo, &opts, progress)?;
+    // The total (for `kura status`) comes from a scan beside the backup, as in the CLI.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let out = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let total = crate::backup::estimate_size(&opts.paths, &opts.excludes, &stop);
+            if !stop.load(Ordering::Relaxed) {
+                progress.set_total(total);
+            }
+        });
+        let r = crate::backup::run(&repo, &opts, progress);
+        stop.store(true, Ordering::Relaxed);
+        r
+    })?;
     let summary = out.snapshot.summary.clone().unwrap_or_default();
     let mut warnings = out.warnings.clone();
     warnings.truncate(50);

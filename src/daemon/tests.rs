@@ -163,6 +163,15 @@ async fn a_job_never_overlaps_itself_and_deferred_slots_collapse() {
     tokio::time::sleep(StdDuration::from_millis(50)).await;
     assert_eq!(exec.runs_of("backup:web"), 1);
     assert_eq!(d.running_ids().len(), 1);
+    let st = d.status();
+    assert_eq!(st.running.len(), 1);
+    assert_eq!(st.running[0].job, "backup:web");
+    assert_eq!(st.running[0].state, "running");
+    assert_eq!(st.running[0].elapsed_secs, Some(5));
+    assert!(st.systems[0].running);
+    // `kura run` of the running job is refused.
+    let e = d.dispatch(JobSpec::backup("web"), Trigger::Manual, None, serde_json::json!({}), None).unwrap_err();
+    assert!(e.contains("already running (run 1)"), "{e}");
     drop(hold);
     settle(&d).await;
     d.tick(); // one run for the latest slot (t0+6), however many passed

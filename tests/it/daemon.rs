@@ -471,3 +471,24 @@ fn commands_without_a_daemon_say_so() {
     o.code(2).stderr_has("kura.toml:").stderr_has("schedule").stderr_has("the daemon did not start");
     assert!(!setup.socket.exists() && !setup.state.exists());
 }
+
+#[test]
+fn sigterm_records_a_run_that_outlives_the_timeout_as_interrupted() {
+    let setup = Setup::new();
+    let big = setup.repo.base().join("src/big");
+    std::fs::create_dir_all(&big).unwrap();
+    write_random(&big.join("blob.bin"), 96 << 20, 7);
+    setup.configure("", &format!("[[system]]\nname = \"big\"\npriority = 1\npaths = [\"{}\"]\n", s(&big)));
+    let mut d = setup.daemon_with(&[], &["--shutdown-timeout", "0"]);
+    let r = setup.cli(&["--json", "run", "--no-wait", "big"]).ok().json();
+    let id = r["started"].as_i64().unwrap();
+    let st = setup.status();
+    assert_eq!(st["running"][0]["run"], id, "the backup should still run: {st:#}");
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(20)), 0, "{}", d.log());
+    let state = kura::state::State::open(&setup.state).unwrap();
+    let run = state.run(id).unwrap().unwrap();
+    assert_eq!(run.outcome, kura::state::jobs::Outcome::Interrupted, "{run:?}");
+    assert!(run.error.unwrap().contains("did not end within 0 s"));
+    assert!(d.log().contains("recorded as interrupted"), "{}", d.log());
+}
