@@ -634,7 +634,7 @@ impl Daemon {
                 }
             })
             .collect();
-        running.sort_by(|a, b| a.queued_at.cmp(&b.queued_at));
+        running.sort_by_key(|a| a.queued_at);
         Status {
             daemon: DaemonInfo {
                 pid: std::process::id(),

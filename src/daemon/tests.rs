@@ -145,11 +145,12 @@ fn runs(d: &Daemon) -> Vec<JobRun> {
 async fn a_job_never_overlaps_itself_and_deferred_slots_collapse() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
-    let release = Arc::new(std::sync::Mutex::new(()));
-    let hold = release.lock().unwrap();
-    let r2 = release.clone();
+    let released = Arc::new(AtomicBool::new(false));
+    let r2 = released.clone();
     let exec = TestExec::new(move |_| {
-        drop(r2.lock().unwrap());
+        while !r2.load(Ordering::SeqCst) {
+            std::thread::sleep(StdDuration::from_millis(5));
+        }
         ok_output()
     });
     let d = daemon(config(vec![system("web", 2, Some("* * * * * *"))]), &clock, exec.clone(), dir.path());
@@ -172,7 +173,7 @@ async fn a_job_never_overlaps_itself_and_deferred_slots_collapse() {
     // `kura run` of the running job is refused.
     let e = d.dispatch(JobSpec::backup("web"), Trigger::Manual, None, serde_json::json!({}), None).unwrap_err();
     assert!(e.contains("already running (run 1)"), "{e}");
-    drop(hold);
+    released.store(true, Ordering::SeqCst);
     settle(&d).await;
     d.tick(); // one run for the latest slot (t0+6), however many passed
     settle(&d).await;
