@@ -48,8 +48,11 @@ struct Failed<'a> {
     problems: &'a [Problem],
 }
 
+/// A loaded config and plan, with the plan's warnings.
+type Loaded = (Config, Plan, Vec<Problem>);
+
 /// Loads config and plan; on error prints the problems and gives the exit code.
-fn load(ctx: &Ctx, a: &Args) -> Result<Result<(Config, Plan, Vec<Problem>), ExitCode>> {
+fn load(ctx: &Ctx, a: &Args) -> Result<Result<Loaded, ExitCode>> {
     let config_path = plan::resolve_config(&a.file, a.config.as_deref());
     let fail = |problems: &[Problem], hint: Option<String>| -> Result<ExitCode> {
         if ctx.json {
@@ -64,6 +67,9 @@ fn load(ctx: &Ctx, a: &Args) -> Result<Result<(Config, Plan, Vec<Problem>), Exit
         }
         Ok(ExitCode::from(2))
     };
+    if let Err(p) = plan::check_syntax(&a.file) {
+        return Ok(Err(fail(&p.0, None)?));
+    }
     let config = match config::load(&config_path) {
         Ok(c) => c,
         Err(p) => {

@@ -43,6 +43,7 @@ pub fn load(path: &Path) -> Result<Config, Problems> {
 pub fn parse_str(path: &Path, text: &str) -> Result<Config, Problems> {
     let root = tree::parse(path, text).map_err(|p| Problems(vec![p]))?;
     let mut d = Diag::new(path);
+    d.top_keys = &["state", "catch_up"];
     let base = base_dir(path);
     let config = read(&mut d, &root, path, &base);
     match config {

@@ -135,11 +135,13 @@ fn value(lines: &Lines, v: &Value, parent_line: usize) -> Node {
 pub(crate) struct Diag {
     pub file: PathBuf,
     pub problems: Vec<Problem>,
+    /// The file's top-level keys: one of them found inside a table gets a hint.
+    pub top_keys: &'static [&'static str],
 }
 
 impl Diag {
     pub fn new(file: &Path) -> Self {
-        Diag { file: file.to_path_buf(), problems: Vec::new() }
+        Diag { file: file.to_path_buf(), problems: Vec::new(), top_keys: &[] }
     }
     pub fn push(&mut self, severity: Severity, line: Option<usize>, field: &str, message: impl Into<String>) {
         self.problems.push(Problem {
@@ -194,10 +196,15 @@ impl<'a> Obj<'a> {
         };
         for e in entries {
             if !allowed.contains(&e.key.as_str()) && !handled.contains(&e.key.as_str()) {
+                let hint = if !path.is_empty() && d.top_keys.contains(&e.key.as_str()) {
+                    format!(" (`{}` is a top-level field: in TOML it must come before the first [table] header)", e.key)
+                } else {
+                    String::new()
+                };
                 d.error(
                     e.line,
                     &join(path, &e.key),
-                    format!("unknown field `{}`; expected one of: {}", e.key, allowed.join(", ")),
+                    format!("unknown field `{}`; expected one of: {}{hint}", e.key, allowed.join(", ")),
                 );
             }
         }

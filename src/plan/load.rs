@@ -49,11 +49,15 @@ fn base_dir(file: &Path) -> PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
-/// Reads and validates the plan at `path`. Without a config the plan is still
-/// checked (fields, names, dependencies, cycles, targets) but cannot be resolved:
-/// priorities live in the config, so that is an error too.
-pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Reads the plan at `path` and checks only its TOML syntax: a plan that cannot be
+/// read or parsed is reported before its config is looked for.
+pub fn check_syntax(path: &Path) -> Result<(), Problems> {
+    let text = read_text(path)?;
+    tree::parse(path, &text).map(|_| ()).map_err(|p| Problems(vec![p]))
+}
+
+fn read_text(path: &Path) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
         Problems(vec![Problem {
             file: path.to_path_buf(),
             line: None,
@@ -61,7 +65,14 @@ pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>)
             message: format!("cannot read the plan file: {e}"),
             severity: Severity::Error,
         }])
-    })?;
+    })
+}
+
+/// Reads and validates the plan at `path`. Without a config the plan is still
+/// checked (fields, names, dependencies, cycles, targets) but cannot be resolved:
+/// priorities live in the config, so that is an error too.
+pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
+    let text = read_text(path)?;
     parse_str(path, &text, config)
 }
 
@@ -69,6 +80,7 @@ pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>)
 pub fn parse_str(path: &Path, text: &str, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
     let root = tree::parse(path, text).map_err(|p| Problems(vec![p]))?;
     let mut d = Diag::new(path);
+    d.top_keys = &["description", "config", "allow_overlap", "on_failure"];
     let plan = read(&mut d, &root, path, config);
     match plan {
         Some(p) if !d.has_errors() => Ok((p, d.problems)),
@@ -165,9 +177,13 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
             by_name.insert(&r.name.value, k);
         }
     }
+    let declared: HashMap<&str, &crate::config::SystemConfig> =
+        config.iter().flat_map(|c| &c.systems).map(|s| (s.name.as_str(), s)).collect();
+    let prios: Vec<Option<Priority>> =
+        raws.iter().map(|r| declared.get(r.name.value.as_str()).map(|s| s.priority)).collect();
     let mut resolved: Vec<Option<PlanSystem>> = Vec::with_capacity(raws.len());
     for r in &raws {
-        let decl = config.and_then(|c| c.system(&r.name.value).map(|s| (c, s)));
+        let decl = config.and_then(|c| declared.get(r.name.value.as_str()).map(|s| (c, *s)));
         if let (Some(c), None) = (config, decl) {
             d.error(
                 r.name.line,
@@ -226,8 +242,8 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
             }
             seen.push(j);
             edges[k].push(j);
-            if let (Some(a), Some(b)) = (&resolved[k], &resolved[j]) {
-                if b.priority < a.priority {
+            if let (Some(pa), Some(pb)) = (prios[k], prios[j]) {
+                if pb < pa {
                     d.error(
                         dep.line,
                         &dep.field,
@@ -235,7 +251,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                             "{:?} (priority {}) depends on {:?} (priority {}): a dependency on a lower priority \
                              would hold the higher tier hostage; raise {:?}'s priority in the config or drop \
                              the dependency",
-                            a.name, a.priority, b.name, b.priority, b.name
+                            r.name.value, pa, raws[j].name.value, pb, raws[j].name.value
                         ),
                     );
                 }

@@ -18,7 +18,9 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::types::Priority;
-pub use load::{load, parse_str, resolve_config, DEFAULT_HOOK_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_VERIFY_RETRIES};
+pub use load::{
+    check_syntax, load, parse_str, resolve_config, DEFAULT_HOOK_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_VERIFY_RETRIES,
+};
 pub use order::{blocked, dependency_indexes, order, rank, ready, Progress};
 pub use problems::{Problem, Problems, Severity};
 

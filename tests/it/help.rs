@@ -22,6 +22,11 @@ fn help_works_for_every_subcommand() {
         &["status"],
         &["jobs"],
         &["run"],
+        &["config"],
+        &["config", "check"],
+        &["plan"],
+        &["plan", "validate"],
+        &["plan", "show"],
     ];
     for cmd in commands {
         let out = run(bare_kura().args(*cmd).arg("--help"));

@@ -4,6 +4,7 @@
 
 mod backend;
 mod concurrent;
+mod config;
 mod corruption;
 mod crash;
 mod daemon;
@@ -15,6 +16,7 @@ mod keys;
 mod listing;
 mod partial;
 mod passphrase;
+mod plans;
 mod prune;
 mod repair;
 mod rotation;
