@@ -205,6 +205,9 @@ async fn serve(
         shutdown_timeout: timeout,
         clock,
         executor: Arc::new(daemon::LibraryExecutor),
+    })
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(&socket);
     })?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
