@@ -7,10 +7,10 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 
 use super::incident::local;
-use super::recover::{check_sandbox, exclusive, finish_run, load_plan, open_repo, print_table, Loaded, PlanArgs};
+use super::recover::{exclusive, finish_run, load_plan, open_repo, print_table, Loaded, PlanArgs};
 use super::{output, Ctx};
-use kura::orchestrate;
-use kura::state::recovery::{RunKind, RunOptions};
+use kura::orchestrate::drill::{self, DrillRequest};
+use kura::state::recovery::RunKind;
 
 #[derive(Subcommand)]
 pub enum DrillCommand {
@@ -48,7 +48,7 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
         DrillCommand::Run(a) => run_drill(ctx, a),
         DrillCommand::List => {
             let state = ctx.state()?;
-            let runs = state.runs(Some(RunKind::Drill), None)?;
+            let runs = state.recovery_runs(Some(RunKind::Drill), None)?;
             if ctx.json {
                 let mut out = vec![];
                 for r in &runs {
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
         }
         DrillCommand::Show { id } => {
             let state = ctx.state()?;
-            let run = state.run(id)?;
+            let run = state.recovery_run(id)?;
             if run.kind != RunKind::Drill {
                 bail!("run {id} is a recovery, not a drill: use `kura recover status --run {id}`");
             }
@@ -110,7 +110,7 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
         }
         DrillCommand::Review { id, evaluation, actions } => {
             let state = ctx.state()?;
-            let run = state.run(id)?;
+            let run = state.recovery_run(id)?;
             if run.kind != RunKind::Drill {
                 bail!("run {id} is not a drill; incidents are reviewed with `kura incident review`");
             }
@@ -130,54 +130,38 @@ fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let mut state = ctx.state()?;
     let _lock = exclusive(&state)?;
     let plan_path = plan.path.display().to_string();
-    let (run_id, sandbox, keep, repo) = match state.unfinished_run(RunKind::Drill, None, &plan_path)? {
-        Some(r) => {
-            let (repo, _) = open_repo(ctx, &config, &r.options.from)?;
-            if !ctx.json {
-                println!("resuming drill {} (started {})", r.id, local(r.started_at));
-            }
-            (r.id, r.options.sandbox.clone().map(PathBuf::from), r.options.keep_sandbox, repo)
-        }
+    let from = match state.unfinished_recovery_run(RunKind::Drill, None, &plan_path)? {
+        Some(r) => r.options.from,
         None => {
-            let now = ctx.now();
-            let from = a
-                .common
-                .from
-                .clone()
-                .unwrap_or_else(|| if config.remote.is_some() { "remote" } else { "local" }.into());
-            let (repo, location) = open_repo(ctx, &config, &from)?;
-            let sandbox = match &a.sandbox {
-                Some(s) => s.clone(),
-                None => std::env::temp_dir().join(format!("kura-drill-{}", now.format("%Y%m%d-%H%M%S"))),
-            };
-            std::fs::create_dir_all(&sandbox)?;
-            let sandbox = sandbox.canonicalize()?;
-            check_sandbox(&plan, &sandbox)?;
-            let options = RunOptions {
-                from,
-                repository: location,
-                parallel: a.common.parallel.max(1),
-                sandbox: Some(sandbox.display().to_string()),
-                keep_sandbox: a.keep,
-                config: Some(config.path.display().to_string()),
-                ..Default::default()
-            };
-            let run_id = orchestrate::prepare(&mut state, &repo, &plan, RunKind::Drill, None, now, now, &options)?;
-            if !ctx.json {
-                println!("drill {run_id}: {} systems into the sandbox {}", plan.systems.len(), sandbox.display());
-            }
-            (run_id, Some(sandbox), a.keep, repo)
+            a.common.from.clone().unwrap_or_else(|| if config.remote.is_some() { "remote" } else { "local" }.into())
         }
     };
-    let code = finish_run(ctx, &mut state, &repo, &plan, run_id)?;
-    if let Some(s) = sandbox {
-        if keep {
-            if !ctx.json {
-                println!("sandbox kept at {}", s.display());
-            }
-        } else {
-            std::fs::remove_dir_all(&s).ok();
+    let (repo, location) = open_repo(ctx, &config, &from)?;
+    let req = DrillRequest {
+        from: &from,
+        location: &location,
+        sandbox: a.sandbox.clone(),
+        keep: a.keep,
+        parallel: a.common.parallel,
+        config: Some(config.path.display().to_string()),
+    };
+    let started = drill::start_or_resume(&mut state, &repo, &plan, req, ctx.now())?;
+    if !ctx.json {
+        let verb = if started.resumed { "resuming drill" } else { "drill" };
+        println!(
+            "{verb} {}: {} systems into the sandbox {}",
+            started.run,
+            plan.systems.len(),
+            started.sandbox.display()
+        );
+    }
+    let code = finish_run(ctx, &mut state, &repo, &plan, &config, started.run)?;
+    if started.keep {
+        if !ctx.json {
+            println!("sandbox kept at {}", started.sandbox.display());
         }
+    } else {
+        std::fs::remove_dir_all(&started.sandbox).ok();
     }
     Ok(code)
 }

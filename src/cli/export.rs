@@ -15,7 +15,7 @@ pub fn incident_record(state: &State, id: i64) -> Result<Record> {
     let timeline = state.timeline(id)?;
     let chain_verified = kura::incident::verify_chain(id, &state.raw_timeline(id)?).is_ok();
     let mut recoveries = vec![];
-    for run in state.runs(Some(RunKind::Recovery), Some(id))? {
+    for run in state.recovery_runs(Some(RunKind::Recovery), Some(id))? {
         let systems = state.run_systems(run.id)?;
         recoveries.push(Recovery { run, systems });
     }

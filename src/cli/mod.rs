@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod config;
+mod daemon;
 mod drill;
 mod export;
 mod forecast;
@@ -98,6 +99,14 @@ enum Command {
     /// Check a restoration plan and show its execution order
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    /// Run the scheduler in the foreground (backups, prune, check on cron schedules), or stop it
+    Daemon(daemon::DaemonArgs),
+    /// Ask the daemon: per system the last backup, its age, late or not, the next run; running jobs
+    Status(daemon::StatusArgs),
+    /// Ask the daemon for the history of job runs
+    Jobs(daemon::JobsArgs),
+    /// Ask the daemon to run a job or a system's backup now
+    Run(daemon::RunArgs),
 }
 
 /// What every command needs: global options and a way to open the repository.
@@ -190,6 +199,17 @@ pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {
     Ok(p.into_bytes())
 }
 
+impl Cli {
+    /// How main sets up logging: JSON or text, and the default level (the daemon logs
+    /// what it does at info; commands only warnings).
+    pub fn log_setup(&self) -> (bool, &'static str) {
+        match &self.command {
+            Command::Daemon(a) => (a.log_format == daemon::LogFormat::Json, "info"),
+            _ => (false, "warn"),
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let ctx =
         Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet, state: cli.state };
@@ -210,5 +230,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => report::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Plan(p) => plan::run(&ctx, p),
+        Command::Daemon(a) => daemon::daemon(&ctx, a),
+        Command::Status(a) => daemon::status(&ctx, a),
+        Command::Jobs(a) => daemon::jobs(&ctx, a),
+        Command::Run(a) => daemon::run(&ctx, a),
     }
 }

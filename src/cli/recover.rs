@@ -1,7 +1,7 @@
 //! `kura recover`: restore an incident's systems in priority order, and
 //! `kura recover status`: where each system stands against its deadline.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -122,9 +122,12 @@ pub fn exclusive(state: &State) -> Result<std::fs::File> {
     Ok(f)
 }
 
-/// Prints progress lines as systems move on.
+/// Prints progress lines as systems move on, and sends deadline alerts to the
+/// config's notifications (webhook and/or command).
 pub struct Printer {
     pub json: bool,
+    pub notify: kura::config::Notify,
+    pub run: i64,
 }
 
 impl Observer for Printer {
@@ -152,6 +155,16 @@ impl Observer for Printer {
             Alert::Breach => "DEADLINE BREACH",
         };
         eprintln!("{level}: {system}: {detail}");
+        let kind = match alert {
+            Alert::AtRisk => kura::notify::EventKind::DeadlineAtRisk,
+            Alert::Breach => kura::notify::EventKind::DeadlineBreach,
+        };
+        let mut ev = kura::notify::Event::new(kind, Utc::now(), format!("{system}: {detail}"));
+        ev.system = Some(system.to_string());
+        ev.run = Some(self.run);
+        for failure in kura::notify::send(&self.notify, &ev) {
+            eprintln!("warning: notification not delivered: {failure}");
+        }
     }
 }
 
@@ -180,7 +193,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let from = a.common.from.clone().unwrap_or_else(|| "local".into());
     let (repo, location) = open_repo(ctx, &config, &from)?;
     let plan_path = plan.path.display().to_string();
-    let run_id = match state.unfinished_run(RunKind::Recovery, Some(id), &plan_path)? {
+    let run_id = match state.unfinished_recovery_run(RunKind::Recovery, Some(id), &plan_path)? {
         Some(r) => {
             if !ctx.json {
                 println!(
@@ -239,20 +252,27 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             run_id
         }
     };
-    finish_run(ctx, &mut state, &repo, &plan, run_id)
+    finish_run(ctx, &mut state, &repo, &plan, &config, run_id)
 }
 
 /// Executes (or resumes) a run and prints its result; shared with drills.
-pub fn finish_run(ctx: &Ctx, state: &mut State, repo: &Arc<Repository>, plan: &Plan, run_id: i64) -> Result<ExitCode> {
+pub fn finish_run(
+    ctx: &Ctx,
+    state: &mut State,
+    repo: &Arc<Repository>,
+    plan: &Plan,
+    config: &Config,
+    run_id: i64,
+) -> Result<ExitCode> {
     let engine = Engine {
         repo: repo.clone(),
         clock: Arc::new(kura::clock::SystemClock),
         runner: Arc::new(kura::orchestrate::hooks::ShellRunner),
-        observer: Arc::new(Printer { json: ctx.json }),
+        observer: Arc::new(Printer { json: ctx.json, notify: config.notify.clone(), run: run_id }),
         restore_threads: None,
     };
     let outcome = orchestrate::execute(state, &engine, plan, run_id)?;
-    let run = state.run(run_id)?;
+    let run = state.recovery_run(run_id)?;
     let systems = state.run_systems(run_id)?;
     if ctx.json {
         #[derive(Serialize)]
@@ -290,8 +310,8 @@ struct StatusRow<'a> {
 fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode> {
     let state = ctx.state()?;
     let run = match run {
-        Some(r) => state.run(r)?,
-        None => state.runs(Some(RunKind::Recovery), incident)?.pop().with_context(|| match incident {
+        Some(r) => state.recovery_run(r)?,
+        None => state.recovery_runs(Some(RunKind::Recovery), incident)?.pop().with_context(|| match incident {
             Some(i) => format!(
                 "incident {i} has no recovery run yet: start one with `kura recover --incident {i} --plan FILE`"
             ),
@@ -367,19 +387,4 @@ pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>
             println!("{:<16}      {e}", "");
         }
     }
-}
-
-/// For `drill`: a sandbox must not be, contain or sit inside a real target.
-pub fn check_sandbox(plan: &Plan, sandbox: &Path) -> Result<()> {
-    for s in &plan.systems {
-        if s.target.starts_with(sandbox) || sandbox.starts_with(&s.target) {
-            bail!(
-                "the sandbox {} overlaps the real target {} of system {}: choose another --sandbox",
-                sandbox.display(),
-                s.target.display(),
-                s.name
-            );
-        }
-    }
-    Ok(())
 }

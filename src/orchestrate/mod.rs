@@ -10,6 +10,7 @@
 //! a half-restored system continues and skips the files already in place.
 
 pub mod deadline;
+pub mod drill;
 pub mod forecast;
 pub mod hooks;
 pub mod queue;
@@ -109,7 +110,7 @@ pub fn prepare(
         })
         .collect();
     let plan_path = plan.path.display().to_string();
-    state.create_run(kind, incident, &plan_path, &plan.name, clock_start, now, options, &systems)
+    state.create_recovery_run(kind, incident, &plan_path, &plan.name, clock_start, now, options, &systems)
 }
 
 /// What the engine tells the outside world while it runs (the CLI prints it, the
@@ -159,7 +160,7 @@ struct Live {
 
 /// Runs (or resumes) a stored run to its end.
 pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> Result<RunOutcome> {
-    let run = state.run(run_id)?;
+    let run = state.recovery_run(run_id)?;
     let records = state.run_systems(run_id)?;
     let by_name: HashMap<&str, &SystemRecord> = records.iter().map(|r| (r.name.as_str(), r)).collect();
     let mut phases = Vec::with_capacity(plan.systems.len());
@@ -244,7 +245,7 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
         skipped: count(Phase::Skipped),
         missed: records.iter().filter(|r| r.verdict.as_deref() == Some("missed")).count() as u32,
     };
-    state.finish_run(run_id, &out.status, engine.clock.now())?;
+    state.finish_recovery_run(run_id, &out.status, engine.clock.now())?;
     if let Some(inc) = run.incident {
         let ev = Event::RecoveryFinished {
             run: run_id,

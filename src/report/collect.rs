@@ -126,7 +126,7 @@ pub fn incident(state: &State, id: i64, now: DateTime<Utc>) -> Result<ReportFact
         .iter()
         .map(|(at, text, actions)| Review { at: *at, text: text.clone(), actions: actions.clone() })
         .collect();
-    if let Some(run) = state.runs(Some(RunKind::Recovery), Some(id))?.pop() {
+    if let Some(run) = state.recovery_runs(Some(RunKind::Recovery), Some(id))?.pop() {
         f.run_id = Some(run.id);
         f.plan = Some(run.plan_name.clone());
         f.run = Some(run_facts(&run));
@@ -137,7 +137,7 @@ pub fn incident(state: &State, id: i64, now: DateTime<Utc>) -> Result<ReportFact
 
 /// The report of a drill: its clock starts at the drill's start.
 pub fn drill(state: &State, run_id: i64, now: DateTime<Utc>) -> Result<ReportFacts> {
-    let run = state.run(run_id)?;
+    let run = state.recovery_run(run_id)?;
     if run.kind != RunKind::Drill {
         return Err(Error::invalid(format!("run {run_id}"), "is a recovery, not a drill: use --incident"));
     }
@@ -179,7 +179,7 @@ pub fn period(state: &State, since: DateTime<Utc>, until: DateTime<Utc>, now: Da
         if at < since || at >= until {
             continue;
         }
-        let run = state.runs(Some(RunKind::Recovery), Some(id))?.pop();
+        let run = state.recovery_runs(Some(RunKind::Recovery), Some(id))?.pop();
         let systems = match &run {
             Some(r) => state.run_systems(r.id)?.iter().map(row).collect(),
             None => vec![],
@@ -195,7 +195,7 @@ pub fn period(state: &State, since: DateTime<Utc>, until: DateTime<Utc>, now: Da
             tiers: vec![],
         });
     }
-    for run in state.runs(Some(RunKind::Drill), None)? {
+    for run in state.recovery_runs(Some(RunKind::Drill), None)? {
         if run.clock_start < since || run.clock_start >= until {
             continue;
         }

@@ -12,6 +12,7 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 
 mod incidents;
+pub mod jobs;
 pub mod recovery;
 
 /// Schema steps, applied in order inside one transaction each. Never edit a

@@ -150,7 +150,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 impl State {
     /// Creates a run and all its system rows in one transaction.
     #[allow(clippy::too_many_arguments)]
-    pub fn create_run(
+    pub fn create_recovery_run(
         &mut self,
         kind: RunKind,
         incident: Option<i64>,
@@ -204,7 +204,7 @@ impl State {
         Ok(run)
     }
 
-    pub fn run(&self, id: i64) -> Result<RunRecord> {
+    pub fn recovery_run(&self, id: i64) -> Result<RunRecord> {
         self.conn
             .query_row("SELECT * FROM recovery_runs WHERE id = ?1", [id], run_row)
             .optional()
@@ -212,7 +212,7 @@ impl State {
             .ok_or_else(|| Error::invalid(format!("run {id}"), "no such recovery run or drill in the state database"))
     }
 
-    pub fn runs(&self, kind: Option<RunKind>, incident: Option<i64>) -> Result<Vec<RunRecord>> {
+    pub fn recovery_runs(&self, kind: Option<RunKind>, incident: Option<i64>) -> Result<Vec<RunRecord>> {
         let mut st = self
             .conn
             .prepare(
@@ -226,9 +226,14 @@ impl State {
     }
 
     /// The unfinished run of this incident (and plan), if a previous `recover` was interrupted.
-    pub fn unfinished_run(&self, kind: RunKind, incident: Option<i64>, plan_path: &str) -> Result<Option<RunRecord>> {
+    pub fn unfinished_recovery_run(
+        &self,
+        kind: RunKind,
+        incident: Option<i64>,
+        plan_path: &str,
+    ) -> Result<Option<RunRecord>> {
         Ok(self
-            .runs(Some(kind), incident)?
+            .recovery_runs(Some(kind), incident)?
             .into_iter()
             .rev()
             .find(|r| r.status == "running" && r.plan_path == plan_path && r.incident == incident))
@@ -327,7 +332,7 @@ impl State {
         Ok(())
     }
 
-    pub fn finish_run(&self, run: i64, status: &str, now: DateTime<Utc>) -> Result<()> {
+    pub fn finish_recovery_run(&self, run: i64, status: &str, now: DateTime<Utc>) -> Result<()> {
         self.conn
             .execute("UPDATE recovery_runs SET status = ?2, ended_at = ?3 WHERE id = ?1", params![run, status, ts(now)])
             .map_err(|e| db_err(self.path(), e))?;

@@ -7,6 +7,7 @@ mod concurrent;
 mod config;
 mod corruption;
 mod crash;
+mod daemon;
 mod dedup;
 mod errors;
 mod forget;

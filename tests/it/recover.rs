@@ -125,6 +125,9 @@ fn recovery_follows_tiers_and_dependencies_and_restores_identical_trees() {
         sys("dns", 3, &[]),
         sys("wiki", 0, &[]),
     ]);
+    let alerts = site.base().join("alerts.jsonl");
+    let config = fs::read_to_string(&site.config).unwrap();
+    write(&site.config, format!("{config}\n[notify]\ncommand = 'cat >> {0}; echo >> {0}'\n", alerts.display()));
     let id = site.open_incident(&[]);
 
     // The gate: refused before the cause is resolved, and nothing is restored.
@@ -168,6 +171,10 @@ fn recovery_follows_tiers_and_dependencies_and_restores_identical_trees() {
     assert_eq!(kinds.iter().filter(|k| **k == "system-finished").count(), 5, "{kinds:?}");
     assert!(kinds.contains(&"recovery-finished") && kinds.contains(&"deadline-alert"), "{kinds:?}");
     site.kura(&["incident", "verify", &id.to_string()]).ok();
+    // The breach of priority 3's zero deadline went to the configured notification command.
+    let sent = fs::read_to_string(&alerts).expect("a notification was sent");
+    let ev: Value = serde_json::from_str(sent.lines().next().unwrap()).unwrap();
+    assert_eq!((ev["event"].as_str(), ev["system"].as_str()), (Some("deadline_breach"), Some("dns")), "{sent}");
 }
 
 #[test]
