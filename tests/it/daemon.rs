@@ -492,3 +492,29 @@ fn sigterm_records_a_run_that_outlives_the_timeout_as_interrupted() {
     assert!(run.error.unwrap().contains("did not end within 0 s"));
     assert!(d.log().contains("recorded as interrupted"), "{}", d.log());
 }
+
+#[test]
+fn scheduled_drill_job_runs_the_recovery_engine_into_a_sandbox() {
+    let setup = Setup::new();
+    let web = setup.src("web");
+    setup.repo.backup(&[&web], &["--tag", "system:web"]);
+    let plan = setup.repo.base().join("plan.toml");
+    let target = setup.repo.base().join("real-target/web");
+    write(&plan, format!("name = \"drill-plan\"\n\n[[system]]\nname = \"web\"\ntarget = \"{}\"\n", s(&target)));
+    let tables = format!(
+        "[[system]]\nname = \"web\"\npriority = 2\npaths = [\"{}\"]\n\n[jobs.drill]\nschedule = \"0 0 1 1 *\"\nplan = \"{}\"\n",
+        s(&web),
+        s(&plan)
+    );
+    setup.configure("catch_up = \"skip\"", &tables);
+    let _d = setup.daemon();
+    setup.cli(&["run", "drill"]).ok();
+    let runs = setup.jobs(&[]);
+    let drill = runs.iter().find(|r| r["job"] == "drill").expect("a drill run");
+    assert_eq!(drill["outcome"], "ok", "{drill}");
+    // The drill is recorded like one run by hand, and the real target was not touched.
+    let list = run(bare_kura().args(["--json", "--state", s(&setup.state), "drill", "list"])).ok().json();
+    assert_eq!(list[0]["systems"][0]["state"], "done", "{list}");
+    assert_eq!(list[0]["systems"][0]["verdict"], "met", "{list}");
+    assert!(!target.exists());
+}
