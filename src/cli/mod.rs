@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod forget;
 mod key;
 mod ls;
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use kura::backend::local::LocalBackend;
 use kura::repo::Repository;
 
 /// Exit codes (as ripgrep): 0 success, 1 partial success or problems found, 2 error.
@@ -30,9 +30,9 @@ pub const EXIT_PARTIAL: u8 = 1;
     after_help = "Start here: kura init --repo DIR, then kura backup PATH, kura snapshots, kura restore latest --target DIR"
 )]
 pub struct Cli {
-    /// Repository location (a directory)
+    /// Repository location: a directory, or s3:https://HOST[:PORT]/BUCKET[/PREFIX] or s3:BUCKET[/PREFIX] (docs/REMOTE.md)
     #[arg(short = 'r', long = "repo", env = "KURA_REPOSITORY", global = true)]
-    repo: Option<PathBuf>,
+    repo: Option<String>,
     /// File holding the passphrase (else KURA_PASSWORD, else a prompt on a terminal)
     #[arg(long, env = "KURA_PASSWORD_FILE", global = true)]
     password_file: Option<PathBuf>,
@@ -70,23 +70,25 @@ enum Command {
     /// Manage the passphrases that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Copy the repository to another location (a remote site): only what is missing, verified
+    Copy(copy::Args),
 }
 
 /// What every command needs: global options and a way to open the repository.
 pub struct Ctx {
-    repo: Option<PathBuf>,
+    repo: Option<String>,
     password_file: Option<PathBuf>,
     pub json: bool,
     quiet: bool,
 }
 
 impl Ctx {
-    pub fn repo_path(&self) -> Result<&PathBuf> {
-        self.repo.as_ref().context("no repository given: use --repo DIR or set KURA_REPOSITORY")
+    pub fn repo_path(&self) -> Result<&String> {
+        self.repo.as_ref().context("no repository given: use --repo LOCATION or set KURA_REPOSITORY")
     }
 
     pub fn backend(&self) -> Result<Arc<dyn kura::backend::Backend>> {
-        Ok(Arc::new(LocalBackend::new(self.repo_path()?.clone())))
+        Ok(kura::backend::open(self.repo_path()?)?)
     }
 
     /// The passphrase from KURA_PASSWORD, the password file, or a prompt.
@@ -143,5 +145,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(k) => key::run(&ctx, k),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Repair(r) => prune::repair(&ctx, r),
+        Command::Copy(a) => copy::run(&ctx, a),
     }
 }

@@ -17,6 +17,7 @@ fn help_works_for_every_subcommand() {
         &["key", "list"],
         &["key", "remove"],
         &["key", "passwd"],
+        &["copy"],
     ];
     for cmd in commands {
         let out = run(bare_kura().args(*cmd).arg("--help"));
@@ -33,6 +34,10 @@ fn help_works_for_every_subcommand() {
     let restore = run(bare_kura().args(["restore", "--help"]));
     for opt in ["--target", "--include", "--verify", "--repo", "--json", "--password-file"] {
         restore.stdout_has(opt);
+    }
+    let copy = run(bare_kura().args(["copy", "--help"]));
+    for opt in ["--to", "--to-password-file", "--jobs", "--dry-run", "s3:"] {
+        copy.stdout_has(opt);
     }
     run(bare_kura().arg("--version")).ok().stdout_has(env!("CARGO_PKG_VERSION"));
 }

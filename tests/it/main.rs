@@ -18,5 +18,7 @@ mod prune;
 mod repair;
 mod rotation;
 mod roundtrip;
+mod s3;
+mod servers;
 mod traversal;
 mod util;
