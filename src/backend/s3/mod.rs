@@ -28,7 +28,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     StalledStreamProtectionConfig,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, ObjectLockEnabled,
@@ -120,8 +120,18 @@ async fn make_client(s: &S3Settings, file_creds: Option<Credentials>) -> Client 
         .http_client(http.clone())
         .retry_config(RetryConfig::disabled())
         .timeout_config(timeouts.clone());
-    if let Some(r) = &s.region {
-        loader = loader.region(Region::new(r.clone()));
+    // A self-hosted endpoint: the region is a name the server expects, never looked up
+    // in instance metadata.
+    let region = s.region.clone().or_else(|| {
+        s.endpoint.as_ref().map(|_| {
+            ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
+                .unwrap_or_else(|| "us-east-1".into())
+        })
+    });
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r));
     }
     if let Some(c) = file_creds {
         loader = loader.credentials_provider(c);
@@ -192,7 +202,7 @@ fn classify<E>(err: SdkError<E, HttpResponse>, object: String, endpoint: &str) -
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let detail = || DisplayErrorContext(&err).to_string();
+    let detail = || chain(&err);
     match &err {
         SdkError::DispatchFailure(d) if d.is_user() => {
             BackendError::Permanent { object, reason: format!("request to {endpoint} failed: {}", detail()) }
@@ -203,7 +213,13 @@ where
         SdkError::DispatchFailure(_) => {
             let d = detail();
             if d.contains("credentials") {
-                return BackendError::Permanent { object, reason: format!("no usable S3 credentials: {d}") };
+                return BackendError::Permanent {
+                    object,
+                    reason: format!(
+                        "no usable S3 credentials for {endpoint}: give credentials_file=FILE in the location, or set \
+                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile ({d})"
+                    ),
+                };
             }
             BackendError::Transient { object, reason: format!("cannot reach {endpoint}: {d}") }
         }
@@ -243,6 +259,10 @@ where
                 (416, _) | (_, "InvalidRange") => {
                     BackendError::Permanent { object, reason: "is shorter than the range requested".into() }
                 }
+                (501, _) | (_, "NotImplemented") => BackendError::Permanent {
+                    object,
+                    reason: format!("{endpoint} does not implement this request: {what} {msg}"),
+                },
                 (408 | 429 | 500..=599, _)
                 | (
                     _,
@@ -252,6 +272,25 @@ where
             }
         }
         _ => BackendError::Permanent { object, reason: detail() },
+    }
+}
+
+/// An error and its sources, one line, each message once.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let m = e.to_string();
+        if !m.is_empty() && !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+        cur = e.source();
+    }
+    let s = parts.join(": ");
+    if s.len() > 400 {
+        format!("{}...", &s[..s.char_indices().take_while(|(i, _)| *i < 400).last().map_or(0, |(i, _)| i)])
+    } else {
+        s
     }
 }
 
@@ -365,7 +404,7 @@ impl Inner {
                     {
                         false
                     }
-                    Err(BackendError::Permanent { reason, .. }) if reason.contains("NotImplemented") => false,
+                    Err(BackendError::Permanent { reason, .. }) if reason.contains("does not implement") => false,
                     Err(e) => return Err(e.to_string()),
                 };
                 if enabled {
