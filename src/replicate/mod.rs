@@ -203,7 +203,7 @@ pub fn execute(
     if !exists {
         match db.create() {
             Ok(()) => {}
-            Err(e) if matches!(e, crate::backend::BackendError::AlreadyExists { .. }) => {}
+            Err(crate::backend::BackendError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
