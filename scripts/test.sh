@@ -9,6 +9,9 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
+# The S3 servers the remote-site tests start (no-ops when already installed).
+./scripts/deps/garage.sh
+./scripts/deps/moto.sh
 
 # Servers and browsers the integration tests start themselves (each script is
 # idempotent and skips the install when the tool is already there).

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod progress;
 pub mod prune;
 pub mod repair;
+pub mod replicate;
 pub mod repo;
 pub mod report;
 pub mod restore;

@@ -1,7 +1,14 @@
-//! A backend wrapper that fails from the N-th write on: it simulates a process
-//! killed, or a store lost, at every step of an operation. Used by the crash
-//! tests of backup, prune and repair (each tries N = 1, 2, ... until the run
-//! completes without reaching N).
+//! A backend wrapper that injects faults: it simulates a process killed, a store
+//! lost, or a network that drops, at every step of an operation.
+//!
+//! * `FaultBackend::new(inner, n)`: writes (put, delete) after the first `n` fail, and
+//!   once tripped every call fails (the "process" is gone). Used by the crash tests of
+//!   backup, prune and repair (each tries N = 0, 1, 2, ... until the run completes).
+//! * `FaultBackend::at_call(inner, n)`: the `n`-th call of any kind (1-based) fails,
+//!   and every call after it. Used by the copy tests to cover reads as well as writes.
+//!
+//! Injected failures are `Transient` (they look like a lost connection), so callers'
+//! handling of the errors they will meet in the field is what gets tested.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,28 +17,45 @@ use super::{BResult, Backend, BackendError, Kind};
 
 pub struct FaultBackend {
     inner: Arc<dyn Backend>,
-    /// Writes (put, delete) allowed before every call fails.
+    /// Calls allowed before every call fails.
     allowed: u64,
-    writes: AtomicU64,
+    /// Count every call (true) or only writes (false).
+    all_calls: bool,
+    count: AtomicU64,
 }
 
 impl FaultBackend {
     pub fn new(inner: Arc<dyn Backend>, allowed_writes: u64) -> Self {
-        FaultBackend { inner, allowed: allowed_writes, writes: AtomicU64::new(0) }
+        FaultBackend { inner, allowed: allowed_writes, all_calls: false, count: AtomicU64::new(0) }
+    }
+
+    /// Fails the `n`-th call (1-based) of any kind and every call after it.
+    pub fn at_call(inner: Arc<dyn Backend>, n: u64) -> Self {
+        FaultBackend { inner, allowed: n.saturating_sub(1), all_calls: true, count: AtomicU64::new(0) }
     }
 
     /// Whether the fault was reached (the operation did not run to its end).
     pub fn tripped(&self) -> bool {
-        self.writes.load(Ordering::SeqCst) > self.allowed
+        self.count.load(Ordering::SeqCst) > self.allowed
+    }
+
+    /// Calls (or writes) counted so far.
+    pub fn calls(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
     }
 
     fn check(&self, write: bool, kind: Kind, name: &str) -> BResult<()> {
-        let n = if write { self.writes.fetch_add(1, Ordering::SeqCst) + 1 } else { self.writes.load(Ordering::SeqCst) };
+        let n = if write || self.all_calls {
+            self.count.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            self.count.load(Ordering::SeqCst)
+        };
         if n > self.allowed {
             // Once tripped, reads fail too: the "process" is gone.
-            return Err(BackendError::Permanent {
+            let what = if self.all_calls { "calls" } else { "writes" };
+            return Err(BackendError::Transient {
                 object: super::object_name(kind, name),
-                reason: format!("injected fault after {} writes", self.allowed),
+                reason: format!("injected fault after {} {what}", self.allowed),
             });
         }
         Ok(())
@@ -43,6 +67,7 @@ impl Backend for FaultBackend {
         self.inner.location()
     }
     fn create(&self) -> BResult<()> {
+        self.check(false, Kind::Config, "")?;
         self.inner.create()
     }
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
@@ -68,5 +93,12 @@ impl Backend for FaultBackend {
     fn exists(&self, kind: Kind, name: &str) -> BResult<bool> {
         self.check(false, kind, name)?;
         self.inner.exists(kind, name)
+    }
+    fn retained_until(&self, kind: Kind, name: &str) -> BResult<Option<chrono::DateTime<chrono::Utc>>> {
+        self.check(false, kind, name)?;
+        self.inner.retained_until(kind, name)
+    }
+    fn cleanup(&self) {
+        self.inner.cleanup()
     }
 }

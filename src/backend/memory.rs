@@ -68,40 +68,9 @@ impl Backend for MemoryBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    // The shared contract runs on every backend in tests/it/backend.rs.
     use crate::backend::local::LocalBackend;
-
-    /// The shared contract, run against every backend that needs no server.
-    pub fn contract(b: &dyn Backend) {
-        b.create().unwrap();
-        b.put(Kind::Pack, "ab12", b"hello world").unwrap();
-        assert_eq!(b.get(Kind::Pack, "ab12").unwrap(), b"hello world");
-        assert_eq!(b.get_range(Kind::Pack, "ab12", 6, 5).unwrap(), b"world");
-        assert!(b.get_range(Kind::Pack, "ab12", 6, 50).is_err());
-        b.put(Kind::Pack, "ab12", b"hello world").unwrap(); // same name twice is harmless
-        assert_eq!(b.list(Kind::Pack).unwrap(), vec![("ab12".to_string(), 11)]);
-        assert!(b.list(Kind::Index).unwrap().is_empty());
-        assert!(b.exists(Kind::Pack, "ab12").unwrap());
-        assert!(matches!(b.get(Kind::Snapshot, "nope"), Err(BackendError::NotFound { .. })));
-        b.delete(Kind::Pack, "ab12").unwrap();
-        assert!(!b.exists(Kind::Pack, "ab12").unwrap());
-        assert!(b.delete(Kind::Pack, "ab12").unwrap_err().is_not_found());
-        b.put(Kind::Config, "", b"cfg").unwrap();
-        assert!(matches!(b.create(), Err(BackendError::AlreadyExists { .. })));
-    }
-
-    #[test]
-    fn memory_contract() {
-        contract(&MemoryBackend::new());
-    }
-
-    #[test]
-    fn local_contract() {
-        let dir = tempfile::tempdir().unwrap();
-        contract(&LocalBackend::new(dir.path().join("repo")));
-        // No temp files are left behind.
-        assert_eq!(std::fs::read_dir(dir.path().join("repo/tmp")).unwrap().count(), 0);
-    }
+    use crate::backend::Backend;
 
     #[test]
     fn local_cleanup_removes_only_old_temp_files() {

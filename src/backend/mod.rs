@@ -15,8 +15,10 @@
 pub mod fault;
 pub mod local;
 pub mod memory;
+pub mod s3;
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The kinds of object in a repository; each maps to a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +105,23 @@ pub trait Backend: Send + Sync {
             Err(e) => Err(e),
         }
     }
+    /// Until when an object is protected by object-lock retention (S3), if that date is
+    /// still ahead. Such an object cannot be deleted or overwritten; maintenance keeps it
+    /// and everything that references it. Stores without retention say `None`.
+    fn retained_until(&self, _kind: Kind, _name: &str) -> BResult<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(None)
+    }
+}
+
+/// Opens a repository location: `s3:...` (see `s3::settings`) or a local directory.
+pub fn open(location: &str) -> crate::error::Result<Arc<dyn Backend>> {
+    if location.starts_with("s3:") {
+        return Ok(Arc::new(s3::S3Backend::open(location)?));
+    }
+    if location.is_empty() {
+        return Err(crate::error::Error::invalid("repository location", "it is empty"));
+    }
+    Ok(Arc::new(local::LocalBackend::new(location)))
 }
 
 /// The object's display name in errors: "pack 3fa2...".

@@ -7,6 +7,7 @@ mod daemon;
 mod drill;
 mod export;
 mod forecast;
+mod copy;
 mod forget;
 mod incident;
 mod key;
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use kura::backend::local::LocalBackend;
 use kura::repo::Repository;
 
 /// Exit codes (as ripgrep): 0 success, 1 partial success or problems found, 2 error.
@@ -39,9 +39,9 @@ pub const EXIT_PARTIAL: u8 = 1;
     after_help = "Start here: kura init --repo DIR, then kura backup PATH, kura snapshots, kura restore latest --target DIR"
 )]
 pub struct Cli {
-    /// Repository location (a directory)
+    /// Repository location: a directory, or s3:https://HOST[:PORT]/BUCKET[/PREFIX] or s3:BUCKET[/PREFIX] (docs/REMOTE.md)
     #[arg(short = 'r', long = "repo", env = "KURA_REPOSITORY", global = true)]
-    repo: Option<PathBuf>,
+    repo: Option<String>,
     /// File holding the passphrase (else KURA_PASSWORD, else a prompt on a terminal)
     #[arg(long, env = "KURA_PASSWORD_FILE", global = true)]
     password_file: Option<PathBuf>,
@@ -107,11 +107,13 @@ enum Command {
     Jobs(daemon::JobsArgs),
     /// Ask the daemon to run a job or a system's backup now
     Run(daemon::RunArgs),
+    /// Copy the repository to another location (a remote site): only what is missing, verified
+    Copy(copy::Args),
 }
 
 /// What every command needs: global options and a way to open the repository.
 pub struct Ctx {
-    repo: Option<PathBuf>,
+    repo: Option<String>,
     password_file: Option<PathBuf>,
     pub json: bool,
     quiet: bool,
@@ -119,12 +121,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn repo_path(&self) -> Result<&PathBuf> {
-        self.repo.as_ref().context("no repository given: use --repo DIR or set KURA_REPOSITORY")
+    pub fn repo_path(&self) -> Result<&String> {
+        self.repo.as_ref().context("no repository given: use --repo LOCATION or set KURA_REPOSITORY")
     }
 
     pub fn backend(&self) -> Result<Arc<dyn kura::backend::Backend>> {
-        Ok(Arc::new(LocalBackend::new(self.repo_path()?.clone())))
+        Ok(kura::backend::open(self.repo_path()?)?)
     }
 
     /// The passphrase from KURA_PASSWORD, the password file, or a prompt.
@@ -141,13 +143,13 @@ impl Ctx {
 
     /// The `--repo` location, if one was given.
     pub fn repo_location(&self) -> Option<String> {
-        self.repo.as_ref().map(|p| p.display().to_string())
+        self.repo.clone()
     }
 
     /// Opens a repository named in the config: KURA_PASSWORD or --password-file win
     /// over the config's password file.
     pub fn open_at(&self, location: &str, password_file: Option<&std::path::Path>) -> Result<Arc<Repository>> {
-        let backend: Arc<dyn kura::backend::Backend> = Arc::new(LocalBackend::new(PathBuf::from(location)));
+        let backend = kura::backend::open(location).with_context(|| format!("repository {location}"))?;
         let pass = match (std::env::var("KURA_PASSWORD").is_ok() || self.password_file.is_some(), password_file) {
             (false, Some(f)) => {
                 let text =
@@ -234,5 +236,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(a) => daemon::status(&ctx, a),
         Command::Jobs(a) => daemon::jobs(&ctx, a),
         Command::Run(a) => daemon::run(&ctx, a),
+        Command::Copy(a) => copy::run(&ctx, a),
     }
 }

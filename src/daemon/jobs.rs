@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::backend::local::LocalBackend;
 use crate::backend::Kind;
 use crate::config::{Config, Schedule};
 use crate::error::{Error, Result};
@@ -177,20 +176,46 @@ pub struct LibraryExecutor {
 }
 
 fn open_repo(cfg: &Config) -> Result<Arc<Repository>> {
-    let spec = &cfg.repository;
-    if spec.location.starts_with("s3:") {
-        return Err(Error::invalid(
-            "repository",
-            format!("{}: S3 repositories are not available in this build", spec.location),
-        ));
-    }
-    let text = std::fs::read_to_string(&spec.password_file).map_err(|e| Error::io(&spec.password_file, e))?;
+    open_spec(&cfg.repository)
+}
+
+/// Opens a repository of the config (local, or the remote site) with its passphrase file.
+fn open_spec(spec: &crate::config::RepoSpec) -> Result<Arc<Repository>> {
+    let pass = read_pass(&spec.password_file)?;
+    let backend = crate::backend::open(&spec.location)?;
+    Ok(Arc::new(Repository::open(backend, &pass)?))
+}
+
+fn read_pass(file: &Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
     let pass = text.trim_end_matches(['\n', '\r']);
     if pass.is_empty() {
-        return Err(Error::invalid(spec.password_file.display().to_string(), "the passphrase file is empty"));
+        return Err(Error::invalid(file.display().to_string(), "the passphrase file is empty"));
     }
-    let backend = Arc::new(LocalBackend::new(std::path::PathBuf::from(&spec.location)));
-    Ok(Arc::new(Repository::open(backend, pass.as_bytes())?))
+    Ok(pass.as_bytes().to_vec())
+}
+
+/// Copies what the remote site lacks (mirror: the remote holds the same master key).
+fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
+    let remote = cfg.remote.as_ref().ok_or_else(|| Error::invalid("replicate job", "no [remote] in the config"))?;
+    let src_pass = read_pass(&cfg.repository.password_file)?;
+    let src = open_repo(cfg)?;
+    let dst_pass = read_pass(&remote.password_file)?;
+    let backend = crate::backend::open(&remote.location)?;
+    let report = crate::replicate::execute(
+        &src,
+        &src_pass,
+        crate::replicate::Destination { backend, passphrase: &dst_pass },
+        &crate::replicate::CopyOptions { jobs: 8, dry_run: false },
+        progress,
+    )?;
+    Ok(RunOutput {
+        outcome: Some(Outcome::Ok),
+        bytes: Some(report.bytes),
+        snapshot: None,
+        error: None,
+        detail: serde_json::to_value(&report).unwrap_or_default(),
+    })
 }
 
 impl Executor for LibraryExecutor {
@@ -200,10 +225,7 @@ impl Executor for LibraryExecutor {
             JobKind::Prune => prune(cfg, progress),
             JobKind::Check => check(cfg, req, progress),
             JobKind::Drill => drill(cfg, &self.state, progress),
-            JobKind::Replicate => Err(Error::invalid(
-                format!("{} job", req.spec.kind.as_str()),
-                "not available in this build (it comes with the remote-site feature)",
-            )),
+            JobKind::Replicate => replicate(cfg, progress),
         }
     }
 }
@@ -215,12 +237,17 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     let job = cfg.jobs.drill.as_ref().ok_or_else(|| Error::invalid("drill job", "no [jobs.drill] in the config"))?;
     let (plan, _warnings) = crate::plan::load(&job.plan, Some(cfg))
         .map_err(|p| Error::invalid(format!("drill plan {}", job.plan.display()), p.to_string()))?;
-    let repo = open_repo(cfg)?;
+    // Drills prove the off-site copy: they restore from the remote site when there is one.
+    let (from, spec) = match &cfg.remote {
+        Some(r) => ("remote", r),
+        None => ("local", &cfg.repository),
+    };
+    let repo = open_spec(spec)?;
     let mut state = crate::state::State::open(state_path)?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let req = drill::DrillRequest {
-        from: "local",
-        location: &cfg.repository.location,
+        from,
+        location: &spec.location,
         sandbox: None,
         keep: false,
         parallel: 2,

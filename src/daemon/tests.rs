@@ -395,13 +395,3 @@ fn resolve_targets() {
     assert_eq!(human_duration(Duration::seconds(45)), "45 s");
 }
 
-#[test]
-fn replicate_says_it_is_not_available() {
-    let cfg = config(vec![]);
-    for k in [JobKind::Replicate] {
-        let e = LibraryExecutor { state: "/nonexistent/state.db".into() }
-            .execute(&cfg, &RunRequest { spec: JobSpec::repo_wide(k), check_part: None }, &JobProgress::default())
-            .unwrap_err();
-        assert!(e.to_string().contains("not available in this build"), "{e}");
-    }
-}

@@ -13,7 +13,7 @@
 mod plan;
 mod usage;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -63,6 +63,8 @@ pub struct PruneReport {
     /// Packs marked earlier that must wait for running backups.
     pub packs_waiting: u64,
     pub waiting_for: Vec<String>,
+    /// Packs due for deletion that object-lock retention keeps (they stay pending).
+    pub packs_retained: u64,
 }
 
 /// Bytes of index entries per index file written by prune; bounds memory.
@@ -80,15 +82,30 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress)
     let new_packs = repack(repo, &plan, progress)?;
     // 2. The new index: kept packs, reinstated packs and new packs.
     write_index(repo, &plan, &new_packs)?;
-    // 3. Old index files go only after the new ones are durable.
+    // 3. Old index files go only after the new ones are durable. Object lock: an index
+    // file under retention cannot go; it stays, and so does every pack it names.
+    let mut held: HashSet<PackId> = HashSet::new();
     for name in &plan.index_files {
+        if repo.backend().retained_until(Kind::Index, name)?.is_some() {
+            let file: IndexFile = repo.load_json(Kind::Index, name)?;
+            held.extend(file.packs.iter().map(|p| p.id));
+            continue;
+        }
         delete_ignoring_missing(repo, Kind::Index, name)?;
     }
-    // 4. Record what left the index, stamped after the new index is complete.
-    let marked: Vec<PackId> = plan.to_mark().collect();
-    rewrite_pending(repo, &plan, marked)?;
-    // 5. Phase two: packs marked by earlier prunes, now safe to delete.
+    // Packs that are themselves under retention are not deletable yet either.
+    let mut kept_deletable: Vec<PackId> = Vec::new();
     for id in plan.deletable() {
+        if held.contains(id) || repo.backend().retained_until(Kind::Pack, &id.to_hex())?.is_some() {
+            kept_deletable.push(*id);
+        }
+    }
+    // 4. Record what left the index, stamped after the new index is complete. Packs
+    // kept by retention stay pending, so that a later prune deletes them when it ends.
+    let marked: Vec<PackId> = plan.to_mark().collect();
+    rewrite_pending(repo, &plan, marked, &kept_deletable)?;
+    // 5. Phase two: packs marked by earlier prunes, now safe to delete.
+    for id in plan.deletable().filter(|id| !kept_deletable.contains(id)) {
         delete_ignoring_missing(repo, Kind::Pack, &id.to_hex())?;
     }
     for name in &plan.pending_files {
@@ -97,6 +114,12 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress)
     repo.backend().cleanup();
     lock.check_fresh()?;
     rep.packs_repacked = plan.count(PackAction::Repack);
+    if !kept_deletable.is_empty() {
+        let sizes: HashMap<PackId, u64> = plan.index.packs().collect();
+        rep.packs_deleted -= kept_deletable.len() as u64;
+        rep.bytes_freed -= kept_deletable.iter().map(|p| sizes.get(p).copied().unwrap_or(0)).sum::<u64>();
+        rep.packs_retained = kept_deletable.len() as u64;
+    }
     Ok(rep)
 }
 
@@ -161,12 +184,15 @@ fn write_index(repo: &Repository, plan: &PrunePlan, new_packs: &[IndexPack]) -> 
 
 /// Replaces the pending records read by the plan with one record: packs still
 /// waiting (with their original stamp) and packs marked now (stamped now).
-fn rewrite_pending(repo: &Repository, plan: &PrunePlan, marked: Vec<PackId>) -> Result<()> {
+fn rewrite_pending(repo: &Repository, plan: &PrunePlan, marked: Vec<PackId>, retained: &[PackId]) -> Result<()> {
     for (marked_at, packs) in plan.still_waiting() {
         repo.save_json(Kind::Pending, &PendingRecord { marked_at, packs })?;
     }
     if !marked.is_empty() {
         repo.save_json(Kind::Pending, &PendingRecord { marked_at: Utc::now(), packs: marked })?;
+    }
+    if !retained.is_empty() {
+        repo.save_json(Kind::Pending, &PendingRecord { marked_at: Utc::now(), packs: retained.to_vec() })?;
     }
     Ok(())
 }

@@ -325,6 +325,7 @@ impl PrunePlan {
             packs_reinstated: self.used_again,
             packs_waiting: self.waiting.values().map(|v| v.len() as u64).sum(),
             waiting_for: self.waiting_for.clone(),
+            packs_retained: 0,
         }
     }
 }

@@ -27,6 +27,27 @@ fn help_works_for_every_subcommand() {
         &["plan"],
         &["plan", "validate"],
         &["plan", "show"],
+        &["copy"],
+        &["plan", "forecast"],
+        &["incident"],
+        &["incident", "open"],
+        &["incident", "update"],
+        &["incident", "resolve-cause"],
+        &["incident", "close"],
+        &["incident", "list"],
+        &["incident", "show"],
+        &["incident", "review"],
+        &["incident", "prevention-plan"],
+        &["incident", "export"],
+        &["incident", "verify"],
+        &["recover"],
+        &["recover", "status"],
+        &["drill"],
+        &["drill", "run"],
+        &["drill", "list"],
+        &["drill", "show"],
+        &["drill", "review"],
+        &["report"],
     ];
     for cmd in commands {
         let out = run(bare_kura().args(*cmd).arg("--help"));
@@ -43,6 +64,10 @@ fn help_works_for_every_subcommand() {
     let restore = run(bare_kura().args(["restore", "--help"]));
     for opt in ["--target", "--include", "--verify", "--repo", "--json", "--password-file"] {
         restore.stdout_has(opt);
+    }
+    let copy = run(bare_kura().args(["copy", "--help"]));
+    for opt in ["--to", "--to-password-file", "--jobs", "--dry-run", "s3:"] {
+        copy.stdout_has(opt);
     }
     run(bare_kura().arg("--version")).ok().stdout_has(env!("CARGO_PKG_VERSION"));
 }

@@ -23,5 +23,7 @@ mod repair;
 mod report_html;
 mod rotation;
 mod roundtrip;
+mod s3;
+mod servers;
 mod traversal;
 mod util;
