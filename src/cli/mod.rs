@@ -3,11 +3,11 @@
 mod backup;
 mod check;
 mod config;
+mod copy;
 mod daemon;
 mod drill;
 mod export;
 mod forecast;
-mod copy;
 mod forget;
 mod incident;
 mod key;

@@ -394,4 +394,3 @@ fn resolve_targets() {
     assert_eq!(human_duration(Duration::seconds(3 * 3600 + 125)), "3 h 2 min");
     assert_eq!(human_duration(Duration::seconds(45)), "45 s");
 }
-

@@ -113,7 +113,11 @@ pub fn run(
     for f in plan.files.iter().zip(&shared).filter(|(_, &s)| s).map(|(f, _)| f) {
         fs::create_temp(&target.join(&f.tmp), f.node.size)?;
     }
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // Remote repositories wait on the network, not the CPU: more workers keep more
+    // range GETs in flight.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let remote = repo.location().starts_with("s3:");
+    let threads = opts.threads.unwrap_or(if remote { (cores * 4).max(8) } else { cores });
     sum.bytes_written = write_files(repo, target, &plan, &jobs, &shared, threads, progress)?;
     sum.files_restored += todo.len() as u64;
 

@@ -92,6 +92,7 @@ fn dry_run_json_reports_the_plan_and_changes_nothing() {
         "bytes_freed",
         "packs_reinstated",
         "packs_waiting",
+        "packs_retained",
     ];
     for f in fields {
         num(&rep, f);
