@@ -73,6 +73,13 @@ pub struct OpenArgs {
     /// e.g. ransomware, intrusion, outage, data-leak
     #[arg(long)]
     category: Option<String>,
+    #[command(flatten)]
+    times: Times,
+}
+
+/// The incident's three moments (shared by `open` and `update`).
+#[derive(clap::Args)]
+pub struct Times {
     /// When the damage was discovered (RFC 3339, or "YYYY-MM-DD HH:MM" local time)
     #[arg(long, value_parser = parse_time)]
     discovered_at: Option<DateTime<Utc>>,
@@ -94,12 +101,8 @@ pub struct UpdateArgs {
     /// Is it a real incident (true) or a false alarm (false)?
     #[arg(long)]
     real: Option<bool>,
-    #[arg(long, value_parser = parse_time)]
-    discovered_at: Option<DateTime<Utc>>,
-    #[arg(long, value_parser = parse_time)]
-    down_since: Option<DateTime<Utc>>,
-    #[arg(long, value_parser = parse_time)]
-    compromised_since: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    times: Times,
     /// How far it spread
     #[arg(long)]
     scope: Option<String>,
@@ -151,13 +154,13 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
     let now = ctx.now();
     match cmd {
         IncidentCommand::Open(a) => {
-            let discovered = a.discovered_at.unwrap_or(now);
+            let discovered = a.times.discovered_at.unwrap_or(now);
             let fields = Fields {
                 title: Some(a.title),
                 category: a.category,
                 discovered_at: Some(discovered),
-                down_since: Some(a.down_since.unwrap_or(discovered)),
-                compromised_since: a.compromised_since,
+                down_since: Some(a.times.down_since.unwrap_or(discovered)),
+                compromised_since: a.times.compromised_since,
                 ..Default::default()
             };
             let id = state.open_incident(now, Event::Opened { fields })?;
@@ -175,9 +178,9 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
                 title: a.title,
                 category: a.category,
                 real: a.real,
-                discovered_at: a.discovered_at,
-                down_since: a.down_since,
-                compromised_since: a.compromised_since,
+                discovered_at: a.times.discovered_at,
+                down_since: a.times.down_since,
+                compromised_since: a.times.compromised_since,
                 scope: a.scope,
                 damage: a.damage,
                 cause: a.cause,
