@@ -36,8 +36,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let dst_pass = if let Ok(p) = std::env::var("KURA_TO_PASSWORD") {
         p.into_bytes()
     } else if let Some(f) = &a.to_password_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
-        text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+        super::read_password_file(f)?
     } else {
         src_pass.clone()
     };

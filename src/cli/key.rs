@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 use kura::backend::Kind;
 use kura::repo::keys;
@@ -39,8 +39,7 @@ impl NewPass {
         let pass = if let Ok(p) = std::env::var("KURA_NEW_PASSWORD") {
             p.into_bytes()
         } else if let Some(f) = &self.new_password_file {
-            let t = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            t.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
+            super::read_password_file(f)?
         } else {
             prompt("new passphrase", true)?
         };

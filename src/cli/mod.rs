@@ -135,8 +135,7 @@ impl Ctx {
             return Ok(p.into_bytes());
         }
         if let Some(f) = &self.password_file {
-            let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
-            return Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec());
+            return read_password_file(f);
         }
         prompt("passphrase", confirm)
     }
@@ -151,11 +150,7 @@ impl Ctx {
     pub fn open_at(&self, location: &str, password_file: Option<&std::path::Path>) -> Result<Arc<Repository>> {
         let backend = kura::backend::open(location).with_context(|| format!("repository {location}"))?;
         let pass = match (std::env::var("KURA_PASSWORD").is_ok() || self.password_file.is_some(), password_file) {
-            (false, Some(f)) => {
-                let text =
-                    std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
-                text.trim_end_matches(['\n', '\r']).as_bytes().to_vec()
-            }
+            (false, Some(f)) => read_password_file(f)?,
             _ => self.passphrase(false)?,
         };
         Repository::open(backend, &pass).map(Arc::new).with_context(|| format!("opening the repository {location}"))
@@ -182,6 +177,12 @@ impl Ctx {
     pub fn show_progress(&self) -> bool {
         !self.json && !self.quiet && std::io::stdout().is_terminal()
     }
+}
+
+/// A passphrase from a file: its content without the trailing newline.
+pub fn read_password_file(f: &std::path::Path) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
 }
 
 pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {

@@ -204,7 +204,7 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
             state.set_phase(run_id, name, Phase::Pre, engine.clock.now())?;
             queue.set_phase(i, Phase::Pre);
             engine.observer.phase(name, Phase::Pre);
-            let rec = state.run_systems(run_id)?.into_iter().find(|r| &r.name == name).expect("system row exists");
+            let rec = state.run_system(run_id, name)?;
             live.insert(i, Live { started: Instant::now(), done: 0, total: rec.bytes_total, last_saved: None });
             workers.push(spawn_worker(engine, plan, &run, i, Phase::Pre, rec, drill, tx.clone()));
         }
@@ -349,7 +349,7 @@ fn record_finished(
     run: &crate::state::recovery::RunRecord,
     name: &str,
 ) -> Result<()> {
-    let rec = state.run_systems(run.id)?.into_iter().find(|r| r.name == name).expect("system row exists");
+    let rec = state.run_system(run.id, name)?;
     engine.observer.finished(&rec);
     if let Some(inc) = run.incident {
         let ev = Event::SystemFinished {
@@ -386,7 +386,6 @@ fn check_deadlines(
     live: &HashMap<usize, Live>,
 ) -> Result<()> {
     let now = engine.clock.now();
-    let records = state.run_systems(run.id)?;
     for (i, sys) in plan.systems.iter().enumerate() {
         if queue.phase(i).is_terminal() {
             continue;
@@ -399,7 +398,8 @@ fn check_deadlines(
             Alert::AtRisk => "at-risk",
             Alert::Breach => "breach",
         };
-        let prev = records.iter().find(|r| r.name == sys.name).and_then(|r| r.alert.clone());
+        // Read only when an alert is due: the common tick touches no row.
+        let prev = state.run_system(run.id, &sys.name)?.alert;
         if prev.as_deref() == Some(level) || (prev.as_deref() == Some("breach") && alert == Alert::AtRisk) {
             continue;
         }

@@ -3,7 +3,7 @@
 //!
 //! Rules: a system starts when every dependency is done and, unless the plan
 //! allows overlap, every system of a higher priority has finished. Among the
-//! ready ones, higher priority first, then earliest deadline, then name. A failed
+//! ready ones, the plan's order (`plan::order`: tier, wave, deadline, name). A failed
 //! system's dependents (transitively) are skipped; with `on_failure = halt`
 //! nothing new starts after a failure.
 
@@ -67,6 +67,7 @@ pub struct Queue<'a> {
     plan: &'a Plan,
     phases: Vec<Phase>,
     deps: Vec<Vec<usize>>,
+    /// Every system, in the plan's execution order.
     rank: Vec<usize>,
     parallel: usize,
     halted: bool,
@@ -75,16 +76,10 @@ pub struct Queue<'a> {
 impl<'a> Queue<'a> {
     /// `phases` is the stored state of every system (all `Waiting` for a new run).
     pub fn new(plan: &'a Plan, phases: Vec<Phase>, parallel: usize) -> Self {
-        let idx = |n: &str| plan.systems.iter().position(|s| s.name == n);
-        let deps = plan.systems.iter().map(|s| s.depends_on.iter().filter_map(|d| idx(d)).collect()).collect();
-        let mut rank: Vec<usize> = (0..plan.systems.len()).collect();
-        rank.sort_by(|&a, &b| {
-            let (x, y) = (&plan.systems[a], &plan.systems[b]);
-            y.priority
-                .cmp(&x.priority)
-                .then_with(|| deadline_key(x).cmp(&deadline_key(y)))
-                .then_with(|| x.name.cmp(&y.name))
-        });
+        // The plan's own order (tier, dependency wave, deadline, name) ranks the
+        // ready systems, so `kura plan show` prints the order a recovery follows.
+        let deps = crate::plan::dependency_indexes(plan);
+        let rank: Vec<usize> = crate::plan::order(plan).flat().collect();
         let halted = plan.on_failure == OnFailure::Halt && phases.contains(&Phase::Failed);
         Queue { plan, phases, deps, rank, parallel: parallel.max(1), halted }
     }
@@ -174,10 +169,6 @@ impl<'a> Queue<'a> {
     pub fn is_complete(&self) -> bool {
         self.phases.iter().all(|p| p.is_terminal())
     }
-}
-
-fn deadline_key(s: &crate::plan::PlanSystem) -> i64 {
-    s.deadline.map(|d| d.num_seconds()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

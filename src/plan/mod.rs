@@ -21,7 +21,7 @@ use crate::types::Priority;
 pub use load::{
     check_syntax, load, parse_str, resolve_config, DEFAULT_HOOK_TIMEOUT, DEFAULT_RETRY_DELAY, DEFAULT_VERIFY_RETRIES,
 };
-pub use order::{blocked, dependency_indexes, order, rank, ready, Progress};
+pub use order::{dependency_indexes, order, rank};
 pub use problems::{Problem, Problems, Severity};
 
 /// A validated plan: every name unique, every dependency known, no cycle, no

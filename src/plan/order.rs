@@ -73,8 +73,8 @@ fn sort_wave(plan: &Plan, wave: &mut [usize]) {
     });
 }
 
-/// `rank[i]` is system i's position in the execution order: a total order that a
-/// scheduler can use to pick, among the systems whose dependencies are done, the
+/// `rank[i]` is system i's position in the execution order: a total order that the
+/// recovery engine (`orchestrate::queue`) uses to pick, among the systems whose dependencies are done, the
 /// one to start next.
 pub fn rank(plan: &Plan) -> Vec<usize> {
     let mut rank = vec![0; plan.systems.len()];
@@ -82,47 +82,4 @@ pub fn rank(plan: &Plan) -> Vec<usize> {
         rank[i] = pos;
     }
     rank
-}
-
-/// Where a system stands during a recovery, as `ready` and `blocked` see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
-    Waiting,
-    Running,
-    Done,
-    /// Failed, or skipped because a dependency failed.
-    Failed,
-}
-
-/// The systems that may start now, best first (by `rank`): waiting, every
-/// dependency done, and, unless the plan allows overlap, in the highest tier that
-/// still has waiting or running systems.
-pub fn ready(plan: &Plan, rank: &[usize], progress: &[Progress]) -> Vec<usize> {
-    let deps = dependency_indexes(plan);
-    let current = plan
-        .systems
-        .iter()
-        .zip(progress)
-        .filter(|(_, p)| matches!(p, Progress::Waiting | Progress::Running))
-        .map(|(s, _)| s.priority)
-        .max();
-    let mut out: Vec<usize> = (0..plan.systems.len())
-        .filter(|&i| progress[i] == Progress::Waiting)
-        .filter(|&i| plan.allow_overlap || Some(plan.systems[i].priority) == current)
-        .filter(|&i| deps[i].iter().all(|&d| progress[d] == Progress::Done))
-        .collect();
-    out.sort_by_key(|&i| rank[i]);
-    out
-}
-
-/// Waiting systems that can never start because a dependency failed (or was
-/// skipped), each with the name of that dependency: the caller skips them.
-pub fn blocked(plan: &Plan, progress: &[Progress]) -> Vec<(usize, String)> {
-    let deps = dependency_indexes(plan);
-    (0..plan.systems.len())
-        .filter(|&i| progress[i] == Progress::Waiting)
-        .filter_map(|i| {
-            deps[i].iter().find(|&&d| progress[d] == Progress::Failed).map(|&d| (i, plan.systems[d].name.clone()))
-        })
-        .collect()
 }

@@ -169,31 +169,6 @@ fn within_a_wave_earliest_deadline_first() {
 }
 
 #[test]
-fn ready_and_blocked_follow_tiers_and_dependencies() {
-    let c = office();
-    let (p, _) = plan(GOOD, &c).unwrap();
-    let r = rank(&p);
-    let idx = |n: &str| p.systems.iter().position(|s| s.name == n).unwrap();
-    let mut prog = vec![Progress::Waiting; p.systems.len()];
-    let names = |v: Vec<usize>| v.into_iter().map(|i| p.systems[i].name.clone()).collect::<Vec<_>>();
-    assert_eq!(names(ready(&p, &r, &prog)), vec!["db", "dc"]);
-    prog[idx("db")] = Progress::Done;
-    prog[idx("dc")] = Progress::Running;
-    // Tier 2 waits for dc to finish.
-    assert!(ready(&p, &r, &prog).is_empty());
-    prog[idx("dc")] = Progress::Failed;
-    assert_eq!(names(ready(&p, &r, &prog)), vec!["app"]);
-    assert_eq!(blocked(&p, &prog), vec![(idx("mail"), "dc".to_string())]);
-    let mut overlap = p.clone();
-    overlap.allow_overlap = true;
-    let mut prog = vec![Progress::Waiting; p.systems.len()];
-    prog[idx("db")] = Progress::Running;
-    assert_eq!(names(ready(&overlap, &r, &prog)), vec!["dc"]);
-    prog[idx("db")] = Progress::Done;
-    assert_eq!(names(ready(&overlap, &r, &prog)), vec!["dc", "app"]);
-}
-
-#[test]
 fn every_rejection_is_reported_with_line_and_field() {
     let c = office();
     let text = r#"name = "bad"

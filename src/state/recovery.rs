@@ -248,6 +248,13 @@ impl State {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
     }
 
+    /// One system of a run.
+    pub fn run_system(&self, run: i64, name: &str) -> Result<SystemRecord> {
+        self.conn
+            .query_row("SELECT * FROM recovery_systems WHERE run = ?1 AND name = ?2", params![run, name], system_row)
+            .map_err(|e| db_err(self.path(), e))
+    }
+
     /// Stores a system's new phase (and when it started, on the first active phase).
     pub fn set_phase(&self, run: i64, name: &str, phase: Phase, now: DateTime<Utc>) -> Result<()> {
         self.conn
