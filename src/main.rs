@@ -7,10 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // End quietly when the reader of stdout goes away (`kura ls latest | head`), as
-    // other Unix tools do, instead of panicking in println!.
-    // SAFETY: called first, before any other thread exists; SIG_DFL is a valid action.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    quiet_on_closed_stdout();
     let args = cli::Cli::parse();
     let (json, level) = args.log_setup();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KURA_LOG")
@@ -30,4 +27,25 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// SIGPIPE stays ignored (Rust's default), so that a peer hanging up a socket (an S3
+/// server mid-upload, a webhook receiver) is an I/O error the caller retries and
+/// reports, not a silent death. Only stdout keeps the Unix convention: when its reader
+/// goes away (`kura ls latest | head`), `println!` panics with EPIPE, and this hook
+/// turns exactly that panic into a quiet exit with the status a SIGPIPE death gives.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("os error 32") {
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        default(info)
+    }));
 }

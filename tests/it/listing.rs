@@ -258,4 +258,8 @@ fn a_closed_stdout_is_not_a_crash() {
     let o = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!stderr.contains("panicked") && o.status.code() != Some(101), "{:?}\n{stderr}", o.status);
+    // Quietly, with the status a SIGPIPE death gives (SIGPIPE itself stays ignored:
+    // see s3::a_server_hanging_up_mid_upload_is_retried_then_reported_naming_it).
+    assert_eq!(stderr, "", "no message");
+    assert_eq!(o.status.code(), Some(141), "{:?}", o.status);
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kura::backend::s3::S3Backend;
 use kura::backend::{Backend, Kind};
 
-use crate::servers::{free_port, Garage, Moto};
+use crate::servers::{free_port, Garage, HangupProxy, Moto};
 use crate::util::*;
 
 /// `kura --repo LOCATION ARGS...` with the test passphrase.
@@ -301,4 +301,39 @@ fn bad_s3_locations_are_clear_errors() {
     ] {
         kura_at(loc, &["snapshots"]).code(2).stderr_has(needle);
     }
+}
+
+/// A connection cut after 64 KiB of an upload: retried, and when it never goes
+/// through, reported naming the endpoint. Before, SIGPIPE killed kura silently (141).
+#[test]
+fn a_server_hanging_up_mid_upload_is_retried_then_reported_naming_it() {
+    let g = Garage::start();
+    let proxy = HangupProxy::start(g.port, 64 << 10, 2);
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("big.bin"), 3 << 20, 5);
+    r.backup(&[&src], &[]);
+    let via = format!(
+        "s3:http://127.0.0.1:{}/kura-hangup/site?region=garage&credentials_file={}&attempts=4",
+        proxy.port,
+        g.creds_file.display()
+    );
+
+    // Two uploads are cut: the retries carry the copy through.
+    let out = r.kura(["--json", "copy", "--to", &via]);
+    out.ok();
+    assert_eq!(proxy.hangups(), 2, "{out}");
+    check_clean(&g.location("kura-hangup/site", ""), &["--read-data"]);
+
+    // Every upload is cut: a clear error naming the endpoint, not a death by signal.
+    proxy.set_budget(u64::MAX);
+    write_random(&src.join("more.bin"), 2 << 20, 6);
+    r.backup(&[&src], &[]);
+    let out = r.kura(["copy", "--to", &via]);
+    out.code(2).stderr_has(&format!("127.0.0.1:{}", proxy.port)).stderr_has("gave up after 4 attempts");
+    // The remote is still consistent, and a copy without the cut completes.
+    check_clean(&g.location("kura-hangup/site", ""), &[]);
+    r.kura(["copy", "--to", &g.location("kura-hangup/site", "")]).ok();
+    check_clean(&g.location("kura-hangup/site", ""), &["--read-data"]);
 }

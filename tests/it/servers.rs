@@ -204,3 +204,90 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// A loopback TCP proxy in front of a server that hangs up connections once more than
+/// `limit` bytes went from the client to the server, while its budget of hang-ups
+/// lasts (an S3 server or a middlebox going away in the middle of an upload).
+pub struct HangupProxy {
+    pub port: u16,
+    budget: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    hangups: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HangupProxy {
+    pub fn start(upstream: u16, limit: usize, budget: u64) -> HangupProxy {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let budget = Arc::new(AtomicU64::new(budget));
+        let hangups = Arc::new(AtomicU64::new(0));
+        let (b, h) = (budget.clone(), hangups.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let (b, h) = (b.clone(), h.clone());
+                // server -> client: a plain pump.
+                let (mut from_server, mut to_client) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+                // client -> server: counts bytes, hangs up past the limit.
+                std::thread::spawn(move || {
+                    let (mut from_client, mut to_server) = (client, server);
+                    let mut sent = 0usize;
+                    let mut buf = vec![0u8; 16 << 10];
+                    loop {
+                        let n = match from_client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if sent + n > limit
+                            && b.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
+                        {
+                            let _ = to_server.write_all(&buf[..limit - sent]);
+                            h.fetch_add(1, Ordering::SeqCst);
+                            // A reset, as a dying server's kernel sends: linger 0, then
+                            // the last descriptor closes when the other pump sees EOF.
+                            reset_on_close(&from_client);
+                            let _ = to_server.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if to_server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n;
+                    }
+                    let _ = to_server.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        HangupProxy { port, budget, hangups }
+    }
+
+    pub fn hangups(&self) -> u64 {
+        self.hangups.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn set_budget(&self, n: u64) {
+        self.budget.store(n, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// SO_LINGER 0: closing the socket sends a reset instead of a FIN.
+fn reset_on_close(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a valid socket descriptor and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
