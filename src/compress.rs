@@ -83,9 +83,23 @@ pub fn decompress(data: &[u8], raw_len: usize, object: &str) -> Result<Vec<u8>> 
     Ok(out)
 }
 
-/// Like `decompress` for stored files whose size is not known in advance.
+/// The largest metadata file (index, snapshot, pending record) kura decompresses:
+/// far above any real one (an index of a million blobs is about 150 MB of JSON), and
+/// a bound on what a crafted file a few bytes long can make kura allocate.
+pub const MAX_METADATA_SIZE: u64 = 1 << 30;
+
+/// Like `decompress` for stored files whose size is not known in advance, bounded by
+/// `MAX_METADATA_SIZE`.
 pub fn decompress_unknown(data: &[u8], object: &str) -> Result<Vec<u8>> {
-    zstd::stream::decode_all(data).map_err(|e| Error::corrupt(object, format!("zstd: {e}")))
+    use std::io::Read as _;
+    let zerr = |e: std::io::Error| Error::corrupt(object, format!("zstd: {e}"));
+    let decoder = zstd::stream::read::Decoder::new(data).map_err(zerr)?;
+    let mut out = Vec::new();
+    decoder.take(MAX_METADATA_SIZE + 1).read_to_end(&mut out).map_err(zerr)?;
+    if out.len() as u64 > MAX_METADATA_SIZE {
+        return Err(Error::corrupt(object, format!("decompresses to more than {MAX_METADATA_SIZE} bytes")));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

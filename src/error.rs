@@ -43,6 +43,10 @@ pub enum Error {
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 
+    /// Another process holds what this operation needs; the message says which.
+    #[error("{0}")]
+    Busy(String),
+
     /// The backup writer thread stopped; its own error says why.
     #[error("the repository writer stopped")]
     WriterStopped,

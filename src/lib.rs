@@ -19,6 +19,8 @@ pub mod crypto;
 pub mod daemon;
 pub mod error;
 pub mod forget;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod incident;
 pub mod notify;
 pub mod orchestrate;

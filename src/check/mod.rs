@@ -85,6 +85,10 @@ impl CheckReport {
 
 pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result<CheckReport> {
     let mut rep = CheckReport::default();
+    // Snapshots first, then the index: a backup writes its index before its snapshot,
+    // so every snapshot listed here has its blobs in the index read next, even while
+    // backups run beside the check.
+    let snapshots = snapshots_checked(repo, &mut rep)?;
     let index = load_index_checked(repo, &mut rep)?;
     let mut damaged: BTreeMap<PackId, String> = BTreeMap::new();
 
@@ -114,7 +118,6 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
         }
     }
 
-    let snapshots = snapshots_checked(repo, &mut rep)?;
     let mut seen = HashSet::new();
     for (sid, snap) in &snapshots {
         walk(repo, &index, &snap.tree, Path::new("/"), &mut seen, &mut |path, tree_err, missing| {

@@ -129,13 +129,7 @@ fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let Loaded { config, plan } = load_plan(&a.common)?;
     let mut state = ctx.state()?;
     let _lock = exclusive(&state)?;
-    let plan_path = plan.path.display().to_string();
-    let from = match state.unfinished_recovery_run(RunKind::Drill, None, &plan_path)? {
-        Some(r) => r.options.from,
-        None => {
-            a.common.from.clone().unwrap_or_else(|| if config.remote.is_some() { "remote" } else { "local" }.into())
-        }
-    };
+    let from = drill::source(&state, &plan, a.common.from.as_deref(), config.remote.is_some())?;
     let (repo, location) = open_repo(ctx, &config, &from)?;
     let req = DrillRequest {
         from: &from,
@@ -156,12 +150,9 @@ fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
         );
     }
     let code = finish_run(ctx, &mut state, &repo, &plan, &config, started.run)?;
-    if started.keep {
-        if !ctx.json {
-            println!("sandbox kept at {}", started.sandbox.display());
-        }
-    } else {
-        std::fs::remove_dir_all(&started.sandbox).ok();
+    if started.keep && !ctx.json {
+        println!("sandbox kept at {}", started.sandbox.display());
     }
+    started.clean_up();
     Ok(code)
 }

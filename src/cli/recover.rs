@@ -108,18 +108,9 @@ pub fn open_repo(ctx: &Ctx, config: &Config, from: &str) -> Result<(Arc<Reposito
     Ok((repo, location))
 }
 
-/// Only one recovery or drill at a time per state database.
-pub fn exclusive(state: &State) -> Result<std::fs::File> {
-    let p = PathBuf::from(format!("{}.recover.lock", state.path().display()));
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p)?;
-    // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!(
-            "another kura recover or drill is running with this state database ({}); wait for it or stop it",
-            p.display()
-        );
-    }
-    Ok(f)
+/// Only one recovery or drill at a time per state database (the library's rule).
+pub fn exclusive(state: &State) -> Result<kura::orchestrate::runlock::RunLock> {
+    Ok(kura::orchestrate::runlock::RunLock::acquire(state.path())?)
 }
 
 /// Prints progress lines as systems move on, and sends deadline alerts to the

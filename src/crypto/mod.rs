@@ -98,6 +98,11 @@ pub fn open(key: &[u8; 32], data: &[u8]) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// Upper bounds for key files' argon2 parameters (see `KdfParams::validate`).
+pub const KDF_MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+pub const KDF_MAX_PASSES: u32 = 64;
+pub const KDF_MAX_LANES: u32 = 64;
+
 /// argon2id parameters, stored beside each wrapped key so they can change over time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
@@ -118,10 +123,28 @@ impl KdfParams {
         KdfParams { algorithm: "argon2id".into(), m_cost: 64 * 1024, t_cost: 3, p_cost: 1, salt: b64().encode(salt) }
     }
 
-    pub fn derive(&self, passphrase: &[u8]) -> Result<[u8; 32]> {
+    /// Bounds a key file's parameters before any derivation runs: a hostile or damaged
+    /// key file must not make kura allocate terabytes or spin for hours. The limits
+    /// are far above what `kura init` and `kura key add` write (64 MiB, 3 passes).
+    pub fn validate(&self) -> Result<()> {
         if self.algorithm != "argon2id" {
             return Err(Error::invalid("key file", format!("unknown kdf {:?}", self.algorithm)));
         }
+        let bad = |what: &str| Err(Error::invalid("key file", format!("argon2 {what} is out of bounds")));
+        if self.m_cost > KDF_MAX_MEMORY_KIB {
+            return bad(&format!("memory {} KiB (at most {KDF_MAX_MEMORY_KIB})", self.m_cost));
+        }
+        if self.t_cost == 0 || self.t_cost > KDF_MAX_PASSES {
+            return bad(&format!("passes {} (1 to {KDF_MAX_PASSES})", self.t_cost));
+        }
+        if self.p_cost == 0 || self.p_cost > KDF_MAX_LANES {
+            return bad(&format!("lanes {} (1 to {KDF_MAX_LANES})", self.p_cost));
+        }
+        Ok(())
+    }
+
+    pub fn derive(&self, passphrase: &[u8]) -> Result<[u8; 32]> {
+        self.validate()?;
         let salt =
             b64().decode(&self.salt).map_err(|e| Error::invalid("key file", format!("salt is not base64: {e}")))?;
         let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))

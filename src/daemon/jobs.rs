@@ -237,16 +237,25 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     let job = cfg.jobs.drill.as_ref().ok_or_else(|| Error::invalid("drill job", "no [jobs.drill] in the config"))?;
     let (plan, _warnings) = crate::plan::load(&job.plan, Some(cfg))
         .map_err(|p| Error::invalid(format!("drill plan {}", job.plan.display()), p.to_string()))?;
-    // Drills prove the off-site copy: they restore from the remote site when there is one.
-    let (from, spec) = match &cfg.remote {
-        Some(r) => ("remote", r),
-        None => ("local", &cfg.repository),
+    let mut state = crate::state::State::open(state_path)?;
+    // The same rules as `kura drill run`: one run at a time per state database, a
+    // resumed drill keeps the site and the sandbox choice it was started with.
+    let _lock = orchestrate::runlock::RunLock::acquire(state_path)?;
+    let from = drill::source(&state, &plan, None, cfg.remote.is_some())?;
+    let spec = match (from.as_str(), &cfg.remote) {
+        ("remote", Some(r)) => r,
+        ("remote", None) => {
+            return Err(Error::invalid(
+                "drill job",
+                "its unfinished run reads from the remote site, and the config has no [remote]",
+            ))
+        }
+        _ => &cfg.repository,
     };
     let repo = open_spec(spec)?;
-    let mut state = crate::state::State::open(state_path)?;
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
     let req = drill::DrillRequest {
-        from,
+        from: &from,
         location: &spec.location,
         sandbox: None,
         keep: false,
@@ -262,7 +271,7 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
         restore_threads: None,
     };
     let out = orchestrate::execute(&mut state, &engine, &plan, started.run);
-    std::fs::remove_dir_all(&started.sandbox).ok();
+    started.clean_up();
     let out = out?;
     let ok = out.status == "done" && out.missed == 0;
     Ok(RunOutput {

@@ -161,16 +161,16 @@ impl Daemon {
         *self.watching.lock().unwrap().entry(key.to_string()).or_insert(now)
     }
 
+    /// The cached last slot of a job, read from the state on a miss. Never holds the
+    /// cache's lock while it takes the state's: `status` takes them the other way round.
     fn last_slot(&self, key: &str) -> Option<DateTime<Utc>> {
-        let mut m = self.last_slot.lock().unwrap();
-        if let Some(v) = m.get(key) {
+        if let Some(v) = self.last_slot.lock().unwrap().get(key) {
             return *v;
         }
         let v = log_err("reading schedule state", self.state.lock().unwrap().schedule_state(key))
             .flatten()
             .and_then(|s| s.last_slot);
-        m.insert(key.to_string(), v);
-        v
+        *self.last_slot.lock().unwrap().entry(key.to_string()).or_insert(v)
     }
 
     fn gate(&self, location: &str) -> Arc<tokio::sync::RwLock<()>> {

@@ -36,6 +36,27 @@ pub struct Started {
     pub resumed: bool,
 }
 
+impl Started {
+    /// Removes the sandbox, unless the run was started with `keep` (stored with the
+    /// run, so a resumed drill keeps what its start asked for).
+    pub fn clean_up(&self) {
+        if !self.keep {
+            std::fs::remove_dir_all(&self.sandbox).ok();
+        }
+    }
+}
+
+/// Which site a drill of `plan` reads from: the one stored with its unfinished run (a
+/// resumed drill never switches sites), else `requested`, else the remote site when
+/// the config has one (drills prove the off-site copy).
+pub fn source(state: &State, plan: &Plan, requested: Option<&str>, has_remote: bool) -> Result<String> {
+    let plan_path = plan.path.display().to_string();
+    Ok(match state.unfinished_recovery_run(RunKind::Drill, None, &plan_path)? {
+        Some(r) => r.options.from,
+        None => requested.map(str::to_string).unwrap_or_else(|| if has_remote { "remote" } else { "local" }.into()),
+    })
+}
+
 pub struct DrillRequest<'a> {
     pub from: &'a str,
     pub location: &'a str,

@@ -14,6 +14,7 @@ pub mod drill;
 pub mod forecast;
 pub mod hooks;
 pub mod queue;
+pub mod runlock;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

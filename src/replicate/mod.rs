@@ -37,13 +37,15 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// Lists in the reverse of the order a backup writes (packs, then index, then
+    /// snapshot): with backups running beside the copy, every snapshot listed has its
+    /// index listed, and every index listed has its packs listed.
     pub fn read(b: &dyn Backend) -> Result<Self> {
-        Ok(Listing {
-            keys: b.list(Kind::Key)?,
-            packs: b.list(Kind::Pack)?,
-            indexes: b.list(Kind::Index)?,
-            snapshots: b.list(Kind::Snapshot)?,
-        })
+        let snapshots = b.list(Kind::Snapshot)?;
+        let indexes = b.list(Kind::Index)?;
+        let packs = b.list(Kind::Pack)?;
+        let keys = b.list(Kind::Key)?;
+        Ok(Listing { keys, packs, indexes, snapshots })
     }
 }
 
@@ -177,9 +179,11 @@ pub fn execute(
     // Prune at the source waits for this copy before deleting packs it may read.
     let _src_lock = if opts.dry_run { None } else { reader_lock(src, "copy") };
 
+    // The listing before the index: the index read next names at least the packs of
+    // every index file listed (see `Listing::read`).
+    let src_list = Listing::read(sb)?;
     let index = src.load_index()?;
     let wanted: HashSet<String> = index.packs().map(|(id, _)| id.to_hex()).collect();
-    let src_list = Listing::read(sb)?;
     let dst_list = if exists { Listing::read(db)? } else { Listing::default() };
     let plan = plan(&src_list, &dst_list, &wanted);
     let total_src = src_list.keys.len() + wanted.len() + src_list.indexes.len() + src_list.snapshots.len();

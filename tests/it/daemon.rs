@@ -16,16 +16,16 @@ use serde_json::Value;
 
 use crate::util::*;
 
-struct Setup {
-    repo: TestRepo,
-    config: PathBuf,
-    state: PathBuf,
-    socket: PathBuf,
+pub struct Setup {
+    pub repo: TestRepo,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
 }
 
 impl Setup {
     /// A repository and a passphrase file; the config is written by `configure`.
-    fn new() -> Setup {
+    pub fn new() -> Setup {
         let repo = TestRepo::new();
         let base = repo.base().to_path_buf();
         write(&base.join("pass"), PASSWORD);
@@ -39,22 +39,26 @@ impl Setup {
     }
 
     /// Writes the config: `top` (top-level keys), the repository, then `tables`.
-    fn configure(&self, top: &str, tables: &str) {
+    pub fn configure(&self, top: &str, tables: &str) {
+        self.configure_at(s(&self.repo.path), top, tables)
+    }
+
+    /// Writes the config with the repository at `location` (a path or `s3:` location).
+    pub fn configure_at(&self, location: &str, top: &str, tables: &str) {
         let text = format!(
-            "{top}\n[repository]\nlocation = \"{}\"\npassword_file = \"{}\"\n\n{tables}",
-            s(&self.repo.path),
+            "{top}\n[repository]\nlocation = \"{location}\"\npassword_file = \"{}\"\n\n{tables}",
             s(&self.repo.base().join("pass"))
         );
         write(&self.config, text);
     }
 
-    fn src(&self, name: &str) -> PathBuf {
+    pub fn src(&self, name: &str) -> PathBuf {
         let p = self.repo.base().join("src").join(name);
         write(&p.join("file.txt"), format!("data of {name}\n"));
         p
     }
 
-    fn daemon_with(&self, env: &[(&str, &str)], extra: &[&str]) -> DaemonProc {
+    pub fn daemon_with(&self, env: &[(&str, &str)], extra: &[&str]) -> DaemonProc {
         let log = self.repo.base().join(format!("daemon-{}.log", rand_suffix()));
         let mut c = bare_kura();
         c.args(["daemon", "--config", s(&self.config), "--state", s(&self.state), "--socket", s(&self.socket)])
@@ -71,22 +75,22 @@ impl Setup {
         d
     }
 
-    fn daemon(&self) -> DaemonProc {
+    pub fn daemon(&self) -> DaemonProc {
         self.daemon_with(&[], &[])
     }
 
     /// `kura ARGS --socket SOCK`.
-    fn cli(&self, args: &[&str]) -> Out {
+    pub fn cli(&self, args: &[&str]) -> Out {
         run(bare_kura().args(args).args(["--socket", s(&self.socket)]))
     }
 
-    fn status(&self) -> Value {
+    pub fn status(&self) -> Value {
         let o = self.cli(&["--json", "status"]);
         assert!(o.code == 0 || o.code == 1, "{o}");
         o.json()
     }
 
-    fn jobs(&self, extra: &[&str]) -> Vec<Value> {
+    pub fn jobs(&self, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["--json", "jobs", "--limit", "1000"];
         args.extend_from_slice(extra);
         match self.cli(&args).ok().json() {
@@ -103,7 +107,7 @@ fn rand_suffix() -> u64 {
 }
 
 /// A running `kura daemon`; killed (-9) on drop if still running.
-struct DaemonProc {
+pub struct DaemonProc {
     child: Option<Child>,
     log: PathBuf,
 }
@@ -113,7 +117,7 @@ impl DaemonProc {
         self.child.as_ref().unwrap().id() as i32
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -130,14 +134,14 @@ impl DaemonProc {
         }
     }
 
-    fn signal(&self, sig: i32) {
+    pub fn signal(&self, sig: i32) {
         // SAFETY: the pid is our own child's.
         unsafe { libc::kill(self.pid(), sig) };
     }
 
     /// Waits for the exit; returns the exit code (negative: killed by that signal).
     #[track_caller]
-    fn wait(&mut self, within: Duration) -> i32 {
+    pub fn wait(&mut self, within: Duration) -> i32 {
         use std::os::unix::process::ExitStatusExt;
         let start = Instant::now();
         let child = self.child.as_mut().unwrap();
@@ -151,7 +155,7 @@ impl DaemonProc {
         }
     }
 
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         self.signal(libc::SIGKILL);
         self.wait(Duration::from_secs(10));
     }
@@ -168,7 +172,7 @@ impl Drop for DaemonProc {
 
 /// Polls `f` until it returns Some, up to `secs`.
 #[track_caller]
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {

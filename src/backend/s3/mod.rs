@@ -1,9 +1,10 @@
 //! A repository in an S3 bucket (AWS, Garage, MinIO, Ceph RGW, ...).
 //!
 //! The `Backend` trait is synchronous; this backend owns a small tokio runtime and
-//! blocks on it, so pipeline worker threads call it like the local one. It must not
-//! be called from a thread that is itself running a tokio runtime (async callers use
-//! `spawn_blocking`): it returns an error instead of deadlocking.
+//! blocks on it, so pipeline worker threads call it like the local one. A caller that
+//! is itself inside a tokio context (a daemon job on a `spawn_blocking` thread, or a
+//! test's runtime) is served too: the call hops to a short-lived plain thread, since
+//! tokio refuses to nest `block_on` in a runtime context.
 //!
 //! * Layout: the local one under the prefix (`config`, `keys/`, `data/ab/abcd...`, ...),
 //!   so a local repository synced to a bucket opens as is.
@@ -48,8 +49,30 @@ pub use settings::{LockMode, S3Settings};
 type HttpResponse = aws_smithy_runtime_api::http::Response;
 
 pub struct S3Backend {
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until drop, which shuts it down without blocking (dropping a
+    /// runtime inside another runtime's context would panic).
+    rt: Option<tokio::runtime::Runtime>,
     inner: Arc<Inner>,
+}
+
+impl Drop for S3Backend {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs `f` on this thread, or on a plain scoped thread when this one is inside a
+/// tokio context, where `Runtime::block_on` panics.
+fn outside_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 struct Inner {
@@ -78,30 +101,24 @@ impl S3Backend {
             Some(p) => Some(read_credentials_file(p)?),
             None => None,
         };
-        let client = rt.block_on(make_client(&s, file_creds));
+        let client = outside_runtime(|| rt.block_on(make_client(&s, file_creds)));
         let throttle = s.bandwidth.map(Throttle::new);
-        Ok(S3Backend { rt, inner: Arc::new(Inner { client, s, throttle, lock_probe: Default::default() }) })
+        Ok(S3Backend { rt: Some(rt), inner: Arc::new(Inner { client, s, throttle, lock_probe: Default::default() }) })
     }
 
     pub fn settings(&self) -> &S3Settings {
         &self.inner.s
     }
 
-    fn run<T>(&self, object: impl FnOnce() -> String, f: impl Future<Output = BResult<T>>) -> BResult<T> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(BackendError::Permanent {
-                object: object(),
-                reason: "the S3 backend was called from inside an async runtime (call it through spawn_blocking)"
-                    .into(),
-            });
-        }
-        self.rt.block_on(f)
+    fn run<T: Send>(&self, f: impl Future<Output = BResult<T>> + Send) -> BResult<T> {
+        let rt = self.rt.as_ref().expect("the runtime lives until drop");
+        outside_runtime(|| rt.block_on(f))
     }
 
     /// The retention date of an object under object lock, if it is still in the future.
     pub fn retained_until(&self, kind: Kind, name: &str) -> BResult<Option<DateTime<Utc>>> {
         let inner = &self.inner;
-        self.run(|| object_name(kind, name), async move { Ok(inner.head(kind, name).await?.1) })
+        self.run(async move { Ok(inner.head(kind, name).await?.1) })
     }
 }
 
@@ -763,16 +780,16 @@ impl Backend for S3Backend {
     }
 
     fn create(&self) -> BResult<()> {
-        self.run(|| "repository config".into(), self.inner.create())
+        self.run(self.inner.create())
     }
 
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
         let data = Bytes::copy_from_slice(data);
-        self.run(|| object_name(kind, name), self.inner.put(kind, name, data))
+        self.run(self.inner.put(kind, name, data))
     }
 
     fn get(&self, kind: Kind, name: &str) -> BResult<Vec<u8>> {
-        self.run(|| object_name(kind, name), self.inner.get(kind, name, None))
+        self.run(self.inner.get(kind, name, None))
     }
 
     fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> BResult<Vec<u8>> {
@@ -781,7 +798,7 @@ impl Backend for S3Backend {
             object: object_name(kind, name),
             reason: format!("is shorter than {} bytes", offset + len),
         };
-        self.run(|| object_name(kind, name), async move {
+        self.run(async move {
             if len == 0 {
                 let (size, _) = inner.head(kind, name).await?;
                 return if size >= offset { Ok(Vec::new()) } else { Err(short()) };
@@ -797,7 +814,7 @@ impl Backend for S3Backend {
 
     fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>> {
         let inner = &self.inner;
-        self.run(|| format!("listing of {kind}s"), async move {
+        self.run(async move {
             if kind == Kind::Config {
                 return match inner.head(kind, "config").await {
                     Ok((size, _)) => Ok(vec![("config".to_string(), size)]),
@@ -822,12 +839,12 @@ impl Backend for S3Backend {
     }
 
     fn delete(&self, kind: Kind, name: &str) -> BResult<()> {
-        self.run(|| object_name(kind, name), self.inner.delete(kind, name))
+        self.run(self.inner.delete(kind, name))
     }
 
     fn exists(&self, kind: Kind, name: &str) -> BResult<bool> {
         let inner = &self.inner;
-        self.run(|| object_name(kind, name), async move {
+        self.run(async move {
             match inner.head(kind, name).await {
                 Ok(_) => Ok(true),
                 Err(e) if e.is_not_found() => Ok(false),
@@ -883,11 +900,27 @@ mod tests {
     }
 
     #[test]
-    fn refuses_to_block_inside_a_runtime() {
-        let s = S3Settings::parse("s3:http://127.0.0.1:9/bucket", &|_| None).unwrap();
-        let b = S3Backend::new(s).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let e = rt.block_on(async { b.get(Kind::Config, "config") }).unwrap_err();
-        assert!(e.to_string().contains("spawn_blocking"), "{e}");
+    fn works_from_inside_a_runtime_and_its_blocking_threads() {
+        // The daemon runs jobs on spawn_blocking threads, which carry a runtime
+        // context: the backend must be built, called and dropped there.
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let e = rt
+            .block_on(async {
+                tokio::task::spawn_blocking(|| {
+                    let s = S3Settings::parse("s3:http://127.0.0.1:9/bucket?attempts=1", &|_| None).unwrap();
+                    let b = S3Backend::new(s).unwrap();
+                    b.get(Kind::Config, "config").unwrap_err()
+                })
+                .await
+            })
+            .unwrap();
+        assert!(!e.to_string().contains("runtime"), "{e}");
+        assert!(e.to_string().contains("127.0.0.1:9"), "the error names the endpoint: {e}");
+        // And straight on a runtime thread.
+        let e = rt.block_on(async {
+            let s = S3Settings::parse("s3:http://127.0.0.1:9/bucket?attempts=1", &|_| None).unwrap();
+            S3Backend::new(s).unwrap().get(Kind::Config, "config").unwrap_err()
+        });
+        assert!(!e.to_string().contains("runtime"), "{e}");
     }
 }
