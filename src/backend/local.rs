@@ -67,10 +67,16 @@ impl Backend for LocalBackend {
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
         let err = |e| map_err(kind, name, e);
         let dest = self.path(kind, name);
+        if kind == Kind::Quarantine {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(err)?;
+            }
+        }
         let tmp_dir = self.root.join("tmp");
         let mut rnd = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut rnd);
-        let tmp = tmp_dir.join(format!("{}-{}", name, hex::encode(rnd)));
+        let base = name.rsplit('/').next().unwrap_or(name);
+        let tmp = tmp_dir.join(format!("{}-{}", base, hex::encode(rnd)));
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(err)?;
         let res = f.write_all(data).and_then(|_| f.sync_all());
         if let Err(e) = res {
@@ -145,6 +151,17 @@ impl Backend for LocalBackend {
 
     fn exists(&self, kind: Kind, name: &str) -> BResult<bool> {
         Ok(self.path(kind, name).exists())
+    }
+
+    fn quarantine(&self, kind: Kind, name: &str) -> BResult<String> {
+        let to = super::quarantine_name(kind, name);
+        let dest = self.path(Kind::Quarantine, &to);
+        let err = |e| map_err(kind, name, e);
+        let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&parent).map_err(err)?;
+        fs::rename(self.path(kind, name), &dest).map_err(err)?;
+        fsync_dir(&parent).map_err(err)?;
+        Ok(to)
     }
 
     fn cleanup(&self) {

@@ -38,11 +38,17 @@ pub struct Listing {
 
 impl Listing {
     pub fn read(b: &dyn Backend) -> Result<Self> {
+        // Stray names (not object ids) are not repository objects: never copied.
+        let ids = |kind| -> Result<Vec<(String, u64)>> {
+            let mut v = b.list(kind)?;
+            v.retain(|(n, _)| crate::repo::is_object_id(n));
+            Ok(v)
+        };
         Ok(Listing {
             keys: b.list(Kind::Key)?,
-            packs: b.list(Kind::Pack)?,
-            indexes: b.list(Kind::Index)?,
-            snapshots: b.list(Kind::Snapshot)?,
+            packs: ids(Kind::Pack)?,
+            indexes: ids(Kind::Index)?,
+            snapshots: ids(Kind::Snapshot)?,
         })
     }
 }

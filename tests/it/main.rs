@@ -8,6 +8,7 @@ mod config;
 mod corruption;
 mod crash;
 mod daemon;
+mod damage;
 mod dedup;
 mod errors;
 mod forget;
