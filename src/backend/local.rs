@@ -23,7 +23,7 @@ impl LocalBackend {
     fn path(&self, kind: Kind, name: &str) -> PathBuf {
         match kind {
             Kind::Config => self.root.join("config"),
-            Kind::Pack => self.root.join("data").join(&name[..name.len().min(2)]).join(name),
+            Kind::Pack => self.root.join("data").join(super::pack_path(name)),
             _ => self.root.join(kind.dir()).join(name),
         }
     }
@@ -115,7 +115,7 @@ impl Backend for LocalBackend {
 
     fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>> {
         let err = |e| map_err(kind, "", e);
-        let dirs: Vec<PathBuf> = match kind {
+        let dirs: Vec<(PathBuf, Option<String>)> = match kind {
             Kind::Config => {
                 let p = self.path(kind, "");
                 return Ok(match fs::metadata(&p) {
@@ -123,11 +123,13 @@ impl Backend for LocalBackend {
                     Err(_) => vec![],
                 });
             }
-            Kind::Pack => (0..=255u8).map(|i| self.root.join("data").join(hex::encode([i]))).collect(),
-            _ => vec![self.root.join(kind.dir())],
+            Kind::Pack => {
+                (0..=255u8).map(|i| (self.root.join("data").join(hex::encode([i])), Some(hex::encode([i])))).collect()
+            }
+            _ => vec![(self.root.join(kind.dir()), None)],
         };
         let mut out = Vec::new();
-        for d in dirs {
+        for (d, folder) in dirs {
             let rd = match fs::read_dir(&d) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -137,7 +139,12 @@ impl Backend for LocalBackend {
                 let entry = entry.map_err(err)?;
                 let meta = entry.metadata().map_err(err)?;
                 if meta.is_file() {
-                    out.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    let name = match &folder {
+                        Some(f) => super::pack_list_name(f, &file),
+                        None => file,
+                    };
+                    out.push((name, meta.len()));
                 }
             }
         }

@@ -140,6 +140,26 @@ pub fn open(location: &str) -> crate::error::Result<Arc<dyn Backend>> {
     Ok(Arc::new(local::LocalBackend::new(location)))
 }
 
+/// A pack's path under `data/`: `<first two digits>/<name>`. A listed name that
+/// already holds its folder (a stray file, see `pack_list_name`) is used as is.
+pub fn pack_path(name: &str) -> String {
+    if name.contains('/') {
+        return name.to_string();
+    }
+    format!("{}/{name}", name.get(..2).unwrap_or(name))
+}
+
+/// The name `list(Kind::Pack)` gives a file found in `data/<folder>/`: its own name
+/// when the folder is the one its name implies, else `<folder>/<file>`, so that a
+/// stray file can still be read, quarantined or deleted by that name.
+pub fn pack_list_name(folder: &str, file: &str) -> String {
+    if file.get(..2) == Some(folder) {
+        file.to_string()
+    } else {
+        format!("{folder}/{file}")
+    }
+}
+
 /// Where `Backend::quarantine` puts an object: `<folder>/<name>` under `quarantine/`.
 pub fn quarantine_name(kind: Kind, name: &str) -> String {
     let dir = if kind == Kind::Config { "config" } else { kind.dir() };

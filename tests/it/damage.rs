@@ -11,6 +11,7 @@ use crate::util::*;
 
 /// `n` random files of `len` bytes each under `root/files/`: one chunk each.
 fn many_files(root: &Path, n: u64, len: usize) {
+    fs::create_dir_all(root.join("files")).unwrap();
     for i in 0..n {
         write_random(&root.join(format!("files/f{i:03}.bin")), len, 1000 + i);
     }
@@ -72,7 +73,7 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     // check fails, naming every one of them.
     let out = r.kura(["check", "--read-data"]);
     assert_eq!(out.code, 1, "{out}");
-    for name in ["snapshots/README", "pending/README", "index/notes.txt", "data/notahexname", &fake] {
+    for name in ["snapshots/README", "pending/README", "index/notes.txt", "data/80/notahexname", &fake] {
         out.stdout_has(name);
     }
     let c = r.kura(["--json", "check"]).code(1).json();
@@ -91,7 +92,7 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     assert_eq!(ri["quarantined"].as_array().unwrap().len(), 3, "{ri:#}");
     let q = r.path.join("quarantine");
     assert_eq!(fs::read_to_string(q.join("snapshots/README")).unwrap(), "notes about this repository\n");
-    for p in ["snapshots", "pending/README", "index/notes.txt", "data/notahexname"] {
+    for p in ["snapshots", "pending/README", "index/notes.txt", "data/80/notahexname"] {
         assert!(q.join(p).exists(), "{p} is not in quarantine");
     }
     assert!(q.join("snapshots").join(&fake).exists());
