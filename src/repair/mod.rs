@@ -228,11 +228,14 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepair> {
     // Salvaged blobs are stored and indexed (by the saver's own index file) before
     // the old index goes and the damaged packs move aside.
     saver.finish()?;
-    let written = write_index(repo, packs)?;
-    delete_old_index(repo, &old, &written)?;
+    // Moved aside before the index is replaced: were the run to stop in between, a
+    // damaged pack left in data/ unindexed could be adopted again by a backup. A
+    // second run completes the work.
     for (id, s) in unreadable.iter().zip(rep.salvaged.iter_mut()) {
         s.quarantined_as = format!("quarantine/{}", repo.backend().quarantine(Kind::Pack, &id.to_hex())?);
     }
+    let written = write_index(repo, packs)?;
+    delete_old_index(repo, &old, &written)?;
     rep.quarantined = quarantine_damaged(repo, &[Kind::Pack, Kind::Index, Kind::Pending])?;
     Ok(rep)
 }
@@ -255,7 +258,8 @@ impl PackRepair {
 /// `kura repair packs`: reads every indexed pack (or those whose id starts with one
 /// of `only`), and replaces each damaged one. Its blobs that still authenticate are
 /// copied into new packs; the rest leave the index, so that the next backup stores
-/// them again. The damaged pack moves to quarantine.
+/// them again. The damaged pack moves to quarantine. An indexed pack that is
+/// missing leaves the index as well.
 pub fn repair_packs(repo: &Arc<Repository>, only: &[String], dry_run: bool) -> Result<PackRepair> {
     let _lock = LockGuard::acquire(repo, LockKind::Exclusive, "repair packs")?;
     repo.clear_damaged();
@@ -271,7 +275,17 @@ pub fn repair_packs(repo: &Arc<Repository>, only: &[String], dry_run: bool) -> R
     for id in ids.into_iter().filter(|id| wanted(id)) {
         let name = id.to_hex();
         if !stored.contains_key(&name) {
-            continue; // missing: `repair index` takes it out of the index
+            // Indexed but gone: its blobs are lost, and leave the index too.
+            let lost = known.get(id).map_or(0, |p| p.blobs.len() as u64);
+            rep.damaged.push(SalvagedPack {
+                pack: name,
+                reason: "missing from the repository".into(),
+                blobs_lost: lost,
+                found_by: "index entries".into(),
+                ..Default::default()
+            });
+            damaged.insert(*id);
+            continue;
         }
         let bytes = repo.backend().get(Kind::Pack, &name)?;
         rep.packs_read += 1;
@@ -288,15 +302,18 @@ pub fn repair_packs(repo: &Arc<Repository>, only: &[String], dry_run: bool) -> R
     if dry_run || damaged.is_empty() {
         return Ok(rep);
     }
+    // Damaged packs move aside first: were the run to stop before the new index,
+    // a damaged pack left in data/ unindexed could be adopted again by a backup. A
+    // second run finds it missing and completes the work.
+    for s in rep.damaged.iter_mut().filter(|s| !s.reason.starts_with("missing")) {
+        s.quarantined_as = format!("quarantine/{}", repo.backend().quarantine(Kind::Pack, &s.pack)?);
+    }
     // The new index: every pack the old one named, except the damaged ones. The
     // copies are in the saver's index file, which is not among `old`.
     let mut keep: Vec<IndexPack> = known.into_values().filter(|p| !damaged.contains(&p.id)).collect();
     keep.sort_by_key(|p| p.id);
     let written = write_index(repo, keep)?;
     delete_old_index(repo, &old, &written)?;
-    for s in rep.damaged.iter_mut() {
-        s.quarantined_as = format!("quarantine/{}", repo.backend().quarantine(Kind::Pack, &s.pack)?);
-    }
     Ok(rep)
 }
 

@@ -55,6 +55,8 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     // match its name (a copy of the real one under another id).
     write(&r.path.join("snapshots/README"), "notes about this repository\n");
     write(&r.path.join("pending/README"), "x");
+    let bad_record = "cd".repeat(32);
+    write(&r.path.join("pending").join(&bad_record), "not a sealed record");
     write(&r.path.join("index/notes.txt"), "x");
     write(&r.path.join("data/80/notahexname"), "x");
     let fake = "ab".repeat(32);
@@ -73,11 +75,11 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     // check fails, naming every one of them.
     let out = r.kura(["check", "--read-data"]);
     assert_eq!(out.code, 1, "{out}");
-    for name in ["snapshots/README", "pending/README", "index/notes.txt", "data/80/notahexname", &fake] {
+    for name in ["snapshots/README", "pending/README", "index/notes.txt", "data/80/notahexname", &fake, &bad_record] {
         out.stdout_has(name);
     }
     let c = r.kura(["--json", "check"]).code(1).json();
-    assert_eq!(c["damaged_objects"].as_array().unwrap().len(), 5, "{c:#}");
+    assert_eq!(c["damaged_objects"].as_array().unwrap().len(), 6, "{c:#}");
 
     // Prune will not decide without a snapshot it cannot read; it names it.
     let p = r.kura(["prune"]);
@@ -89,13 +91,14 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     assert_eq!(rs["repaired"], serde_json::json!([]), "{rs:#}");
     assert_eq!(rs["quarantined"].as_array().unwrap().len(), 2, "{rs:#}");
     let ri = r.kura(["--json", "repair", "index"]).ok().json();
-    assert_eq!(ri["quarantined"].as_array().unwrap().len(), 3, "{ri:#}");
+    assert_eq!(ri["quarantined"].as_array().unwrap().len(), 4, "{ri:#}");
     let q = r.path.join("quarantine");
     assert_eq!(fs::read_to_string(q.join("snapshots/README")).unwrap(), "notes about this repository\n");
     for p in ["snapshots", "pending/README", "index/notes.txt", "data/80/notahexname"] {
         assert!(q.join(p).exists(), "{p} is not in quarantine");
     }
     assert!(q.join("snapshots").join(&fake).exists());
+    assert!(q.join("pending").join(&bad_record).exists());
     assert!(!r.path.join("snapshots/README").exists() && !r.path.join("data/80/notahexname").exists());
 
     let out = r.kura(["check", "--read-data"]);
