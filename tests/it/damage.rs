@@ -55,6 +55,8 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     // match its name (a copy of the real one under another id).
     write(&r.path.join("snapshots/README"), "notes about this repository\n");
     write(&r.path.join("pending/README"), "x");
+    let bad_index = "ef".repeat(32);
+    write(&r.path.join("index").join(&bad_index), "not a sealed index");
     let bad_record = "cd".repeat(32);
     write(&r.path.join("pending").join(&bad_record), "not a sealed record");
     write(&r.path.join("index/notes.txt"), "x");
@@ -75,11 +77,13 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     // check fails, naming every one of them.
     let out = r.kura(["check", "--read-data"]);
     assert_eq!(out.code, 1, "{out}");
-    for name in ["snapshots/README", "pending/README", "index/notes.txt", "data/80/notahexname", &fake, &bad_record] {
+    for name in
+        ["snapshots/README", "pending/README", "index/notes.txt", "data/80/notahexname", &fake, &bad_record, &bad_index]
+    {
         out.stdout_has(name);
     }
     let c = r.kura(["--json", "check"]).code(1).json();
-    assert_eq!(c["damaged_objects"].as_array().unwrap().len(), 6, "{c:#}");
+    assert_eq!(c["damaged_objects"].as_array().unwrap().len(), 7, "{c:#}");
 
     // Prune will not decide without a snapshot it cannot read; it names it.
     let p = r.kura(["prune"]);
@@ -91,7 +95,7 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     assert_eq!(rs["repaired"], serde_json::json!([]), "{rs:#}");
     assert_eq!(rs["quarantined"].as_array().unwrap().len(), 2, "{rs:#}");
     let ri = r.kura(["--json", "repair", "index"]).ok().json();
-    assert_eq!(ri["quarantined"].as_array().unwrap().len(), 4, "{ri:#}");
+    assert_eq!(ri["quarantined"].as_array().unwrap().len(), 5, "{ri:#}");
     let q = r.path.join("quarantine");
     assert_eq!(fs::read_to_string(q.join("snapshots/README")).unwrap(), "notes about this repository\n");
     for p in ["snapshots", "pending/README", "index/notes.txt", "data/80/notahexname"] {
@@ -99,6 +103,7 @@ fn stray_and_damaged_objects_are_skipped_named_and_quarantined() {
     }
     assert!(q.join("snapshots").join(&fake).exists());
     assert!(q.join("pending").join(&bad_record).exists());
+    assert!(q.join("index").join(&bad_index).exists());
     assert!(!r.path.join("snapshots/README").exists() && !r.path.join("data/80/notahexname").exists());
 
     let out = r.kura(["check", "--read-data"]);
