@@ -344,7 +344,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
     let replaced: HashSet<FileId> = all.iter().filter_map(|(_, s)| s.original).collect();
     // A blob is lost when no index names it, or when the pack the index names is gone.
     let stored: HashSet<PackId> =
-        repo.backend().list(Kind::Pack)?.iter().filter_map(|(n, _)| PackId::from_hex(n).ok()).collect();
+        repo.list_objects(Kind::Pack)?.iter().filter_map(|(n, _)| PackId::from_hex(n).ok()).collect();
     let mut rep = SnapshotRepair { dry_run, ..Default::default() };
     let saver = BlobSaver::start(repo.clone(), 1, repo.config().compression);
     let mut fixer =

@@ -228,7 +228,12 @@ fn repair_snapshots_keeps_the_original() {
     r.restore(&new_id, &t, &["--verify"]).ok();
     let got = files_under(&restored(&t, &src));
     assert_eq!(got.len(), 80, "80 of 81 files: {got:?}");
-    // Once the user forgets the original, the repository checks clean.
+    // Once the user forgets the original, the repository checks clean. Ids and a
+    // policy do not mix; a dry run names the snapshot and keeps it.
+    r.kura(["forget", &id, "--keep-last", "1"]).code(2).stderr_has("not both");
+    r.kura(["forget", &id[..10], "--dry-run"]).ok().stdout_has(&format!("would remove snapshot {}", &id[..8]));
+    assert_eq!(r.snapshots(&[]).len(), 2);
     r.kura(["forget", &id]).ok();
+    assert_eq!(r.snapshots(&[]).len(), 1);
     r.kura(["check", "--read-data"]).ok();
 }
