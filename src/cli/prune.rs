@@ -148,6 +148,12 @@ pub fn repair(ctx: &Ctx, cmd: RepairCommand) -> Result<ExitCode> {
                         println!("    dropped {d}");
                     }
                 }
+                if r.repaired.is_empty() {
+                    println!(
+                        "(a blob counts as present while its pack is indexed and stored: if `kura check --read-data` \
+                         named damaged packs, run `kura repair packs` first)"
+                    );
+                }
                 if !r.repaired.is_empty() && !r.dry_run {
                     println!(
                         "the original snapshots are kept: remove them with `kura forget <id>` once the copies suffice"
