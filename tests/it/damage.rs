@@ -237,3 +237,27 @@ fn repair_snapshots_keeps_the_original() {
     assert_eq!(r.snapshots(&[]).len(), 1);
     r.kura(["check", "--read-data"]).ok();
 }
+
+#[test]
+fn a_pack_cut_into_its_blobs_loses_only_the_blobs_cut() {
+    let (r, src, id, pack) = one_pack_of_many_files();
+    // The header (81 entries: 3,446 bytes) and the end of the last blobs are cut off.
+    truncate(&pack, 4000);
+    let rep = r.kura(["--json", "repair", "index"]).code(1).json();
+    let s = &rep["salvaged"][0];
+    let (kept, lost) = (num(s, "blobs_kept"), num(s, "blobs_lost"));
+    assert!((1..=2).contains(&lost) && kept + lost == 81, "{rep:#}");
+
+    let rs = r.kura(["--json", "repair", "snapshots"]).ok().json();
+    let dropped = strs(&rs["repaired"][0]["dropped"]);
+    assert_eq!(dropped.len() as u64, lost, "exactly the files whose blob was cut are dropped: {rs:#}");
+    let new_id = text(&rs["repaired"][0], "new").to_string();
+    let t = r.base().join("t");
+    r.restore(&new_id, &t, &["--verify"]).ok();
+    let got = files_under(&restored(&t, &src));
+    assert_eq!(got.len() as u64, 81 - lost, "{got:?}");
+    for f in &got {
+        assert_eq!(hash_file(&restored(&t, &src).join(f)), hash_file(&src.join(f)), "{}", f.display());
+    }
+    assert_eq!(r.snapshots(&[]).len(), 2, "the original {id} is kept");
+}
