@@ -24,7 +24,7 @@ case "${1:-run}" in
       mkdir -p "fuzz/corpus/$t" "fuzz/regressions/$t"
       echo "== fuzzing $t for $secs s"
       # New crashes land in fuzz/artifacts/$t; each becomes a regression case.
-      cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" -- \
+      cargo fuzz run --fuzz-dir fuzz --sanitizer "${KURA_FUZZ_SANITIZER:-none}" "$t" "fuzz/corpus/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=262144 -print_final_stats=1
     done
     ;;

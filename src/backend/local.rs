@@ -23,7 +23,7 @@ impl LocalBackend {
     fn path(&self, kind: Kind, name: &str) -> PathBuf {
         match kind {
             Kind::Config => self.root.join("config"),
-            Kind::Pack => self.root.join("data").join(&name[..name.len().min(2)]).join(name),
+            Kind::Pack => self.root.join("data").join(super::pack_path(name)),
             _ => self.root.join(kind.dir()).join(name),
         }
     }
@@ -67,10 +67,16 @@ impl Backend for LocalBackend {
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
         let err = |e| map_err(kind, name, e);
         let dest = self.path(kind, name);
+        if kind == Kind::Quarantine {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(err)?;
+            }
+        }
         let tmp_dir = self.root.join("tmp");
         let mut rnd = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut rnd);
-        let tmp = tmp_dir.join(format!("{}-{}", name, hex::encode(rnd)));
+        let base = name.rsplit('/').next().unwrap_or(name);
+        let tmp = tmp_dir.join(format!("{}-{}", base, hex::encode(rnd)));
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(err)?;
         let res = f.write_all(data).and_then(|_| f.sync_all());
         if let Err(e) = res {
@@ -109,7 +115,7 @@ impl Backend for LocalBackend {
 
     fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>> {
         let err = |e| map_err(kind, "", e);
-        let dirs: Vec<PathBuf> = match kind {
+        let dirs: Vec<(PathBuf, Option<String>)> = match kind {
             Kind::Config => {
                 let p = self.path(kind, "");
                 return Ok(match fs::metadata(&p) {
@@ -117,11 +123,13 @@ impl Backend for LocalBackend {
                     Err(_) => vec![],
                 });
             }
-            Kind::Pack => (0..=255u8).map(|i| self.root.join("data").join(hex::encode([i]))).collect(),
-            _ => vec![self.root.join(kind.dir())],
+            Kind::Pack => {
+                (0..=255u8).map(|i| (self.root.join("data").join(hex::encode([i])), Some(hex::encode([i])))).collect()
+            }
+            _ => vec![(self.root.join(kind.dir()), None)],
         };
         let mut out = Vec::new();
-        for d in dirs {
+        for (d, folder) in dirs {
             let rd = match fs::read_dir(&d) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -131,7 +139,12 @@ impl Backend for LocalBackend {
                 let entry = entry.map_err(err)?;
                 let meta = entry.metadata().map_err(err)?;
                 if meta.is_file() {
-                    out.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
+                    let file = entry.file_name().to_string_lossy().into_owned();
+                    let name = match &folder {
+                        Some(f) => super::pack_list_name(f, &file),
+                        None => file,
+                    };
+                    out.push((name, meta.len()));
                 }
             }
         }
@@ -145,6 +158,17 @@ impl Backend for LocalBackend {
 
     fn exists(&self, kind: Kind, name: &str) -> BResult<bool> {
         Ok(self.path(kind, name).exists())
+    }
+
+    fn quarantine(&self, kind: Kind, name: &str) -> BResult<String> {
+        let to = super::quarantine_name(kind, name);
+        let dest = self.path(Kind::Quarantine, &to);
+        let err = |e| map_err(kind, name, e);
+        let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&parent).map_err(err)?;
+        fs::rename(self.path(kind, name), &dest).map_err(err)?;
+        fsync_dir(&parent).map_err(err)?;
+        Ok(to)
     }
 
     fn cleanup(&self) {

@@ -70,7 +70,7 @@ impl Backend for MemoryBackend {
 mod tests {
     // The shared contract runs on every backend in tests/it/backend.rs.
     use crate::backend::local::LocalBackend;
-    use crate::backend::Backend;
+    use crate::backend::{Backend, Kind};
 
     #[test]
     fn local_cleanup_removes_only_old_temp_files() {
@@ -84,5 +84,26 @@ mod tests {
         filetime::set_file_mtime(&old, two_hours_ago).unwrap();
         b.cleanup();
         assert!(!old.exists() && fresh.exists());
+    }
+
+    #[test]
+    fn quarantine_moves_an_object_out_of_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBackend::new(dir.path().join("repo"));
+        local.create().unwrap();
+        std::fs::write(dir.path().join("repo/data/80/stray"), b"s").unwrap();
+        let memory = super::MemoryBackend::new();
+        let backends: [&dyn Backend; 2] = [&local, &memory];
+        for b in backends {
+            b.put(Kind::Snapshot, "README", b"r").unwrap();
+            assert_eq!(b.quarantine(Kind::Snapshot, "README").unwrap(), "snapshots/README");
+            assert!(b.list(Kind::Snapshot).unwrap().is_empty());
+            assert_eq!(b.get(Kind::Quarantine, "snapshots/README").unwrap(), b"r");
+        }
+        // A stray file in a pack folder its name does not imply is listed with it.
+        assert_eq!(local.list(Kind::Pack).unwrap(), vec![("80/stray".to_string(), 1)]);
+        assert_eq!(local.quarantine(Kind::Pack, "80/stray").unwrap(), "data/80/stray");
+        assert!(local.list(Kind::Pack).unwrap().is_empty());
+        assert!(dir.path().join("repo/quarantine/data/80/stray").exists());
     }
 }

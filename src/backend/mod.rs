@@ -31,6 +31,10 @@ pub enum Kind {
     Lock,
     /// Records of packs that prune has marked and a later prune deletes.
     Pending,
+    /// Damaged or stray objects moved aside by `kura repair`, named
+    /// `<folder>/<name>` after where they were found (`snapshots/README`).
+    /// Never read by any command.
+    Quarantine,
 }
 
 impl Kind {
@@ -43,6 +47,7 @@ impl Kind {
             Kind::Snapshot => "snapshots",
             Kind::Lock => "locks",
             Kind::Pending => "pending",
+            Kind::Quarantine => "quarantine",
         }
     }
 }
@@ -57,6 +62,7 @@ impl fmt::Display for Kind {
             Kind::Snapshot => "snapshot",
             Kind::Lock => "lock",
             Kind::Pending => "pending-deletion record",
+            Kind::Quarantine => "quarantined object",
         })
     }
 }
@@ -108,6 +114,16 @@ pub trait Backend: Send + Sync {
     /// Until when an object is protected by object-lock retention (S3), if that date is
     /// still ahead. Such an object cannot be deleted or overwritten; maintenance keeps it
     /// and everything that references it. Stores without retention say `None`.
+    /// Moves a damaged or stray object to `quarantine/<folder>/<name>`, where no
+    /// command reads it, and returns that new name. Stores that can rename do so;
+    /// the default copies and then deletes.
+    fn quarantine(&self, kind: Kind, name: &str) -> BResult<String> {
+        let to = quarantine_name(kind, name);
+        let data = self.get(kind, name)?;
+        self.put(Kind::Quarantine, &to, &data)?;
+        self.delete(kind, name)?;
+        Ok(to)
+    }
     fn retained_until(&self, _kind: Kind, _name: &str) -> BResult<Option<chrono::DateTime<chrono::Utc>>> {
         Ok(None)
     }
@@ -122,6 +138,32 @@ pub fn open(location: &str) -> crate::error::Result<Arc<dyn Backend>> {
         return Err(crate::error::Error::invalid("repository location", "it is empty"));
     }
     Ok(Arc::new(local::LocalBackend::new(location)))
+}
+
+/// A pack's path under `data/`: `<first two digits>/<name>`. A listed name that
+/// already holds its folder (a stray file, see `pack_list_name`) is used as is.
+pub fn pack_path(name: &str) -> String {
+    if name.contains('/') {
+        return name.to_string();
+    }
+    format!("{}/{name}", name.get(..2).unwrap_or(name))
+}
+
+/// The name `list(Kind::Pack)` gives a file found in `data/<folder>/`: its own name
+/// when the folder is the one its name implies, else `<folder>/<file>`, so that a
+/// stray file can still be read, quarantined or deleted by that name.
+pub fn pack_list_name(folder: &str, file: &str) -> String {
+    if file.get(..2) == Some(folder) {
+        file.to_string()
+    } else {
+        format!("{folder}/{file}")
+    }
+}
+
+/// Where `Backend::quarantine` puts an object: `<folder>/<name>` under `quarantine/`.
+pub fn quarantine_name(kind: Kind, name: &str) -> String {
+    let dir = if kind == Kind::Config { "config" } else { kind.dir() };
+    format!("{dir}/{name}")
 }
 
 /// The object's display name in errors: "pack 3fa2...".

@@ -75,24 +75,28 @@ pub struct CheckReport {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
     pub damaged_packs: Vec<DamagedPack>,
+    /// Objects every command skips: stray names and content that does not
+    /// authenticate. Each is also listed in `errors`.
+    pub damaged_objects: Vec<crate::repo::DamagedObject>,
 }
 
 impl CheckReport {
     pub fn is_clean(&self) -> bool {
-        self.errors.is_empty() && self.damaged_packs.is_empty()
+        self.errors.is_empty() && self.damaged_packs.is_empty() && self.damaged_objects.is_empty()
     }
 }
 
 pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result<CheckReport> {
+    repo.clear_damaged();
     let mut rep = CheckReport::default();
     // Snapshots first, then the index: a backup writes its index before its snapshot,
     // so every snapshot listed here has its blobs in the index read next, even while
     // backups run beside the check.
     let snapshots = snapshots_checked(repo, &mut rep)?;
-    let index = load_index_checked(repo, &mut rep)?;
+    let index = load_index_checked(repo)?;
     let mut damaged: BTreeMap<PackId, String> = BTreeMap::new();
 
-    let stored: HashMap<String, u64> = repo.backend().list(Kind::Pack)?.into_iter().collect();
+    let stored: HashMap<String, u64> = repo.list_objects(Kind::Pack)?.into_iter().collect();
     for (id, size) in index.packs() {
         rep.packs += 1;
         match stored.get(&id.to_hex()) {
@@ -149,6 +153,17 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
         }
     }
 
+    for d in repo.damaged_objects() {
+        let fix = if d.kind == Kind::Snapshot { "repair snapshots" } else { "repair index" };
+        rep.errors.push(format!(
+            "{}/{} is damaged and skipped by every command: {}; `kura {fix}` moves it to quarantine/",
+            d.kind.dir(),
+            d.name,
+            d.reason
+        ));
+        rep.damaged_objects.push(d);
+    }
+
     if !damaged.is_empty() {
         let affects = affected(repo, &index, &snapshots, &damaged);
         for (id, reason) in damaged {
@@ -162,12 +177,12 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
     Ok(rep)
 }
 
-fn load_index_checked(repo: &Repository, rep: &mut CheckReport) -> Result<Index> {
+/// Damaged index files are skipped and reported with the other damaged objects.
+fn load_index_checked(repo: &Repository) -> Result<Index> {
     let mut index = Index::new();
-    for (name, _) in repo.backend().list(Kind::Index)? {
-        match repo.load_json::<IndexFile>(Kind::Index, &name) {
-            Ok(f) => f.packs.iter().for_each(|p| index.add_pack(p)),
-            Err(e) => rep.errors.push(format!("{e}; run `kura repair index`")),
+    for (name, _) in repo.list_objects(Kind::Index)? {
+        if let Some(f) = repo.load_json_or_skip::<IndexFile>(Kind::Index, &name)? {
+            f.packs.iter().for_each(|p| index.add_pack(p));
         }
     }
     index.compact();
@@ -179,10 +194,9 @@ fn snapshots_checked(
     rep: &mut CheckReport,
 ) -> Result<Vec<(FileId, crate::repo::snapshot::Snapshot)>> {
     let mut out = Vec::new();
-    for (name, _) in repo.backend().list(Kind::Snapshot)? {
-        match repo.load_json(Kind::Snapshot, &name) {
-            Ok(s) => out.push((FileId::from_hex(&name)?, s)),
-            Err(e) => rep.errors.push(e.to_string()),
+    for (name, _) in repo.list_objects(Kind::Snapshot)? {
+        if let Some(s) = repo.load_json_or_skip(Kind::Snapshot, &name)? {
+            out.push((FileId::from_hex(&name)?, s));
         }
     }
     rep.snapshots = out.len() as u64;

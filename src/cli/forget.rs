@@ -19,6 +19,10 @@ use super::{output, Ctx, EXIT_PARTIAL};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Remove exactly these snapshots (ids or unique prefixes) instead of applying a
+    /// policy: for example the original that `kura repair snapshots` kept
+    #[arg(value_name = "SNAPSHOT")]
+    snapshots: Vec<String>,
     /// Keep the N newest snapshots
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true, help_heading = "Policy")]
     keep_last: u32,
@@ -139,7 +143,45 @@ fn item<'a>((id, s): &'a (FileId, Snapshot), reasons: Option<&'a [Reason]>) -> I
     }
 }
 
+/// `kura forget ID...`: removes the named snapshots, nothing else.
+fn forget_named(ctx: &Ctx, a: &Args) -> Result<ExitCode> {
+    if !a.policy().is_empty() {
+        bail!("give either snapshot ids or a --keep-* policy, not both");
+    }
+    let repo = ctx.open()?;
+    let all = repo.snapshots()?;
+    let mut chosen = Vec::new();
+    for q in &a.snapshots {
+        let (id, _) = kura::repo::snapshot::select(&all, q)?;
+        if !chosen.contains(id) {
+            chosen.push(*id);
+        }
+    }
+    let mut removed = Vec::new();
+    if !a.dry_run {
+        for id in &chosen {
+            match repo.backend().delete(Kind::Snapshot, &id.to_hex()) {
+                Err(e) if !e.is_not_found() => return Err(e.into()),
+                _ => removed.push(id.to_hex()),
+            }
+        }
+    }
+    if ctx.json {
+        let named: Vec<String> = chosen.iter().map(|i| i.to_hex()).collect();
+        output::print_json(&serde_json::json!({"dry_run": a.dry_run, "snapshots": named, "removed": removed.len()}))?;
+    } else {
+        let verb = if a.dry_run { "would remove" } else { "removed" };
+        for id in &chosen {
+            println!("{verb} snapshot {}", id.short());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    if !a.snapshots.is_empty() {
+        return forget_named(ctx, &a);
+    }
     let policy = a.policy();
     if policy.is_empty() {
         bail!(

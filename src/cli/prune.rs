@@ -59,15 +59,37 @@ pub fn print_report(r: &PruneReport) {
 
 #[derive(Subcommand)]
 pub enum RepairCommand {
-    /// Rebuild the index from the pack headers
+    /// Rebuild the index from the pack headers; salvage packs whose header is unreadable
     Index,
-    /// Rewrite snapshots that need lost data, keeping what is still readable
+    /// Read whole packs; replace each damaged one by the blobs that still authenticate
+    Packs {
+        /// Only the packs whose id starts with one of these (as `check --read-data` names them)
+        #[arg(value_name = "PACK")]
+        packs: Vec<String>,
+        /// Show what would be replaced, change nothing
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+    /// Write repaired copies of snapshots that need lost data, keeping what is still readable
     Snapshots {
         /// Show what would be dropped, change nothing
         #[arg(long, short = 'n')]
         dry_run: bool,
     },
 }
+
+fn print_salvaged(s: &kura::repair::SalvagedPack) {
+    println!(
+        "pack {} is damaged ({}): {} blobs kept, {} lost (found by {})",
+        s.pack, s.reason, s.blobs_kept, s.blobs_lost, s.found_by
+    );
+    if !s.quarantined_as.is_empty() {
+        println!("    moved to {}", s.quarantined_as);
+    }
+}
+
+const AFTER_LOSS: &str = "lost blobs are out of the index: the next backup of the same data stores them again; \
+                          `kura repair snapshots` writes copies of the snapshots that need them without the lost files";
 
 pub fn repair(ctx: &Ctx, cmd: RepairCommand) -> Result<ExitCode> {
     let repo = ctx.open()?;
@@ -82,10 +104,36 @@ pub fn repair(ctx: &Ctx, cmd: RepairCommand) -> Result<ExitCode> {
                     r.blobs_indexed, r.packs_indexed, r.old_index_files
                 );
                 for p in &r.unreadable_packs {
-                    println!("warning: unreadable pack left out: {p}");
+                    println!("warning: unreadable pack: {p}");
+                }
+                r.salvaged.iter().for_each(print_salvaged);
+                for q in &r.quarantined {
+                    println!("quarantined {q}");
+                }
+                if r.blobs_lost() > 0 {
+                    println!("{AFTER_LOSS}");
                 }
             }
-            Ok(if r.unreadable_packs.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+            Ok(if r.blobs_lost() > 0 { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
+        }
+        RepairCommand::Packs { packs, dry_run } => {
+            let r = kura::repair::repair_packs(&repo, &packs, dry_run)?;
+            if ctx.json {
+                output::print_json(&r)?;
+            } else {
+                println!(
+                    "read {} packs ({}), {} damaged{}",
+                    r.packs_read,
+                    output::bytes(r.bytes_read),
+                    r.damaged.len(),
+                    if dry_run { " (dry run: nothing changed)" } else { "" }
+                );
+                r.damaged.iter().for_each(print_salvaged);
+                if r.blobs_lost() > 0 && !dry_run {
+                    println!("{AFTER_LOSS}");
+                }
+            }
+            Ok(if r.blobs_lost() > 0 { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
         }
         RepairCommand::Snapshots { dry_run } => {
             let r = kura::repair::repair_snapshots(&repo, dry_run)?;
@@ -99,6 +147,20 @@ pub fn repair(ctx: &Ctx, cmd: RepairCommand) -> Result<ExitCode> {
                     for d in &s.dropped {
                         println!("    dropped {d}");
                     }
+                }
+                if r.repaired.is_empty() {
+                    println!(
+                        "(a blob counts as present while its pack is indexed and stored: if `kura check --read-data` \
+                         named damaged packs, run `kura repair packs` first)"
+                    );
+                }
+                if !r.repaired.is_empty() && !r.dry_run {
+                    println!(
+                        "the original snapshots are kept: remove them with `kura forget <id>` once the copies suffice"
+                    );
+                }
+                for q in &r.quarantined {
+                    println!("quarantined {q}");
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -65,6 +65,44 @@ impl MasterKey {
         seal(&self.enc, plaintext)
     }
 
+    /// Length of the sealed object at the start of `data` (nonce, ciphertext, tag),
+    /// when its end is not known: what `repair` uses to find blobs in a pack whose
+    /// header is lost. Every end position is tried. The Poly1305 state over the
+    /// whole 16-byte blocks before a candidate end is kept and extended, so each
+    /// candidate costs a constant amount of work and a scan is linear in the bytes
+    /// it covers. `None` when no prefix authenticates.
+    pub fn sealed_len_at(&self, data: &[u8]) -> Option<usize> {
+        use chacha20::cipher::{KeyIvInit, StreamCipher};
+        use poly1305::universal_hash::{KeyInit as _, UniversalHash};
+        if data.len() < OVERHEAD {
+            return None;
+        }
+        let mut cipher = chacha20::XChaCha20::new((&self.enc).into(), XNonce::from_slice(&data[..NONCE_LEN]));
+        // As in XChaCha20-Poly1305: the MAC key is the first 32 keystream bytes.
+        let mut mac_key = [0u8; 32];
+        cipher.apply_keystream(&mut mac_key);
+        let mut whole = poly1305::Poly1305::new(poly1305::Key::from_slice(&mac_key));
+        let body = &data[NONCE_LEN..];
+        let mut absorbed = 0;
+        for ct_len in 0..=body.len() - TAG_LEN {
+            while absorbed + 16 <= ct_len {
+                whole.update(&[*poly1305::Block::from_slice(&body[absorbed..absorbed + 16])]);
+                absorbed += 16;
+            }
+            let mut mac = whole.clone();
+            if ct_len > absorbed {
+                mac.update_padded(&body[absorbed..ct_len]);
+            }
+            let mut lengths = [0u8; 16]; // no associated data, then the ciphertext length
+            lengths[8..].copy_from_slice(&(ct_len as u64).to_le_bytes());
+            mac.update(&[lengths.into()]);
+            if mac.finalize().as_slice() == &body[ct_len..ct_len + TAG_LEN] {
+                return Some(NONCE_LEN + ct_len + TAG_LEN);
+            }
+        }
+        None
+    }
+
     /// `object` names what is being decrypted, for the error message.
     pub fn decrypt(&self, data: &[u8], object: &str) -> Result<Vec<u8>> {
         open(&self.enc, data).ok_or_else(|| Error::corrupt(object, "authentication failed"))
@@ -167,6 +205,24 @@ use base64::Engine as _;
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn sealed_lengths_are_found_without_a_header() {
+        let k = MasterKey::generate();
+        let parts: Vec<Vec<u8>> = [0usize, 1, 15, 16, 17, 32, 1000].iter().map(|&n| k.encrypt(&vec![7u8; n])).collect();
+        let mut all: Vec<u8> = parts.concat();
+        all.extend_from_slice(&[0xAA; 50]);
+        let mut at = 0;
+        for p in &parts {
+            assert_eq!(k.sealed_len_at(&all[at..]), Some(p.len()));
+            at += p.len();
+        }
+        assert_eq!(k.sealed_len_at(&all[at..]), None);
+        let mut bad = parts[6].clone();
+        bad[100] ^= 1;
+        assert_eq!(k.sealed_len_at(&bad), None);
+        assert_eq!(MasterKey::generate().sealed_len_at(&parts[6]), None);
+    }
 
     #[test]
     fn tamper_is_detected() {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::repo::index::{Index, IndexFile, IndexPack, Location};
 use crate::repo::lock::{list_locks, LockInfo};
 use crate::repo::pack::ENTRY_LEN;
-use crate::repo::{PendingRecord, Repository};
+use crate::repo::{is_object_id, PendingRecord, Repository};
 use crate::types::{BlobId, PackId};
 
 /// Bytes of a pack's header beyond its entries: the seal and the length field.
@@ -54,22 +54,28 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     // its snapshot, so the lists read below include them; one still running shows
     // here. Read after the snapshots, a backup that ends in between would be in
     // neither, and packs its snapshot uses could be deleted.
+    repo.clear_damaged();
     let now = Utc::now();
     let live: Vec<(String, LockInfo)> = list_locks(repo)?.into_iter().filter(|(_, l)| l.is_live(now)).collect();
     let mut problems = Vec::new();
-    let stored: HashMap<String, u64> = repo.backend().list(Kind::Pack)?.into_iter().collect();
+    let stored: HashMap<String, u64> = repo.list_objects(Kind::Pack)?.into_iter().collect();
 
     // Pending records before the index: their packs are added to the index last, so
     // that a blob with a copy elsewhere (a repacked one) is located in that copy.
     let mut records: Vec<PendingRecord> = Vec::new();
-    let pending_files: Vec<String> = repo.backend().list(Kind::Pending)?.into_iter().map(|(n, _)| n).collect();
-    for name in &pending_files {
-        records.push(repo.load_json(Kind::Pending, name)?);
+    // A damaged record is skipped and kept: its packs are decided afresh, as if never
+    // marked, so nothing is deleted on the strength of a record that was not read.
+    let mut pending_files: Vec<String> = Vec::new();
+    for (name, _) in repo.list_objects(Kind::Pending)? {
+        if let Some(rec) = repo.load_json_or_skip(Kind::Pending, &name)? {
+            records.push(rec);
+            pending_files.push(name);
+        }
     }
     let pending_ids: HashSet<PackId> = records.iter().flat_map(|r| r.packs.iter().copied()).collect();
 
     let mut index = Index::new();
-    let index_files: Vec<String> = repo.backend().list(Kind::Index)?.into_iter().map(|(n, _)| n).collect();
+    let index_files: Vec<String> = repo.list_objects(Kind::Index)?.into_iter().map(|(n, _)| n).collect();
     let mut with_pending = Vec::new();
     for name in &index_files {
         match repo.load_json::<IndexFile>(Kind::Index, name) {
@@ -114,6 +120,11 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         }
     }
     let snapshots = repo.snapshots()?;
+    // A snapshot that does not authenticate may still need packs: deciding without it
+    // could delete them. `kura repair snapshots` moves it to quarantine first.
+    for d in repo.damaged_objects().iter().filter(|d| d.kind == Kind::Snapshot && is_object_id(&d.name)) {
+        problems.push(format!("snapshot {} is damaged ({})", d.name, d.reason));
+    }
     let usage = usage::compute(repo, &index, &pending_index, &snapshots)?;
     for (what, id) in usage.missing.iter().take(20) {
         problems.push(format!("{what} needs blob {id}, which is in no pack"));
@@ -123,7 +134,7 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         return Err(Error::invalid(
             "repository",
             format!(
-                "prune found damage and deleted nothing:\n  {}\nrun `kura check`, then `kura repair index` or `kura repair snapshots`",
+                "prune found damage and deleted nothing:\n  {}\nrun `kura check`, then `kura repair index`, `kura repair packs` or `kura repair snapshots`",
                 problems.join("\n  ")
             ),
         ));

@@ -41,9 +41,15 @@ impl Listing {
     /// snapshot): with backups running beside the copy, every snapshot listed has its
     /// index listed, and every index listed has its packs listed.
     pub fn read(b: &dyn Backend) -> Result<Self> {
-        let snapshots = b.list(Kind::Snapshot)?;
-        let indexes = b.list(Kind::Index)?;
-        let packs = b.list(Kind::Pack)?;
+        // Stray names (not object ids) are not repository objects: never copied.
+        let ids = |kind| -> Result<Vec<(String, u64)>> {
+            let mut v = b.list(kind)?;
+            v.retain(|(n, _)| crate::repo::is_object_id(n));
+            Ok(v)
+        };
+        let snapshots = ids(Kind::Snapshot)?;
+        let indexes = ids(Kind::Index)?;
+        let packs = ids(Kind::Pack)?;
         let keys = b.list(Kind::Key)?;
         Ok(Listing { keys, packs, indexes, snapshots })
     }

@@ -55,6 +55,34 @@ pub struct Repository {
     key: MasterKey,
     key_name: String,
     config: RepoConfig,
+    /// Objects skipped because their name does not parse or their content does not
+    /// authenticate, each reported once (see `note_damaged`).
+    damaged: std::sync::Mutex<std::collections::BTreeMap<(Kind, String), String>>,
+}
+
+/// An object left out of every decision: a stray name, or content that does not
+/// authenticate. `kura check` lists these; `kura repair` moves them to quarantine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedObject {
+    #[serde(serialize_with = "kind_dir")]
+    pub kind: Kind,
+    pub name: String,
+    pub reason: String,
+}
+
+fn kind_dir<S: serde::Serializer>(k: &Kind, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(k.dir())
+}
+
+impl std::fmt::Display for DamagedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}: {}", self.kind.dir(), self.name, self.reason)
+    }
+}
+
+/// True for the names content-addressed objects have: 64 lowercase hex digits.
+pub fn is_object_id(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Repository {
@@ -83,7 +111,7 @@ impl Repository {
         // The config goes last: its presence marks a complete repository.
         let sealed = key.encrypt(&serde_json::to_vec(&config).expect("config serializes"));
         backend.put(Kind::Config, "config", &sealed)?;
-        Ok(Repository { backend, key, key_name, config })
+        Ok(Repository { backend, key, key_name, config, damaged: Default::default() })
     }
 
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
@@ -101,7 +129,7 @@ impl Repository {
             ));
         }
         config.chunker.validate()?;
-        Ok(Repository { backend, key, key_name, config })
+        Ok(Repository { backend, key, key_name, config, damaged: Default::default() })
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -143,12 +171,72 @@ impl Repository {
         serde_json::from_slice(&json).map_err(|e| Error::corrupt(object, e.to_string()))
     }
 
+    /// Records an object that is skipped, and warns about it the first time.
+    pub fn note_damaged(&self, kind: Kind, name: &str, reason: impl Into<String>) {
+        let mut d = self.damaged.lock().unwrap_or_else(|e| e.into_inner());
+        if let std::collections::btree_map::Entry::Vacant(v) = d.entry((kind, name.to_string())) {
+            let reason = v.insert(reason.into());
+            tracing::warn!(
+                "skipping {}/{name}: {reason}; `kura repair {}` moves it to quarantine/",
+                kind.dir(),
+                if kind == Kind::Snapshot { "snapshots" } else { "index" }
+            );
+        }
+    }
+
+    /// Starts a fresh record of skipped objects: a run that decides from them (check,
+    /// prune, repair) sees only what it read itself, not what an earlier run in the
+    /// same process (the daemon) saw before a repair.
+    pub fn clear_damaged(&self) {
+        self.damaged.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Every object skipped so far, sorted by folder and name.
+    pub fn damaged_objects(&self) -> Vec<DamagedObject> {
+        let d = self.damaged.lock().unwrap_or_else(|e| e.into_inner());
+        d.iter()
+            .map(|((kind, name), reason)| DamagedObject { kind: *kind, name: name.clone(), reason: reason.clone() })
+            .collect()
+    }
+
+    /// Lists a folder of content-addressed objects (packs, index files, snapshots,
+    /// pending records). Names that are not object ids are reported and left out.
+    pub fn list_objects(&self, kind: Kind) -> Result<Vec<(String, u64)>> {
+        let mut all = self.backend.list(kind)?;
+        all.retain(|(name, _)| {
+            let ok = is_object_id(name);
+            if !ok {
+                self.note_damaged(kind, name, "the name is not a 64-digit lowercase hex id");
+            }
+            ok
+        });
+        Ok(all)
+    }
+
+    /// Loads a metadata file like `load_json`, but a damaged one (content that does
+    /// not match its name or does not authenticate) is reported and gives `None`, as
+    /// does one deleted since the listing. Other errors (I/O) still fail.
+    pub fn load_json_or_skip<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<T>> {
+        match self.load_json(kind, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Backend(e)) if e.is_not_found() => Ok(None),
+            Err(Error::Corrupt { reason, .. }) => {
+                self.note_damaged(kind, name, reason);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Packs that prune took out of the index and will delete once it is safe.
+    /// A damaged record is skipped: its packs then count as not pending, which is
+    /// safe, as only a readable record lets prune delete a pack.
     pub fn pending_packs(&self) -> Result<std::collections::HashSet<crate::types::PackId>> {
         let mut out = std::collections::HashSet::new();
-        for (name, _) in self.backend.list(Kind::Pending)? {
-            let rec: PendingRecord = self.load_json(Kind::Pending, &name)?;
-            out.extend(rec.packs);
+        for (name, _) in self.list_objects(Kind::Pending)? {
+            if let Some(rec) = self.load_json_or_skip::<PendingRecord>(Kind::Pending, &name)? {
+                out.extend(rec.packs);
+            }
         }
         Ok(out)
     }
@@ -173,8 +261,8 @@ impl Repository {
     /// Reads every index file, leaving out the packs in `skip`.
     pub fn load_index_without(&self, skip: &std::collections::HashSet<crate::types::PackId>) -> Result<Index> {
         let mut index = Index::new();
-        for (name, _) in self.backend.list(Kind::Index)? {
-            let file: IndexFile = self.load_json(Kind::Index, &name)?;
+        for (name, _) in self.list_objects(Kind::Index)? {
+            let Some(file) = self.load_json_or_skip::<IndexFile>(Kind::Index, &name)? else { continue };
             for p in file.packs.iter().filter(|p| !skip.contains(&p.id)) {
                 index.add_pack(p);
             }
@@ -186,13 +274,9 @@ impl Repository {
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(FileId, Snapshot)>> {
         let mut out = Vec::new();
-        for (name, _) in self.backend.list(Kind::Snapshot)? {
-            let snap: Snapshot = match self.load_json(Kind::Snapshot, &name) {
-                Ok(s) => s,
-                // Removed by a concurrent forget between the listing and the read.
-                Err(Error::Backend(e)) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
-            };
+        for (name, _) in self.list_objects(Kind::Snapshot)? {
+            // None: damaged (reported), or removed by a concurrent forget meanwhile.
+            let Some(snap) = self.load_json_or_skip::<Snapshot>(Kind::Snapshot, &name)? else { continue };
             out.push((FileId::from_hex(&name)?, snap));
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
@@ -241,7 +325,7 @@ impl Repository {
         pending: &std::collections::HashSet<crate::types::PackId>,
     ) -> Result<usize> {
         let mut file = IndexFile::default();
-        for (name, size) in self.backend.list(Kind::Pack)? {
+        for (name, size) in self.list_objects(Kind::Pack)? {
             let id = crate::types::PackId::from_hex(&name)?;
             if index.has_pack(&id) || pending.contains(&id) {
                 continue;

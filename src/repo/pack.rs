@@ -138,6 +138,52 @@ pub fn open_blob(key: &MasterKey, e: &PackEntry, sealed: &[u8], pack: &PackId) -
     Ok(data)
 }
 
+/// Finds the blobs of a pack whose header is lost (truncated, or damaged) and no
+/// index names: blob 1 starts at byte 0, each blob's end is found by
+/// `MasterKey::sealed_len_at`, and the next blob starts there. The scan stops at the
+/// first bytes that do not authenticate (a damaged blob, or what is left of the
+/// header): blobs behind a damaged one are found only through index entries.
+///
+/// A found blob's id is computed from its plaintext, and it is a tree when that
+/// parses as one. The header flag that said whether it was compressed is lost:
+/// when the plaintext is a zstd frame that decodes, the blob is listed twice, once
+/// decompressed and once raw (a small `.zst` file is stored raw). One reading is
+/// the blob a tree names; the other becomes an unused blob that prune removes.
+pub fn scan(key: &MasterKey, bytes: &[u8]) -> Vec<PackEntry> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(len) = key.sealed_len_at(&bytes[at..]) {
+        if at + len + 4 == bytes.len() {
+            break; // the sealed header itself, followed only by its length
+        }
+        let Ok(plain) = key.decrypt(&bytes[at..at + len], "scanned blob") else { break };
+        let mut readings = vec![(plain.clone(), false)];
+        if plain.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            if let Ok(d) = crate::compress::decompress_unknown(&plain, "scanned blob") {
+                readings.insert(0, (d, true));
+            }
+        }
+        for (data, compressed) in readings {
+            let id = key.blob_id(&data);
+            let blob_type = if data.starts_with(b"{") && crate::repo::tree::Tree::decode(&data, &id).is_ok() {
+                BlobType::Tree
+            } else {
+                BlobType::Data
+            };
+            out.push(PackEntry {
+                id,
+                blob_type,
+                offset: at as u32,
+                length: len as u32,
+                raw_length: data.len() as u32,
+                compressed,
+            });
+        }
+        at += len;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +217,30 @@ mod tests {
                 prop_assert_eq!(&open_blob(&key, e, s, &id).unwrap(), b);
             }
         }
+    }
+
+    #[test]
+    fn scan_finds_the_blobs_of_a_pack_without_its_header() {
+        let key = MasterKey::generate();
+        let blobs: Vec<Vec<u8>> =
+            vec![b"abc".repeat(2000), (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(), vec![]];
+        let (id, bytes, entries) = build(&key, &blobs);
+        // Cut off the header: every blob is still found, with its id and flags.
+        let cut = &bytes[..bytes.len() - 30];
+        let found = scan(&key, cut);
+        let compressed = entries.iter().filter(|e| e.compressed).count();
+        assert!(compressed > 0);
+        assert_eq!(found.len(), entries.len() + compressed, "{found:?}");
+        assert!(entries.iter().all(|e| found.contains(e)), "{found:?}");
+        for e in &found {
+            open_blob(&key, e, &cut[e.offset as usize..(e.offset + e.length) as usize], &id).unwrap();
+        }
+        // A whole pack scans to its blobs, not its header.
+        assert_eq!(scan(&key, &bytes), found);
+        // A damaged second blob ends the scan after the first.
+        let mut bad = bytes.clone();
+        bad[entries[1].offset as usize + 50] ^= 1;
+        assert!(scan(&key, &bad).iter().all(|e| e.offset == 0));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod corruption;
 mod crash;
 mod daemon;
 mod daemon_jobs;
+mod damage;
 mod dedup;
 mod errors;
 mod forget;

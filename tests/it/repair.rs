@@ -1,6 +1,6 @@
 //! `kura repair index` and `kura repair snapshots` through the binary: a lost index
-//! is rebuilt from the pack headers, and a snapshot that needs a lost pack is
-//! rewritten without the files it cannot restore.
+//! is rebuilt from the pack headers, and a snapshot that needs a lost pack gets a
+//! repaired copy without the files it cannot restore (the original is kept).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -142,6 +142,11 @@ fn repair_snapshots_drops_files_whose_pack_is_gone() {
     assert_eq!(listing(&r.path), before, "repair snapshots --dry-run changed the repository");
 
     let new_id = expect_repaired(&r.kura(["--json", "repair", "snapshots"]).ok().json(), &id_b);
+    // The original stays until the user forgets it; it is not repaired again.
+    assert_eq!(r.snapshots(&[]).len(), 3);
+    let again = r.kura(["--json", "repair", "snapshots"]).ok().json();
+    assert_eq!(again["repaired"], serde_json::json!([]), "{again:#}");
+    r.kura(["forget", &id_b]).ok().stdout_has(&id_b[..8]);
     // The index still names the lost pack: that is repair index's to fix.
     r.kura(["repair", "index"]).ok();
     let c = r.kura(["--json", "check", "--read-data"]).ok().json();
@@ -169,6 +174,8 @@ fn repair_index_then_repair_snapshots() {
     let new = r.snapshots(&["--tag", "repaired"]);
     assert_eq!(new.len(), 1);
     assert_eq!(text(&new[0], "original"), id_b, "{:#}", new[0]);
+    r.kura(["check"]).code(1); // the original, kept, still needs the lost pack
+    r.kura(["forget", &id_b]).ok();
     r.kura(["check", "--read-data"]).ok();
     assert_rest_restores(&r, &a, &b, &id_a, text(&new[0], "id"));
     r.kura(["prune"]).ok();

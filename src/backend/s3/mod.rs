@@ -352,7 +352,7 @@ impl Inner {
     fn key(&self, kind: Kind, name: &str) -> String {
         let rel = match kind {
             Kind::Config => "config".to_string(),
-            Kind::Pack => format!("data/{}/{name}", &name[..name.len().min(2)]),
+            Kind::Pack => format!("data/{}", super::pack_path(name)),
             _ => format!("{}/{name}", kind.dir()),
         };
         self.full(&rel)
@@ -829,8 +829,12 @@ impl Backend for S3Backend {
                 .into_iter()
                 .filter_map(|(k, size)| {
                     let rest = k.strip_prefix(&prefix)?;
-                    let name = if kind == Kind::Pack { rest.split_once('/')?.1 } else { rest };
-                    (!name.is_empty() && !name.contains('/')).then(|| (name.to_string(), size))
+                    if kind == Kind::Pack {
+                        let (folder, file) = rest.split_once('/')?;
+                        return (!file.is_empty() && !file.contains('/'))
+                            .then(|| (super::pack_list_name(folder, file), size));
+                    }
+                    (!rest.is_empty() && !rest.contains('/')).then(|| (rest.to_string(), size))
                 })
                 .collect();
             out.sort();
