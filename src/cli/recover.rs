@@ -111,7 +111,11 @@ pub fn open_repo(ctx: &Ctx, config: &Config, from: &str) -> Result<(Arc<Reposito
 /// Only one recovery or drill at a time per state database.
 pub fn exclusive(state: &State) -> Result<std::fs::File> {
     let p = PathBuf::from(format!("{}.recover.lock", state.path().display()));
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p)?;
+    let f = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true),
+        0o600,
+    )
+    .open(&p)?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         bail!(
@@ -308,7 +312,7 @@ struct StatusRow<'a> {
 }
 
 fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode> {
-    let state = ctx.state()?;
+    let state = ctx.state_read_only()?;
     let run = match run {
         Some(r) => state.recovery_run(r)?,
         None => state.recovery_runs(Some(RunKind::Recovery), incident)?.pop().with_context(|| match incident {

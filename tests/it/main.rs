@@ -25,5 +25,6 @@ mod rotation;
 mod roundtrip;
 mod s3;
 mod servers;
+mod state_db;
 mod traversal;
 mod util;
