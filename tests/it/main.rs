@@ -24,6 +24,7 @@ mod report_html;
 mod rotation;
 mod roundtrip;
 mod s3;
+mod security;
 mod servers;
 mod state_db;
 mod traversal;
