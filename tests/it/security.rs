@@ -128,13 +128,14 @@ fn start_daemon(base: &Path, cfg: &Path, socket: &Path) -> std::process::Child {
         .unwrap()
 }
 
-/// Waits (bounded) for a daemon that should refuse to start.
-fn refused(mut child: std::process::Child) -> Out {
+/// Waits up to `limit` for `child` to exit (else kills it and fails with `what`).
+fn finished_within(mut child: std::process::Child, limit: Duration, what: &str) -> Out {
     let t = Instant::now();
     while child.try_wait().unwrap().is_none() {
-        if t.elapsed() > Duration::from_secs(30) {
+        if t.elapsed() > limit {
             let _ = child.kill();
-            panic!("the daemon started although it should have refused");
+            let _ = child.wait();
+            panic!("{what}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -144,6 +145,11 @@ fn refused(mut child: std::process::Child) -> Out {
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
+}
+
+/// Waits (bounded) for a daemon that should refuse to start.
+fn refused(child: std::process::Child) -> Out {
+    finished_within(child, Duration::from_secs(30), "the daemon started although it should have refused")
 }
 
 #[test]
@@ -196,7 +202,9 @@ fn the_cli_does_not_talk_to_a_socket_of_another_user() {
     std::os::unix::fs::lchown(&sock, Some(65534), Some(65534)).unwrap();
     assert_eq!(fs::symlink_metadata(&sock).unwrap().uid(), 65534);
     for args in [&["status"][..], &["jobs"][..], &["run", "web"][..], &["daemon", "stop"][..]] {
-        run(bare_kura().args(args).args(["--socket", s(&sock)]))
+        let child = bare_kura().args(args).args(["--socket", s(&sock)]).stderr(Stdio::piped()).spawn().unwrap();
+        // A CLI that talked would wait forever for an answer: bound it.
+        finished_within(child, Duration::from_secs(30), "kura talked to the socket of another user")
             .code(2)
             .stderr_has(s(&sock))
             .stderr_has("belongs to uid 65534");
