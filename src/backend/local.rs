@@ -79,7 +79,7 @@ pub fn warn_if_loose(root: &Path) {
     }
     let loose = paths.iter().find_map(|p| {
         let mode = fs::symlink_metadata(p).ok()?.permissions().mode() & 0o777;
-        (mode & 0o077 != 0).then(|| (p, mode))
+        (mode & 0o077 != 0).then_some((p, mode))
     });
     if let Some((p, mode)) = loose {
         tracing::warn!(
