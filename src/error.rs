@@ -46,6 +46,13 @@ pub enum Error {
     /// Another process holds what this operation needs; the message says which.
     #[error("{0}")]
     Busy(String),
+    /// A command that records something met a state database it cannot write.
+    #[error(
+        "the state database {} cannot be written ({reason}): nothing was recorded. Run kura as the user that \
+         owns it, give that user write access to the file and its directory, or choose another with --state",
+        .path.display()
+    )]
+    ReadOnlyState { path: PathBuf, reason: String },
 
     /// The backup writer thread stopped; its own error says why.
     #[error("the repository writer stopped")]

@@ -204,8 +204,12 @@ pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(), String>
 }
 
 /// Runs `sh -c CMD` with the event on stdin; fails on a non-zero exit or after `timeout`.
+/// The command gets a clean environment (as plan hooks do): PATH, HOME, LANG and a
+/// few more, KURA_EVENT and KURA_EVENT_KIND; never kura's passphrase.
 pub fn run_command(cmd: &str, kind: EventKind, json: &str, timeout: Duration) -> Result<(), String> {
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    crate::orchestrate::hooks::clean_env(&mut command);
+    let mut child = command
         .arg("-c")
         .arg(cmd)
         .env("KURA_EVENT", json)
@@ -345,5 +349,27 @@ mod tests {
         assert!(f[0].contains("exit status: 3") && f[0].contains("nope"), "{f:?}");
         let e = run_command("sleep 5", EventKind::SystemLate, "{}", Duration::from_millis(200)).unwrap_err();
         assert!(e.contains("killed"), "{e}");
+    }
+
+    #[test]
+    fn command_gets_a_clean_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let cmd = format!("env > '{}'", out.display());
+        assert!(send(&Notify { webhook: None, command: Some(cmd) }, &event()).is_empty());
+        let text = std::fs::read_to_string(&out).unwrap();
+        let allowed = crate::orchestrate::hooks::INHERITED_ENV;
+        for line in text.lines() {
+            let Some((name, _)) = line.split_once('=') else { continue };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue; // the rest of a multi-line value
+            }
+            assert!(
+                allowed.contains(&name)
+                    || ["KURA_EVENT", "KURA_EVENT_KIND", "PWD", "OLDPWD", "SHLVL", "_"].contains(&name),
+                "{name} reached the notification command:\n{text}"
+            );
+        }
+        assert!(text.lines().any(|l| l == "KURA_EVENT_KIND=job_failed"), "{text}");
     }
 }

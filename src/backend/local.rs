@@ -2,9 +2,13 @@
 //!
 //! Writes go to `tmp/` first, are fsynced, renamed into place, and the folder is
 //! fsynced, so a crash never leaves a half-written object under its final name.
+//!
+//! Only the owner may read the repository: directories are created 0700 and files
+//! 0600, set explicitly whatever the umask (as restic does).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
@@ -45,6 +49,47 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Mode of the directories kura creates in a repository.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of the files kura writes into a repository.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with mode 0700; an existing directory is left
+/// as it is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    // The umask may have taken bits away; set the mode exactly.
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+}
+
+/// Warns when an existing repository at `root` can be read by other users: its top
+/// directory, its config, its keys directory or a key file has group or other bits.
+/// (Repositories made by older kura versions followed the umask, often 0755/0644.)
+pub fn warn_if_loose(root: &Path) {
+    let config = root.join("config");
+    if !config.is_file() {
+        return;
+    }
+    let mut paths = vec![root.to_path_buf(), config, root.join("keys")];
+    if let Ok(rd) = fs::read_dir(root.join("keys")) {
+        paths.extend(rd.flatten().map(|e| e.path()));
+    }
+    let loose = paths.iter().find_map(|p| {
+        let mode = fs::symlink_metadata(p).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some((p, mode))
+    });
+    if let Some((p, mode)) = loose {
+        tracing::warn!(
+            "repository {} can be read by other users ({} has mode {mode:04o}); fix it with `chmod -R go-rwx {0}`",
+            root.display(),
+            p.display()
+        );
+    }
+}
+
 impl Backend for LocalBackend {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -55,11 +100,12 @@ impl Backend for LocalBackend {
         if self.path(Kind::Config, "").exists() {
             return Err(BackendError::AlreadyExists { object: format!("repository at {}", self.location()) });
         }
-        for d in ["keys", "index", "snapshots", "locks", "pending", "tmp"] {
-            fs::create_dir_all(self.root.join(d)).map_err(err)?;
+        create_private_dir(&self.root).map_err(err)?;
+        for d in ["keys", "index", "snapshots", "locks", "pending", "tmp", "data"] {
+            create_private_dir(&self.root.join(d)).map_err(err)?;
         }
         for i in 0..=255u8 {
-            fs::create_dir_all(self.root.join("data").join(hex::encode([i]))).map_err(err)?;
+            create_private_dir(&self.root.join("data").join(hex::encode([i]))).map_err(err)?;
         }
         fsync_dir(&self.root).map_err(err)
     }
@@ -77,8 +123,11 @@ impl Backend for LocalBackend {
         rand::thread_rng().fill_bytes(&mut rnd);
         let base = name.rsplit('/').next().unwrap_or(name);
         let tmp = tmp_dir.join(format!("{}-{}", base, hex::encode(rnd)));
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(err)?;
-        let res = f.write_all(data).and_then(|_| f.sync_all());
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&tmp).map_err(err)?;
+        let res = f
+            .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+            .and_then(|_| f.write_all(data))
+            .and_then(|_| f.sync_all());
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
             return Err(err(e));

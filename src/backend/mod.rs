@@ -137,6 +137,7 @@ pub fn open(location: &str) -> crate::error::Result<Arc<dyn Backend>> {
     if location.is_empty() {
         return Err(crate::error::Error::invalid("repository location", "it is empty"));
     }
+    local::warn_if_loose(std::path::Path::new(location));
     Ok(Arc::new(local::LocalBackend::new(location)))
 }
 

@@ -104,12 +104,44 @@ pub struct RunArgs {
 }
 
 fn connect(socket: &Path) -> Result<BufReader<UnixStream>> {
-    UnixStream::connect(socket).map(BufReader::new).map_err(|e| {
+    daemon::api::check_socket_owner(socket)?;
+    let stream = UnixStream::connect(socket).map_err(|e| {
         anyhow!(
             "no kura daemon is listening on {} ({e}): start it with `kura daemon --config PATH`, or give its socket with --socket",
             socket.display()
         )
-    })
+    })?;
+    // The file could have been swapped after the check: the process that answers
+    // must run as this user or root too.
+    if let Some(uid) = peer_uid(&stream) {
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if uid != me && uid != 0 {
+            bail!(
+                "the process listening on {} runs as uid {uid}, neither this user (uid {me}) nor root: it is not \
+                 a kura daemon of yours, so kura will not talk to it",
+                socket.display()
+            );
+        }
+    }
+    Ok(BufReader::new(stream))
+}
+
+/// The uid of the process at the other end of a unix socket (SO_PEERCRED).
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
 }
 
 fn exchange(s: &mut BufReader<UnixStream>, socket: &Path, req: &Request) -> Result<Value> {

@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
     match cmd {
         DrillCommand::Run(a) => run_drill(ctx, a),
         DrillCommand::List => {
-            let state = ctx.state()?;
+            let state = ctx.state_read_only()?;
             let runs = state.recovery_runs(Some(RunKind::Drill), None)?;
             if ctx.json {
                 let mut out = vec![];
@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DrillCommand::Show { id } => {
-            let state = ctx.state()?;
+            let state = ctx.state_read_only()?;
             let run = state.recovery_run(id)?;
             if run.kind != RunKind::Drill {
                 bail!("run {id} is a recovery, not a drill: use `kura recover status --run {id}`");

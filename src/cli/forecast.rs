@@ -73,7 +73,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let Loaded { config, plan } = load_plan(&common)?;
     let from = a.from.clone();
     let (repo, _) = open_repo(ctx, &config, &from)?;
-    let state = ctx.state()?;
+    let state = ctx.state_read_only()?;
     let snapshots = repo.snapshots()?;
     let index = repo.load_index()?;
     let all: Vec<f64> =

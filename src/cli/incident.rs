@@ -150,7 +150,14 @@ pub fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 }
 
 pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
-    let mut state = ctx.state()?;
+    let reads_only = matches!(
+        cmd,
+        IncidentCommand::List
+            | IncidentCommand::Show { .. }
+            | IncidentCommand::Export { .. }
+            | IncidentCommand::Verify { .. }
+    );
+    let mut state = if reads_only { ctx.state_read_only()? } else { ctx.state()? };
     let now = ctx.now();
     match cmd {
         IncidentCommand::Open(a) => {

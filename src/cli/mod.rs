@@ -168,6 +168,14 @@ impl Ctx {
         kura::state::State::open(&path).with_context(|| format!("opening the state database {}", path.display()))
     }
 
+    /// Opens the state database for a command that only reads it: this works on a
+    /// database the user cannot write.
+    pub fn state_read_only(&self) -> Result<kura::state::State> {
+        let path = self.state.clone().unwrap_or_else(kura::state::default_path);
+        kura::state::State::open_read_only(&path)
+            .with_context(|| format!("opening the state database {}", path.display()))
+    }
+
     /// The clock every recorded time comes from.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()

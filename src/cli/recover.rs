@@ -299,7 +299,7 @@ struct StatusRow<'a> {
 }
 
 fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode> {
-    let state = ctx.state()?;
+    let state = ctx.state_read_only()?;
     let run = match run {
         Some(r) => state.recovery_run(r)?,
         None => state.recovery_runs(Some(RunKind::Recovery), incident)?.pop().with_context(|| match incident {

@@ -35,7 +35,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let format: Format = a.format.parse()?;
-    let state = ctx.state()?;
+    let state = ctx.state_read_only()?;
     let now = ctx.now();
     let facts = match (a.incident, a.drill, a.since) {
         (Some(id), _, _) => collect::incident(&state, id, now)?,

@@ -1,7 +1,7 @@
 //! The control API: one JSON request per line on a unix socket, one JSON response
 //! line each (docs/DAEMON.md). The socket is created owner-only (0600).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,14 +68,75 @@ pub fn default_socket() -> PathBuf {
     }
 }
 
-/// Binds the socket owner-only. Refuses when another daemon answers on it; removes a
-/// stale socket file left by a daemon that died.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// The socket's directory must be this user's alone: owned by the effective user and
+/// without group or other permissions. Otherwise another local user could remove the
+/// socket and put their own in its place, and the CLI would talk to them.
+pub fn check_runtime_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    let what = format!("socket directory {}", dir.display());
+    if !meta.is_dir() {
+        return Err(Error::invalid(what, "it is not a directory"));
+    }
+    let me = euid();
+    if meta.uid() != me {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "it belongs to uid {}, not to this user (uid {me}): another user could replace the daemon's \
+                 socket there; remove it, or choose a directory of your own with --socket",
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "it has mode {mode:04o}: other users could replace the daemon's socket there; fix it with \
+                 `chmod 700 {}` (systemd: RuntimeDirectoryMode=0700), or choose another with --socket",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Before the CLI talks to a socket: it must belong to this user or to root, so that
+/// another local user cannot impersonate the daemon. A missing socket is fine here
+/// (connecting says that no daemon listens).
+pub fn check_socket_owner(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    let me = euid();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Error::invalid(
+            format!("socket {}", path.display()),
+            format!(
+                "it belongs to uid {}, neither this user (uid {me}) nor root: it is not a kura daemon of \
+                 yours, so kura will not talk to it; remove it, or give your daemon's socket with --socket",
+                meta.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Binds the socket owner-only, in a directory that is this user's alone (created
+/// 0700 when missing, refused when another user owns it or may write to it).
+/// Refuses when another daemon answers on it; removes a stale socket file left by a
+/// daemon that died.
 pub fn bind(path: &Path) -> Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
         }
+        check_runtime_dir(dir)?;
     }
     if std::fs::symlink_metadata(path).is_ok() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {

@@ -30,8 +30,36 @@ pub struct HookOutcome {
     pub skipped: bool,
 }
 
+/// What a hook (or a notification command) gets of kura's own environment: these
+/// names when they are set, and nothing else. Secrets such as `KURA_PASSWORD`
+/// never reach it; a plan passes more names with `hook_env`.
+pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// `PATH` for commands when kura itself has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Clears `cmd`'s environment, then passes `INHERITED_ENV` (with a default `PATH`).
+/// The caller adds what the command should get besides.
+pub fn clean_env(cmd: &mut Command) {
+    cmd.env_clear();
+    for name in INHERITED_ENV {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", DEFAULT_PATH);
+    }
+}
+
+/// The plan's `hook_env` names that are set in kura's environment, with their values.
+pub fn allowed_env(names: &[String]) -> Vec<(String, String)> {
+    names.iter().filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v))).collect()
+}
+
 pub trait HookRunner: Send + Sync {
-    /// Runs one attempt of `hook` with `env` added to the environment.
+    /// Runs one attempt of `hook` in a clean environment (`clean_env`) with only
+    /// `env` added: the KURA_* variables and the plan's `hook_env`.
     fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome;
 }
 
@@ -55,6 +83,7 @@ impl HookRunner for ShellRunner {
             skipped: false,
         };
         let mut cmd = Command::new("sh");
+        clean_env(&mut cmd);
         cmd.arg("-c").arg(&hook.command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.envs(env.iter().map(|(k, v)| (k, v))).process_group(0);
         let mut child = match cmd.spawn() {
@@ -144,6 +173,28 @@ mod tests {
         assert!(!o.ok && o.exit_code == Some(3) && o.output == "oops", "{o:?}");
         let o = ShellRunner.run_once(&hook("sleep 5", 200, 0), &env);
         assert!(!o.ok && o.timed_out && o.duration_ms < 3000, "{o:?}");
+    }
+
+    #[test]
+    fn hooks_get_a_clean_environment() {
+        let env = vec![("KURA_SYSTEM".to_string(), "db".to_string())];
+        let o = ShellRunner.run_once(&hook("env", 5000, 0), &env);
+        assert!(o.ok, "{o:?}");
+        let names: Vec<&str> = o
+            .output
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(n, _)| n))
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .collect();
+        assert!(names.contains(&"KURA_SYSTEM") && names.contains(&"PATH"), "{}", o.output);
+        // Only the inherited names, what the engine passed, and what sh sets itself.
+        for n in names {
+            assert!(
+                INHERITED_ENV.contains(&n) || n == "KURA_SYSTEM" || ["PWD", "OLDPWD", "SHLVL", "_"].contains(&n),
+                "{n} reached the hook:\n{}",
+                o.output
+            );
+        }
     }
 
     #[test]

@@ -475,6 +475,7 @@ fn spawn_worker(
     tx: Sender<Msg>,
 ) -> std::thread::JoinHandle<()> {
     let sys = plan.systems[i].clone();
+    let hook_env = plan.hook_env.clone();
     let repo = engine.repo.clone();
     let runner = engine.runner.clone();
     let threads = engine.restore_threads;
@@ -489,6 +490,7 @@ fn spawn_worker(
                 rec: &rec,
                 repo: &repo,
                 runner: runner.as_ref(),
+                hook_env: &hook_env,
                 drill,
                 run_id,
                 incident,
@@ -510,6 +512,8 @@ struct SystemJob<'a> {
     rec: &'a SystemRecord,
     repo: &'a Arc<Repository>,
     runner: &'a dyn HookRunner,
+    /// The plan's `hook_env`: names passed on from kura's environment.
+    hook_env: &'a [String],
     drill: bool,
     run_id: i64,
     incident: Option<i64>,
@@ -530,6 +534,7 @@ impl SystemJob<'_> {
         if let Some(inc) = self.incident {
             env.push(("KURA_INCIDENT".to_string(), inc.to_string()));
         }
+        env.extend(hooks::allowed_env(self.hook_env));
         env
     }
 

@@ -198,6 +198,7 @@ pub(crate) mod tests {
             description: String::new(),
             allow_overlap: false,
             on_failure: OnFailure::Continue,
+            hook_env: Vec::new(),
             systems,
         }
     }

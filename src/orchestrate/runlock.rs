@@ -3,6 +3,7 @@
 //! or resume a run, so two engines never write the same run.
 
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -23,6 +24,7 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         // SAFETY: flock on a file descriptor this function owns.

@@ -10,7 +10,7 @@ use crate::config::{parse_duration, Config};
 
 use super::*;
 
-const TOP: &[&str] = &["name", "description", "config", "allow_overlap", "on_failure", "system"];
+const TOP: &[&str] = &["name", "description", "config", "allow_overlap", "on_failure", "hook_env", "system"];
 const SYSTEM: &[&str] = &["name", "target", "subpath", "host", "paths", "depends_on", "pre", "verify", "post"];
 const HOOK: &[&str] = &["command", "timeout", "retries", "retry_delay", "drill"];
 
@@ -80,7 +80,7 @@ pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>)
 pub fn parse_str(path: &Path, text: &str, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
     let root = tree::parse(path, text).map_err(|p| Problems(vec![p]))?;
     let mut d = Diag::new(path);
-    d.top_keys = &["description", "config", "allow_overlap", "on_failure"];
+    d.top_keys = &["description", "config", "allow_overlap", "on_failure", "hook_env"];
     let plan = read(&mut d, &root, path, config);
     match plan {
         Some(p) if !d.has_errors() => Ok((p, d.problems)),
@@ -126,6 +126,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
             }
         },
     };
+    let hook_env = top.str_list(d, "hook_env").map(|l| check_hook_env(d, l.value)).unwrap_or_default();
     if config.is_none() {
         d.error(
             root.line,
@@ -300,7 +301,42 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
     }
 
     let systems: Vec<PlanSystem> = resolved.into_iter().flatten().collect();
-    Some(Plan { path: path.to_path_buf(), name: name?.value, description, allow_overlap, on_failure, systems })
+    Some(Plan {
+        path: path.to_path_buf(),
+        name: name?.value,
+        description,
+        allow_overlap,
+        on_failure,
+        hook_env,
+        systems,
+    })
+}
+
+/// The names in `hook_env`: environment variable names, none of kura's own.
+fn check_hook_env(d: &mut Diag, names: Vec<At<String>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        let v = &n.value;
+        let valid = v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            d.error(n.line, &n.field, format!("{v:?} is not an environment variable name (letters, digits, _)"));
+        } else if v.starts_with("KURA_") {
+            d.error(
+                n.line,
+                &n.field,
+                format!(
+                    "{v} is one of kura's own variables: hooks never get kura's passphrase or settings; \
+                     the KURA_* variables a hook needs (KURA_SYSTEM, KURA_TARGET, ...) are always set"
+                ),
+            );
+        } else if out.contains(v) {
+            d.warning(n.line, &n.field, format!("{v:?} is listed twice"));
+        } else {
+            out.push(n.value);
+        }
+    }
+    out
 }
 
 /// Normal components of an absolute path, with `.` and `..` resolved lexically.

@@ -34,6 +34,9 @@ pub struct Plan {
     /// A lower tier may start while a higher one still runs (default false).
     pub allow_overlap: bool,
     pub on_failure: OnFailure,
+    /// Names of kura's environment variables that hooks get besides the default
+    /// few (PATH, HOME, LANG, ...); nothing else of kura's environment reaches them.
+    pub hook_env: Vec<String>,
     pub systems: Vec<PlanSystem>,
 }
 

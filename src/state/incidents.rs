@@ -22,7 +22,7 @@ impl State {
     /// Creates an incident whose first timeline entry is `opened`.
     pub fn open_incident(&mut self, at: DateTime<Utc>, opened: Event) -> Result<i64> {
         let path = self.path().to_path_buf();
-        let tx = self.conn.transaction().map_err(|e| db_err(&path, e))?;
+        let tx = self.write_tx()?;
         tx.execute("INSERT INTO incidents (opened_at) VALUES (?1)", params![ts(at)]).map_err(|e| db_err(&path, e))?;
         let id = tx.last_insert_rowid();
         append_in(&tx, id, at, &opened).map_err(|e| db_err(&path, e))?;
@@ -34,7 +34,7 @@ impl State {
     pub fn append_event(&mut self, incident: i64, at: DateTime<Utc>, event: &Event) -> Result<i64> {
         self.require_incident(incident)?;
         let path = self.path().to_path_buf();
-        let tx = self.conn.transaction().map_err(|e| db_err(&path, e))?;
+        let tx = self.write_tx()?;
         let seq = append_in(&tx, incident, at, event).map_err(|e| db_err(&path, e))?;
         tx.commit().map_err(|e| db_err(&path, e))?;
         Ok(seq)

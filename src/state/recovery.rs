@@ -163,7 +163,7 @@ impl State {
     ) -> Result<i64> {
         let path = self.path().to_path_buf();
         let e = |e| db_err(&path, e);
-        let tx = self.conn.transaction().map_err(e)?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO recovery_runs (kind, incident, plan_path, plan_name, clock_start, started_at, status, options)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",

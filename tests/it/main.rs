@@ -27,6 +27,8 @@ mod report_html;
 mod rotation;
 mod roundtrip;
 mod s3;
+mod security;
 mod servers;
+mod state_db;
 mod traversal;
 mod util;
