@@ -303,8 +303,7 @@ fn affected(
 ) -> HashMap<PackId, Vec<String>> {
     let mut out: HashMap<PackId, Vec<String>> = HashMap::new();
     // The damaged pack a blob is lost with, if it is.
-    let pack_of =
-        |b: &BlobId| index.get(b).map(|l| l.pack).filter(|p| damaged.get(p).is_some_and(|f| f.loses(b)));
+    let pack_of = |b: &BlobId| index.get(b).map(|l| l.pack).filter(|p| damaged.get(p).is_some_and(|f| f.loses(b)));
     for (sid, snap) in snapshots {
         let mut stack: Vec<(BlobId, PathBuf)> = vec![(snap.tree, PathBuf::from("/"))];
         while let Some((tid, path)) = stack.pop() {

@@ -150,7 +150,14 @@ pub struct RunOutcome {
 enum Msg {
     Phase(usize, Phase, Sender<()>),
     Hooks(usize, Vec<HookOutcome>, Sender<()>),
-    Restored { i: usize, bytes: u64, files: u64, ms: u64, verify: serde_json::Value, ack: Sender<()> },
+    Restored {
+        i: usize,
+        bytes: u64,
+        files: u64,
+        ms: u64,
+        verify: serde_json::Value,
+        ack: Sender<()>,
+    },
     /// The restore planned its work: bytes it will write (the pace's total), and when.
     Total(usize, u64, DateTime<Utc>),
     Progress(usize, u64),

@@ -14,9 +14,9 @@ mod fs;
 mod plan;
 mod verify;
 
+use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -366,13 +366,27 @@ fn restore_pack(
             end = end.max(job.blobs[j].1.offset as u64 + job.blobs[j].1.length as u64);
             j += 1;
         }
-        let span = repo.backend().get_range(crate::backend::Kind::Pack, &name, start, end - start)?;
+        // A pack that is gone loses its blobs, like damage: the other packs are still restored.
+        let span = match repo.backend().get_range(crate::backend::Kind::Pack, &name, start, end - start) {
+            Ok(span) => Ok(span),
+            Err(e) if e.is_not_found() => Err(e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
         for (id, loc, targets) in &job.blobs[i..j] {
             let off = (loc.offset as u64 - start) as usize;
-            let data = match open_blob(repo.key(), &loc.entry(*id), &span[off..off + loc.length as usize], &job.pack)
-            {
+            let opened = match &span {
+                Ok(span) => {
+                    match open_blob(repo.key(), &loc.entry(*id), &span[off..off + loc.length as usize], &job.pack) {
+                        Ok(d) => Ok(d),
+                        Err(Error::Corrupt { reason, .. }) => Err(reason),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(why) => Err(why.clone()),
+            };
+            let data = match opened {
                 Ok(d) => Some(d),
-                Err(Error::Corrupt { reason, .. }) => {
+                Err(reason) => {
                     let mut fs_of: Vec<usize> = targets.iter().map(|t| t.0).collect();
                     fs_of.dedup();
                     for &f in &fs_of {
@@ -381,7 +395,6 @@ fn restore_pack(
                     damage.lock().unwrap().push(Damage { blob: *id, pack: job.pack, reason, files: fs_of });
                     None
                 }
-                Err(e) => return Err(e),
             };
             let zero = data.as_ref().is_some_and(|d| d.iter().all(|&b| b == 0));
             for &(f, at) in targets {
@@ -392,9 +405,7 @@ fn restore_pack(
                     Some(data) if !bad[f].load(Ordering::Acquire) => {
                         let file = match own.entry(f) {
                             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(e) if shared[f] => {
-                                e.insert(fs::open_temp(&tmp)?)
-                            }
+                            std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),
                             std::collections::hash_map::Entry::Vacant(e) => {
                                 e.insert(fs::create_temp(&tmp, item.node.size)?)
                             }

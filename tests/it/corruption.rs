@@ -86,7 +86,16 @@ fn a_missing_pack_is_reported_by_a_plain_check() {
     assert_eq!(num(&rep, "packs_read"), 0, "a plain check reads no data: {rep:#}");
 
     let target = r.base().join("target");
-    r.restore("latest", &target, &[]).code(2).stderr_has(&id).stderr_has("not found");
+    // Everything in other packs is restored; the files that needed it are named.
+    let copy = restored(&target, &src);
+    r.restore("latest", &target, &[])
+        .code(1)
+        .stderr_has(&id)
+        .stderr_has("not found")
+        .stderr_has(s(&copy.join("data/random.bin")));
+    assert!(!copy.join("data/random.bin").exists());
+    let temps: Vec<_> = scan(&target).into_keys().filter(|p| s(p).contains("kura-restore")).collect();
+    assert!(temps.is_empty(), "temp files left behind: {temps:?}");
 }
 
 #[test]

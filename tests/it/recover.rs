@@ -519,8 +519,12 @@ fn reports_list_systems_in_execution_order() {
     };
     assert_eq!(names(&v["systems"]), expected, "recover --json");
     // The order the engine ran them in (post hooks log completion).
-    let posts: Vec<String> =
-        site.log_lines().iter().filter(|l| l.starts_with("post ")).map(|l| l.split(' ').nth(1).unwrap().into()).collect();
+    let posts: Vec<String> = site
+        .log_lines()
+        .iter()
+        .filter(|l| l.starts_with("post "))
+        .map(|l| l.split(' ').nth(1).unwrap().into())
+        .collect();
     assert_eq!(posts, expected);
 
     let json: Value =
