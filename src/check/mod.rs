@@ -277,7 +277,10 @@ fn read_pack(repo: &Repository, index: &Index, id: &PackId) -> Option<PackFault>
             None => Err(Error::corrupt(format!("blob {blob} in pack {name}"), "lies beyond the end of the pack")),
         };
         if let Err(e) = res {
-            first.get_or_insert(e.to_string());
+            first.get_or_insert_with(|| match e {
+                Error::Corrupt { reason, .. } => format!("blob {blob}: {reason}"),
+                e => e.to_string(),
+            });
             lost.insert(blob);
         }
     }
