@@ -401,22 +401,19 @@ fn restore_pack(
                 let item = &plan.files[f];
                 let final_path = target.join(&item.rel);
                 let tmp = target.join(&item.tmp);
-                match &data {
-                    Some(data) if !bad[f].load(Ordering::Acquire) => {
-                        let file = match own.entry(f) {
-                            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),
-                            std::collections::hash_map::Entry::Vacant(e) => {
-                                e.insert(fs::create_temp(&tmp, item.node.size)?)
-                            }
-                        };
-                        if !zero {
-                            file.write_all_at(data, at).map_err(|e| Error::io(&tmp, e))?;
+                // Nothing is written for a damaged file (this blob or another of it).
+                if let Some(data) = data.as_ref().filter(|_| !bad[f].load(Ordering::Acquire)) {
+                    let file = match own.entry(f) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(fs::create_temp(&tmp, item.node.size)?)
                         }
-                        written += data.len() as u64;
+                    };
+                    if !zero {
+                        file.write_all_at(data, at).map_err(|e| Error::io(&tmp, e))?;
                     }
-                    // Damaged (this blob or another of the file): nothing is written.
-                    _ => {}
+                    written += data.len() as u64;
                 }
                 progress.advance(loc.raw_length as u64);
                 if remaining[f].fetch_sub(1, Ordering::AcqRel) == 1 {
