@@ -105,3 +105,37 @@ fn a_truncated_pack_is_reported_by_a_plain_check() {
     fs::OpenOptions::new().write(true).open(&pack).unwrap().set_len(len - 1).unwrap();
     r.kura(["check"]).code(1).stdout_has(pack_id(&pack)).stdout_has("the index says");
 }
+
+#[test]
+fn a_damaged_file_spread_over_several_packs_is_left_out_and_its_temp_file_removed() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    // 20 MiB: more than one 16 MiB pack, so the file is written by several workers.
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("big.bin"), 20 << 20, 7);
+    write(&src.join("small.txt"), "fine\n");
+    r.backup(&[&src], &[]);
+    let packs = r.packs();
+    assert!(packs.len() >= 3, "two data packs and a tree pack: {packs:?}");
+    let (pack, size) = packs[0].clone();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[size as usize / 2] ^= 0x80;
+    fs::write(&pack, &bytes).unwrap();
+
+    let rep = r.kura(["--json", "check", "--read-data"]).code(1).json();
+    let affects: Vec<&str> =
+        rep["damaged_packs"][0]["affects"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(affects.len(), 1, "{rep:#}");
+    assert!(affects[0].ends_with(s(&src.join("big.bin"))), "{affects:?}");
+
+    let target = r.base().join("target");
+    let out = r.restore("latest", &target, &["--verify"]);
+    let copy = restored(&target, &src);
+    out.code(1).stderr_has(s(&copy.join("big.bin")));
+    let v = out.json();
+    assert_eq!(v["damaged"].as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(v["verify_failures"], serde_json::json!([]), "the left-out file is not a verify failure: {v:#}");
+    assert_eq!(fs::read_to_string(copy.join("small.txt")).unwrap(), "fine\n");
+    let left: Vec<_> = scan(&copy).into_keys().collect();
+    assert_eq!(left, [Path::new(""), Path::new("small.txt")], "only the sound file, no temp file");
+}
