@@ -4,7 +4,10 @@
 //! size the index expects, every snapshot's trees load, and every blob they name is
 //! indexed. Data (with `--read-data` or a subset): whole packs are read, their hash
 //! must match their name, and every blob must decrypt and match its id. Damage is
-//! reported by pack, with the snapshots and files it affects.
+//! reported by pack, with the snapshots and files it affects: for a pack that can
+//! be read, each blob is authenticated on its own and only the files whose content
+//! includes a damaged blob are listed (one flipped byte damages one blob, and the
+//! other files of the pack restore fine).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -61,8 +64,27 @@ impl ReadData {
 pub struct DamagedPack {
     pub pack: String,
     pub reason: String,
-    /// "snapshot-short-id: /path" for every file or directory that needs this pack.
+    /// The blobs of the pack that fail authentication; empty when the pack as a
+    /// whole cannot be used (missing, wrong size, unreadable): then all its blobs are lost.
+    pub damaged_blobs: Vec<String>,
+    /// "snapshot-short-id: /path" for every file or directory that needs a damaged
+    /// blob of this pack (any blob of it when the whole pack is lost).
     pub affects: Vec<String>,
+}
+
+/// What is wrong with a pack: why, and which of its blobs are lost (None: all).
+struct PackFault {
+    reason: String,
+    blobs: Option<HashSet<BlobId>>,
+}
+
+impl PackFault {
+    fn whole(reason: impl Into<String>) -> Self {
+        PackFault { reason: reason.into(), blobs: None }
+    }
+    fn loses(&self, blob: &BlobId) -> bool {
+        self.blobs.as_ref().is_none_or(|b| b.contains(blob))
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -94,17 +116,17 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
     // backups run beside the check.
     let snapshots = snapshots_checked(repo, &mut rep)?;
     let index = load_index_checked(repo)?;
-    let mut damaged: BTreeMap<PackId, String> = BTreeMap::new();
+    let mut damaged: BTreeMap<PackId, PackFault> = BTreeMap::new();
 
     let stored: HashMap<String, u64> = repo.list_objects(Kind::Pack)?.into_iter().collect();
     for (id, size) in index.packs() {
         rep.packs += 1;
         match stored.get(&id.to_hex()) {
             None => {
-                damaged.insert(id, "missing from the repository".into());
+                damaged.insert(id, PackFault::whole("missing from the repository"));
             }
             Some(&s) if s != size => {
-                damaged.insert(id, format!("size is {s} bytes, the index says {size}"));
+                damaged.insert(id, PackFault::whole(format!("size is {s} bytes, the index says {size}")));
             }
             Some(_) => {}
         }
@@ -146,8 +168,8 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
         for (id, size) in selected {
             rep.packs_read += 1;
             rep.bytes_read += size;
-            if let Err(e) = read_pack(repo, &id) {
-                damaged.insert(id, e.to_string());
+            if let Some(fault) = read_pack(repo, &index, &id) {
+                damaged.insert(id, fault);
             }
             progress.advance(size);
         }
@@ -166,10 +188,13 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
 
     if !damaged.is_empty() {
         let affects = affected(repo, &index, &snapshots, &damaged);
-        for (id, reason) in damaged {
+        for (id, fault) in damaged {
+            let mut blobs: Vec<String> = fault.blobs.iter().flatten().map(|b| b.to_string()).collect();
+            blobs.sort();
             rep.damaged_packs.push(DamagedPack {
                 pack: id.to_hex(),
-                reason,
+                reason: fault.reason,
+                damaged_blobs: blobs,
                 affects: affects.get(&id).cloned().unwrap_or_default(),
             });
         }
@@ -234,21 +259,59 @@ fn walk(
     }
 }
 
-/// Reads a whole pack: hash, header, and every blob against the index.
-fn read_pack(repo: &Repository, id: &PackId) -> Result<()> {
+/// Reads a whole pack: its hash, its header, and every blob the index places in
+/// it, each authenticated on its own (restore reads blobs by the index, so a blob
+/// that authenticates restores fine whatever else in the pack is damaged).
+/// Returns what is wrong, or None for a sound pack.
+fn read_pack(repo: &Repository, index: &Index, id: &PackId) -> Option<PackFault> {
     let name = id.to_hex();
-    let bytes = repo.backend().get(Kind::Pack, &name)?;
+    let bytes = match repo.backend().get(Kind::Pack, &name) {
+        Ok(b) => b,
+        Err(e) => return Some(PackFault::whole(format!("cannot be read: {e}"))),
+    };
+    let mut problems = Vec::new();
     if blake3::hash(&bytes).as_bytes() != &id.0 {
-        return Err(Error::corrupt(format!("pack {name}"), "content hash does not match its name"));
+        problems.push("its content hash does not match its name".to_string());
     }
-    let hl = header_len(&bytes, &name)? as usize;
-    let hstart =
-        bytes.len().checked_sub(4 + hl).ok_or_else(|| Error::corrupt(format!("pack {name}"), "bad header length"))?;
-    let entries = parse_header(repo.key(), &bytes[hstart..bytes.len() - 4], &name, bytes.len() as u64)?;
-    for e in &entries {
-        open_blob(repo.key(), e, &bytes[e.offset as usize..(e.offset + e.length) as usize], id)?;
+    let header = header_len(&bytes, &name).and_then(|hl| {
+        let hstart = bytes
+            .len()
+            .checked_sub(4 + hl as usize)
+            .ok_or_else(|| Error::corrupt(format!("pack {name}"), "bad header length"))?;
+        parse_header(repo.key(), &bytes[hstart..bytes.len() - 4], &name, bytes.len() as u64)
+    });
+    if let Err(e) = header {
+        problems.push(format!("its header is damaged ({e}; the index still locates its blobs)"));
     }
-    Ok(())
+    let mut lost = HashSet::new();
+    let mut total = 0usize;
+    let mut first = None;
+    for (blob, loc) in index.iter().filter(|(_, l)| l.pack == *id) {
+        total += 1;
+        let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
+        let res = match bytes.get(start..end) {
+            Some(sealed) => open_blob(repo.key(), &loc.entry(blob), sealed, id).map(|_| ()),
+            None => Err(Error::corrupt(format!("blob {blob} in pack {name}"), "lies beyond the end of the pack")),
+        };
+        if let Err(e) = res {
+            first.get_or_insert_with(|| match e {
+                Error::Corrupt { reason, .. } => format!("blob {blob}: {reason}"),
+                e => e.to_string(),
+            });
+            lost.insert(blob);
+        }
+    }
+    if !lost.is_empty() {
+        problems.push(format!(
+            "{} of its {total} blobs fail authentication (first: {})",
+            lost.len(),
+            first.unwrap_or_default()
+        ));
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    Some(PackFault { reason: problems.join("; "), blobs: Some(lost) })
 }
 
 /// Maps each damaged pack to the files and directories that need it.
@@ -256,10 +319,11 @@ fn affected(
     repo: &Repository,
     index: &Index,
     snapshots: &[(FileId, crate::repo::snapshot::Snapshot)],
-    damaged: &BTreeMap<PackId, String>,
+    damaged: &BTreeMap<PackId, PackFault>,
 ) -> HashMap<PackId, Vec<String>> {
     let mut out: HashMap<PackId, Vec<String>> = HashMap::new();
-    let pack_of = |b: &BlobId| index.get(b).map(|l| l.pack).filter(|p| damaged.contains_key(p));
+    // The damaged pack a blob is lost with, if it is.
+    let pack_of = |b: &BlobId| index.get(b).map(|l| l.pack).filter(|p| damaged.get(p).is_some_and(|f| f.loses(b)));
     for (sid, snap) in snapshots {
         let mut stack: Vec<(BlobId, PathBuf)> = vec![(snap.tree, PathBuf::from("/"))];
         while let Some((tid, path)) = stack.pop() {

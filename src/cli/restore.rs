@@ -56,5 +56,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if s.verify_failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+    if !s.damaged.is_empty() {
+        eprintln!(
+            "error: {} file(s) not restored: their data is damaged in the repository (everything else was \
+             restored; `kura check --read-data` lists every damaged file):",
+            s.damaged.len()
+        );
+        for d in &s.damaged {
+            eprintln!("error:   {} ({}): blob {} in pack {}: {}", d.path, d.snapshot_path, d.blob, d.pack, d.reason);
+        }
+    }
+    Ok(if s.is_complete() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }

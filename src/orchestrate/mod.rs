@@ -15,6 +15,8 @@ pub mod forecast;
 pub mod hooks;
 pub mod queue;
 pub mod runlock;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -70,7 +72,9 @@ pub fn target_for(sys: &PlanSystem, sandbox: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Chooses the snapshots and stores a new run; returns its id.
+/// Chooses the snapshots and stores a new run; returns its id. The systems are
+/// stored in the plan's execution order (`plan::order`), the order in which the
+/// run's systems are listed everywhere (status, results, reports).
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     state: &mut State,
@@ -84,9 +88,9 @@ pub fn prepare(
 ) -> Result<i64> {
     let snapshots = repo.snapshots()?;
     let sandbox = options.sandbox.as_ref().map(PathBuf::from);
-    let systems: Vec<NewSystem> = plan
-        .systems
-        .iter()
+    let systems: Vec<NewSystem> = crate::plan::order(plan)
+        .flat()
+        .map(|i| &plan.systems[i])
         .map(|s| {
             let chosen = choose_snapshot(&snapshots, &s.source, options.compromised_since);
             let error = chosen.is_none().then(|| match (&s.source, options.compromised_since) {
@@ -147,15 +151,27 @@ pub struct RunOutcome {
 enum Msg {
     Phase(usize, Phase, Sender<()>),
     Hooks(usize, Vec<HookOutcome>, Sender<()>),
-    Restored { i: usize, bytes: u64, files: u64, ms: u64, verify: serde_json::Value, ack: Sender<()> },
-    Progress(usize, u64, u64),
+    Restored {
+        i: usize,
+        bytes: u64,
+        files: u64,
+        ms: u64,
+        verify: serde_json::Value,
+        ack: Sender<()>,
+    },
+    /// The restore planned its work: bytes it will write (the pace's total), and when.
+    Total(usize, u64, DateTime<Utc>),
+    Progress(usize, u64),
     Finished(usize, std::result::Result<(), String>),
 }
 
+/// A running system's restore, for its pace: set when the restore has planned its
+/// work (pre hooks and a resumed run's finished part do not count).
+#[derive(Default)]
 struct Live {
-    started: Instant,
+    /// When the restore plan's total arrived (engine clock), and that total.
+    restore: Option<(DateTime<Utc>, u64)>,
     done: u64,
-    total: u64,
     last_saved: Option<Instant>,
 }
 
@@ -194,7 +210,7 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
     for (i, p) in phases.iter().enumerate() {
         if p.is_active() {
             let rec = by_name[plan.systems[i].name.as_str()].clone();
-            live.insert(i, Live { started: Instant::now(), done: rec.bytes, total: rec.bytes_total, last_saved: None });
+            live.insert(i, Live::default());
             workers.push(spawn_worker(engine, plan, &run, i, *p, rec, drill, tx.clone()));
         }
     }
@@ -206,7 +222,7 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
             queue.set_phase(i, Phase::Pre);
             engine.observer.phase(name, Phase::Pre);
             let rec = state.run_system(run_id, name)?;
-            live.insert(i, Live { started: Instant::now(), done: 0, total: rec.bytes_total, last_saved: None });
+            live.insert(i, Live::default());
             workers.push(spawn_worker(engine, plan, &run, i, Phase::Pre, rec, drill, tx.clone()));
         }
         for (i, reason) in queue.halt_leftovers() {
@@ -286,10 +302,16 @@ fn handle(
             state.set_restored(run.id, &plan.systems[i].name, bytes, files, ms, &verify)?;
             let _ = ack.send(());
         }
-        Msg::Progress(i, done, total) => {
+        Msg::Total(i, total, began) => {
+            if let Some(l) = live.get_mut(&i) {
+                *l = Live { restore: Some((began, total)), done: 0, last_saved: Some(Instant::now()) };
+                state.set_progress(run.id, &plan.systems[i].name, 0, total)?;
+            }
+        }
+        Msg::Progress(i, done) => {
             if let Some(l) = live.get_mut(&i) {
                 l.done = done;
-                l.total = l.total.max(total);
+                let total = l.restore.map_or(0, |r| r.1);
                 if l.last_saved.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(1)) {
                     state.set_progress(run.id, &plan.systems[i].name, done, total)?;
                     l.last_saved = Some(Instant::now());
@@ -391,9 +413,9 @@ fn check_deadlines(
         if queue.phase(i).is_terminal() {
             continue;
         }
-        let remaining = live.get(&i).and_then(|l| {
-            deadline::remaining(l.done, l.total, chrono::Duration::from_std(l.started.elapsed()).unwrap_or_default())
-        });
+        let remaining = live
+            .get(&i)
+            .and_then(|l| l.restore.and_then(|(began, total)| deadline::projected(l.done, total, now - began)));
         let Some(alert) = deadline::alert(now, run.clock_start, sys.deadline, remaining) else { continue };
         let level = match alert {
             Alert::AtRisk => "at-risk",
@@ -425,18 +447,18 @@ fn check_deadlines(
 struct ChannelProgress {
     i: usize,
     tx: Sender<Msg>,
+    clock: Arc<dyn Clock>,
     done: std::sync::atomic::AtomicU64,
-    total: std::sync::atomic::AtomicU64,
 }
 
 impl Progress for ChannelProgress {
     fn set_total(&self, total: u64) {
-        self.total.store(total, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.tx.send(Msg::Progress(self.i, self.done.load(std::sync::atomic::Ordering::Relaxed), total));
+        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.tx.send(Msg::Total(self.i, total, self.clock.now()));
     }
     fn advance(&self, n: u64) {
         let done = self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-        let _ = self.tx.send(Msg::Progress(self.i, done, self.total.load(std::sync::atomic::Ordering::Relaxed)));
+        let _ = self.tx.send(Msg::Progress(self.i, done));
     }
 }
 
@@ -479,6 +501,7 @@ fn spawn_worker(
     let repo = engine.repo.clone();
     let runner = engine.runner.clone();
     let threads = engine.restore_threads;
+    let clock = engine.clock.clone();
     let run_id = run.id;
     let incident = run.incident;
     std::thread::Builder::new()
@@ -495,6 +518,7 @@ fn spawn_worker(
                 run_id,
                 incident,
                 threads,
+                clock,
             };
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from))).unwrap_or_else(|p| {
@@ -518,6 +542,7 @@ struct SystemJob<'a> {
     run_id: i64,
     incident: Option<i64>,
     threads: Option<usize>,
+    clock: Arc<dyn Clock>,
 }
 
 impl SystemJob<'_> {
@@ -612,7 +637,7 @@ impl SystemJob<'_> {
         let target = PathBuf::from(self.rec.target.clone().ok_or("no target recorded")?);
         let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads };
         let progress =
-            ChannelProgress { i: w.i, tx: w.tx.clone(), done: Default::default(), total: Default::default() };
+            ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
         let started = Instant::now();
         let sum = crate::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(|e| format!("restore: {e}"))?;
         let ms = started.elapsed().as_millis() as u64;
@@ -626,6 +651,17 @@ impl SystemJob<'_> {
         let bytes = sum.bytes_written;
         let files = sum.files_restored + sum.files_skipped;
         w.commit(|ack| Msg::Restored { i, bytes, files, ms, verify, ack })?;
+        if let Some(d) = sum.damaged.first() {
+            return Err(format!(
+                "restore: {} file(s) not restored, their data is damaged in the repository, e.g. {} \
+                 (blob {} in pack {}: {})",
+                sum.damaged.len(),
+                d.snapshot_path,
+                d.blob,
+                d.pack,
+                d.reason
+            ));
+        }
         if failures > 0 {
             return Err(format!(
                 "{failures} restored file(s) do not match the snapshot, e.g. {}",

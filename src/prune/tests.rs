@@ -134,8 +134,9 @@ fn assert_all_restore(repo: &Arc<Repository>, scratch: &Path) {
     for (id, snap) in snaps {
         let target = tempfile::tempdir_in(scratch).unwrap();
         let opts = RestoreOptions { target: target.path().to_path_buf(), threads: Some(1), ..Default::default() };
-        restore::run(repo, &id, &snap, &opts, &NoProgress)
+        let sum = restore::run(repo, &id, &snap, &opts, &NoProgress)
             .unwrap_or_else(|e| panic!("restore of snapshot {} failed: {e}", id.short()));
+        assert!(sum.damaged.is_empty(), "snapshot {}: damaged files {:?}", id.short(), sum.damaged);
         let src = Path::new(&snap.paths[0]);
         let got = contents(&target.path().join(src.strip_prefix("/").unwrap()));
         assert!(got == contents(src), "snapshot {} of {} does not restore identically", id.short(), src.display());

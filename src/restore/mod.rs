@@ -5,14 +5,19 @@
 //! Resumable: a file already at its final name with the right size and mtime is
 //! skipped (with `--verify`, only if its content hashes match too), and temp files
 //! from an interrupted run are replaced.
+//!
+//! Damage does not stop it: a blob that fails authentication is not written, the
+//! files that need it are left out (their temp files removed) and listed in
+//! `RestoreSummary::damaged` by path, and everything else is restored.
 
 mod fs;
 mod plan;
 mod verify;
 
+use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,7 +31,7 @@ use crate::repo::pack::open_blob;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::NodeType;
 use crate::repo::Repository;
-use crate::types::FileId;
+use crate::types::{BlobId, FileId, PackId};
 pub use plan::{resolve, PackJob, RestorePlan};
 pub use verify::verify_file;
 
@@ -56,7 +61,30 @@ pub struct RestoreSummary {
     pub files_verified: u64,
     /// Files whose content on disk does not match the snapshot (with `--verify`).
     pub verify_failures: Vec<String>,
+    /// Files not restored because a blob of their content is damaged in the
+    /// repository (the rest of the snapshot is restored).
+    pub damaged: Vec<DamagedFile>,
     pub duration_ms: u64,
+}
+
+impl RestoreSummary {
+    /// Every file of the snapshot was restored (none was damaged or differs).
+    pub fn is_complete(&self) -> bool {
+        self.damaged.is_empty() && self.verify_failures.is_empty()
+    }
+}
+
+/// A file left out of a restore because its data is damaged in the repository.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DamagedFile {
+    /// Where it would have been restored.
+    pub path: String,
+    /// Its path in the snapshot.
+    pub snapshot_path: String,
+    /// The first damaged blob of its content and the pack holding it.
+    pub blob: String,
+    pub pack: String,
+    pub reason: String,
 }
 
 pub fn run(
@@ -118,8 +146,30 @@ pub fn run(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let remote = repo.location().starts_with("s3:");
     let threads = opts.threads.unwrap_or(if remote { (cores * 4).max(8) } else { cores });
-    sum.bytes_written = write_files(repo, target, &plan, &jobs, &shared, threads, progress)?;
-    sum.files_restored += todo.len() as u64;
+    let damage = match write_files(repo, target, &plan, &jobs, &shared, threads, progress) {
+        Ok((written, damage)) => {
+            sum.bytes_written = written;
+            damage
+        }
+        Err(e) => {
+            // Nothing half-written is left behind: a rerun starts these files afresh.
+            for &i in &todo {
+                discard_temp(&target.join(&plan.files[i].tmp));
+            }
+            return Err(e);
+        }
+    };
+    let mut bad: HashMap<usize, (BlobId, PackId, String)> = HashMap::new();
+    for d in damage {
+        for f in d.files {
+            bad.entry(f).or_insert_with(|| (d.blob, d.pack, d.reason.clone()));
+        }
+    }
+    sum.files_restored += (todo.len() - bad.len()) as u64;
+    let mut bad_rels: HashMap<&Path, (BlobId, PackId, String)> = HashMap::new();
+    for (&f, why) in &bad {
+        bad_rels.insert(plan.files[f].rel.as_path(), why.clone());
+    }
 
     for (rel, node) in &plan.symlinks {
         let p = target.join(rel);
@@ -133,6 +183,10 @@ pub fn run(
         sum.symlinks += 1;
     }
     for (rel, first) in &plan.hardlinks {
+        if let Some(why) = bad_rels.get(first.as_path()).cloned() {
+            bad_rels.insert(rel.as_path(), why);
+            continue;
+        }
         let p = target.join(rel);
         fs::remove_existing(&p)?;
         std::fs::hard_link(target.join(first), &p).map_err(|e| Error::io(&p, e))?;
@@ -145,7 +199,7 @@ pub fn run(
         fs::set_meta(target, root, false)?;
     }
     if opts.verify {
-        for f in &plan.files {
+        for f in plan.files.iter().filter(|f| !bad_rels.contains_key(f.rel.as_path())) {
             let p = target.join(&f.rel);
             match verify_file(repo.key(), &chunker, &p, &f.node) {
                 Ok(()) => sum.files_verified += 1,
@@ -153,8 +207,48 @@ pub fn run(
             }
         }
     }
+    let base = Path::new(opts.subpath.as_deref().unwrap_or("/"));
+    sum.damaged = bad_rels
+        .into_iter()
+        .map(|(rel, (blob, pack, reason))| DamagedFile {
+            path: target.join(rel).display().to_string(),
+            snapshot_path: snapshot_path(base, rel, plan.root.is_some()).display().to_string(),
+            blob: blob.to_string(),
+            pack: pack.to_hex(),
+            reason,
+        })
+        .collect();
+    sum.damaged.sort_by(|a, b| a.path.cmp(&b.path));
     sum.duration_ms = started.elapsed().as_millis() as u64;
     Ok(sum)
+}
+
+/// The path in the snapshot of `rel` (relative to the target) when `base` (the
+/// subpath, "/" for all) was restored: a directory's contents land in the target,
+/// a single file lands in it under its own name.
+fn snapshot_path(base: &Path, rel: &Path, base_is_dir: bool) -> PathBuf {
+    if base_is_dir || base == Path::new("/") {
+        base.join(rel)
+    } else {
+        base.parent().unwrap_or(Path::new("/")).join(rel)
+    }
+}
+
+/// Removes a temp file if it is there.
+fn discard_temp(tmp: &Path) {
+    if let Err(e) = std::fs::remove_file(tmp) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("could not remove the temp file {}: {e}", tmp.display());
+        }
+    }
+}
+
+/// A blob that failed authentication, and the files (plan indexes) that need it.
+struct Damage {
+    blob: BlobId,
+    pack: PackId,
+    reason: String,
+    files: Vec<usize>,
 }
 
 fn make_plan(
@@ -185,7 +279,9 @@ fn make_plan(
 }
 
 /// Reads each pack's needed ranges once, verifies each blob, writes it to every
-/// file offset that needs it, and finishes files whose last blob arrived.
+/// file offset that needs it, and finishes files whose last blob arrived. A blob
+/// that fails authentication is recorded (with the files needing it) and skipped;
+/// those files are not finished and their temp files are removed.
 fn write_files(
     repo: &Repository,
     target: &Path,
@@ -194,7 +290,7 @@ fn write_files(
     shared: &[bool],
     threads: usize,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<(u64, Vec<Damage>)> {
     let remaining: Vec<AtomicUsize> = plan.files.iter().map(|_| AtomicUsize::new(0)).collect();
     for j in jobs {
         for (_, _, targets) in &j.blobs {
@@ -203,6 +299,8 @@ fn write_files(
             }
         }
     }
+    let bad: Vec<AtomicBool> = plan.files.iter().map(|_| AtomicBool::new(false)).collect();
+    let damage: Mutex<Vec<Damage>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let written = std::sync::atomic::AtomicU64::new(0);
@@ -214,7 +312,8 @@ fn write_files(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { return };
-                match restore_pack(repo, target, plan, job, shared, &remaining, progress) {
+                let files = Files { shared, remaining: &remaining, bad: &bad, damage: &damage };
+                match restore_pack(repo, target, plan, job, &files, progress) {
                     Ok(n) => {
                         written.fetch_add(n, Ordering::Relaxed);
                     }
@@ -228,8 +327,17 @@ fn write_files(
     });
     match failed.into_inner().unwrap() {
         Some(e) => Err(e),
-        None => Ok(written.into_inner()),
+        None => Ok((written.into_inner(), damage.into_inner().unwrap())),
     }
+}
+
+/// What the pack workers share about the files: which are spread over several
+/// packs, how many blobs each still waits for, which are damaged.
+struct Files<'a> {
+    shared: &'a [bool],
+    remaining: &'a [AtomicUsize],
+    bad: &'a [AtomicBool],
+    damage: &'a Mutex<Vec<Damage>>,
 }
 
 /// Blobs closer than this are fetched in one read.
@@ -240,10 +348,10 @@ fn restore_pack(
     target: &Path,
     plan: &RestorePlan,
     job: &PackJob,
-    shared: &[bool],
-    remaining: &[AtomicUsize],
+    files: &Files<'_>,
     progress: &dyn Progress,
 ) -> Result<u64> {
+    let Files { shared, remaining, bad, damage } = *files;
     let name = job.pack.to_hex();
     let mut written = 0;
     // Handles of files created for this pack only; closed when the file is finished.
@@ -258,29 +366,66 @@ fn restore_pack(
             end = end.max(job.blobs[j].1.offset as u64 + job.blobs[j].1.length as u64);
             j += 1;
         }
-        let span = repo.backend().get_range(crate::backend::Kind::Pack, &name, start, end - start)?;
+        // A pack that is gone loses its blobs, like damage: the other packs are still restored.
+        let span = match repo.backend().get_range(crate::backend::Kind::Pack, &name, start, end - start) {
+            Ok(span) => Ok(span),
+            Err(e) if e.is_not_found() => Err(e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
         for (id, loc, targets) in &job.blobs[i..j] {
             let off = (loc.offset as u64 - start) as usize;
-            let data = open_blob(repo.key(), &loc.entry(*id), &span[off..off + loc.length as usize], &job.pack)?;
-            let zero = data.iter().all(|&b| b == 0);
+            let opened = match &span {
+                Ok(span) => {
+                    match open_blob(repo.key(), &loc.entry(*id), &span[off..off + loc.length as usize], &job.pack) {
+                        Ok(d) => Ok(d),
+                        Err(Error::Corrupt { reason, .. }) => Err(reason),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(why) => Err(why.clone()),
+            };
+            let data = match opened {
+                Ok(d) => Some(d),
+                Err(reason) => {
+                    let mut fs_of: Vec<usize> = targets.iter().map(|t| t.0).collect();
+                    fs_of.dedup();
+                    for &f in &fs_of {
+                        bad[f].store(true, Ordering::Release);
+                    }
+                    damage.lock().unwrap().push(Damage { blob: *id, pack: job.pack, reason, files: fs_of });
+                    None
+                }
+            };
+            let zero = data.as_ref().is_some_and(|d| d.iter().all(|&b| b == 0));
             for &(f, at) in targets {
                 let item = &plan.files[f];
                 let final_path = target.join(&item.rel);
                 let tmp = target.join(&item.tmp);
-                let file = match own.entry(f) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(fs::create_temp(&tmp, item.node.size)?),
-                };
-                if !zero {
-                    file.write_all_at(&data, at).map_err(|e| Error::io(&tmp, e))?;
+                // Nothing is written for a damaged file (this blob or another of it).
+                if let Some(data) = data.as_ref().filter(|_| !bad[f].load(Ordering::Acquire)) {
+                    let file = match own.entry(f) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(fs::create_temp(&tmp, item.node.size)?)
+                        }
+                    };
+                    if !zero {
+                        file.write_all_at(data, at).map_err(|e| Error::io(&tmp, e))?;
+                    }
+                    written += data.len() as u64;
                 }
-                written += data.len() as u64;
-                progress.advance(data.len() as u64);
+                progress.advance(loc.raw_length as u64);
                 if remaining[f].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let file = own.remove(&f).expect("handle opened above");
-                    fs::finish_file(&file, &tmp, &final_path, &item.node)?;
-                    progress.file_done(&final_path);
+                    let file = own.remove(&f);
+                    if bad[f].load(Ordering::Acquire) {
+                        drop(file);
+                        discard_temp(&tmp);
+                    } else {
+                        let file = file.expect("handle opened above");
+                        fs::finish_file(&file, &tmp, &final_path, &item.node)?;
+                        progress.file_done(&final_path);
+                    }
                 }
             }
         }

@@ -239,10 +239,12 @@ impl State {
             .find(|r| r.status == "running" && r.plan_path == plan_path && r.incident == incident))
     }
 
+    /// A run's systems in execution order: the order `orchestrate::prepare` stored
+    /// them in (the plan's order).
     pub fn run_systems(&self, run: i64) -> Result<Vec<SystemRecord>> {
         let mut st = self
             .conn
-            .prepare("SELECT * FROM recovery_systems WHERE run = ?1 ORDER BY priority DESC, name")
+            .prepare("SELECT * FROM recovery_systems WHERE run = ?1 ORDER BY rowid")
             .map_err(|e| db_err(self.path(), e))?;
         let rows = st.query_map([run], system_row).map_err(|e| db_err(self.path(), e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))

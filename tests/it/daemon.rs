@@ -522,3 +522,23 @@ fn scheduled_drill_job_runs_the_recovery_engine_into_a_sandbox() {
     assert_eq!(list[0]["systems"][0]["verdict"], "met", "{list}");
     assert!(!target.exists());
 }
+
+#[test]
+fn cron_schedules_are_evaluated_in_the_local_time_zone() {
+    // docs/CONFIG.md and docs/DAEMON.md: cron fields are local time (the TZ
+    // variable). 03:30 at UTC+05:30 is 22:00 UTC the day before.
+    let setup = Setup::new();
+    let web = setup.src("web");
+    let tables =
+        format!("[[system]]\nname = \"web\"\npriority = 1\npaths = [\"{}\"]\nschedule = \"30 3 * * *\"\n", s(&web));
+    setup.configure("", &tables);
+    let mut d = setup.daemon_with(&[("TZ", "XYZ-5:30")], &[]);
+    let st = setup.status();
+    let next: chrono::DateTime<chrono::Utc> =
+        text(&st["systems"][0], "next_run").parse().unwrap_or_else(|e| panic!("{e}: {st:#}"));
+    assert_eq!(next.format("%H:%M:%S").to_string(), "22:00:00", "{st:#}");
+    let now = chrono::Utc::now();
+    assert!(next > now && next - now <= chrono::Duration::hours(24), "the next slot, within a day: {next}");
+    run(bare_kura().args(["daemon", "stop", "--socket", s(&setup.socket)])).ok();
+    assert_eq!(d.wait(Duration::from_secs(10)), 0);
+}

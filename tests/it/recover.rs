@@ -469,3 +469,77 @@ fn reports_show_a_missed_deadline_as_missed_in_every_format() {
     site.kura(&["report", "--incident", "77", "--format", "md"]).code(2).stderr_has("incident 77");
     site.kura(&["report", "--incident", &ids, "--format", "pdf"]).code(2).stderr_has("md, html, json or csv");
 }
+
+#[test]
+fn deduplicated_systems_restored_in_a_moment_raise_no_at_risk_alert() {
+    // Every system of a site holds the same sample tree: all but the first
+    // deduplicate against it, and each writes a tiny file of its own (its name). A
+    // pre hook that takes a second (stopping a service) ran before the restore.
+    let mut systems = Vec::new();
+    for name in ["db", "wiki", "mail", "file"] {
+        let mut sy = sys(name, 2, &[]);
+        sy.extra = "[[system.pre]]\ncommand = 'sleep 1'\n".into();
+        systems.push(sy);
+    }
+    let site = Site::new(&systems);
+    let alerts = site.base().join("alerts.jsonl");
+    let config = fs::read_to_string(&site.config).unwrap();
+    write(&site.config, format!("{config}\n[notify]\ncommand = 'cat >> {0}; echo >> {0}'\n", alerts.display()));
+    let id = site.open_incident(&[]);
+    site.kura(&["incident", "resolve-cause", &id.to_string(), "--note", "fixed"]).ok();
+    let v = site.recover(id).ok().json();
+    assert_eq!(v["outcome"]["done"], 4, "{v}");
+    for name in ["db", "wiki", "mail", "file"] {
+        assert_eq!(system(&v, name)["verdict"], "met", "{v}");
+    }
+
+    let shown = site.kura(&["--json", "incident", "show", &id.to_string()]).ok().json();
+    let alerts_on_timeline: Vec<&Value> =
+        shown["timeline"].as_array().unwrap().iter().filter(|e| e["event"]["kind"] == "deadline-alert").collect();
+    assert!(alerts_on_timeline.is_empty(), "no system was at risk: {alerts_on_timeline:#?}");
+    let sent = fs::read_to_string(&alerts).unwrap_or_default();
+    assert!(!sent.contains("deadline_at_risk") && !sent.contains("deadline_breach"), "{sent}");
+    let st = site.kura(&["--json", "recover", "status", "--incident", &id.to_string()]).ok().json();
+    for row in st["systems"].as_array().unwrap() {
+        assert!(row["alert"].is_null(), "{row}");
+    }
+}
+
+#[test]
+fn reports_list_systems_in_execution_order() {
+    // By name, alpha comes first; but alpha depends on zulu, so zulu runs first.
+    let site = Site::new(&[sys("mail", 1, &[]), sys("alpha", 2, &["zulu"]), sys("zulu", 2, &[])]);
+    let id = site.open_incident(&[]);
+    let ids = id.to_string();
+    site.kura(&["incident", "resolve-cause", &ids, "--note", "fixed"]).ok();
+    let v = site.recover(id).ok().json();
+    let expected = ["zulu", "alpha", "mail"];
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&v["systems"]), expected, "recover --json");
+    // The order the engine ran them in (post hooks log completion).
+    let posts: Vec<String> = site
+        .log_lines()
+        .iter()
+        .filter(|l| l.starts_with("post "))
+        .map(|l| l.split(' ').nth(1).unwrap().into())
+        .collect();
+    assert_eq!(posts, expected);
+
+    let json: Value =
+        serde_json::from_str(&site.kura(&["report", "--incident", &ids, "--format", "json"]).ok().stdout).unwrap();
+    assert_eq!(names(&json["systems"]), expected, "report json");
+    let csv = site.kura(&["report", "--incident", &ids, "--format", "csv"]).ok().stdout.clone();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "system" || *h == "name").expect("system column");
+    let rows: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(col).unwrap()).collect();
+    assert_eq!(rows, expected, "report csv");
+    let md = site.kura(&["report", "--incident", &ids, "--format", "md"]).ok().stdout.clone();
+    let at = |n: &str| {
+        md.lines().position(|l| l.starts_with(&format!("| {n} "))).unwrap_or_else(|| panic!("{n} row in {md}"))
+    };
+    assert!(at("zulu") < at("alpha") && at("alpha") < at("mail"), "{md}");
+    let st = site.kura(&["--json", "recover", "status", "--incident", &ids]).ok().json();
+    assert_eq!(names(&st["systems"]), expected, "recover status");
+}
