@@ -30,6 +30,8 @@ pub struct IndexRepair {
     pub old_index_files: u64,
     /// Packs whose header could not be read: "id: reason".
     pub unreadable_packs: Vec<String>,
+    /// Temp files of interrupted writes (untouched for an hour) removed from `tmp/`.
+    pub temp_files_removed: u64,
 }
 
 pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepair> {
@@ -68,6 +70,7 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepair> {
             _ => {}
         }
     }
+    rep.temp_files_removed = repo.backend().cleanup() as u64;
     Ok(rep)
 }
 
