@@ -227,7 +227,7 @@ impl Repository {
     }
 }
 
-/// What a location without a config still holds of a repository ("3 key files, 2
+/// What a location without a config still holds of a repository ("3 key files and 2
 /// snapshots"), or `None` when it holds neither keys nor snapshots.
 fn orphaned_objects(backend: &dyn Backend) -> Result<Option<String>> {
     let mut parts = Vec::new();
