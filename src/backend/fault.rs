@@ -98,7 +98,13 @@ impl Backend for FaultBackend {
         self.check(false, kind, name)?;
         self.inner.retained_until(kind, name)
     }
-    fn cleanup(&self) {
+    fn cleanup(&self) -> usize {
         self.inner.cleanup()
+    }
+    fn stale_temp_files(&self) -> BResult<Vec<(String, u64)>> {
+        self.inner.stale_temp_files()
+    }
+    fn first_entry(&self) -> BResult<Option<String>> {
+        self.inner.first_entry()
     }
 }

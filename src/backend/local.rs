@@ -15,6 +15,9 @@ use rand::RngCore;
 
 use super::{object_name, BResult, Backend, BackendError, Kind};
 
+/// Temp files older than this are leftovers of killed writers (`cleanup`).
+pub const TEMP_FILE_STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub struct LocalBackend {
     root: PathBuf,
 }
@@ -220,15 +223,40 @@ impl Backend for LocalBackend {
         Ok(to)
     }
 
-    fn cleanup(&self) {
-        let Ok(rd) = fs::read_dir(self.root.join("tmp")) else { return };
-        let hour = std::time::Duration::from_secs(3600);
-        for e in rd.flatten() {
-            let old =
-                e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > hour);
-            if old {
-                let _ = fs::remove_file(e.path());
+    fn cleanup(&self) -> usize {
+        let Ok(stale) = self.stale_temp_files() else { return 0 };
+        let tmp = self.root.join("tmp");
+        stale.iter().filter(|(name, _)| fs::remove_file(tmp.join(name)).is_ok()).count()
+    }
+
+    fn stale_temp_files(&self) -> BResult<Vec<(String, u64)>> {
+        let rd = match fs::read_dir(self.root.join("tmp")) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                let object = format!("{}/tmp", self.location());
+                return Err(BackendError::Permanent { object, reason: e.to_string() });
             }
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            // A writer renames its temp file as soon as it is written and synced:
+            // one not touched for this long belongs to a process that died.
+            let old = meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|a| a > TEMP_FILE_STALE);
+            if meta.is_file() && old {
+                out.push((e.file_name().to_string_lossy().into_owned(), meta.len()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn first_entry(&self) -> BResult<Option<String>> {
+        match fs::read_dir(&self.root) {
+            Ok(mut rd) => Ok(rd.next().and_then(|e| e.ok()).map(|e| format!("`{}`", e.file_name().to_string_lossy()))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BackendError::Permanent { object: self.location(), reason: e.to_string() }),
         }
     }
 }

@@ -103,7 +103,24 @@ pub trait Backend: Send + Sync {
     fn delete(&self, kind: Kind, name: &str) -> BResult<()>;
     /// Removes leftovers of interrupted writes (temp files older than an hour, which
     /// no running writer still owns). Called by maintenance (prune). Best effort.
-    fn cleanup(&self) {}
+    /// Returns how many it removed.
+    fn cleanup(&self) -> usize {
+        0
+    }
+    /// Temp files of interrupted writes that `cleanup` would remove, as (name, size).
+    fn stale_temp_files(&self) -> BResult<Vec<(String, u64)>> {
+        Ok(Vec::new())
+    }
+    /// The name of something already stored at the location, if anything is: `init`
+    /// refuses a place that is not empty.
+    fn first_entry(&self) -> BResult<Option<String>> {
+        for kind in [Kind::Key, Kind::Snapshot, Kind::Index, Kind::Pack, Kind::Lock, Kind::Pending] {
+            if let Some((name, _)) = self.list(kind)?.into_iter().next() {
+                return Ok(Some(object_name(kind, &name)));
+            }
+        }
+        Ok(None)
+    }
     fn exists(&self, kind: Kind, name: &str) -> BResult<bool> {
         match self.get_range(kind, name, 0, 0) {
             Ok(_) => Ok(true),
@@ -136,6 +153,9 @@ pub fn open(location: &str) -> crate::error::Result<Arc<dyn Backend>> {
     }
     if location.is_empty() {
         return Err(crate::error::Error::invalid("repository location", "it is empty"));
+    }
+    if std::path::Path::new(location).metadata().is_ok_and(|m| !m.is_dir()) {
+        return Err(crate::error::Error::NotADirectory { repo: location.to_string() });
     }
     local::warn_if_loose(std::path::Path::new(location));
     Ok(Arc::new(local::LocalBackend::new(location)))

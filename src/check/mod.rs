@@ -144,6 +144,15 @@ pub fn run(repo: &Repository, read: ReadData, progress: &dyn Progress) -> Result
         }
     }
 
+    let temp = repo.backend().stale_temp_files()?;
+    if !temp.is_empty() {
+        let bytes: u64 = temp.iter().map(|(_, s)| s).sum();
+        rep.warnings.push(format!(
+            "{} temp files ({bytes} bytes) in tmp/ were left by interrupted writes (untouched for over an hour): \
+             `kura prune` or `kura repair index` removes them",
+            temp.len()
+        ));
+    }
     let mut seen = HashSet::new();
     for (sid, snap) in &snapshots {
         walk(repo, &index, &snap.tree, Path::new("/"), &mut seen, &mut |path, tree_err, missing| {

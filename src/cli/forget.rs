@@ -98,7 +98,7 @@ struct Report<'a> {
     /// Snapshot files deleted by this run (0 in a dry run).
     removed: usize,
     failed: Vec<Failed>,
-    /// With `--prune`: what prune did (absent when nothing was removed).
+    /// With `--prune`: what prune did (absent in a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
     prune: Option<kura::prune::PruneReport>,
 }
@@ -212,7 +212,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         eprintln!("warning: could not remove snapshot {}: {}", &f.id[..8], f.error);
     }
     let code = if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) };
-    let pruned = if a.prune && removed > 0 {
+    // Prune runs even when this run removed nothing: a forget killed between its two
+    // steps left unused data behind, and running the command again must free it.
+    let pruned = if a.prune && !a.dry_run {
         let bar = output::Bar::new(ctx.show_progress(), "repacking");
         let r = kura::prune::run(&repo, &kura::prune::PruneOptions::default(), &bar);
         bar.finish();

@@ -1,5 +1,6 @@
 //! `kura ls`.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,6 +24,9 @@ pub struct Args {
 #[derive(Serialize)]
 struct Entry {
     path: String,
+    /// The path and symlink target as human output shows them (escaped).
+    #[serde(skip)]
+    shown: (String, Option<String>),
     #[serde(rename = "type")]
     node_type: NodeType,
     mode: String,
@@ -38,6 +42,7 @@ fn entry(path: &Path, n: &Node) -> Entry {
     let mtime = chrono::DateTime::from_timestamp_nanos(n.mtime_ns);
     Entry {
         path: path.display().to_string(),
+        shown: (output::escape_name(path.as_os_str().as_bytes()), n.target.as_ref().map(|t| output::escape_name(&t.0))),
         node_type: n.node_type,
         mode: format!("{:04o}", n.mode),
         uid: n.uid,
@@ -85,7 +90,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                     NodeType::Symlink => 'l',
                     NodeType::File => '-',
                 };
-                let target = e.target.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
+                let target = e.shown.1.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default();
                 println!(
                     "{t}{} {:>5} {:>5} {:>10} {} {}{target}",
                     e.mode,
@@ -93,10 +98,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                     e.gid,
                     output::bytes(e.size),
                     &e.mtime[..19],
-                    e.path
+                    e.shown.0
                 );
             } else {
-                println!("{}", e.path);
+                println!("{}", e.shown.0);
             }
         }
     }

@@ -187,10 +187,9 @@ impl Ctx {
     }
 }
 
-/// A passphrase from a file: its content without the trailing newline.
+/// A passphrase from a file (the library's rule: an empty file is refused).
 pub fn read_password_file(f: &std::path::Path) -> Result<Vec<u8>> {
-    let text = std::fs::read_to_string(f).with_context(|| format!("reading password file {}", f.display()))?;
-    Ok(text.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+    Ok(kura::repo::keys::read_password_file(f)?)
 }
 
 pub fn prompt(what: &str, confirm: bool) -> Result<Vec<u8>> {

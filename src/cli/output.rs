@@ -84,3 +84,44 @@ pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
+
+/// A file name for human output: control characters (newline, tab, escape...) and
+/// bytes that are not UTF-8 are written as escapes, and a backslash as `\\`, as
+/// `ls -b` does, so one name is always one line and cannot move the terminal's
+/// cursor. JSON output carries names exactly instead.
+pub fn escape_name(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if (c as u32) < 0x80 && c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_name;
+
+    #[test]
+    fn escape_name_quotes_control_characters_and_bad_utf8() {
+        assert_eq!(escape_name(b"plain name.txt"), "plain name.txt");
+        assert_eq!(escape_name("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(escape_name(b"a\nb\tc\rd"), "a\\nb\\tc\\rd");
+        assert_eq!(escape_name(b"esc\x1b[2J"), "esc\\x1b[2J");
+        assert_eq!(escape_name(b"back\\slash"), "back\\\\slash");
+        assert_eq!(escape_name(b"bad\xffutf8"), "bad\\xffutf8");
+        assert_eq!(escape_name("c1\u{85}".as_bytes()), "c1\\u{0085}");
+    }
+}

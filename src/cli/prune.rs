@@ -49,6 +49,9 @@ pub fn print_report(r: &PruneReport) {
     if r.packs_reinstated > 0 {
         println!("{} packs marked earlier {verb} put back: a backup uses them again", r.packs_reinstated);
     }
+    if r.temp_files_removed > 0 {
+        println!("{} temp files left by interrupted writes were removed from tmp/", r.temp_files_removed);
+    }
     if r.packs_waiting > 0 {
         println!("{} packs marked earlier wait for running operations:", r.packs_waiting);
         for w in &r.waiting_for {
@@ -103,6 +106,9 @@ pub fn repair(ctx: &Ctx, cmd: RepairCommand) -> Result<ExitCode> {
                     "indexed {} blobs in {} packs; replaced {} index files",
                     r.blobs_indexed, r.packs_indexed, r.old_index_files
                 );
+                if r.temp_files_removed > 0 {
+                    println!("removed {} temp files left by interrupted writes from tmp/", r.temp_files_removed);
+                }
                 for p in &r.unreadable_packs {
                     println!("warning: unreadable pack: {p}");
                 }

@@ -27,7 +27,13 @@ impl Config {
             });
         };
         let repo = |name: &str, spec: &RepoSpec, push: &mut dyn FnMut(Severity, String, String)| {
-            if is_local_location(&spec.location) && !Path::new(&spec.location).is_dir() {
+            if is_local_location(&spec.location) && Path::new(&spec.location).is_file() {
+                push(
+                    Severity::Error,
+                    format!("{name}.location"),
+                    format!("{} is a file, not a repository directory", spec.location),
+                );
+            } else if is_local_location(&spec.location) && !Path::new(&spec.location).is_dir() {
                 push(
                     Severity::Error,
                     format!("{name}.location"),
@@ -41,7 +47,13 @@ impl Config {
                 Ok(m) if m.is_dir() => {
                     push(Severity::Error, field, format!("password file {} is a directory", pf.display()))
                 }
-                Ok(m) if m.len() == 0 => {
+                // The same rule as every command that reads it: newlines alone are empty too.
+                Ok(_)
+                    if matches!(
+                        crate::repo::keys::read_password_file(pf),
+                        Err(crate::error::Error::EmptyPasswordFile { .. })
+                    ) =>
+                {
                     push(Severity::Error, field, format!("password file {} is empty", pf.display()))
                 }
                 Ok(m) if m.permissions().mode() & 0o077 != 0 => push(

@@ -313,10 +313,73 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
             fields.join(" ")
         }
     };
-    match cron::Schedule::from_str(&full) {
-        Ok(cron) => Ok(Schedule { expr: expr.trim().to_string(), cron }),
-        Err(e) => Err(format!("bad cron expression {expr:?}: {e}")),
+    if !full.starts_with('@') {
+        check_ranges(&full).map_err(|e| format!("bad cron expression {expr:?}: {e}"))?;
     }
+    let cron = cron::Schedule::from_str(&full).map_err(|e| format!("bad cron expression {expr:?}: {e}"))?;
+    // A valid expression can still name a time that never comes (February 30th).
+    let now = chrono::Utc::now();
+    if !cron.after(&now).next().is_some_and(|t| t - now < Duration::days(NEVER_FIRES_YEARS * 366)) {
+        return Err(format!(
+            "cron expression {expr:?} never fires: no time in the next {NEVER_FIRES_YEARS} years matches it \
+             (does the day exist in that month? February has at most 29 days, April, June, September \
+             and November 30; and is a year given that has passed?)"
+        ));
+    }
+    Ok(Schedule { expr: expr.trim().to_string(), cron })
+}
+
+/// A schedule that matches no time within this many years is refused.
+const NEVER_FIRES_YEARS: i64 = 5;
+
+/// The fields of a full cron expression (seconds first): name and allowed numbers.
+const CRON_FIELDS: [(&str, &str, u32, u32); 7] = [
+    ("second", "seconds", 0, 59),
+    ("minute", "minutes", 0, 59),
+    ("hour", "hours", 0, 23),
+    ("day of month", "days of the month", 1, 31),
+    ("month", "months", 1, 12),
+    ("day of week", "", 0, 0), // names only, checked before
+    ("year", "years", 1970, 2100),
+];
+
+/// Checks every number of every field against its range, with kura's own wording
+/// (the `cron` crate's messages are off by one: "must be less than 59").
+fn check_ranges(full: &str) -> Result<(), String> {
+    for (field, (name, plural, min, max)) in full.split_whitespace().zip(CRON_FIELDS) {
+        if name == "day of week" {
+            continue;
+        }
+        for item in field.split(',') {
+            let (base, step) = match item.split_once('/') {
+                Some((b, s)) => (b, Some(s)),
+                None => (item, None),
+            };
+            if let Some(step) = step {
+                match step.parse::<u32>() {
+                    Ok(n) if n >= 1 => {}
+                    _ => return Err(format!("{name} step {step:?} in {item:?} must be a whole number of 1 or more")),
+                }
+            }
+            let ends: Vec<&str> = base.split('-').collect();
+            let mut numbers = Vec::new();
+            for e in &ends {
+                // Names (jan, feb) and * are left to the cron parser.
+                if let Ok(n) = e.parse::<u32>() {
+                    if n < min || n > max {
+                        return Err(format!("{name} {n} is out of range: {plural} are {min}-{max}"));
+                    }
+                    numbers.push(n);
+                }
+            }
+            if let [a, b] = numbers[..] {
+                if ends.len() == 2 && a > b {
+                    return Err(format!("the {name} range {base} runs backwards: write the smaller number first"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn jobs(d: &mut Diag, o: &Obj, base: &Path, remote_given: bool) -> Jobs {

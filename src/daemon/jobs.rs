@@ -11,6 +11,7 @@ use crate::backend::Kind;
 use crate::config::{Config, Schedule};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::repo::keys::read_password_file;
 use crate::repo::Repository;
 use crate::state::jobs::Outcome;
 
@@ -181,26 +182,17 @@ fn open_repo(cfg: &Config) -> Result<Arc<Repository>> {
 
 /// Opens a repository of the config (local, or the remote site) with its passphrase file.
 fn open_spec(spec: &crate::config::RepoSpec) -> Result<Arc<Repository>> {
-    let pass = read_pass(&spec.password_file)?;
+    let pass = read_password_file(&spec.password_file)?;
     let backend = crate::backend::open(&spec.location)?;
     Ok(Arc::new(Repository::open(backend, &pass)?))
-}
-
-fn read_pass(file: &Path) -> Result<Vec<u8>> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    let pass = text.trim_end_matches(['\n', '\r']);
-    if pass.is_empty() {
-        return Err(Error::invalid(file.display().to_string(), "the passphrase file is empty"));
-    }
-    Ok(pass.as_bytes().to_vec())
 }
 
 /// Copies what the remote site lacks (mirror: the remote holds the same master key).
 fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
     let remote = cfg.remote.as_ref().ok_or_else(|| Error::invalid("replicate job", "no [remote] in the config"))?;
-    let src_pass = read_pass(&cfg.repository.password_file)?;
+    let src_pass = read_password_file(&cfg.repository.password_file)?;
     let src = open_repo(cfg)?;
-    let dst_pass = read_pass(&remote.password_file)?;
+    let dst_pass = read_password_file(&remote.password_file)?;
     let backend = crate::backend::open(&remote.location)?;
     let report = crate::replicate::execute(
         &src,

@@ -65,6 +65,8 @@ pub struct PruneReport {
     pub waiting_for: Vec<String>,
     /// Packs due for deletion that object-lock retention keeps (they stay pending).
     pub packs_retained: u64,
+    /// Temp files of interrupted writes (untouched for an hour) removed from `tmp/`.
+    pub temp_files_removed: u64,
 }
 
 /// Bytes of index entries per index file written by prune; bounds memory.
@@ -111,7 +113,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress)
     for name in &plan.pending_files {
         delete_ignoring_missing(repo, Kind::Pending, name)?;
     }
-    repo.backend().cleanup();
+    rep.temp_files_removed = repo.backend().cleanup() as u64;
     lock.check_fresh()?;
     rep.packs_repacked = plan.count(PackAction::Repack);
     if !kept_deletable.is_empty() {

@@ -337,6 +337,7 @@ impl PrunePlan {
             packs_waiting: self.waiting.values().map(|v| v.len() as u64).sum(),
             waiting_for: self.waiting_for.clone(),
             packs_retained: 0,
+            temp_files_removed: 0,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct IndexRepair {
     pub salvaged: Vec<SalvagedPack>,
     /// Objects moved to `quarantine/`: "from -> quarantine/to".
     pub quarantined: Vec<String>,
+    /// Temp files of interrupted writes (untouched for an hour) removed from `tmp/`.
+    pub temp_files_removed: u64,
 }
 
 impl IndexRepair {
@@ -237,6 +239,7 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepair> {
     let written = write_index(repo, packs)?;
     delete_old_index(repo, &old, &written)?;
     rep.quarantined = quarantine_damaged(repo, &[Kind::Pack, Kind::Index, Kind::Pending])?;
+    rep.temp_files_removed = repo.backend().cleanup() as u64;
     Ok(rep)
 }
 

@@ -98,13 +98,10 @@ fn exclusive_conflict(repo: &Repository, own: Option<&str>) -> Result<()> {
             continue;
         }
         if l.kind == LockKind::Exclusive && l.is_live(now) && Some(name.as_str()) != own {
-            return Err(Error::invalid(
-                "lock",
-                format!(
-                    "{} (pid {} on {}, started {}) holds the repository's exclusive lock {}; wait for it, or remove locks/{name} if that process is gone",
-                    l.purpose, l.pid, l.host, l.started, &name[..8.min(name.len())]
-                ),
-            ));
+            return Err(Error::Locked {
+                holder: format!("{} (pid {} on {}, started {})", l.purpose, l.pid, l.host, l.started),
+                lock: name,
+            });
         }
     }
     Ok(())
@@ -118,6 +115,7 @@ struct Shared {
 /// A held lock; refreshed by a background thread, removed on drop.
 pub struct LockGuard {
     repo: Arc<Repository>,
+    purpose: String,
     state: Arc<Mutex<Shared>>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -176,7 +174,7 @@ impl LockGuard {
                 }
             })
             .expect("spawn lock refresher");
-        Ok(LockGuard { repo: repo.clone(), state, stop: Some(tx), thread: Some(thread) })
+        Ok(LockGuard { repo: repo.clone(), purpose: purpose.to_string(), state, stop: Some(tx), thread: Some(thread) })
     }
 
     /// Fails if the lock went unrefreshed long enough for others to think this
@@ -185,10 +183,7 @@ impl LockGuard {
     pub fn check_fresh(&self) -> Result<()> {
         let s = self.state.lock().unwrap();
         if Utc::now() - s.refreshed > STALE {
-            return Err(Error::invalid(
-                "lock",
-                "this process's lock expired (was it suspended?); the snapshot was not written, run the backup again",
-            ));
+            return Err(Error::LockExpired { purpose: self.purpose.clone() });
         }
         Ok(())
     }

@@ -91,6 +91,12 @@ impl Repository {
         if backend.exists(Kind::Config, "config")? {
             return Err(Error::AlreadyInitialized { repo: backend.location() });
         }
+        if let Some(entry) = backend.first_entry()? {
+            return Err(match orphaned_objects(backend.as_ref())? {
+                Some(holds) => Error::ConfigMissing { repo: backend.location(), holds },
+                None => Error::NotEmpty { repo: backend.location(), entry },
+            });
+        }
         backend.create().map_err(|e| match e {
             crate::backend::BackendError::AlreadyExists { .. } => {
                 Error::AlreadyInitialized { repo: backend.location() }
@@ -116,6 +122,11 @@ impl Repository {
 
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
         if !backend.exists(Kind::Config, "config")? {
+            if backend.first_entry()?.is_some() {
+                if let Some(holds) = orphaned_objects(backend.as_ref())? {
+                    return Err(Error::ConfigMissing { repo: backend.location(), holds });
+                }
+            }
             return Err(Error::NoRepository { repo: backend.location() });
         }
         let (key, key_name) = keys::unlock(backend.as_ref(), passphrase)?;
@@ -298,6 +309,19 @@ impl Repository {
         let loc = index.get(id).ok_or_else(|| Error::MissingBlob { blob: format!("tree {id}") })?;
         Tree::decode(&self.read_blob(id, &loc)?, id)
     }
+}
+
+/// What a location without a config still holds of a repository ("3 key files and 2
+/// snapshots"), or `None` when it holds neither keys nor snapshots.
+fn orphaned_objects(backend: &dyn Backend) -> Result<Option<String>> {
+    let mut parts = Vec::new();
+    for (kind, one, many) in [(Kind::Key, "key file", "key files"), (Kind::Snapshot, "snapshot", "snapshots")] {
+        let n = backend.list(kind)?.len();
+        if n > 0 {
+            parts.push(format!("{n} {}", if n == 1 { one } else { many }));
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join(" and ")))
 }
 
 impl Repository {

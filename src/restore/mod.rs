@@ -87,6 +87,30 @@ pub struct DamagedFile {
     pub reason: String,
 }
 
+/// Creates the restore target (and its parents) unless it is a directory already. A
+/// file in the way is named, instead of the bare "File exists" of the system call.
+fn make_target(target: &Path) -> Result<()> {
+    for p in target.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                let reason = if p == target {
+                    format!("{} is a file, not a directory: give a directory to restore into", p.display())
+                } else {
+                    format!(
+                        "{} is a file, so the directory {} cannot be created in it: give a directory to restore into",
+                        p.display(),
+                        target.display()
+                    )
+                };
+                return Err(Error::invalid("restore target", reason));
+            }
+            Err(_) => {}
+        }
+    }
+    std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))
+}
+
 pub fn run(
     repo: &Arc<Repository>,
     snap_id: &FileId,
@@ -99,7 +123,7 @@ pub fn run(
     let index = repo.load_index()?;
     let plan = make_plan(repo, &index, snap_id, snap, opts)?;
     let target = &opts.target;
-    std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    make_target(target)?;
     let mut sum =
         RestoreSummary { snapshot: snap_id.to_hex(), target: target.display().to_string(), ..Default::default() };
 

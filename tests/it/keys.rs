@@ -83,7 +83,7 @@ fn add_list_remove_and_change_keys() {
         out.code(2).stderr_has("empty passphrase");
         write(&f, "\n");
         let out = run(&mut r.cmd_with_password(pw3, ["key", cmd, "--new-password-file", s(&f)]));
-        out.code(2).stderr_has("empty passphrase");
+        out.code(2).stderr_has(&format!("password file {} is empty", f.display()));
     }
     assert_eq!(key_list(&r, pw3).len(), 2);
     r.kura_with_password("", ["snapshots"]).code(2).stderr_has("wrong passphrase for repository");

@@ -93,6 +93,7 @@ fn dry_run_json_reports_the_plan_and_changes_nothing() {
         "packs_reinstated",
         "packs_waiting",
         "packs_retained",
+        "temp_files_removed",
     ];
     for f in fields {
         num(&rep, f);

@@ -812,6 +812,24 @@ impl Backend for S3Backend {
         })
     }
 
+    /// Like the default, but a bucket that does not exist yet is an empty place.
+    fn first_entry(&self) -> BResult<Option<String>> {
+        for kind in [Kind::Key, Kind::Snapshot, Kind::Index, Kind::Pack, Kind::Lock, Kind::Pending] {
+            match self.list(kind) {
+                Ok(l) => {
+                    if let Some((name, _)) = l.into_iter().next() {
+                        return Ok(Some(object_name(kind, &name)));
+                    }
+                }
+                Err(BackendError::Permanent { reason, .. }) if reason.contains("the bucket does not exist") => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
     fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>> {
         let inner = &self.inner;
         self.run(async move {
