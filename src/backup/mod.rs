@@ -158,7 +158,7 @@ fn normalize_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>)> {
         let Some(q) = all.iter().find(|q| *q != p && p.starts_with(q)) else { return true };
         // Every directory from `q` down to `p`'s parent must be a real one.
         let through = p.ancestors().skip(1).take_while(|a| a.starts_with(q)).find(|a| {
-            std::fs::symlink_metadata(a).map_or(true, |m| !m.is_dir())
+            !std::fs::symlink_metadata(a).is_ok_and(|m| m.is_dir())
         });
         if let Some(link) = through {
             let real = std::fs::canonicalize(p).map_or_else(|_| "the real path".into(), |r| r.display().to_string());

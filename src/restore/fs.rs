@@ -253,8 +253,8 @@ pub fn open_temp(dir: &OwnedFd, tmp: &OsStr, id: Identity, shown: &Path) -> Resu
 
 fn timespec(node: &Node) -> [libc::timespec; 2] {
     let t = libc::timespec {
-        tv_sec: node.mtime_ns.div_euclid(1_000_000_000) as libc::time_t,
-        tv_nsec: node.mtime_ns.rem_euclid(1_000_000_000) as _,
+        tv_sec: node.mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: node.mtime_ns.rem_euclid(1_000_000_000),
     };
     [t, t]
 }
@@ -267,7 +267,7 @@ fn set_fd_meta(fd: RawFd, node: &Node, shown: &Path) -> Result<()> {
     if is_root() && unsafe { libc::fchown(fd, node.uid, node.gid) } != 0 {
         return Err(err(last_err()));
     }
-    if unsafe { libc::fchmod(fd, (node.mode & 0o7777) as libc::mode_t) } != 0 {
+    if unsafe { libc::fchmod(fd, node.mode & 0o7777) } != 0 {
         return Err(err(last_err()));
     }
     if unsafe { libc::futimens(fd, timespec(node).as_ptr()) } != 0 {
@@ -301,7 +301,7 @@ pub fn looks_restored(dir: &OwnedFd, name: &OsStr, node: &Node) -> bool {
     let Ok(st) = fstatat(dir.as_raw_fd(), &c) else { return false };
     is_type(&st, libc::S_IFREG)
         && st.st_size as u64 == node.size
-        && st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64 == node.mtime_ns
+        && st.st_mtime * 1_000_000_000 + st.st_mtime_nsec == node.mtime_ns
         && st.st_mode & 0o7777 == node.mode & 0o7777
         && (!is_root() || (st.st_uid == node.uid && st.st_gid == node.gid))
 }

@@ -122,7 +122,8 @@ pub fn run(
     let mut shared: Vec<Option<fs::Identity>> = vec![None; plan.files.len()];
     for (i, f) in plan.files.iter().enumerate().filter(|(i, _)| packs_per_file[*i] > 1) {
         let shown = dirs.shown(&f.rel);
-        let file = fs::create_temp(&*dirs.get(f.dir)?, &f.tmp, f.node.size, &shown)?;
+        let dir = dirs.get(f.dir)?;
+        let file = fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?;
         shared[i] = Some(fs::identity(&file, &shown)?);
     }
     // Remote repositories wait on the network, not the CPU: more workers keep more
@@ -139,7 +140,8 @@ pub fn run(
             .target
             .as_ref()
             .ok_or_else(|| Error::corrupt(format!("symlink {}", l.rel.display()), "has no target"))?;
-        fs::make_symlink(&*dirs.get(l.dir)?, l.node.name.as_os_str(), t.as_os_str(), &l.node, &dirs.shown(&l.rel))?;
+        let dir = dirs.get(l.dir)?;
+        fs::make_symlink(&dir, l.node.name.as_os_str(), t.as_os_str(), &l.node, &dirs.shown(&l.rel))?;
         sum.symlinks += 1;
     }
     for h in &plan.hardlinks {
@@ -149,7 +151,8 @@ pub fn run(
         sum.hardlinks += 1;
     }
     for (i, d) in plan.dirs.iter().enumerate().rev() {
-        fs::set_dir_meta(&*dirs.get(Some(i))?, &d.node, &dirs.shown(&d.rel))?;
+        let dir = dirs.get(Some(i))?;
+        fs::set_dir_meta(&dir, &d.node, &dirs.shown(&d.rel))?;
     }
     if let Some(root) = &plan.root {
         fs::set_dir_meta(&dirs.root(), root, target)?;
