@@ -47,7 +47,7 @@ pub struct BackupOutcome {
 /// Runs one backup and writes its snapshot.
 pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let paths = normalize_paths(&opts.paths)?;
+    let (paths, dropped) = normalize_paths(&opts.paths)?;
     let host = opts.host.clone().unwrap_or_else(crate::host_name);
     let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
 
@@ -90,6 +90,7 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
         progress,
         warnings: Vec::new(),
     };
+    dropped.into_iter().for_each(|w| a.warn(w));
     let root = a.archive_root(&paths, parent_tree.as_ref());
     let saver = a.saver.take().unwrap();
     let stats = match root {
@@ -123,8 +124,10 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     Ok(BackupOutcome { id, snapshot, warnings: a.warnings })
 }
 
-/// Absolute, without trailing slashes, nested paths dropped (their parent covers them).
-fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Absolute, without trailing slashes, nested paths dropped (their parent covers
+/// them). A nested path reached through a symlink is not covered (the walk records
+/// the symlink, not what it points to): it is dropped with a warning, returned second.
+fn normalize_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>)> {
     if paths.is_empty() {
         return Err(Error::invalid("backup", "no path given"));
     }
@@ -150,8 +153,24 @@ fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     out.sort();
     out.dedup();
     let all = out.clone();
-    out.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
-    Ok(out)
+    let mut dropped = Vec::new();
+    out.retain(|p| {
+        let Some(q) = all.iter().find(|q| *q != p && p.starts_with(q)) else { return true };
+        // Every directory from `q` down to `p`'s parent must be a real one.
+        let through = p.ancestors().skip(1).take_while(|a| a.starts_with(q)).find(|a| {
+            !std::fs::symlink_metadata(a).is_ok_and(|m| m.is_dir())
+        });
+        if let Some(link) = through {
+            let real = std::fs::canonicalize(p).map_or_else(|_| "the real path".into(), |r| r.display().to_string());
+            dropped.push(format!(
+                "{} was not backed up: it is reached through {}, which is a symlink (recorded as one); back up {real} instead",
+                p.display(),
+                link.display()
+            ));
+        }
+        false
+    });
+    Ok((out, dropped))
 }
 
 /// Directories between `/` and the backed-up paths.
@@ -234,7 +253,9 @@ impl Archiver<'_> {
                 }
                 continue;
             }
-            let meta = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
+            // A directory on the way to a backed-up path: a symlink there is followed
+            // (the path was reached through it), so this records the real directory.
+            let meta = std::fs::metadata(&full).map_err(|e| Error::io(&full, e))?;
             let old_tree = self.parent_subtree(old);
             let sub = self.archive_virtual(&full, child, old_tree.as_ref())?;
             nodes.push(walk::dir_node(name, &meta, sub));

@@ -67,6 +67,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             n.subtree
         }
     };
+    // A crafted tree graph can name 2^30 paths in a few trees: measured first.
+    if let Some(t) = &root {
+        let mut load = |id: &kura::types::BlobId| repo.load_tree(&index, id).map(std::rc::Rc::new);
+        kura::restore::expansion(&mut load, &mut Default::default(), t, Path::new(&start), 0)?;
+    }
     let mut stack: Vec<(kura::types::BlobId, PathBuf)> = root.map(|t| (t, PathBuf::from(&start))).into_iter().collect();
     while let Some((tid, dir)) = stack.pop() {
         let tree = repo.load_tree(&index, &tid)?;

@@ -6,6 +6,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::types::BlobId;
 
+/// Deepest directory nesting that restore and `ls` follow below the path they start
+/// from. Trees are walked recursively; this bounds the stack and the length of paths.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Most tree entries one restore plans or one `ls` lists. A subtree may appear in
+/// many places (identical directories share one tree), so a few small trees can
+/// describe 2^30 paths: this bounds the memory a crafted tree graph can take.
+pub const MAX_ENTRIES: u64 = 10_000_000;
+
 /// A file name or symlink target as raw bytes (Unix names need not be UTF-8).
 /// Stored as a JSON string when it is UTF-8, otherwise as `{"hex": "..."}`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

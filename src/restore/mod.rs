@@ -2,9 +2,9 @@
 //! each pack once on worker threads, verify every blob before writing it, write
 //! files under temp names and rename them into place when complete.
 //!
-//! Resumable: a file already at its final name with the right size and mtime is
-//! skipped (with `--verify`, only if its content hashes match too), and temp files
-//! from an interrupted run are replaced.
+//! Resumable: a file already at its final name with the right size, mtime, mode
+//! and (as root) owner is skipped (with `--verify`, only if its content hashes
+//! match too), and temp files from an interrupted run are replaced.
 //!
 //! Damage does not stop it: a blob that fails authentication is not written, the
 //! files that need it are left out (their temp files removed) and listed in
@@ -32,7 +32,8 @@ use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::NodeType;
 use crate::repo::Repository;
 use crate::types::{BlobId, FileId, PackId};
-pub use plan::{resolve, PackJob, RestorePlan};
+pub use fs::temp_name;
+pub use plan::{expansion, resolve, ExpansionMemo, PackJob, RestorePlan};
 pub use verify::verify_file;
 
 #[derive(Clone, Debug, Default)]
@@ -66,7 +67,6 @@ pub struct RestoreSummary {
     pub damaged: Vec<DamagedFile>,
     pub duration_ms: u64,
 }
-
 impl RestoreSummary {
     /// Every file of the snapshot was restored (none was damaged or differs).
     pub fn is_complete(&self) -> bool {
@@ -124,26 +124,35 @@ pub fn run(
     let plan = make_plan(repo, &index, snap_id, snap, opts)?;
     let target = &opts.target;
     make_target(target)?;
+    let dirs = fs::Dirs::open(target, &plan.dirs)?;
     let mut sum =
         RestoreSummary { snapshot: snap_id.to_hex(), target: target.display().to_string(), ..Default::default() };
 
-    for (rel, _) in &plan.dirs {
-        fs::safe_mkdir(target, rel)?;
+    for i in 0..plan.dirs.len() {
+        dirs.make(i)?;
         sum.dirs += 1;
     }
     let chunker = crate::chunk::Chunker::new(repo.config().chunker)?;
+    let present = |f: &plan::FileItem| -> Result<bool> {
+        let dir = dirs.get(f.dir)?;
+        let name = f.node.name.as_os_str();
+        Ok(fs::looks_restored(&dir, name, &f.node)
+            && (!opts.verify
+                || fs::open_read(&dir, name, &dirs.shown(&f.rel))
+                    .and_then(|file| verify::verify_open(repo.key(), &chunker, file, &dirs.shown(&f.rel), &f.node))
+                    .is_ok()))
+    };
     let mut todo = Vec::new();
     for (i, f) in plan.files.iter().enumerate() {
-        let final_path = target.join(&f.rel);
-        if fs::looks_restored(&final_path, &f.node)
-            && (!opts.verify || verify_file(repo.key(), &chunker, &final_path, &f.node).is_ok())
-        {
+        if present(f)? {
             sum.files_skipped += 1;
             continue;
         }
         if f.node.content.is_empty() {
-            let tmp = target.join(&f.tmp);
-            fs::finish_file(&fs::create_temp(&tmp, 0)?, &tmp, &final_path, &f.node)?;
+            let dir = dirs.get(f.dir)?;
+            let shown = dirs.shown(&f.rel);
+            let file = fs::create_temp(&dir, &f.tmp, 0, &shown)?;
+            fs::finish_file(&file, &dir, &f.tmp, f.node.name.as_os_str(), &f.node, &shown)?;
             sum.files_restored += 1;
         } else {
             todo.push(i);
@@ -161,16 +170,20 @@ pub fn run(
         files.dedup();
         files.into_iter().for_each(|f| packs_per_file[f] += 1);
     }
-    let shared: Vec<bool> = packs_per_file.iter().map(|&n| n > 1).collect();
-    for f in plan.files.iter().zip(&shared).filter(|(_, &s)| s).map(|(f, _)| f) {
-        fs::create_temp(&target.join(&f.tmp), f.node.size)?;
+    // Which file each shared temp file is: a worker reopening it checks it is the same.
+    let mut shared: Vec<Option<fs::Identity>> = vec![None; plan.files.len()];
+    for (i, f) in plan.files.iter().enumerate().filter(|(i, _)| packs_per_file[*i] > 1) {
+        let shown = dirs.shown(&f.rel);
+        let dir = dirs.get(f.dir)?;
+        let file = fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?;
+        shared[i] = Some(fs::identity(&file, &shown)?);
     }
     // Remote repositories wait on the network, not the CPU: more workers keep more
     // range GETs in flight.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let remote = repo.location().starts_with("s3:");
     let threads = opts.threads.unwrap_or(if remote { (cores * 4).max(8) } else { cores });
-    let damage = match write_files(repo, target, &plan, &jobs, &shared, threads, progress) {
+    let damage = match write_files(repo, &dirs, &plan, &jobs, &shared, threads, progress) {
         Ok((written, damage)) => {
             sum.bytes_written = written;
             damage
@@ -178,7 +191,7 @@ pub fn run(
         Err(e) => {
             // Nothing half-written is left behind: a rerun starts these files afresh.
             for &i in &todo {
-                discard_temp(&target.join(&plan.files[i].tmp));
+                discard_temp(&dirs, &plan.files[i]);
             }
             return Err(e);
         }
@@ -195,39 +208,40 @@ pub fn run(
         bad_rels.insert(plan.files[f].rel.as_path(), why.clone());
     }
 
-    for (rel, node) in &plan.symlinks {
-        let p = target.join(rel);
-        fs::remove_existing(&p)?;
-        let t = node
+    for l in &plan.symlinks {
+        let t = l
+            .node
             .target
             .as_ref()
-            .ok_or_else(|| Error::corrupt(format!("symlink {}", rel.display()), "has no target"))?;
-        std::os::unix::fs::symlink(t.as_os_str(), &p).map_err(|e| Error::io(&p, e))?;
-        fs::set_meta(&p, node, true)?;
+            .ok_or_else(|| Error::corrupt(format!("symlink {}", l.rel.display()), "has no target"))?;
+        let dir = dirs.get(l.dir)?;
+        fs::make_symlink(&dir, l.node.name.as_os_str(), t.as_os_str(), &l.node, &dirs.shown(&l.rel))?;
         sum.symlinks += 1;
     }
-    for (rel, first) in &plan.hardlinks {
-        if let Some(why) = bad_rels.get(first.as_path()).cloned() {
-            bad_rels.insert(rel.as_path(), why);
+    for h in &plan.hardlinks {
+        let first = &plan.files[h.first];
+        if let Some(why) = bad_rels.get(first.rel.as_path()).cloned() {
+            bad_rels.insert(h.rel.as_path(), why);
             continue;
         }
-        let p = target.join(rel);
-        fs::remove_existing(&p)?;
-        std::fs::hard_link(target.join(first), &p).map_err(|e| Error::io(&p, e))?;
+        let (from, to) = (dirs.get(first.dir)?, dirs.get(h.dir)?);
+        fs::make_hardlink(&from, first.node.name.as_os_str(), &to, &h.name, &dirs.shown(&h.rel))?;
         sum.hardlinks += 1;
     }
-    for (rel, node) in plan.dirs.iter().rev() {
-        fs::set_meta(&target.join(rel), node, false)?;
+    for (i, d) in plan.dirs.iter().enumerate().rev() {
+        let dir = dirs.get(Some(i))?;
+        fs::set_dir_meta(&dir, &d.node, &dirs.shown(&d.rel))?;
     }
     if let Some(root) = &plan.root {
-        fs::set_meta(target, root, false)?;
+        fs::set_dir_meta(&dirs.root(), root, target)?;
     }
     if opts.verify {
         for f in plan.files.iter().filter(|f| !bad_rels.contains_key(f.rel.as_path())) {
-            let p = target.join(&f.rel);
-            match verify_file(repo.key(), &chunker, &p, &f.node) {
+            let shown = dirs.shown(&f.rel);
+            let res = dirs.get(f.dir).and_then(|d| fs::open_read(&d, f.node.name.as_os_str(), &shown));
+            match res.and_then(|file| verify::verify_open(repo.key(), &chunker, file, &shown, &f.node)) {
                 Ok(()) => sum.files_verified += 1,
-                Err(e) => sum.verify_failures.push(format!("{}: {e}", p.display())),
+                Err(e) => sum.verify_failures.push(format!("{}: {e}", shown.display())),
             }
         }
     }
@@ -258,12 +272,11 @@ fn snapshot_path(base: &Path, rel: &Path, base_is_dir: bool) -> PathBuf {
     }
 }
 
-/// Removes a temp file if it is there.
-fn discard_temp(tmp: &Path) {
-    if let Err(e) = std::fs::remove_file(tmp) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("could not remove the temp file {}: {e}", tmp.display());
-        }
+/// Removes a file's temp file if it is there (through its directory's descriptor).
+fn discard_temp(dirs: &fs::Dirs, f: &plan::FileItem) {
+    let shown = dirs.shown(&f.rel);
+    if let Err(e) = dirs.get(f.dir).and_then(|d| fs::remove_temp(&d, &f.tmp, &shown)) {
+        tracing::warn!("could not remove the temp file of {}: {e}", shown.display());
     }
 }
 
@@ -275,7 +288,29 @@ struct Damage {
     files: Vec<usize>,
 }
 
+/// Stack for planning: the walk recurses once per directory level (up to
+/// `MAX_DEPTH`), and restores also run on threads with small stacks (recovery).
+const PLAN_STACK: usize = 64 << 20;
+
 fn make_plan(
+    repo: &Repository,
+    index: &Index,
+    snap_id: &FileId,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+) -> Result<RestorePlan> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("restore-plan".into())
+            .stack_size(PLAN_STACK)
+            .spawn_scoped(s, || plan_on_this_thread(repo, index, snap_id, snap, opts))
+            .map_err(|e| Error::io("restore planning thread", e))?
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+fn plan_on_this_thread(
     repo: &Repository,
     index: &Index,
     snap_id: &FileId,
@@ -286,15 +321,21 @@ fn make_plan(
     let mut planner = plan::Planner::new(repo, index, includes);
     let sub = opts.subpath.as_deref().unwrap_or("/");
     match plan::resolve(repo, index, &snap.tree, sub, &snap_id.short())? {
-        None => planner.add_tree(&repo.load_tree(index, &snap.tree)?, Path::new(""), Path::new("/"), false)?,
+        None => {
+            planner.limit_expansion(&snap.tree, Path::new("/"))?;
+            let tree = planner.load_tree(&snap.tree)?;
+            planner.add_tree(&tree, Path::new(""), None, Path::new("/"), false, 0)?
+        }
         Some(n) if n.node_type == NodeType::Dir => {
             let id = n.subtree.ok_or_else(|| Error::corrupt(format!("directory {sub}"), "has no subtree"))?;
-            planner.add_tree(&repo.load_tree(index, &id)?, Path::new(""), Path::new(sub), false)?;
+            planner.limit_expansion(&id, Path::new(sub))?;
+            let tree = planner.load_tree(&id)?;
+            planner.add_tree(&tree, Path::new(""), None, Path::new(sub), false, 0)?;
             planner.plan.root = Some(n);
         }
         Some(n) => {
             let rel = PathBuf::from(n.name.as_os_str());
-            planner.add_node(&n, &rel, Path::new(sub), false)?;
+            planner.add_node(&n, &rel, None, Path::new(sub), false, 0)?;
         }
     }
     let mut plan = planner.plan;
@@ -303,15 +344,13 @@ fn make_plan(
 }
 
 /// Reads each pack's needed ranges once, verifies each blob, writes it to every
-/// file offset that needs it, and finishes files whose last blob arrived. A blob
-/// that fails authentication is recorded (with the files needing it) and skipped;
-/// those files are not finished and their temp files are removed.
+/// file offset that needs it, and finishes files whose last blob arrived.
 fn write_files(
     repo: &Repository,
-    target: &Path,
+    dirs: &fs::Dirs,
     plan: &RestorePlan,
     jobs: &[PackJob],
-    shared: &[bool],
+    shared: &[Option<fs::Identity>],
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<(u64, Vec<Damage>)> {
@@ -337,7 +376,7 @@ fn write_files(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { return };
                 let files = Files { shared, remaining: &remaining, bad: &bad, damage: &damage };
-                match restore_pack(repo, target, plan, job, &files, progress) {
+                match restore_pack(repo, dirs, plan, job, &files, progress) {
                     Ok(n) => {
                         written.fetch_add(n, Ordering::Relaxed);
                     }
@@ -356,9 +395,10 @@ fn write_files(
 }
 
 /// What the pack workers share about the files: which are spread over several
-/// packs, how many blobs each still waits for, which are damaged.
+/// packs (and which file each such temp file is), how many blobs each still waits
+/// for, which are damaged.
 struct Files<'a> {
-    shared: &'a [bool],
+    shared: &'a [Option<fs::Identity>],
     remaining: &'a [AtomicUsize],
     bad: &'a [AtomicBool],
     damage: &'a Mutex<Vec<Damage>>,
@@ -369,7 +409,7 @@ const MAX_GAP: u64 = 1 << 20;
 
 fn restore_pack(
     repo: &Repository,
-    target: &Path,
+    dirs: &fs::Dirs,
     plan: &RestorePlan,
     job: &PackJob,
     files: &Files<'_>,
@@ -379,7 +419,8 @@ fn restore_pack(
     let name = job.pack.to_hex();
     let mut written = 0;
     // Handles of files created for this pack only; closed when the file is finished.
-    let mut own: std::collections::HashMap<usize, std::fs::File> = std::collections::HashMap::new();
+    let mut own: std::collections::HashMap<usize, (std::fs::File, Arc<std::os::fd::OwnedFd>)> =
+        std::collections::HashMap::new();
     let mut i = 0;
     while i < job.blobs.len() {
         // One read covers a run of blobs with small gaps between them.
@@ -423,33 +464,36 @@ fn restore_pack(
             let zero = data.as_ref().is_some_and(|d| d.iter().all(|&b| b == 0));
             for &(f, at) in targets {
                 let item = &plan.files[f];
-                let final_path = target.join(&item.rel);
-                let tmp = target.join(&item.tmp);
+                let final_path = dirs.shown(&item.rel);
                 // Nothing is written for a damaged file (this blob or another of it).
                 if let Some(data) = data.as_ref().filter(|_| !bad[f].load(Ordering::Acquire)) {
-                    let file = match own.entry(f) {
+                    let (file, _) = match own.entry(f) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(e) if shared[f] => e.insert(fs::open_temp(&tmp)?),
                         std::collections::hash_map::Entry::Vacant(e) => {
-                            e.insert(fs::create_temp(&tmp, item.node.size)?)
+                            let dir = dirs.get(item.dir)?;
+                            let file = match shared[f] {
+                                Some(id) => fs::open_temp(&dir, &item.tmp, id, &final_path)?,
+                                None => fs::create_temp(&dir, &item.tmp, item.node.size, &final_path)?,
+                            };
+                            e.insert((file, dir))
                         }
                     };
                     if !zero {
-                        file.write_all_at(data, at).map_err(|e| Error::io(&tmp, e))?;
+                        file.write_all_at(data, at).map_err(|e| Error::io(&final_path, e))?;
                     }
                     written += data.len() as u64;
                 }
                 progress.advance(loc.raw_length as u64);
                 if remaining[f].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let file = own.remove(&f);
+                    let handle = own.remove(&f);
                     if bad[f].load(Ordering::Acquire) {
-                        drop(file);
-                        discard_temp(&tmp);
-                    } else {
-                        let file = file.expect("handle opened above");
-                        fs::finish_file(&file, &tmp, &final_path, &item.node)?;
-                        progress.file_done(&final_path);
+                        drop(handle);
+                        discard_temp(dirs, item);
+                        continue;
                     }
+                    let (file, dir) = handle.expect("handle opened above");
+                    fs::finish_file(&file, &dir, &item.tmp, item.node.name.as_os_str(), &item.node, &final_path)?;
+                    progress.file_done(&final_path);
                 }
             }
         }
@@ -485,4 +529,91 @@ pub fn needs(
         files: plan.files.len() as u64,
         blobs: jobs.iter().flat_map(|j| j.blobs.iter().map(|(id, loc, _)| (j.pack, *id, loc.length))).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::backend::{Backend, Kind};
+    use crate::crypto::KdfParams;
+    use crate::progress::NoProgress;
+    use crate::repo::index::{IndexFile, IndexPack};
+    use crate::repo::pack::PackBuilder;
+    use crate::repo::tree::{Node, RawName, Tree, MAX_DEPTH};
+    use crate::types::BlobType;
+
+    const PASS: &[u8] = b"restore unit tests";
+
+    fn repo() -> Arc<Repository> {
+        let backend: Arc<MemoryBackend> = Arc::new(MemoryBackend::new());
+        let repo = Repository::init(backend.clone(), PASS).unwrap();
+        let mut kdf = KdfParams::new_random();
+        (kdf.m_cost, kdf.t_cost) = (1024, 1);
+        crate::repo::keys::add_key_with(backend.as_ref(), repo.key(), PASS, kdf).unwrap();
+        backend.delete(Kind::Key, repo.key_name()).unwrap();
+        Arc::new(Repository::open(backend, PASS).unwrap())
+    }
+
+    /// A snapshot of `levels` nested directories with one file at the bottom.
+    fn deep(repo: &Repository, levels: usize) -> Snapshot {
+        let mut pb = PackBuilder::new(0);
+        let mut add = |t: BlobType, data: &[u8]| {
+            let id = repo.key().blob_id(data);
+            pb.add(id, t, &repo.key().encrypt(data), data.len() as u32, false);
+            id
+        };
+        let meta = |name: &str, t| Node { mode: 0o755, ..Node::new(RawName::from(name), t) };
+        let content = add(BlobType::Data, b"leaf\n");
+        let mut nodes = vec![Node { size: 5, content: vec![content], ..meta("leaf", NodeType::File) }];
+        for _ in 0..levels {
+            let id = add(BlobType::Tree, &Tree { nodes }.encode());
+            nodes = vec![Node { subtree: Some(id), ..meta("d", NodeType::Dir) }];
+        }
+        let root = add(BlobType::Tree, &Tree { nodes }.encode());
+        let (pack, bytes, entries) = pb.finish(repo.key());
+        repo.backend().put(Kind::Pack, &pack.to_hex(), &bytes).unwrap();
+        let index = IndexFile { packs: vec![IndexPack::new(pack, bytes.len() as u64, &entries)] };
+        repo.save_json(Kind::Index, &index).unwrap();
+        Snapshot {
+            time: chrono::Utc::now(),
+            host: "h".into(),
+            username: "u".into(),
+            paths: vec!["/d".into()],
+            tags: vec![],
+            parent: None,
+            tree: root,
+            partial: false,
+            summary: None,
+            program_version: "test".into(),
+            original: None,
+        }
+    }
+
+    /// Recovery runs restore on threads with the default 2 MiB stack: the deepest
+    /// tree allowed must plan and restore there (in a debug build, whose frames are
+    /// larger than a release build's).
+    #[test]
+    fn the_deepest_tree_allowed_restores_on_a_small_stack() {
+        let repo = repo();
+        let snap = deep(&repo, MAX_DEPTH);
+        let scratch = tempfile::tempdir().unwrap();
+        let target = scratch.path().join("t");
+        let opts = RestoreOptions { target: target.clone(), threads: Some(1), ..Default::default() };
+        let id = FileId([7; 32]);
+        let sum = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || run(&repo, &id, &snap, &opts, &NoProgress))
+            .unwrap()
+            .join()
+            .expect("no stack overflow")
+            .unwrap();
+        assert_eq!((sum.files_restored, sum.dirs), (1, MAX_DEPTH as u64));
+
+        let repo = self::repo();
+        let snap = deep(&repo, MAX_DEPTH + 1);
+        let opts = RestoreOptions { target: scratch.path().join("t2"), ..Default::default() };
+        let err = run(&repo, &id, &snap, &opts, &NoProgress).err().expect("one level too deep");
+        assert!(err.to_string().contains("more than 1024 levels"), "{err}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Checks a file on disk against a snapshot node by re-chunking it and comparing
 //! blob ids: the same proof the backup made, with no repository reads.
 
+use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -10,8 +11,13 @@ use crate::error::{Error, Result};
 use crate::repo::tree::Node;
 
 pub fn verify_file(key: &MasterKey, chunker: &Chunker, path: &Path, node: &Node) -> Result<()> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    verify_open(key, chunker, f, path, node)
+}
+
+/// `verify_file` on a file already open; `path` names it in errors.
+pub fn verify_open(key: &MasterKey, chunker: &Chunker, mut f: File, path: &Path, node: &Node) -> Result<()> {
     let mismatch = |why: &str| Error::corrupt(format!("restored file {}", path.display()), why.to_string());
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let max = chunker.params().max as usize;
     let mut buf: Vec<u8> = Vec::with_capacity(2 * max);
     let (mut eof, mut n_blob, mut total) = (false, 0usize, 0u64);

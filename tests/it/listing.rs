@@ -167,15 +167,14 @@ fn an_interrupted_restore_resumes() {
     // another still under its temp name with partial content.
     fs::remove_file(copy.join("data/random.bin")).unwrap();
     fs::remove_file(copy.join("notes/todo.txt")).unwrap();
-    write(&copy.join("notes/.todo.txt.kura-restore"), "half");
+    write(&copy.join("notes").join(kura::restore::temp_name("todo.txt".as_ref(), 0)), "half");
 
     let again = r.restore("latest", &target, &[]).ok().json();
     assert_eq!(num(&again, "files_restored"), 2, "{again:#}");
     assert_eq!(num(&again, "files_skipped"), n - 2, "{again:#}");
     assert!(num(&again, "bytes_written") < 600 << 10, "only the missing files are written: {again:#}");
     assert_same_tree(&src, &copy, FULL);
-    let leftovers: Vec<_> =
-        scan(&target).into_keys().filter(|p| p.to_string_lossy().contains(".kura-restore")).collect();
+    let leftovers: Vec<_> = scan(&target).into_keys().filter(|p| p.to_string_lossy().contains(".kura-tmp-")).collect();
     assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
 
     // Everything present: nothing to do.

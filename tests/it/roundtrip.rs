@@ -95,3 +95,72 @@ fn restore_verify_replaces_a_file_that_only_looks_restored() {
     assert_eq!(v["verify_failures"], serde_json::json!([]), "{v:#}");
     assert_same_tree(&src, &copy, FULL);
 }
+
+#[test]
+fn restore_puts_back_the_mode_and_owner_of_a_file_changed_since() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    sample_tree(&src, 64 << 10);
+    r.backup(&[&src], &[]);
+    let target = r.base().join("target");
+    r.restore("latest", &target, &[]).ok();
+    let copy = restored(&target, &src);
+
+    // Mode and owner changed; size, mtime and content left as they were.
+    chmod(&copy.join("private.txt"), 0o666);
+    chmod(&copy.join("script.sh"), 0o4777);
+    let changed = if is_root() {
+        std::os::unix::fs::chown(copy.join("hello.txt"), Some(65534), Some(65534)).unwrap();
+        3
+    } else {
+        2
+    };
+    let again = r.restore("latest", &target, &[]).ok().json();
+    assert_eq!(num(&again, "files_restored"), changed, "{again:#}");
+    assert_same_tree(&src, &copy, FULL);
+}
+
+#[test]
+fn names_up_to_255_bytes_are_restored() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    for len in [200, 241, 242, 250, 254, 255] {
+        write(&src.join("n".repeat(len)), format!("a name of {len} bytes\n"));
+    }
+    write(&src.join("d".repeat(255)).join("f".repeat(255)), "both 255 bytes\n");
+    set_times_deepest_first(&src);
+    r.backup(&[&src], &[]);
+    let target = r.base().join("target");
+    let out = r.restore("latest", &target, &["--verify"]).ok().json();
+    assert_eq!(num(&out, "files_restored"), 7, "{out:#}");
+    assert_same_tree(&src, &restored(&target, &src), FULL);
+}
+
+#[test]
+fn a_path_through_a_symlinked_directory_records_the_real_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let r = TestRepo::new();
+    let x = r.base().join("x");
+    write(&x.join("real/victim/file.txt"), "inside\n");
+    chmod(&x.join("real"), 0o750);
+    std::os::unix::fs::symlink(x.join("real"), x.join("ln")).unwrap();
+
+    // Through the symlink: `ln` is recorded with the real directory's metadata.
+    r.backup(&[&x.join("ln/victim")], &[]);
+    let target = r.base().join("target");
+    r.restore("latest", &target, &[]).ok();
+    let ln = restored(&target, &x).join("ln");
+    let m = std::fs::symlink_metadata(&ln).unwrap();
+    assert!(m.is_dir(), "ln is restored as a directory");
+    assert_eq!(m.mode() & 0o7777, 0o750, "ln has the real directory's mode");
+    assert_eq!(std::fs::read_to_string(ln.join("victim/file.txt")).unwrap(), "inside\n");
+
+    // The symlink and a path through it: the second cannot be stored under the
+    // first (a symlink), and is not dropped without a warning.
+    let victim = x.join("ln/victim");
+    let out = r.kura(["--json", "backup", s(&x.join("ln")), s(&victim)]);
+    out.code(1).stderr_has(&format!("{} was not backed up", victim.display()));
+    let v = out.json();
+    assert_eq!(v["partial"], serde_json::json!(true), "{v:#}");
+    assert!(v["warnings"].to_string().contains("real/victim"), "names the real path: {v:#}");
+}
