@@ -31,6 +31,8 @@ pub enum Kind {
     Lock,
     /// Records of packs that prune has marked and a later prune deletes.
     Pending,
+    /// Incident timeline anchors: the entry count and head MAC of one incident's chain.
+    Anchor,
 }
 
 impl Kind {
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Snapshot => "snapshots",
             Kind::Lock => "locks",
             Kind::Pending => "pending",
+            Kind::Anchor => "anchors",
         }
     }
 }
@@ -57,6 +60,7 @@ impl fmt::Display for Kind {
             Kind::Snapshot => "snapshot",
             Kind::Lock => "lock",
             Kind::Pending => "pending-deletion record",
+            Kind::Anchor => "incident anchor",
         })
     }
 }

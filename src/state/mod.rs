@@ -17,7 +17,8 @@ pub mod recovery;
 
 /// Schema steps, applied in order inside one transaction each. Never edit a
 /// released step; append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE job_runs (
     id INTEGER PRIMARY KEY,
     job TEXT NOT NULL,            -- backup | replicate | prune | check | drill
@@ -96,11 +97,25 @@ CREATE TABLE drill_reviews (
     evaluation TEXT NOT NULL,
     actions TEXT NOT NULL         -- JSON list
 );
-"#];
+"#,
+    r#"
+-- How each timeline row's hash was made: legacy (before keying), unkeyed (the
+-- repository was not available), keyed (MAC with the repository's chain key).
+ALTER TABLE timeline ADD COLUMN mac TEXT NOT NULL DEFAULT 'legacy';
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Names this database's incident anchors in the repository.
+INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
+"#,
+];
 
 pub struct State {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// Keys new timeline rows (see `crate::incident::chain`); `None`: unkeyed rows.
+    chain_key: Option<[u8; 32]>,
 }
 
 impl State {
@@ -110,7 +125,7 @@ impl State {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
-        let mut state = State { conn, path: path.to_path_buf() };
+        let mut state = State { conn, path: path.to_path_buf(), chain_key: None };
         state.configure().map_err(|e| db_err(path, e))?;
         state.migrate()?;
         Ok(state)
@@ -118,6 +133,15 @@ impl State {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// From now on, timeline rows are keyed with this repository's chain key.
+    pub fn set_chain_key(&mut self, master: &crate::crypto::MasterKey) {
+        self.chain_key = Some(crate::incident::chain::chain_key(master));
+    }
+
+    pub fn chain_key(&self) -> Option<&[u8; 32]> {
+        self.chain_key.as_ref()
     }
 
     fn configure(&self) -> rusqlite::Result<()> {
