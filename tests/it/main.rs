@@ -12,6 +12,7 @@ mod dedup;
 mod errors;
 mod forget;
 mod help;
+mod incident_chain;
 mod keys;
 mod listing;
 mod partial;
