@@ -210,3 +210,17 @@ fn legacy_unkeyed_chain_from_before_the_migration_verifies_with_a_warning() {
     recompute_unkeyed(&site.db(), id.parse().unwrap(), None);
     site.kura(&["incident", "verify", &id]).code(1).stdout_has("does not match the anchor");
 }
+
+#[test]
+fn copy_never_replaces_a_longer_remote_anchor_with_a_shorter_one() {
+    let site = Site::new();
+    let id = site.incident();
+    // Someone with write access to the database and the repository cuts the tail,
+    // deletes the local anchor and anchors the shorter chain afresh.
+    site.db().execute("DELETE FROM timeline WHERE seq = 3", []).unwrap();
+    std::fs::remove_dir_all(site.repo.path.join("anchors")).unwrap();
+    site.kura(&["incident", "anchor", &id]).ok().stdout_has("anchored 2 entries");
+    let out = site.kura(&["--repo", s(&site.repo.path), "copy", "--to", s(&site.remote)]);
+    out.ok().stdout_has("anchor not copied").stdout_has("covers 3 entries, the source's 2");
+    site.kura(&["incident", "verify", &id]).code(1).stdout_has("removed tail: the anchor in the remote site");
+}
