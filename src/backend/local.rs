@@ -104,7 +104,7 @@ impl Backend for LocalBackend {
             return Err(BackendError::AlreadyExists { object: format!("repository at {}", self.location()) });
         }
         create_private_dir(&self.root).map_err(err)?;
-        for d in ["keys", "index", "snapshots", "locks", "pending", "tmp", "data"] {
+        for d in ["keys", "index", "snapshots", "locks", "pending", "anchors", "tmp", "data"] {
             create_private_dir(&self.root.join(d)).map_err(err)?;
         }
         for i in 0..=255u8 {
@@ -136,7 +136,15 @@ impl Backend for LocalBackend {
             return Err(err(e));
         }
         drop(f);
-        if let Err(e) = fs::rename(&tmp, &dest) {
+        let mut renamed = fs::rename(&tmp, &dest);
+        if matches!(&renamed, Err(e) if e.kind() == ErrorKind::NotFound) && tmp.exists() {
+            // A folder that repositories made by an older kura lack (anchors/).
+            if let Some(dir) = dest.parent() {
+                fs::create_dir_all(dir).map_err(err)?;
+                renamed = fs::rename(&tmp, &dest);
+            }
+        }
+        if let Err(e) = renamed {
             let _ = fs::remove_file(&tmp);
             return Err(err(e));
         }

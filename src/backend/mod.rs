@@ -35,6 +35,8 @@ pub enum Kind {
     /// `<folder>/<name>` after where they were found (`snapshots/README`).
     /// Never read by any command.
     Quarantine,
+    /// Incident timeline anchors: the entry count and head MAC of one incident's chain.
+    Anchor,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Lock => "locks",
             Kind::Pending => "pending",
             Kind::Quarantine => "quarantine",
+            Kind::Anchor => "anchors",
         }
     }
 }
@@ -63,6 +66,7 @@ impl fmt::Display for Kind {
             Kind::Lock => "lock",
             Kind::Pending => "pending-deletion record",
             Kind::Quarantine => "quarantined object",
+            Kind::Anchor => "incident anchor",
         })
     }
 }

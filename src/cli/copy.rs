@@ -72,6 +72,12 @@ fn print_report(r: &CopyReport) {
         if c.config > 0 { " and the config" } else { "" },
         output::bytes(r.bytes)
     );
+    if c.anchors > 0 {
+        println!("{verb} {} incident anchors", c.anchors);
+    }
+    for why in &r.anchors_refused {
+        println!("warning: anchor not copied: {why}; run `kura incident verify` at the source");
+    }
     println!("{} objects were already there", r.already_present);
     if !r.dry_run {
         println!("in {} ({}/s)", output::duration_ms(r.duration_ms), output::bytes(r.throughput));

@@ -1,6 +1,8 @@
 //! `kura incident ...`: record an incident and its timeline.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
@@ -8,7 +10,20 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::{output, Ctx};
+use kura::incident::chain::{self, Anchored, SiteAnchors, Verification};
 use kura::incident::{Event, Fields, Incident};
+use kura::repo::Repository;
+use kura::state::State;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config whose [repository] keys and anchors the timeline (and whose [remote]
+    /// `verify` also checks) [default: ./kura.toml, /etc/kura/kura.toml; --repo wins]
+    #[arg(long, env = "KURA_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: IncidentCommand,
+}
 
 #[derive(Subcommand)]
 pub enum IncidentCommand {
@@ -62,8 +77,12 @@ pub enum IncidentCommand {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
-    /// Check the timeline's hash chain: detects rows edited or removed in the database
+    /// Check the timeline's keyed chain against its anchors in the repository and at the
+    /// remote site: detects rows edited, removed or recomputed in the database
     Verify { id: i64 },
+    /// Anchor entries written while the repository could not be opened (all incidents
+    /// without ID); refused for a chain that does not verify
+    Anchor { id: Option<i64> },
 }
 
 #[derive(clap::Args)]
@@ -149,7 +168,97 @@ pub fn parse_time(s: &str) -> std::result::Result<DateTime<Utc>, String> {
     }
 }
 
-pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
+/// The repository named by `--repo`, else by the config's [repository]; and the
+/// config's [remote], when there is one. Errors are kept as text: commands that
+/// write go on without the repository.
+pub struct Sites {
+    pub local: std::result::Result<Arc<Repository>, String>,
+    pub remote: Option<(String, std::result::Result<Arc<Repository>, String>)>,
+}
+
+fn find_config(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    ["kura.toml", "/etc/kura/kura.toml"].into_iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+pub fn open_sites(ctx: &Ctx, config: Option<&Path>, with_remote: bool) -> Sites {
+    let cfg = find_config(config).map(|p| {
+        kura::config::load(&p).map_err(|problems| format!("the config {} is not valid:\n{problems}", p.display()))
+    });
+    let local = match (ctx.repo_location(), &cfg) {
+        (Some(loc), _) => ctx.open().map_err(|e| format!("repository {loc}: {e:#}")),
+        (None, Some(Ok(c))) => {
+            ctx.open_at(&c.repository.location, Some(&c.repository.password_file)).map_err(|e| format!("{e:#}"))
+        }
+        (None, Some(Err(e))) => Err(e.clone()),
+        (None, None) => Err("no repository: give --config FILE (its [repository]) or --repo LOCATION".into()),
+    };
+    let remote = match (&cfg, with_remote) {
+        (Some(Ok(c)), true) => c.remote.as_ref().map(|r| {
+            (r.location.clone(), ctx.open_at(&r.location, Some(&r.password_file)).map_err(|e| format!("{e:#}")))
+        }),
+        _ => None,
+    };
+    Sites { local, remote }
+}
+
+/// Anchors an incident after a write; problems are warnings (the entry is stored).
+pub fn anchor_after_write(repo: &Repository, state: &State, id: i64, now: DateTime<Utc>) {
+    match anchor_incident(repo, state, id, now) {
+        Ok(Anchored::Refused { reason }) => eprintln!(
+            "warning: incident {id} was not anchored in the repository {}: {reason}; run `kura incident verify {id}`",
+            repo.location()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: incident {id} could not be anchored in the repository {}: {e:#}; `kura incident anchor {id}` \
+             retries",
+            repo.location()
+        ),
+    }
+}
+
+fn anchor_incident(repo: &Repository, state: &State, id: i64, now: DateTime<Utc>) -> Result<Anchored> {
+    Ok(chain::anchor(repo, &state.db_id()?, id, &state.chain_rows(id)?, now)?)
+}
+
+/// Verifies the chain of `id` with the key of `repo`, against its anchors there and
+/// at the remote site (when one could be opened).
+pub fn verify_incident(
+    state: &State,
+    id: i64,
+    repo: &Repository,
+    remote: Option<&(String, std::result::Result<Arc<Repository>, String>)>,
+) -> Result<Verification> {
+    let rows = state.chain_rows(id)?;
+    let db = state.db_id()?;
+    let first = rows.first().map(|r| r.0.hash.as_str());
+    let mut sites = vec![SiteAnchors {
+        site: format!("the repository {}", repo.location()),
+        remote: false,
+        anchors: chain::find_anchors(repo, &db, id, first)?,
+    }];
+    let mut unreachable = None;
+    match remote {
+        Some((_, Ok(r))) => sites.push(SiteAnchors {
+            site: format!("the remote site {}", r.location()),
+            remote: true,
+            anchors: chain::find_anchors(r, &db, id, first)?,
+        }),
+        Some((loc, Err(e))) => unreachable = Some(format!("the remote site {loc} was not checked: {e}")),
+        None => {}
+    }
+    let mut v = chain::verify(id, &rows, &chain::chain_key(repo.key()), &sites);
+    if let Some(msg) = unreachable {
+        v.warnings.push(chain::Finding { kind: "remote-not-checked", entry: None, message: msg });
+    }
+    Ok(v)
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
+    let Args { config, cmd } = args;
     let reads_only = matches!(
         cmd,
         IncidentCommand::List
@@ -159,7 +268,28 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
     );
     let mut state = if reads_only { ctx.state_read_only()? } else { ctx.state()? };
     let now = ctx.now();
-    match cmd {
+    let writes = !matches!(
+        cmd,
+        IncidentCommand::List
+            | IncidentCommand::Show { .. }
+            | IncidentCommand::Export { .. }
+            | IncidentCommand::Verify { .. }
+            | IncidentCommand::Anchor { .. }
+    );
+    let mut repo = None;
+    if writes {
+        match open_sites(ctx, config.as_deref(), false).local {
+            Ok(r) => {
+                state.set_chain_key(r.key());
+                repo = Some(r);
+            }
+            Err(e) => eprintln!(
+                "warning: the repository could not be opened: {e}\n  the entry is written unkeyed and not anchored; \
+                 once the repository can be opened, `kura incident anchor` anchors it (docs/RECOVERY.md)"
+            ),
+        }
+    }
+    let written: i64 = match cmd {
         IncidentCommand::Open(a) => {
             let discovered = a.times.discovered_at.unwrap_or(now);
             let fields = Fields {
@@ -179,6 +309,7 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
                 println!("incident clock starts at {}", local(inc.clock_start()));
                 println!("next: record the facts with `kura incident update {id} ...`, then `kura incident resolve-cause {id} --note ...` before recovery");
             }
+            id
         }
         IncidentCommand::Update(a) => {
             let fields = Fields {
@@ -207,6 +338,7 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
                 state.append_event(a.id, now, &Event::Note { text })?;
             }
             show_brief(ctx, &state.incident(a.id)?)?;
+            a.id
         }
         IncidentCommand::ResolveCause { id, note } => {
             let inc = state.incident(id)?;
@@ -221,11 +353,13 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
                 println!("incident {id}: cause resolved at {}; recovery may start:", local(now));
                 println!("  kura recover --incident {id} --plan PLAN.toml");
             }
+            id
         }
         IncidentCommand::Close { id, note } => {
             state.require_incident(id)?;
             state.append_event(id, now, &Event::Closed { note })?;
             show_brief(ctx, &state.incident(id)?)?;
+            id
         }
         IncidentCommand::List => {
             let list: Vec<Incident> =
@@ -247,6 +381,7 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
                     );
                 }
             }
+            return Ok(ExitCode::SUCCESS);
         }
         IncidentCommand::Show { id } => {
             let inc = state.incident(id)?;
@@ -265,11 +400,13 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
                     println!("  {}  {}", local(e.at), e.event.describe());
                 }
             }
+            return Ok(ExitCode::SUCCESS);
         }
         IncidentCommand::Review { id, findings, actions } => {
             state.require_incident(id)?;
             state.append_event(id, now, &Event::Reviewed { findings, actions })?;
             show_brief(ctx, &state.incident(id)?)?;
+            id
         }
         IncidentCommand::PreventionPlan { id, technical, organizational } => {
             if technical.is_empty() && organizational.is_empty() {
@@ -278,9 +415,12 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
             state.require_incident(id)?;
             state.append_event(id, now, &Event::PreventionPlan { technical, organizational })?;
             show_brief(ctx, &state.incident(id)?)?;
+            id
         }
         IncidentCommand::Export { id, format, output } => {
-            let text = super::export::incident(&state, id, &format)?;
+            state.require_incident(id)?;
+            let sites = open_sites(ctx, config.as_deref(), true);
+            let text = super::export::incident(&state, id, &format, &sites)?;
             match output {
                 Some(p) => {
                     std::fs::write(&p, text)?;
@@ -290,36 +430,102 @@ pub fn run(ctx: &Ctx, cmd: IncidentCommand) -> Result<ExitCode> {
                 }
                 None => print!("{text}"),
             }
+            return Ok(ExitCode::SUCCESS);
         }
         IncidentCommand::Verify { id } => {
             state.require_incident(id)?;
-            let rows = state.raw_timeline(id)?;
-            let result = kura::incident::verify_chain(id, &rows);
+            let sites = open_sites(ctx, config.as_deref(), true);
+            let repo = match &sites.local {
+                Ok(r) => r,
+                Err(e) => bail!(
+                    "incident {id} cannot be verified without the repository, which holds the chain's key and its \
+                     anchors: {e}"
+                ),
+            };
+            let v = verify_incident(&state, id, repo, sites.remote.as_ref())?;
             if ctx.json {
                 output::print_json(&serde_json::json!({
                     "incident": id,
-                    "entries": rows.len(),
-                    "ok": result.is_ok(),
-                    "bad_entry": result.as_ref().err().map(|e| e.0),
-                    "reason": result.as_ref().err().map(|e| e.1.clone()),
+                    "ok": v.ok(),
+                    "entries": v.entries,
+                    "head": v.head,
+                    "keyed": v.keyed,
+                    "unkeyed": v.unkeyed,
+                    "legacy": v.legacy,
+                    "anchored": v.anchored,
+                    "problems": v.problems,
+                    "warnings": v.warnings,
                 }))?;
+            } else {
+                print_verification(&v);
             }
-            match result {
-                Ok(()) => {
-                    if !ctx.json {
-                        println!("incident {id}: timeline intact ({} entries, hash chain verified)", rows.len());
-                    }
-                }
-                Err((seq, why)) => {
-                    if !ctx.json {
-                        println!("incident {id}: TAMPERED: timeline entry {seq}: {why}");
-                    }
-                    return Ok(ExitCode::from(super::EXIT_PARTIAL));
-                }
-            }
+            return Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_PARTIAL) });
         }
+        IncidentCommand::Anchor { id } => {
+            let sites = open_sites(ctx, config.as_deref(), false);
+            let repo = match &sites.local {
+                Ok(r) => r,
+                Err(e) => bail!("nothing was anchored: {e}"),
+            };
+            let ids = match id {
+                Some(id) => {
+                    state.require_incident(id)?;
+                    vec![id]
+                }
+                None => state.incident_ids()?,
+            };
+            let mut refused = false;
+            let mut out = vec![];
+            for id in ids {
+                let a = anchor_incident(repo, &state, id, now)?;
+                if !ctx.json {
+                    match &a {
+                        Anchored::UpToDate { entries } => {
+                            println!("incident {id}: already anchored ({entries} entries)")
+                        }
+                        Anchored::Written { entries } => {
+                            println!("incident {id}: anchored {entries} entries in {}", repo.location())
+                        }
+                        Anchored::Refused { reason } => println!("incident {id}: NOT anchored: {reason}"),
+                    }
+                }
+                refused |= matches!(a, Anchored::Refused { .. });
+                out.push(serde_json::json!({ "incident": id, "anchor": a }));
+            }
+            if ctx.json {
+                output::print_json(&out)?;
+            }
+            return Ok(if refused { ExitCode::from(super::EXIT_PARTIAL) } else { ExitCode::SUCCESS });
+        }
+    };
+    if let Some(repo) = &repo {
+        anchor_after_write(repo, &state, written, now);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_verification(v: &Verification) {
+    let id = v.incident;
+    let anchored: Vec<String> = v.anchored.iter().map(|(site, n)| format!("{n} in {site}")).collect();
+    if v.ok() {
+        println!(
+            "incident {id}: timeline intact ({} entries, {} keyed, {} unkeyed, {} legacy; head {}; anchored: {})",
+            v.entries,
+            v.keyed,
+            v.unkeyed,
+            v.legacy,
+            &v.head[..v.head.len().min(16)],
+            anchored.join(", ")
+        );
+    } else {
+        println!("incident {id}: TAMPERED:");
+        for p in &v.problems {
+            println!("  {}", p.message);
+        }
+    }
+    for w in &v.warnings {
+        println!("  warning: {}", w.message);
+    }
 }
 
 fn show_brief(ctx: &Ctx, inc: &Incident) -> Result<()> {

@@ -84,8 +84,7 @@ enum Command {
     #[command(subcommand)]
     Key(key::KeyCommand),
     /// Record incidents and their timeline (the standard's fields, cause, review)
-    #[command(subcommand)]
-    Incident(incident::IncidentCommand),
+    Incident(incident::Args),
     /// Restore an incident's systems in priority order once its cause is resolved
     Recover(recover::Args),
     /// Run a plan as a drill into a sandbox; list, show and review drills

@@ -183,6 +183,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     }
     let from = a.common.from.clone().unwrap_or_else(|| "local".into());
     let (repo, location) = open_repo(ctx, &config, &from)?;
+    // The timeline entries of this run are keyed with the repository's chain key.
+    state.set_chain_key(repo.key());
     let plan_path = plan.path.display().to_string();
     let run_id = match state.unfinished_recovery_run(RunKind::Recovery, Some(id), &plan_path)? {
         Some(r) => {
@@ -243,7 +245,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             run_id
         }
     };
-    finish_run(ctx, &mut state, &repo, &plan, &config, run_id)
+    let code = finish_run(ctx, &mut state, &repo, &plan, &config, run_id);
+    super::incident::anchor_after_write(&repo, &state, id, Utc::now());
+    code
 }
 
 /// Executes (or resumes) a run and prints its result; shared with drills.

@@ -61,6 +61,12 @@ impl MasterKey {
         BlobId(*blake3::keyed_hash(&self.id, plaintext).as_bytes())
     }
 
+    /// A key for one purpose, derived from the whole master key (blake3 `derive_key`
+    /// with `context`): whoever lacks the master key cannot compute it.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.to_bytes())
+    }
+
     pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
         seal(&self.enc, plaintext)
     }

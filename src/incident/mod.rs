@@ -2,12 +2,15 @@
 //!
 //! Nothing is overwritten: every change is an `Event` appended with its time, and
 //! the current view (`Incident`) is a fold over the events. Each stored entry
-//! carries the blake3 hash of the previous one (`chain_hash`), so an edit made
-//! directly in the database breaks the chain and `verify_chain` finds it.
+//! carries the MAC of the previous one, keyed with a key derived from the
+//! repository's master key, and the chain's head is anchored in the repository
+//! (see `chain`), so an edit, a removal or a recomputation made directly in the
+//! database is found by `chain::verify`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod chain;
 pub mod record;
 
 /// The standard's fields. In `Event::Updated`, `None` means "unchanged".

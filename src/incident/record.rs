@@ -12,8 +12,15 @@ pub struct Record {
     pub incident: Incident,
     pub timeline: Vec<Entry>,
     pub recoveries: Vec<Recovery>,
-    /// Whether the timeline's hash chain verified when the record was written.
+    /// Whether the timeline's keyed chain verified, against its anchors, when the
+    /// record was written.
     pub chain_verified: bool,
+    /// The chain as verified: entry count, head MAC, anchors, findings. `None` when
+    /// the repository (which holds the key and the anchors) could not be opened.
+    pub chain: Option<super::chain::Verification>,
+    /// Why the chain was not verified, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_unverified: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -156,10 +163,9 @@ pub fn markdown(r: &Record) -> String {
         out += &org.iter().map(|a| format!("- {a}\n")).collect::<String>();
         out += "\n";
     }
-    out += &format!(
-        "\n## Timeline\n\nHash chain: {}.\n\n| # | time | event | hash |\n|---|---|---|---|\n",
-        if r.chain_verified { "verified" } else { "**BROKEN: the record was edited**" }
-    );
+    out += "\n## Timeline\n\n";
+    out += &chain_text(r);
+    out += "\n| # | time | event | hash |\n|---|---|---|---|\n";
     for e in &r.timeline {
         out += &format!(
             "| {} | {} | {} | {} |\n",
@@ -168,6 +174,32 @@ pub fn markdown(r: &Record) -> String {
             md_escape(&e.event.describe()),
             &e.hash[..16]
         );
+    }
+    out
+}
+
+/// The chain's verdict, count, head and anchors, as markdown lines.
+fn chain_text(r: &Record) -> String {
+    let Some(v) = &r.chain else {
+        return format!(
+            "Hash chain: **not verified**: {}.\n",
+            r.chain_unverified.as_deref().unwrap_or("the repository could not be opened")
+        );
+    };
+    let mut out = if r.chain_verified {
+        "Hash chain: verified.\n".to_string()
+    } else {
+        "Hash chain: **BROKEN: the record was edited**.\n".to_string()
+    };
+    out += &format!(
+        "\nEntries: {} ({} keyed, {} unkeyed, {} legacy). Head: `{}`.\n",
+        v.entries, v.keyed, v.unkeyed, v.legacy, v.head
+    );
+    for (site, n) in &v.anchored {
+        out += &format!("\nAnchored in {site}: {n} entries.\n");
+    }
+    for f in v.problems.iter().chain(&v.warnings) {
+        out += &format!("\n- {}\n", md_escape(&f.message));
     }
     out
 }

@@ -9,7 +9,8 @@
 //! 2. missing packs, in parallel; each is checked against its name (the blake3 hash
 //!    of its content) after it is read and before it is written;
 //! 3. missing index files (they only name packs that are now present);
-//! 4. missing snapshots, last (they only need blobs that are now indexed).
+//! 4. missing snapshots (they only need blobs that are now indexed);
+//! 5. incident anchors that are new or cover more entries than the destination's.
 //!
 //! Copy never deletes anything at the destination: forget and prune run there on
 //! their own, which is what keeps a remote copy safe from a damaged or hostile source.
@@ -115,6 +116,8 @@ pub struct Counts {
     pub packs: u64,
     pub indexes: u64,
     pub snapshots: u64,
+    /// Incident anchors copied (new, or longer than the destination's).
+    pub anchors: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -131,6 +134,11 @@ pub struct CopyReport {
     pub duration_ms: u64,
     /// Bytes per second over the whole run.
     pub throughput: u64,
+    /// Incident anchors not copied because the destination's covers more entries, or
+    /// the same number with another head: the source's incident record was cut or
+    /// rewritten. The destination keeps its anchor.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anchors_refused: Vec<String>,
 }
 
 /// The destination side: how it is opened and which passphrase adds a key there.
@@ -202,6 +210,7 @@ pub fn execute(
             packs: plan.packs.len() as u64,
             indexes: plan.indexes.len() as u64,
             snapshots: plan.snapshots.len() as u64,
+            anchors: sb.list(Kind::Anchor)?.len() as u64,
         };
         rep.bytes = plan.bytes();
         return Ok(rep);
@@ -258,11 +267,62 @@ pub fn execute(
             *count += 1;
         }
     }
+    // 5. Incident anchors.
+    copy_anchors(src, &remote_repo, &mut rep, &bytes, progress)?;
     rep.bytes = bytes.load(Ordering::Relaxed);
     let elapsed = start.elapsed();
     rep.duration_ms = elapsed.as_millis() as u64;
     rep.throughput = (rep.bytes as f64 / elapsed.as_secs_f64().max(1e-3)) as u64;
     Ok(rep)
+}
+
+/// Copies each incident anchor the destination lacks, or holds for fewer entries.
+/// Anchors are replaced in place (one name per incident), so unlike every other
+/// object they are compared by content: an anchor that would shorten or rewrite the
+/// destination's is refused, which keeps a cut or rewritten incident record at the
+/// source from erasing the evidence at the remote site.
+fn copy_anchors(
+    src: &Repository,
+    dst: &Repository,
+    rep: &mut CopyReport,
+    bytes: &AtomicU64,
+    progress: &dyn Progress,
+) -> Result<()> {
+    use crate::incident::chain::Anchor;
+    let (sb, db) = (src.backend(), dst.backend());
+    let have: HashSet<String> = db.list(Kind::Anchor)?.into_iter().map(|(n, _)| n).collect();
+    for (name, _) in sb.list(Kind::Anchor)? {
+        let data = match sb.get(Kind::Anchor, &name) {
+            Ok(d) => d,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let object = object_name(Kind::Anchor, &name);
+        let plain = src.key().decrypt(&data, &object)?;
+        let new: Anchor = serde_json::from_slice(&plain).map_err(|e| Error::corrupt(&object, e.to_string()))?;
+        if have.contains(&name) {
+            let old: Anchor = dst.load_sealed(Kind::Anchor, &name)?;
+            if old.entries == new.entries && old.head == new.head {
+                continue;
+            }
+            if old.entries >= new.entries {
+                let why = format!(
+                    "{object} (incident {}): the destination's anchor covers {} entries, the source's {}{}",
+                    new.incident,
+                    old.entries,
+                    new.entries,
+                    if old.entries == new.entries { " with another head" } else { "" }
+                );
+                tracing::warn!(anchor = %name, "{why}; the destination keeps its anchor");
+                rep.anchors_refused.push(why);
+                continue;
+            }
+        }
+        db.put(Kind::Anchor, &name, &data)?;
+        done(bytes, progress, data.len());
+        rep.copied.anchors += 1;
+    }
+    Ok(())
 }
 
 fn short(id: &str) -> &str {

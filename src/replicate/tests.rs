@@ -112,7 +112,8 @@ fn copy_mirrors_and_a_rerun_moves_nothing() {
             config: 1,
             packs,
             indexes: src.backend().list(Kind::Index).unwrap().len() as u64,
-            snapshots: 2
+            snapshots: 2,
+            anchors: 0
         }
     );
     assert!(r.bytes > 0 && r.throughput > 0);

@@ -1,12 +1,13 @@
-//! Incidents in the state database: an id row plus an append-only, hash-chained
-//! timeline (see `crate::incident`).
+//! Incidents in the state database: an id row plus an append-only, MAC-chained
+//! timeline (see `crate::incident::chain`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, OptionalExtension};
 
 use super::{db_err, State};
 use crate::error::{Error, Result};
-use crate::incident::{chain_hash, Entry, Event, Incident, RawEntry, GENESIS};
+use crate::incident::chain::{row_mac, Mac};
+use crate::incident::{Entry, Event, Incident, RawEntry, GENESIS};
 
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -22,10 +23,11 @@ impl State {
     /// Creates an incident whose first timeline entry is `opened`.
     pub fn open_incident(&mut self, at: DateTime<Utc>, opened: Event) -> Result<i64> {
         let path = self.path().to_path_buf();
+        let key = self.chain_key;
         let tx = self.write_tx()?;
         tx.execute("INSERT INTO incidents (opened_at) VALUES (?1)", params![ts(at)]).map_err(|e| db_err(&path, e))?;
         let id = tx.last_insert_rowid();
-        append_in(&tx, id, at, &opened).map_err(|e| db_err(&path, e))?;
+        append_in(&tx, key.as_ref(), id, at, &opened).map_err(|e| db_err(&path, e))?;
         tx.commit().map_err(|e| db_err(&path, e))?;
         Ok(id)
     }
@@ -34,8 +36,9 @@ impl State {
     pub fn append_event(&mut self, incident: i64, at: DateTime<Utc>, event: &Event) -> Result<i64> {
         self.require_incident(incident)?;
         let path = self.path().to_path_buf();
+        let key = self.chain_key;
         let tx = self.write_tx()?;
-        let seq = append_in(&tx, incident, at, event).map_err(|e| db_err(&path, e))?;
+        let seq = append_in(&tx, key.as_ref(), incident, at, event).map_err(|e| db_err(&path, e))?;
         tx.commit().map_err(|e| db_err(&path, e))?;
         Ok(seq)
     }
@@ -75,6 +78,48 @@ impl State {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
     }
 
+    /// The timeline rows as stored, each with how its hash was made.
+    pub fn chain_rows(&self, incident: i64) -> Result<Vec<(RawEntry, Mac)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, at, kind, data, prev_hash, hash, mac FROM timeline WHERE incident = ?1 ORDER BY seq")
+            .map_err(|e| db_err(self.path(), e))?;
+        let rows = st
+            .query_map([incident], |r| {
+                Ok((
+                    RawEntry {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        data: r.get(3)?,
+                        prev_hash: r.get(4)?,
+                        hash: r.get(5)?,
+                    },
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .map_err(|e| db_err(self.path(), e))?;
+        let rows = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))?;
+        rows.into_iter()
+            .map(|(r, mac)| {
+                let m = Mac::parse(&mac).ok_or_else(|| {
+                    Error::invalid(
+                        format!("incident {incident} timeline entry {}", r.seq),
+                        format!("unknown mac {mac:?} (legacy, unkeyed or keyed)"),
+                    )
+                })?;
+                Ok((r, m))
+            })
+            .collect()
+    }
+
+    /// This database's identity, which names its incidents' anchors.
+    pub fn db_id(&self) -> Result<String> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'db_id'", [], |r| r.get(0))
+            .map_err(|e| db_err(self.path(), e))
+    }
+
     pub fn timeline(&self, incident: i64) -> Result<Vec<Entry>> {
         self.require_incident(incident)?;
         self.raw_timeline(incident)?
@@ -101,7 +146,13 @@ impl State {
     }
 }
 
-fn append_in(tx: &rusqlite::Transaction<'_>, incident: i64, at: DateTime<Utc>, event: &Event) -> rusqlite::Result<i64> {
+fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    key: Option<&[u8; 32]>,
+    incident: i64,
+    at: DateTime<Utc>,
+    event: &Event,
+) -> rusqlite::Result<i64> {
     let last: Option<(i64, String)> = tx
         .query_row("SELECT seq, hash FROM timeline WHERE incident = ?1 ORDER BY seq DESC LIMIT 1", [incident], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -113,10 +164,11 @@ fn append_in(tx: &rusqlite::Transaction<'_>, incident: i64, at: DateTime<Utc>, e
     };
     let at = ts(at);
     let data = serde_json::to_string(event).expect("events serialize");
-    let hash = chain_hash(&prev, incident, seq, &at, event.kind(), &data);
+    let (mac, hash) = row_mac(key, &prev, incident, seq, &at, event.kind(), &data);
     tx.execute(
-        "INSERT INTO timeline (incident, seq, at, kind, data, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![incident, seq, at, event.kind(), data, prev, hash],
+        "INSERT INTO timeline (incident, seq, at, kind, data, prev_hash, hash, mac) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![incident, seq, at, event.kind(), data, prev, hash, mac.as_str()],
     )?;
     Ok(seq)
 }

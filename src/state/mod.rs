@@ -18,7 +18,8 @@ pub mod recovery;
 
 /// Schema steps, applied in order inside one transaction each. Never edit a
 /// released step; append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE job_runs (
     id INTEGER PRIMARY KEY,
     job TEXT NOT NULL,            -- backup | replicate | prune | check | drill
@@ -97,11 +98,25 @@ CREATE TABLE drill_reviews (
     evaluation TEXT NOT NULL,
     actions TEXT NOT NULL         -- JSON list
 );
-"#];
+"#,
+    r#"
+-- How each timeline row's hash was made: legacy (before keying), unkeyed (the
+-- repository was not available), keyed (MAC with the repository's chain key).
+ALTER TABLE timeline ADD COLUMN mac TEXT NOT NULL DEFAULT 'legacy';
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Names this database's incident anchors in the repository.
+INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
+"#,
+];
 
 pub struct State {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// Keys new timeline rows (see `crate::incident::chain`); `None`: unkeyed rows.
+    chain_key: Option<[u8; 32]>,
 }
 
 /// How long a writer waits for another one (a recovery, the daemon, a CLI) to
@@ -126,7 +141,7 @@ impl State {
                 reason: "the file is not writable by this user".into(),
             });
         }
-        let mut state = State { conn, path: path.to_path_buf() };
+        let mut state = State { conn, path: path.to_path_buf(), chain_key: None };
         state.configure().map_err(|e| db_err(path, e))?;
         state.migrate()?;
         warn_if_loose(path);
@@ -168,7 +183,7 @@ impl State {
             });
         }
         warn_if_loose(path);
-        Ok(State { conn, path: path.to_path_buf() })
+        Ok(State { conn, path: path.to_path_buf(), chain_key: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -182,6 +197,15 @@ impl State {
     pub(crate) fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
         let path = self.path.clone();
         self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, e))
+    }
+
+    /// From now on, timeline rows are keyed with this repository's chain key.
+    pub fn set_chain_key(&mut self, master: &crate::crypto::MasterKey) {
+        self.chain_key = Some(crate::incident::chain::chain_key(master));
+    }
+
+    pub fn chain_key(&self) -> Option<&[u8; 32]> {
+        self.chain_key.as_ref()
     }
 
     fn configure(&self) -> rusqlite::Result<()> {

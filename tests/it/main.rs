@@ -15,6 +15,7 @@ mod errors;
 mod forget;
 mod fuzz_replay;
 mod help;
+mod incident_chain;
 mod keys;
 mod listing;
 mod partial;

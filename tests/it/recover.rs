@@ -85,6 +85,8 @@ impl Site {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = bare_kura();
         c.arg("--state").arg(&self.state).args(args).env("KURA_PASSWORD", PASSWORD);
+        // Incident commands key and anchor the timeline in the config's repository.
+        c.env("KURA_CONFIG", &self.config);
         c
     }
 
