@@ -103,6 +103,8 @@ cp -a "$S" "$DEMO/pristine"
 find "$S" -type f -exec sh -c 'for f; do openssl rand -base64 32 > "$f" 2>/dev/null || echo ENCRYPTED > "$f"; done' _ {} +
 
 set -x
+# Incident commands key and anchor the timeline with the config's repository.
+export KURA_CONFIG="$DEMO/kura.toml"
 "$KURA" incident open --title "Ransomware on the demo site" --category ransomware
 "$KURA" incident update 1 --real true --scope "all five systems" --damage "files encrypted" \
     --cause "phished admin account" --response "network isolated" --outside-attack true

@@ -138,8 +138,11 @@ pub fn control_line(data: &[u8]) {
     }
 }
 
+/// A fuzz target: its name and its entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name, for the replay test and the fuzz script.
-pub const TARGETS: [(&str, fn(&[u8])); 4] =
+pub const TARGETS: [Target; 4] =
     [("repository_object", repository_object), ("config", config), ("plan", plan), ("control_line", control_line)];
 
 /// A starting corpus from real objects: a small backup into the fuzzing repository,

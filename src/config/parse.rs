@@ -319,7 +319,7 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
     let cron = cron::Schedule::from_str(&full).map_err(|e| format!("bad cron expression {expr:?}: {e}"))?;
     // A valid expression can still name a time that never comes (February 30th).
     let now = chrono::Utc::now();
-    if !cron.after(&now).next().is_some_and(|t| t - now < Duration::days(NEVER_FIRES_YEARS * 366)) {
+    if cron.after(&now).next().is_none_or(|t| t - now >= Duration::days(NEVER_FIRES_YEARS * 366)) {
         return Err(format!(
             "cron expression {expr:?} never fires: no time in the next {NEVER_FIRES_YEARS} years matches it \
              (does the day exist in that month? February has at most 29 days, April, June, September \

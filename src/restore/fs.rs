@@ -91,13 +91,16 @@ fn is_type(st: &libc::stat, t: libc::mode_t) -> bool {
     st.st_mode & libc::S_IFMT == t
 }
 
+/// Open directories by plan index, each with its last use, and the use counter.
+type DirCache = (HashMap<usize, (Arc<OwnedFd>, u64)>, u64);
+
 /// The directories of a restore, opened on demand from their parent's descriptor
 /// and kept in a small cache; shared by the restore's threads.
 pub struct Dirs<'a> {
     target: &'a Path,
     root: Arc<OwnedFd>,
     dirs: &'a [DirItem],
-    cache: Mutex<(HashMap<usize, (Arc<OwnedFd>, u64)>, u64)>,
+    cache: Mutex<DirCache>,
 }
 
 impl<'a> Dirs<'a> {

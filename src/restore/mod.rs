@@ -613,7 +613,7 @@ mod tests {
         let repo = self::repo();
         let snap = deep(&repo, MAX_DEPTH + 1);
         let opts = RestoreOptions { target: scratch.path().join("t2"), ..Default::default() };
-        let err = run(&repo, &id, &snap, &opts, &NoProgress).err().expect("one level too deep");
+        let Err(err) = run(&repo, &id, &snap, &opts, &NoProgress) else { panic!("one level too deep") };
         assert!(err.to_string().contains("more than 1024 levels"), "{err}");
     }
 }
