@@ -1,11 +1,13 @@
 //! `kura ls`.
 
+use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::Result;
-use kura::repo::tree::{Node, NodeType};
+use kura::repo::tree::{Node, NodeType, Tree};
 use serde::Serialize;
 
 use super::{output, Ctx};
@@ -67,14 +69,23 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             n.subtree
         }
     };
+    // Each tree is read once: the measure below keeps what it read for the listing.
+    let mut trees: HashMap<kura::types::BlobId, Rc<Tree>> = HashMap::new();
+    let mut load = |id: &kura::types::BlobId| -> kura::error::Result<Rc<Tree>> {
+        if let Some(t) = trees.get(id) {
+            return Ok(t.clone());
+        }
+        let t = Rc::new(repo.load_tree(&index, id)?);
+        trees.insert(*id, t.clone());
+        Ok(t)
+    };
     // A crafted tree graph can name 2^30 paths in a few trees: measured first.
     if let Some(t) = &root {
-        let mut load = |id: &kura::types::BlobId| repo.load_tree(&index, id).map(std::rc::Rc::new);
         kura::restore::expansion(&mut load, &mut Default::default(), t, Path::new(&start), 0)?;
     }
     let mut stack: Vec<(kura::types::BlobId, PathBuf)> = root.map(|t| (t, PathBuf::from(&start))).into_iter().collect();
     while let Some((tid, dir)) = stack.pop() {
-        let tree = repo.load_tree(&index, &tid)?;
+        let tree = load(&tid)?;
         let mut subdirs = Vec::new();
         for n in &tree.nodes {
             let p = dir.join(n.name.as_os_str());

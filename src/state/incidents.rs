@@ -59,27 +59,11 @@ impl State {
     }
 
     pub fn raw_timeline(&self, incident: i64) -> Result<Vec<RawEntry>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT seq, at, kind, data, prev_hash, hash FROM timeline WHERE incident = ?1 ORDER BY seq")
-            .map_err(|e| db_err(self.path(), e))?;
-        let rows = st
-            .query_map([incident], |r| {
-                Ok(RawEntry {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    data: r.get(3)?,
-                    prev_hash: r.get(4)?,
-                    hash: r.get(5)?,
-                })
-            })
-            .map_err(|e| db_err(self.path(), e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+        Ok(self.stored_rows(incident)?.into_iter().map(|(r, _)| r).collect())
     }
 
-    /// The timeline rows as stored, each with how its hash was made.
-    pub fn chain_rows(&self, incident: i64) -> Result<Vec<(RawEntry, Mac)>> {
+    /// The timeline rows as stored, with their `mac` column as text.
+    fn stored_rows(&self, incident: i64) -> Result<Vec<(RawEntry, String)>> {
         let mut st = self
             .conn
             .prepare("SELECT seq, at, kind, data, prev_hash, hash, mac FROM timeline WHERE incident = ?1 ORDER BY seq")
@@ -99,7 +83,12 @@ impl State {
                 ))
             })
             .map_err(|e| db_err(self.path(), e))?;
-        let rows = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+    }
+
+    /// The timeline rows as stored, each with how its hash was made.
+    pub fn chain_rows(&self, incident: i64) -> Result<Vec<(RawEntry, Mac)>> {
+        let rows = self.stored_rows(incident)?;
         rows.into_iter()
             .map(|(r, mac)| {
                 let m = Mac::parse(&mac).ok_or_else(|| {
