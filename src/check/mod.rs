@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repo::index::{Index, IndexFile};
 use crate::repo::pack::{header_len, open_blob, parse_header};
+use crate::repo::tree::MAX_DEPTH;
 use crate::repo::Repository;
 use crate::types::{BlobId, FileId, PackId};
 
@@ -240,7 +241,8 @@ fn snapshots_checked(
 /// Called with a directory, its tree error if any, and blobs it needs that are not indexed.
 type TreeReport<'a> = dyn FnMut(&Path, Option<Error>, Vec<BlobId>) + 'a;
 
-/// Visits every tree once; calls `report(dir, tree error, unindexed blobs)`.
+/// Visits every tree once; calls `report(dir, tree error, unindexed blobs)`. Trees
+/// nested deeper than restore follows are reported there, not walked.
 fn walk(
     repo: &Repository,
     index: &Index,
@@ -249,6 +251,25 @@ fn walk(
     seen: &mut HashSet<BlobId>,
     report: &mut TreeReport,
 ) {
+    walk_at(repo, index, tree_id, path, 0, seen, report)
+}
+
+fn walk_at(
+    repo: &Repository,
+    index: &Index,
+    tree_id: &BlobId,
+    path: &Path,
+    depth: usize,
+    seen: &mut HashSet<BlobId>,
+    report: &mut TreeReport,
+) {
+    if depth > MAX_DEPTH {
+        let e = Error::invalid(
+            format!("tree {tree_id}"),
+            format!("nested more than {MAX_DEPTH} levels: restore refuses it"),
+        );
+        return report(path, Some(e), vec![]);
+    }
     if !seen.insert(*tree_id) {
         return;
     }
@@ -260,7 +281,7 @@ fn walk(
     for n in &tree.nodes {
         missing.extend(n.content.iter().filter(|b| !index.contains(b)).copied());
         if let Some(sub) = &n.subtree {
-            walk(repo, index, sub, &path.join(n.name.as_os_str()), seen, report);
+            walk_at(repo, index, sub, &path.join(n.name.as_os_str()), depth + 1, seen, report);
         }
     }
     if !missing.is_empty() {
@@ -323,33 +344,49 @@ fn read_pack(repo: &Repository, index: &Index, id: &PackId) -> Option<PackFault>
     Some(PackFault { reason: problems.join("; "), blobs: Some(lost) })
 }
 
-/// Maps each damaged pack to the files and directories that need it.
+/// Most lines `affected` lists over all damaged packs: enough to see what a damage
+/// touches, while a tree graph that describes billions of paths stays cheap.
+pub const MAX_AFFECTED: u64 = 100_000;
+
+/// Maps each damaged pack to the files and directories that need it. Only trees
+/// that lead to a lost blob are expanded into paths, so a tree shared by many
+/// directories costs one visit unless it is damaged itself; the listing stops at
+/// `MAX_AFFECTED` lines and `MAX_DEPTH` levels, whatever a crafted tree graph describes.
 fn affected(
     repo: &Repository,
     index: &Index,
     snapshots: &[(FileId, crate::repo::snapshot::Snapshot)],
     damaged: &BTreeMap<PackId, PackFault>,
 ) -> HashMap<PackId, Vec<String>> {
+    let lost = Lost { repo, index, damaged };
+    let mut leads: HashMap<BlobId, bool> = HashMap::new();
     let mut out: HashMap<PackId, Vec<String>> = HashMap::new();
-    // The damaged pack a blob is lost with, if it is.
-    let pack_of = |b: &BlobId| index.get(b).map(|l| l.pack).filter(|p| damaged.get(p).is_some_and(|f| f.loses(b)));
-    for (sid, snap) in snapshots {
-        let mut stack: Vec<(BlobId, PathBuf)> = vec![(snap.tree, PathBuf::from("/"))];
-        while let Some((tid, path)) = stack.pop() {
-            if let Some(p) = pack_of(&tid) {
+    let mut lines: u64 = 0;
+    'snapshots: for (sid, snap) in snapshots {
+        let mut stack: Vec<(BlobId, PathBuf, usize)> = vec![(snap.tree, PathBuf::from("/"), 0)];
+        while let Some((tid, path, depth)) = stack.pop() {
+            if lines >= MAX_AFFECTED {
+                break 'snapshots;
+            }
+            if let Some(p) = lost.pack_of(&tid) {
                 out.entry(p).or_default().push(format!("snapshot {}: directory {}", sid.short(), path.display()));
+                lines += 1;
+                continue;
+            }
+            if depth >= MAX_DEPTH || !lost.leads_to_loss(&tid, depth, &mut leads) {
                 continue;
             }
             let Ok(tree) = repo.load_tree(index, &tid) else { continue };
             for n in &tree.nodes {
                 let child = path.join(n.name.as_os_str());
-                let mut packs: Vec<PackId> = n.content.iter().filter_map(pack_of).collect();
+                let mut packs: Vec<PackId> = n.content.iter().filter_map(|b| lost.pack_of(b)).collect();
                 packs.dedup();
                 for p in packs {
                     out.entry(p).or_default().push(format!("snapshot {}: {}", sid.short(), child.display()));
+                    lines += 1;
                 }
                 if let Some(s) = n.subtree {
-                    stack.push((s, child));
+                    stack.push((s, child, depth + 1));
                 }
             }
         }
@@ -361,9 +398,91 @@ fn affected(
     out
 }
 
+/// Which blobs the damaged packs lose, and which trees lead to one of them.
+struct Lost<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    damaged: &'a BTreeMap<PackId, PackFault>,
+}
+
+impl Lost<'_> {
+    /// The damaged pack a blob is lost with, if it is.
+    fn pack_of(&self, b: &BlobId) -> Option<PackId> {
+        self.index.get(b).map(|l| l.pack).filter(|p| self.damaged.get(p).is_some_and(|f| f.loses(b)))
+    }
+
+    /// Whether a lost blob is in this tree or below it (memoized per tree: each
+    /// distinct tree is read once however many directories share it).
+    fn leads_to_loss(&self, tid: &BlobId, depth: usize, memo: &mut HashMap<BlobId, bool>) -> bool {
+        if let Some(&v) = memo.get(tid) {
+            return v;
+        }
+        let v = self.pack_of(tid).is_some()
+            || (depth < MAX_DEPTH
+                && self.repo.load_tree(self.index, tid).is_ok_and(|tree| {
+                    tree.nodes.iter().any(|n| {
+                        n.content.iter().any(|b| self.pack_of(b).is_some())
+                            || n.subtree.is_some_and(|s| self.leads_to_loss(&s, depth + 1, memo))
+                    })
+                }));
+        memo.insert(*tid, v);
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::NoProgress;
+    use crate::repo::testing::{cheap_repo, dir_node, file_node, snapshot_of, Blobs};
+    use crate::types::BlobType;
+
+    /// Check walks trees recursively: a crafted chain far deeper than restore follows
+    /// is reported, not walked, on the 2 MiB stack the daemon's jobs run on.
+    #[test]
+    fn a_tree_deeper_than_restore_follows_is_reported_without_overflowing() {
+        let repo = cheap_repo(b"check unit tests");
+        let mut blobs = Blobs::new(&repo);
+        let leaf = blobs.add(BlobType::Data, b"leaf");
+        let mut tree = blobs.dir(vec![file_node("leaf", leaf, 4)]);
+        for _ in 0..5 * MAX_DEPTH {
+            tree = blobs.dir(vec![dir_node("d", tree)]);
+        }
+        blobs.store();
+        repo.save_json(Kind::Snapshot, &snapshot_of(tree)).unwrap();
+        let rep = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || run(&repo, ReadData::None, &NoProgress).unwrap())
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(rep.errors.len(), 1, "{:?}", rep.errors);
+        assert!(rep.errors[0].contains("nested more than 1024 levels"), "{:?}", rep.errors);
+    }
+
+    /// 40 levels of directories that each hold the same subtree twice describe 2^40
+    /// paths to one file; a damaged blob under them must not make check list (or
+    /// walk) them all.
+    #[test]
+    fn a_damaged_blob_under_a_shared_subtree_lists_a_bounded_number_of_files() {
+        let repo = cheap_repo(b"check unit tests");
+        let mut data = Blobs::new(&repo);
+        let leaf = data.add(BlobType::Data, b"lost");
+        let data_pack = data.store();
+        let mut blobs = Blobs::new(&repo);
+        let mut tree = blobs.dir(vec![file_node("leaf", leaf, 4)]);
+        for _ in 0..40 {
+            tree = blobs.dir(vec![dir_node("a", tree), dir_node("b", tree)]);
+        }
+        blobs.store();
+        repo.save_json(Kind::Snapshot, &snapshot_of(tree)).unwrap();
+        repo.backend().delete(Kind::Pack, &data_pack.to_hex()).unwrap();
+        let rep = run(&repo, ReadData::None, &NoProgress).unwrap();
+        assert_eq!(rep.damaged_packs.len(), 1);
+        let affects = &rep.damaged_packs[0].affects;
+        assert!(!affects.is_empty() && affects.len() as u64 <= MAX_AFFECTED, "{} lines", affects.len());
+        assert!(affects[0].ends_with("/leaf"), "{:?}", &affects[0]);
+    }
 
     #[test]
     fn parse_subsets() {

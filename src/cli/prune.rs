@@ -38,22 +38,36 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
 pub fn print_report(r: &PruneReport) {
     let verb = if r.dry_run { "would be" } else { "were" };
     println!("{} snapshots use {} of {} blobs in {} packs", r.snapshots, r.blobs_used, r.blobs, r.packs);
+    let when = if r.dry_run {
+        "deleted in the same run if no other operation holds a lock, else by a later prune"
+    } else if r.marked_deleted_now {
+        "deleted in this run: no other operation held a lock"
+    } else {
+        "a later prune deletes them"
+    };
     println!(
-        "{} packs ({}) {verb} marked for deletion, {} of them after repacking ({} read); a later prune deletes them",
+        "{} packs ({}) {verb} marked for deletion, {} of them after repacking ({} read); {when}",
         r.packs_marked,
         output::bytes(r.bytes_marked),
         r.packs_repacked,
         output::bytes(r.bytes_repacked)
     );
-    println!("{} packs marked earlier {verb} deleted: {} freed", r.packs_deleted, output::bytes(r.bytes_freed));
+    println!("{} packs {verb} deleted: {} freed", r.packs_deleted, output::bytes(r.bytes_freed));
     if r.packs_reinstated > 0 {
         println!("{} packs marked earlier {verb} put back: a backup uses them again", r.packs_reinstated);
+    }
+    if r.packs_retained > 0 {
+        println!("{} packs stay pending: object-lock retention keeps them until it ends", r.packs_retained);
     }
     if r.temp_files_removed > 0 {
         println!("{} temp files left by interrupted writes were removed from tmp/", r.temp_files_removed);
     }
     if r.packs_waiting > 0 {
-        println!("{} packs marked earlier wait for running operations:", r.packs_waiting);
+        println!(
+            "{} packs ({}) wait: the first prune after these operations end deletes them:",
+            r.packs_waiting,
+            output::bytes(r.bytes_waiting)
+        );
         for w in &r.waiting_for {
             println!("    {w}");
         }

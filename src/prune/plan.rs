@@ -13,7 +13,7 @@ use crate::repo::index::{Index, IndexFile, IndexPack, Location};
 use crate::repo::lock::{list_locks, LockInfo};
 use crate::repo::pack::ENTRY_LEN;
 use crate::repo::{is_object_id, PendingRecord, Repository};
-use crate::types::{BlobId, PackId};
+use crate::types::{BlobId, FileId, PackId};
 
 /// Bytes of a pack's header beyond its entries: the seal and the length field.
 const HEADER_FIXED: u64 = crate::crypto::OVERHEAD as u64 + 4;
@@ -47,6 +47,9 @@ pub struct PrunePlan {
     waiting: BTreeMap<DateTime<Utc>, Vec<PackId>>,
     waiting_for: Vec<String>,
     snapshots: u64,
+    /// The snapshots whose usage this plan computed: a snapshot not among them when
+    /// the marks are visible was written by a backup that may use a marked pack.
+    snapshot_ids: HashSet<FileId>,
 }
 
 pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
@@ -152,6 +155,7 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         waiting: BTreeMap::new(),
         waiting_for: Vec::new(),
         snapshots: snapshots.len() as u64,
+        snapshot_ids: snapshots.iter().map(|(id, _)| *id).collect(),
         index,
     };
     let adopted_used = plan.decide_indexed(opts, &pending_ids);
@@ -202,20 +206,8 @@ impl PrunePlan {
     ) {
         let mut seen = HashSet::new();
         for rec in records {
-            let blockers: Vec<String> = live
-                .iter()
-                .filter(|(_, l)| l.started <= rec.marked_at)
-                .map(|(n, l)| {
-                    format!(
-                        "{} {} (pid {} on {}, started {})",
-                        l.purpose,
-                        &n[..8.min(n.len())],
-                        l.pid,
-                        l.host,
-                        l.started
-                    )
-                })
-                .collect();
+            let blockers: Vec<String> =
+                live.iter().filter(|(_, l)| l.started <= rec.marked_at).map(|(n, l)| l.describe(n)).collect();
             for p in &rec.packs {
                 let Some(&size) = stored.get(&p.to_hex()) else { continue }; // deleted by an interrupted prune
                 if !seen.insert(*p) {
@@ -320,6 +312,14 @@ impl PrunePlan {
         kept.chain(self.reinstated.iter().cloned())
     }
 
+    pub fn snapshot_ids(&self) -> &HashSet<FileId> {
+        &self.snapshot_ids
+    }
+
+    pub fn pack_size(&self, id: &PackId) -> u64 {
+        self.pack_sizes.get(id).copied().unwrap_or(0)
+    }
+
     pub fn report(&self, dry_run: bool) -> PruneReport {
         PruneReport {
             dry_run,
@@ -335,6 +335,8 @@ impl PrunePlan {
             bytes_freed: self.deletable.iter().map(|p| self.pack_sizes.get(p).copied().unwrap_or(0)).sum(),
             packs_reinstated: self.used_again,
             packs_waiting: self.waiting.values().map(|v| v.len() as u64).sum(),
+            bytes_waiting: self.waiting.values().flatten().map(|p| self.pack_size(p)).sum(),
+            marked_deleted_now: false,
             waiting_for: self.waiting_for.clone(),
             packs_retained: 0,
             temp_files_removed: 0,

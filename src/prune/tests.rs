@@ -108,6 +108,16 @@ fn prune_ok(repo: &Arc<Repository>) -> PruneReport {
     prune(repo).unwrap_or_else(|e| panic!("prune failed: {e}"))
 }
 
+/// A prune while a backup runs (its shared lock is held): the packs it marks wait
+/// for a later prune, which is the two-phase deletion these tests exercise.
+fn prune_beside_a_backup(repo: &Arc<Repository>) -> PruneReport {
+    let backup = LockGuard::acquire(repo, LockKind::Shared, "backup").unwrap();
+    let r = prune_ok(repo);
+    drop(backup);
+    assert!(!r.marked_deleted_now && r.packs_waiting >= r.packs_marked, "{r:#?}");
+    r
+}
+
 /// Regular files under `root` with their content, by relative path.
 fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
@@ -207,7 +217,79 @@ fn fixture() -> Fixture {
 }
 
 #[test]
-fn prune_marks_unused_packs_then_a_later_prune_deletes_them() {
+fn an_idle_prune_deletes_what_it_marks_in_the_same_run() {
+    let f = fixture();
+    let repo = &f.repo;
+    let r = prune_ok(repo);
+    assert!(r.packs_marked > 0 && r.packs_repacked > 0, "{r:#?}");
+    assert!(r.marked_deleted_now, "{r:#?}");
+    assert_eq!((r.packs_deleted, r.bytes_freed, r.packs_waiting), (r.packs_marked, r.bytes_marked, 0), "{r:#?}");
+    assert!(names(f.backend.as_ref(), Kind::Pending).is_empty(), "no pending record is left");
+    assert!(names(f.backend.as_ref(), Kind::Lock).is_empty());
+    assert_eq!(stored_packs(repo), indexed_packs(repo), "every stored pack is indexed, and only those");
+    assert_eq!(assert_check_clean(repo, ReadData::All), Vec::<String>::new());
+    assert_all_restore(repo, &f.scratch);
+    let r2 = prune_ok(repo);
+    assert_eq!((r2.packs_marked, r2.packs_deleted, r2.packs_repacked), (0, 0, 0), "{r2:#?}");
+}
+
+/// A backup that ends while prune runs (its snapshot appears after the plan read the
+/// snapshots) keeps the marked packs: its snapshot may use them.
+#[test]
+fn a_snapshot_written_during_a_prune_keeps_the_marked_packs() {
+    let f = fixture();
+    let repo = &f.repo;
+    // The backend writes the forgotten snapshot back as prune writes its first pending
+    // record: after its plan, before it checks for new snapshots.
+    struct Late {
+        inner: Arc<MemoryBackend>,
+        snapshot: Mutex<Option<(String, Vec<u8>)>>,
+    }
+    impl Backend for Late {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> BResult<()> {
+            self.inner.create()
+        }
+        fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
+            if kind == Kind::Pending {
+                if let Some((n, d)) = self.snapshot.lock().unwrap().take() {
+                    self.inner.put(Kind::Snapshot, &n, &d)?;
+                }
+            }
+            self.inner.put(kind, name, data)
+        }
+        fn get(&self, kind: Kind, name: &str) -> BResult<Vec<u8>> {
+            self.inner.get(kind, name)
+        }
+        fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> BResult<Vec<u8>> {
+            self.inner.get_range(kind, name, offset, len)
+        }
+        fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>> {
+            self.inner.list(kind)
+        }
+        fn delete(&self, kind: Kind, name: &str) -> BResult<()> {
+            self.inner.delete(kind, name)
+        }
+    }
+    let (old_id, old) = &f.forgotten[0];
+    let late = Arc::new(Late { inner: f.backend.clone(), snapshot: Mutex::new(Some((old_id.to_hex(), old.clone()))) });
+    let repo2 = open(late);
+    let r = prune_ok(&repo2);
+    assert!(r.packs_marked > 0 && !r.marked_deleted_now, "{r:#?}");
+    assert!(r.waiting_for.iter().any(|w| w.contains("written during this prune")), "{r:#?}");
+    let stored = stored_packs(repo);
+    assert!(repo.pending_packs().unwrap().iter().all(|p| stored.contains(p)));
+    // The next prune gives the snapshot its packs back.
+    let r2 = prune_ok(repo);
+    assert!(r2.packs_reinstated > 0, "{r2:#?}");
+    assert_check_clean(repo, ReadData::All);
+    assert_all_restore(repo, &f.scratch);
+}
+
+#[test]
+fn a_prune_beside_a_backup_marks_and_a_later_prune_deletes() {
     let f = fixture();
     let repo = &f.repo;
     let before = objects(f.backend.as_ref());
@@ -216,13 +298,14 @@ fn prune_marks_unused_packs_then_a_later_prune_deletes_them() {
     assert!(dry.dry_run && dry.packs_marked > 0 && dry.packs_repacked > 0, "{dry:#?}");
     assert!(objects(f.backend.as_ref()) == before, "a dry run changed the repository");
 
-    let r1 = prune_ok(repo);
+    let r1 = prune_beside_a_backup(repo);
     assert_eq!(
         (r1.packs_marked, r1.packs_repacked, r1.bytes_marked),
         (dry.packs_marked, dry.packs_repacked, dry.bytes_marked),
         "the dry run predicted something else: {dry:#?} {r1:#?}"
     );
-    assert_eq!((r1.packs_deleted, r1.packs_waiting, r1.snapshots), (0, 0, 3), "{r1:#?}");
+    assert_eq!((r1.packs_deleted, r1.packs_waiting, r1.snapshots), (0, r1.packs_marked, 3), "{r1:#?}");
+    assert_eq!(r1.bytes_waiting, r1.bytes_marked, "{r1:#?}");
     let pending = repo.pending_packs().unwrap();
     assert_eq!(pending.len() as u64, r1.packs_marked);
     let indexed = indexed_packs(repo);
@@ -271,7 +354,7 @@ fn max_unused_zero_converges() {
 fn a_snapshot_using_a_marked_pack_gets_it_back() {
     let f = fixture();
     let repo = &f.repo;
-    let r1 = prune_ok(repo);
+    let r1 = prune_beside_a_backup(repo);
     assert!(r1.packs_marked > 0);
     let marked = repo.pending_packs().unwrap();
 
@@ -292,7 +375,8 @@ fn a_snapshot_using_a_marked_pack_gets_it_back() {
     // (It may repack them: the blobs they share with the packs written by the first
     // prune's repacking are unused copies.)
     let r3 = prune_ok(repo);
-    assert_eq!((r3.packs_deleted, r3.packs_reinstated), (0, 0), "{r3:#?}");
+    // It deletes only what it marks itself (their used blobs copied first).
+    assert_eq!((r3.packs_deleted, r3.packs_reinstated), (r3.packs_marked, 0), "{r3:#?}");
     assert_check_clean(repo, ReadData::All);
     assert_all_restore(repo, &f.scratch);
     let snaps: Vec<FileId> = repo.snapshots().unwrap().into_iter().map(|s| s.0).collect();
@@ -351,15 +435,17 @@ fn stale_locks_are_ignored_and_unreadable_ones_block() {
     repo.save_sealed(Kind::Lock, "00aa", &lock_info(LockKind::Shared, 90, 60)).unwrap();
     repo.save_sealed(Kind::Lock, "00bb", &lock_info(LockKind::Exclusive, 90, 60)).unwrap();
     let r1 = prune_ok(repo);
-    assert!(r1.packs_marked > 0);
+    assert!(r1.packs_marked > 0 && r1.marked_deleted_now, "stale locks held it back: {r1:#?}");
     // An unreadable lock counts as a live lock from the beginning of time.
+    forget(repo, &f.kept[0]);
     f.backend.put(Kind::Lock, "00cc", b"garbage").unwrap();
     let r2 = prune_ok(repo);
-    assert_eq!((r2.packs_deleted, r2.packs_waiting), (0, r1.packs_marked), "{r2:#?}");
+    assert!(r2.packs_marked > 0, "{r2:#?}");
+    assert_eq!((r2.packs_deleted, r2.packs_waiting), (0, r2.packs_marked), "{r2:#?}");
     assert!(r2.waiting_for.iter().any(|w| w.contains("unreadable lock")), "{r2:#?}");
     f.backend.delete(Kind::Lock, "00cc").unwrap();
     let r3 = prune_ok(repo);
-    assert_eq!(r3.packs_deleted, r1.packs_marked, "{r3:#?}");
+    assert_eq!(r3.packs_deleted, r2.packs_marked, "{r3:#?}");
     assert_check_clean(repo, ReadData::All);
 }
 
@@ -487,7 +573,7 @@ fn a_pack_adopted_while_being_marked_is_not_reused() {
     // must not deduplicate against them: a later prune may delete them under it.
     let f = fixture();
     let repo = &f.repo;
-    let r1 = prune_ok(repo);
+    let r1 = prune_beside_a_backup(repo);
     assert!(r1.packs_marked > 0);
     // The adoption, as index_unindexed_packs writes it.
     let sizes: BTreeMap<String, u64> = f.backend.list(Kind::Pack).unwrap().into_iter().collect();
@@ -638,7 +724,7 @@ fn crash_at_every_write_of_a_prune() {
 fn crash_at_every_write_of_a_second_prune() {
     // The prune after it: deletes what the first marked.
     let f = fixture();
-    prune_ok(&f.repo);
+    prune_beside_a_backup(&f.repo);
     let n = crash_at_every_write(&f.backend, &f.scratch, true, |repo| {
         let r = prune(repo)?;
         assert!(r.packs_deleted > 0, "{r:#?}");
@@ -653,7 +739,7 @@ fn crash_at_every_write_of_a_prune_that_reinstates() {
     // a_snapshot_using_a_marked_pack_gets_it_back) and another is forgotten: the
     // prune reinstates some packs, deletes others and marks new ones.
     let f = fixture();
-    prune_ok(&f.repo);
+    prune_beside_a_backup(&f.repo);
     let (old_id, old) = &f.forgotten[0];
     f.backend.put(Kind::Snapshot, &old_id.to_hex(), old).unwrap();
     forget(&f.repo, &f.kept[0]);
@@ -680,8 +766,8 @@ fn locks_of_dead_processes_on_this_host_do_not_block() {
     assert!(r1.packs_marked > 0);
     assert!(!names(f.backend.as_ref(), Kind::Lock).iter().any(|n| n == "00dd"), "dead lock not removed");
     // The dead backup's shared lock does not hold back the deletion either.
-    let r2 = prune_ok(repo);
-    assert_eq!(r2.packs_deleted, r1.packs_marked, "{r2:#?}");
+    assert!(r1.marked_deleted_now, "{r1:#?}");
+    assert_eq!(r1.packs_deleted, r1.packs_marked, "{r1:#?}");
 }
 
 /// A store with object lock: objects in `retained` cannot be deleted until "expiry".

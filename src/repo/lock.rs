@@ -63,6 +63,23 @@ impl LockInfo {
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         !self.is_stale(now) && !self.is_dead()
     }
+
+    /// An exclusive lock of this very process (its name changes at each refresh).
+    pub fn is_own_exclusive(&self) -> bool {
+        self.kind == LockKind::Exclusive && self.pid == std::process::id() && self.host == crate::host_name()
+    }
+
+    /// How prune names a holder it waits for: purpose, lock, process and start.
+    pub fn describe(&self, name: &str) -> String {
+        format!(
+            "{} {} (pid {} on {}, started {})",
+            self.purpose,
+            &name[..8.min(name.len())],
+            self.pid,
+            self.host,
+            self.started
+        )
+    }
 }
 
 /// Every lock object; an unreadable one counts as a live lock from the beginning of

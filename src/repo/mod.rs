@@ -9,6 +9,8 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod snapshot;
+#[cfg(test)]
+pub mod testing;
 pub mod tree;
 
 use std::sync::Arc;

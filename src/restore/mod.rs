@@ -534,60 +534,27 @@ pub fn needs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::memory::MemoryBackend;
-    use crate::backend::{Backend, Kind};
-    use crate::crypto::KdfParams;
     use crate::progress::NoProgress;
-    use crate::repo::index::{IndexFile, IndexPack};
-    use crate::repo::pack::PackBuilder;
-    use crate::repo::tree::{Node, RawName, Tree, MAX_DEPTH};
+    use crate::repo::testing::{cheap_repo, dir_node, file_node, snapshot_of, Blobs};
+    use crate::repo::tree::MAX_DEPTH;
     use crate::types::BlobType;
 
     const PASS: &[u8] = b"restore unit tests";
 
     fn repo() -> Arc<Repository> {
-        let backend: Arc<MemoryBackend> = Arc::new(MemoryBackend::new());
-        let repo = Repository::init(backend.clone(), PASS).unwrap();
-        let mut kdf = KdfParams::new_random();
-        (kdf.m_cost, kdf.t_cost) = (1024, 1);
-        crate::repo::keys::add_key_with(backend.as_ref(), repo.key(), PASS, kdf).unwrap();
-        backend.delete(Kind::Key, repo.key_name()).unwrap();
-        Arc::new(Repository::open(backend, PASS).unwrap())
+        cheap_repo(PASS)
     }
 
     /// A snapshot of `levels` nested directories with one file at the bottom.
     fn deep(repo: &Repository, levels: usize) -> Snapshot {
-        let mut pb = PackBuilder::new(0);
-        let mut add = |t: BlobType, data: &[u8]| {
-            let id = repo.key().blob_id(data);
-            pb.add(id, t, &repo.key().encrypt(data), data.len() as u32, false);
-            id
-        };
-        let meta = |name: &str, t| Node { mode: 0o755, ..Node::new(RawName::from(name), t) };
-        let content = add(BlobType::Data, b"leaf\n");
-        let mut nodes = vec![Node { size: 5, content: vec![content], ..meta("leaf", NodeType::File) }];
+        let mut blobs = Blobs::new(repo);
+        let leaf = blobs.add(BlobType::Data, b"leaf\n");
+        let mut tree = blobs.dir(vec![file_node("leaf", leaf, 5)]);
         for _ in 0..levels {
-            let id = add(BlobType::Tree, &Tree { nodes }.encode());
-            nodes = vec![Node { subtree: Some(id), ..meta("d", NodeType::Dir) }];
+            tree = blobs.dir(vec![dir_node("d", tree)]);
         }
-        let root = add(BlobType::Tree, &Tree { nodes }.encode());
-        let (pack, bytes, entries) = pb.finish(repo.key());
-        repo.backend().put(Kind::Pack, &pack.to_hex(), &bytes).unwrap();
-        let index = IndexFile { packs: vec![IndexPack::new(pack, bytes.len() as u64, &entries)] };
-        repo.save_json(Kind::Index, &index).unwrap();
-        Snapshot {
-            time: chrono::Utc::now(),
-            host: "h".into(),
-            username: "u".into(),
-            paths: vec!["/d".into()],
-            tags: vec![],
-            parent: None,
-            tree: root,
-            partial: false,
-            summary: None,
-            program_version: "test".into(),
-            original: None,
-        }
+        blobs.store();
+        snapshot_of(tree)
     }
 
     /// Recovery runs restore on threads with the default 2 MiB stack: the deepest

@@ -92,6 +92,7 @@ fn dry_run_json_reports_the_plan_and_changes_nothing() {
         "bytes_freed",
         "packs_reinstated",
         "packs_waiting",
+        "bytes_waiting",
         "packs_retained",
         "temp_files_removed",
     ];
@@ -99,7 +100,8 @@ fn dry_run_json_reports_the_plan_and_changes_nothing() {
         num(&rep, f);
     }
     let keys: BTreeSet<&str> = rep.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    let expected: BTreeSet<&str> = fields.iter().copied().chain(["dry_run", "waiting_for"]).collect();
+    let expected: BTreeSet<&str> =
+        fields.iter().copied().chain(["dry_run", "waiting_for", "marked_deleted_now"]).collect();
     assert_eq!(keys, expected, "{rep:#}");
     assert_eq!(rep["dry_run"], true);
     assert_eq!(rep["waiting_for"], serde_json::json!([]));
@@ -110,21 +112,103 @@ fn dry_run_json_reports_the_plan_and_changes_nothing() {
     assert!(num(&rep, "blobs_used") < num(&rep, "blobs"), "{rep:#}");
     assert_eq!((num(&rep, "packs_deleted"), num(&rep, "bytes_freed"), num(&rep, "packs_waiting")), (0, 0, 0));
 
-    // The real run does what the dry run said; the dry run of the next one then
-    // announces the deletions.
+    // The real run does what the dry run said. Nothing else holds a lock, so the
+    // packs it marks are deleted in the same run, and the next prune has nothing to do.
     let real = r.kura(["--json", "prune"]).ok().json();
     assert_eq!(real["dry_run"], false);
     for f in ["packs_marked", "bytes_marked", "packs_repacked", "bytes_repacked"] {
         assert_eq!(real[f], rep[f], "{f}: {real:#} vs {rep:#}");
     }
+    assert_eq!(real["marked_deleted_now"], true, "{real:#}");
+    assert_eq!(real["packs_deleted"], real["packs_marked"], "{real:#}");
+    assert_eq!(real["bytes_freed"], real["bytes_marked"], "{real:#}");
+    assert_eq!((num(&real, "packs_waiting"), num(&real, "bytes_waiting")), (0, 0), "{real:#}");
+    assert!(names(&r.path.join("pending")).is_empty(), "no pending record is left behind");
     let before = listing(&r.path);
     let next = r.kura(["--json", "prune", "--dry-run"]).ok().json();
     assert_eq!(listing(&r.path), before);
-    assert_eq!(next["packs_deleted"], real["packs_marked"], "{next:#}");
-    assert_eq!(next["bytes_freed"], real["bytes_marked"], "{next:#}");
+    assert_eq!((num(&next, "packs_marked"), num(&next, "packs_deleted")), (0, 0), "{next:#}");
     // The text report says the same.
     r.kura(["prune", "--dry-run"]).ok().stdout_has("would be deleted");
     r.kura(["prune"]).ok().stdout_has("were deleted");
+    r.kura(["check", "--read-data"]).ok();
+}
+
+/// Bytes of every object in the repository.
+fn repo_bytes(r: &TestRepo) -> u64 {
+    fn walk(d: &Path) -> u64 {
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    walk(&e.path())
+                } else {
+                    m.len()
+                }
+            })
+            .sum()
+    }
+    walk(&r.path)
+}
+
+#[test]
+fn forget_prune_on_an_idle_repository_frees_the_space_in_the_same_run() {
+    let r = fast_repo();
+    let src = r.base().join("src");
+    sample_tree(&src, 256 << 10);
+    write_random(&src.join("old.bin"), 3 << 20, 4242);
+    r.backup(&[&src], &[]);
+    // The second backup no longer has old.bin: its data is unused once the first
+    // snapshot is forgotten.
+    fs::remove_file(src.join("old.bin")).unwrap();
+    write_random(&src.join("new.bin"), 1 << 20, 4343);
+    r.backup(&[&src], &[]);
+    let before = repo_bytes(&r);
+    let out = r.kura(["--json", "forget", "--keep-last", "1", "--prune"]).ok().json();
+    let p = &out["prune"];
+    assert_eq!(p["marked_deleted_now"], true, "{p:#}");
+    assert!(num(p, "bytes_freed") > 2 << 20, "{p:#}");
+    let after = repo_bytes(&r);
+    assert!(after + (2 << 20) < before, "the repository went from {before} to {after} bytes");
+    // The text report says when the space went.
+    r.kura(["forget", "--keep-last", "1", "--prune"]).ok().stdout_has("packs were deleted");
+    r.kura(["check", "--read-data"]).ok();
+    let dest = r.base().join("restored");
+    r.restore("latest", &dest, &[]).ok();
+    assert_eq!(listing(&restored(&dest, &src)), listing(&src));
+}
+
+#[test]
+fn a_running_operation_keeps_marked_packs_and_the_report_says_how_much_waits() {
+    let r = fast_repo();
+    let src = r.base().join("src");
+    sample_tree(&src, 2 << 20);
+    let first = text(&r.backup(&[&src], &[]), "snapshot").to_string();
+    write_random(&src.join("random.bin"), 2 << 20, 77);
+    r.backup(&[&src], &[]);
+    forget(&r, &first);
+    // A restore of another process holds a shared lock while prune runs.
+    let guard = r.hold_lock("restore");
+    let packs_before = pack_names(&r);
+    let rep = r.kura(["--json", "prune"]).ok().json();
+    assert_eq!(rep["marked_deleted_now"], false, "{rep:#}");
+    assert!(num(&rep, "packs_marked") > 0, "{rep:#}");
+    assert_eq!(rep["packs_waiting"], rep["packs_marked"], "{rep:#}");
+    assert_eq!(rep["bytes_waiting"], rep["bytes_marked"], "{rep:#}");
+    let waits = rep["waiting_for"].to_string();
+    assert!(waits.contains("restore") && waits.contains(&std::process::id().to_string()), "{rep:#}");
+    assert!(pack_names(&r).is_superset(&packs_before), "a pack went while a restore may read it");
+    r.kura(["prune", "--dry-run"])
+        .ok()
+        .stdout_has("wait: the first prune after these operations end deletes them")
+        .stdout_has("restore");
+    drop(guard);
+    // Once it ends, the next prune deletes them.
+    let next = r.kura(["--json", "prune"]).ok().json();
+    assert_eq!(next["packs_deleted"], rep["packs_marked"], "{next:#}");
+    assert_eq!(next["bytes_freed"], rep["bytes_marked"], "{next:#}");
     r.kura(["check", "--read-data"]).ok();
 }
 

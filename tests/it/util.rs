@@ -113,6 +113,14 @@ pub struct TestRepo {
 }
 
 impl TestRepo {
+    /// Takes a shared lock on the repository, as a running backup or restore of
+    /// another process would (this test process is alive, so the lock is live).
+    pub fn hold_lock(&self, purpose: &str) -> kura::repo::lock::LockGuard {
+        let backend = std::sync::Arc::new(kura::backend::local::LocalBackend::new(&self.path));
+        let repo = std::sync::Arc::new(kura::repo::Repository::open(backend, PASSWORD.as_bytes()).unwrap());
+        kura::repo::lock::LockGuard::acquire(&repo, kura::repo::lock::LockKind::Shared, purpose).unwrap()
+    }
+
     /// A fresh, initialized repository protected by `PASSWORD`.
     pub fn new() -> Self {
         let r = Self::uninit();
