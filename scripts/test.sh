@@ -23,13 +23,13 @@ done
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Library, binary and integration tests. Benches and examples are not built here:
 # clippy --all-targets above already type-checks them, and building them in test
 # mode (criterion and all) cost minutes of CI for no test.
-cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+cargo test --workspace --locked --lib --bins --tests 2>&1 | tee "$log"
 # One closing line over every test binary (cargo prints one result line each).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

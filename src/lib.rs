@@ -1,60 +1,23 @@
 //! kura: deduplicated, encrypted backups and priority-ordered recovery.
 //!
-//! Where each concept lives:
-//! * `chunk`, `crypto`, `compress`: pure, synchronous building blocks.
-//! * `repo`: the on-disk format (packs, index, trees, snapshots, keys); docs/FORMAT.md.
-//! * `backend`: where objects are stored (`Backend` trait; local directory, memory).
-//! * `backup`, `restore`, `check`: the pipelines built on the repository.
-//! * `cli`: argument parsing and all printing; the library itself stays quiet and
-//!   reports through `progress::Progress` and `tracing`.
+//! This root crate is thin: the binary (`src/main.rs`, `src/cli/`) parses, calls the
+//! library and prints. The library is three crates whose graph is the architecture
+//! (docs/ARCHITECTURE.md):
+//! * `kura_store` (crates/store): the repository, its format and its operations;
+//! * `kura_recovery` (crates/recovery): config, plans, incidents, the recovery
+//!   engine, state, reports; it depends on the store;
+//! * `kura_daemon` (crates/daemon): the scheduler, jobs and control API.
+//!
+//! Their modules are re-exported here under one name, so that the CLI, the tests,
+//! the benches and the fuzzers say `kura::repo` or `kura::plan` wherever a module lives.
 
-pub mod backend;
-pub mod backup;
-pub mod check;
-pub mod chunk;
-pub mod clock;
-pub mod compress;
-pub mod config;
-pub mod crypto;
-pub mod daemon;
-pub mod error;
-pub mod forget;
+pub use kura_daemon as daemon;
+pub use kura_recovery::{config, incident, notify, orchestrate, plan, report, schedule, state};
+pub use kura_store::{
+    backend, backup, check, chunk, clock, compress, crypto, forget, host_name, pathmatch, progress, prune, repair,
+    replicate, repo, restore, types, user_name,
+};
+pub use kura_store::{error, Error, Result};
+
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod incident;
-pub mod notify;
-pub mod orchestrate;
-pub mod pathmatch;
-pub mod plan;
-pub mod progress;
-pub mod prune;
-pub mod repair;
-pub mod replicate;
-pub mod repo;
-pub mod report;
-pub mod restore;
-pub mod schedule;
-pub mod state;
-pub mod types;
-
-pub use error::{Error, Result};
-
-/// This machine's host name, recorded in snapshots and key files.
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// The user running kura, recorded in snapshots and key files.
-pub fn user_name() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
-        // SAFETY: getuid has no preconditions.
-        format!("uid{}", unsafe { libc::getuid() })
-    })
-}

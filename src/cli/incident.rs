@@ -363,7 +363,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         }
         IncidentCommand::List => {
             let list: Vec<Incident> =
-                state.incident_ids()?.into_iter().map(|id| state.incident(id)).collect::<kura::Result<_>>()?;
+                state.incident_ids()?.into_iter().map(|id| state.incident(id)).collect::<kura_recovery::Result<_>>()?;
             if ctx.json {
                 output::print_json(&list)?;
             } else if list.is_empty() {

@@ -1,0 +1,390 @@
+//! The jobs a config defines, what each one needs from the repository, and how they
+//! are executed (through the library, on a blocking thread).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use kura_recovery::config::{Config, Schedule};
+use kura_recovery::error::{Error, Result};
+use kura_recovery::state::jobs::Outcome;
+use kura_store::backend::Kind;
+use kura_store::progress::Progress;
+use kura_store::repo::keys::read_password_file;
+use kura_store::repo::Repository;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Backup,
+    Replicate,
+    Prune,
+    Check,
+    Drill,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 5] = [JobKind::Backup, JobKind::Replicate, JobKind::Prune, JobKind::Check, JobKind::Drill];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Replicate => "replicate",
+            JobKind::Prune => "prune",
+            JobKind::Check => "check",
+            JobKind::Drill => "drill",
+        }
+    }
+
+    /// What the job needs from the repository it works on.
+    ///
+    /// Backups only add objects and announce themselves with shared lock objects; check
+    /// and drill read; replicate reads this repository. All of these run side by side.
+    /// Prune removes and repacks data under the exclusive lock: the daemon never runs it
+    /// together with any other job on the same repository.
+    pub fn access(self) -> Access {
+        match self {
+            JobKind::Prune => Access::Exclusive,
+            _ => Access::Shared,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Shared,
+    Exclusive,
+}
+
+/// One job of the config: `backup:NAME` for each system, and the repository-wide
+/// `replicate`, `prune`, `check` and `drill`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct JobSpec {
+    pub key: String,
+    pub kind: JobKind,
+    pub system: Option<String>,
+}
+
+impl JobSpec {
+    pub fn backup(system: &str) -> JobSpec {
+        JobSpec { key: format!("backup:{system}"), kind: JobKind::Backup, system: Some(system.to_string()) }
+    }
+    pub fn repo_wide(kind: JobKind) -> JobSpec {
+        JobSpec { key: kind.as_str().to_string(), kind, system: None }
+    }
+}
+
+/// Every job of the config with its schedule (`None`: on demand only).
+pub fn jobs_of(cfg: &Config) -> Vec<(JobSpec, Option<&Schedule>)> {
+    let mut out: Vec<(JobSpec, Option<&Schedule>)> =
+        cfg.systems.iter().map(|s| (JobSpec::backup(&s.name), s.schedule.as_ref())).collect();
+    if let Some(s) = &cfg.jobs.replicate {
+        out.push((JobSpec::repo_wide(JobKind::Replicate), Some(s)));
+    }
+    if let Some(p) = &cfg.jobs.prune {
+        out.push((JobSpec::repo_wide(JobKind::Prune), Some(&p.schedule)));
+    }
+    if let Some(c) = &cfg.jobs.check {
+        out.push((JobSpec::repo_wide(JobKind::Check), Some(&c.schedule)));
+    }
+    if let Some(d) = &cfg.jobs.drill {
+        out.push((JobSpec::repo_wide(JobKind::Drill), Some(&d.schedule)));
+    }
+    out
+}
+
+/// What `kura run TARGET` means: a job key (`backup:web`, `prune`, `check`,
+/// `replicate`, `drill`) first, else a system name (its backup).
+pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, String> {
+    let jobs = jobs_of(cfg);
+    if let Some((j, _)) = jobs.iter().find(|(j, _)| j.key == target) {
+        return Ok(j.clone());
+    }
+    if cfg.system(target).is_some() {
+        return Ok(JobSpec::backup(target));
+    }
+    let known: Vec<&str> = jobs.iter().map(|(j, _)| j.key.as_str()).collect();
+    Err(format!(
+        "no job or system named {target:?} in {}: known jobs are {}",
+        cfg.path.display(),
+        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+    ))
+}
+
+/// One run to execute.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub spec: JobSpec,
+    /// For check: the part of the data to read (`n` of `m`).
+    pub check_part: Option<(u32, u32)>,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Default)]
+pub struct RunOutput {
+    /// Ok, Partial or Failed (a check that found damage ran fine but failed).
+    pub outcome: Option<Outcome>,
+    pub bytes: Option<u64>,
+    pub snapshot: Option<String>,
+    pub error: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// Progress of a running job, readable from the control API.
+#[derive(Debug, Default)]
+pub struct JobProgress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+    pub files: AtomicU64,
+}
+
+impl JobProgress {
+    pub fn snapshot(&self) -> (u64, Option<u64>, u64) {
+        let total = self.total.load(Ordering::Relaxed);
+        (self.done.load(Ordering::Relaxed), (total > 0).then_some(total), self.files.load(Ordering::Relaxed))
+    }
+}
+
+impl Progress for JobProgress {
+    fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+    fn advance(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+    fn file_done(&self, _p: &Path) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+    }
+    fn warn(&self, msg: &str) {
+        tracing::warn!("{msg}");
+    }
+    fn note(&self, msg: &str) {
+        tracing::debug!("{msg}");
+    }
+}
+
+/// Runs jobs. The daemon calls it on a blocking thread; tests inject their own.
+pub trait Executor: Send + Sync + 'static {
+    fn execute(&self, cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput>;
+}
+
+/// The real thing: the library's backup, forget + prune, check and drill.
+pub struct LibraryExecutor {
+    /// The state database drills record their runs in.
+    pub state: std::path::PathBuf,
+}
+
+fn open_repo(cfg: &Config) -> Result<Arc<Repository>> {
+    open_spec(&cfg.repository)
+}
+
+/// Opens a repository of the config (local, or the remote site) with its passphrase file.
+fn open_spec(spec: &kura_recovery::config::RepoSpec) -> Result<Arc<Repository>> {
+    let pass = read_password_file(&spec.password_file)?;
+    let backend = kura_store::backend::open(&spec.location)?;
+    Ok(Arc::new(Repository::open(backend, &pass)?))
+}
+
+/// Copies what the remote site lacks (mirror: the remote holds the same master key).
+fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
+    let remote = cfg.remote.as_ref().ok_or_else(|| Error::invalid("replicate job", "no [remote] in the config"))?;
+    let src_pass = read_password_file(&cfg.repository.password_file)?;
+    let src = open_repo(cfg)?;
+    let dst_pass = read_password_file(&remote.password_file)?;
+    let backend = kura_store::backend::open(&remote.location)?;
+    let report = kura_store::replicate::execute(
+        &src,
+        &src_pass,
+        kura_store::replicate::Destination { backend, passphrase: &dst_pass },
+        &kura_store::replicate::CopyOptions { jobs: 8, dry_run: false },
+        progress,
+    )?;
+    Ok(RunOutput {
+        outcome: Some(Outcome::Ok),
+        bytes: Some(report.bytes),
+        snapshot: None,
+        error: None,
+        detail: serde_json::to_value(&report).unwrap_or_default(),
+    })
+}
+
+impl Executor for LibraryExecutor {
+    fn execute(&self, cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
+        match req.spec.kind {
+            JobKind::Backup => backup(cfg, req, progress),
+            JobKind::Prune => prune(cfg, progress),
+            JobKind::Check => check(cfg, req, progress),
+            JobKind::Drill => drill(cfg, &self.state, progress),
+            JobKind::Replicate => replicate(cfg, progress),
+        }
+    }
+}
+
+/// A scheduled drill: the same engine as `kura drill run`, into a temporary sandbox
+/// that is removed afterwards. Missed deadlines make the run `partial`.
+fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<RunOutput> {
+    use kura_recovery::orchestrate::{self, drill, Engine};
+    let job = cfg.jobs.drill.as_ref().ok_or_else(|| Error::invalid("drill job", "no [jobs.drill] in the config"))?;
+    let (plan, _warnings) = kura_recovery::plan::load(&job.plan, Some(cfg))
+        .map_err(|p| Error::invalid(format!("drill plan {}", job.plan.display()), p.to_string()))?;
+    let mut state = kura_recovery::state::State::open(state_path)?;
+    // The same rules as `kura drill run`: one run at a time per state database, a
+    // resumed drill keeps the site and the sandbox choice it was started with.
+    let _lock = orchestrate::runlock::RunLock::acquire(state_path)?;
+    let from = drill::source(&state, &plan, None, cfg.remote.is_some())?;
+    let spec = match (from.as_str(), &cfg.remote) {
+        ("remote", Some(r)) => r,
+        ("remote", None) => {
+            return Err(Error::invalid(
+                "drill job",
+                "its unfinished run reads from the remote site, and the config has no [remote]",
+            ))
+        }
+        _ => &cfg.repository,
+    };
+    let repo = open_spec(spec)?;
+    let clock: Arc<dyn kura_store::clock::Clock> = Arc::new(kura_store::clock::SystemClock);
+    let req = drill::DrillRequest {
+        from: &from,
+        location: &spec.location,
+        sandbox: None,
+        keep: false,
+        parallel: 2,
+        config: Some(cfg.path.display().to_string()),
+    };
+    let started = drill::start_or_resume(&mut state, &repo, &plan, req, clock.now())?;
+    let engine = Engine {
+        repo,
+        clock,
+        runner: Arc::new(orchestrate::hooks::ShellRunner),
+        observer: Arc::new(orchestrate::Quiet),
+        restore_threads: None,
+    };
+    let out = orchestrate::execute(&mut state, &engine, &plan, started.run);
+    started.clean_up();
+    let out = out?;
+    let ok = out.status == "done" && out.missed == 0;
+    Ok(RunOutput {
+        outcome: Some(if ok { Outcome::Ok } else { Outcome::Partial }),
+        bytes: None,
+        snapshot: None,
+        error: (!ok).then(|| {
+            format!(
+                "drill {}: {} failed, {} skipped, {} deadlines missed",
+                out.run, out.failed, out.skipped, out.missed
+            )
+        }),
+        detail: serde_json::to_value(&out).unwrap_or_default(),
+    })
+}
+
+fn backup(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
+    let name = req.spec.system.as_deref().unwrap_or_default();
+    let sys = cfg.system(name).ok_or_else(|| Error::invalid(format!("system {name:?}"), "no longer in the config"))?;
+    // A path that is gone entirely is a failure, not a partial backup.
+    for p in &sys.paths {
+        std::fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;
+    }
+    let repo = open_repo(cfg)?;
+    let opts = kura_store::backup::BackupOptions {
+        paths: sys.paths.clone(),
+        tags: vec![sys.tag()],
+        host: sys.host.clone(),
+        excludes: sys.excludes.clone(),
+        compression: None,
+        threads: None,
+    };
+    // The total (for `kura status`) comes from a scan beside the backup, as in the CLI.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let out = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let total = kura_store::backup::estimate_size(&opts.paths, &opts.excludes, &stop);
+            if !stop.load(Ordering::Relaxed) {
+                progress.set_total(total);
+            }
+        });
+        let r = kura_store::backup::run(&repo, &opts, progress);
+        stop.store(true, Ordering::Relaxed);
+        r
+    })?;
+    let summary = out.snapshot.summary.clone().unwrap_or_default();
+    let mut warnings = out.warnings.clone();
+    warnings.truncate(50);
+    Ok(RunOutput {
+        outcome: Some(if out.snapshot.partial { Outcome::Partial } else { Outcome::Ok }),
+        bytes: Some(summary.bytes_added),
+        snapshot: Some(out.id.to_hex()),
+        error: None,
+        detail: serde_json::json!({ "summary": summary, "warnings": warnings, "warnings_total": out.warnings.len() }),
+    })
+}
+
+fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
+    let job = cfg.jobs.prune.as_ref().ok_or_else(|| Error::invalid("prune job", "no [jobs.prune] in the config"))?;
+    let policy = kura_store::forget::Policy {
+        last: job.keep_last.unwrap_or(0),
+        daily: job.keep_daily.unwrap_or(0),
+        weekly: job.keep_weekly.unwrap_or(0),
+        monthly: job.keep_monthly.unwrap_or(0),
+        ..Default::default()
+    };
+    let repo = open_repo(cfg)?;
+    let mut removed = 0u64;
+    let mut failed = Vec::new();
+    if !policy.is_empty() {
+        // Retention applies to the snapshots of configured systems only; snapshots
+        // taken by hand (without a `system:` tag of this config) are left alone.
+        let tags: Vec<String> = cfg.systems.iter().map(|s| s.tag()).collect();
+        let list: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| tags.iter().any(|t| s.has_tag(t))).collect();
+        for g in kura_store::forget::apply(&list, &policy)? {
+            for i in g.remove {
+                let id = list[i].0;
+                match repo.backend().delete(Kind::Snapshot, &id.to_hex()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.is_not_found() => removed += 1,
+                    Err(e) => failed.push(format!("snapshot {}: {e}", id.short())),
+                }
+            }
+        }
+    }
+    let report = kura_store::prune::run(&repo, &kura_store::prune::PruneOptions::default(), progress)?;
+    Ok(RunOutput {
+        outcome: Some(if failed.is_empty() { Outcome::Ok } else { Outcome::Partial }),
+        bytes: Some(report.bytes_freed),
+        snapshot: None,
+        error: (!failed.is_empty()).then(|| format!("could not remove {}", failed.join("; "))),
+        detail: serde_json::json!({ "snapshots_removed": removed, "prune": report }),
+    })
+}
+
+fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
+    let repo = open_repo(cfg)?;
+    let read = match req.check_part {
+        Some((n, m)) => kura_store::check::ReadData::Part(n, m),
+        None => kura_store::check::ReadData::None,
+    };
+    let lock = kura_store::repo::lock::reader_lock(&repo, "check");
+    let res = kura_store::check::run(&repo, read, progress);
+    drop(lock);
+    let r = res?;
+    let clean = r.is_clean();
+    let error = (!clean).then(|| {
+        let mut parts: Vec<String> = r.errors.iter().take(5).cloned().collect();
+        parts.extend(r.damaged_packs.iter().take(5).map(|d| format!("pack {} is damaged: {}", d.pack, d.reason)));
+        format!("the repository has errors: {}", parts.join("; "))
+    });
+    let mut detail = serde_json::to_value(&r).unwrap_or_default();
+    if let Some((n, m)) = req.check_part {
+        detail["part"] = n.into();
+        detail["of"] = m.into();
+    }
+    Ok(RunOutput {
+        outcome: Some(if clean { Outcome::Ok } else { Outcome::Failed }),
+        bytes: Some(r.bytes_read),
+        snapshot: None,
+        error,
+        detail,
+    })
+}

@@ -1,0 +1,136 @@
+//! The daemon's and the recovery's configuration (`kura.toml`): the repository,
+//! the remote site, and the systems with their recovery priorities. This file is
+//! the one place a system and its priority are declared; plans refer to systems
+//! by name. Parsing (serde, unknown fields rejected) is followed by validation
+//! into these types; every problem is reported with file, line and field.
+//! See docs/CONFIG.md.
+
+use std::path::PathBuf;
+
+use chrono::Duration;
+
+pub use crate::plan::problems::{Problem, Problems};
+use kura_store::types::Priority;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub repository: RepoSpec,
+    pub remote: Option<RepoSpec>,
+    /// SQLite state database; `None` means the default location.
+    pub state: Option<PathBuf>,
+    /// Recovery deadline per priority (index = priority); `None` = no deadline.
+    pub deadlines: [Option<Duration>; 4],
+    /// Allowed age of the last good backup per priority (RPO watch); `None` = not watched.
+    pub max_backup_age: [Option<Duration>; 4],
+    pub catch_up: CatchUp,
+    pub systems: Vec<SystemConfig>,
+    pub jobs: Jobs,
+    pub notify: Notify,
+}
+
+impl Config {
+    pub fn system(&self, name: &str) -> Option<&SystemConfig> {
+        self.systems.iter().find(|s| s.name == name)
+    }
+}
+
+/// A repository location (a directory, or `s3:...` once the S3 backend exists) and
+/// the file holding its passphrase.
+#[derive(Clone, Debug)]
+pub struct RepoSpec {
+    pub location: String,
+    pub password_file: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CatchUp {
+    /// A job whose slot passed while the daemon was down runs once on start.
+    #[default]
+    Once,
+    /// Missed slots are skipped; the job waits for its next slot.
+    Skip,
+}
+
+#[derive(Clone, Debug)]
+pub struct SystemConfig {
+    pub name: String,
+    pub priority: Priority,
+    /// Host recorded in its snapshots; default this machine's host name.
+    pub host: Option<String>,
+    /// Absolute paths to back up.
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    /// Backup schedule; `None` = only on demand (`kura run`).
+    pub schedule: Option<Schedule>,
+}
+
+impl SystemConfig {
+    /// The tag every backup of this system carries; recovery selects snapshots by it.
+    pub fn tag(&self) -> String {
+        format!("system:{}", self.name)
+    }
+}
+
+/// A parsed cron expression and its source text.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub expr: String,
+    pub cron: cron::Schedule,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Jobs {
+    pub replicate: Option<Schedule>,
+    pub prune: Option<PruneJob>,
+    pub check: Option<CheckJob>,
+    pub drill: Option<DrillJob>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PruneJob {
+    pub schedule: Schedule,
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckJob {
+    pub schedule: Schedule,
+    /// Read 1/n of the packs per run, rotating (`check --read-data-subset next/n`).
+    pub read_data_subset: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct DrillJob {
+    pub schedule: Schedule,
+    pub plan: PathBuf,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Notify {
+    /// HTTP POST of a JSON event.
+    pub webhook: Option<String>,
+    /// Run through `sh -c` with the JSON event on stdin and KURA_EVENT set.
+    pub command: Option<String>,
+}
+
+mod env;
+mod parse;
+pub(crate) mod tree;
+
+pub use parse::{is_local_location, load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
+pub use tree::{format_duration, parse_duration};
+
+impl Config {
+    /// The recovery deadline of a priority (the config's override, else the standard's).
+    pub fn deadline(&self, p: Priority) -> Option<Duration> {
+        self.deadlines[p.get() as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,53 @@
+//! The recovery side's errors. A store error keeps its own type and message
+//! (`Store`); what only recovery can get wrong has variants of its own.
+
+use std::path::PathBuf;
+
+use kura_store::backend::BackendError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The repository or one of its operations failed.
+    #[error(transparent)]
+    Store(#[from] kura_store::Error),
+
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: String, reason: String },
+
+    /// Another process holds what this operation needs; the message says which.
+    #[error("{0}")]
+    Busy(String),
+
+    /// A command that records something met a state database it cannot write.
+    #[error(
+        "the state database {} cannot be written ({reason}): nothing was recorded. Run kura as the user that \
+         owns it, give that user write access to the file and its directory, or choose another with --state",
+        .path.display()
+    )]
+    ReadOnlyState { path: PathBuf, reason: String },
+
+    /// The cause is part of the message and deliberately not a `#[source]` (see the
+    /// store's `Error::Io`).
+    #[error("{}: {cause}", .path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Store(e.into())
+    }
+}
+
+impl Error {
+    pub fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Store(kura_store::Error::corrupt(object, reason))
+    }
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid { what: what.into(), reason: reason.into() }
+    }
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+        Error::Io { path: path.into(), cause }
+    }
+}

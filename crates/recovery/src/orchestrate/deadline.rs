@@ -1,0 +1,188 @@
+//! Deadline arithmetic, pure: every figure counts from the incident clock (the
+//! drill's start for a drill).
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// No deadline (priority 0).
+    NoDeadline,
+    Met,
+    Missed,
+}
+
+/// Met or missed, and the margin in seconds (positive: time to spare; negative:
+/// how late). Priority 3's deadline of zero is met only if the system never went
+/// down, that is, it was back at the clock start itself.
+pub fn verdict(
+    clock_start: DateTime<Utc>,
+    deadline: Option<Duration>,
+    back_at: DateTime<Utc>,
+) -> (Verdict, Option<i64>) {
+    match deadline {
+        None => (Verdict::NoDeadline, None),
+        Some(d) => {
+            let spare = clock_start + d - back_at;
+            // Rounded down: a fraction of a second late is a second late, not "0 s to spare".
+            let margin = spare.num_milliseconds().div_euclid(1000);
+            (if spare >= Duration::zero() { Verdict::Met } else { Verdict::Missed }, Some(margin))
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Alert {
+    /// At the current pace, the system will be back after its deadline.
+    AtRisk,
+    /// The deadline has passed and the system is not back.
+    Breach,
+}
+
+/// The alert for a system that is not back yet. `remaining` is the estimated time
+/// still needed (None when unknown, e.g. not started and no estimate).
+pub fn alert(
+    now: DateTime<Utc>,
+    clock_start: DateTime<Utc>,
+    deadline: Option<Duration>,
+    remaining: Option<Duration>,
+) -> Option<Alert> {
+    let due = clock_start + deadline?;
+    if now > due {
+        return Some(Alert::Breach);
+    }
+    match remaining {
+        Some(r) if now + r > due => Some(Alert::AtRisk),
+        _ => None,
+    }
+}
+
+/// A restore's pace is projected only after this much restore time...
+pub const PACE_MIN_ELAPSED_SECS: i64 = 10;
+/// ...and once it has written this share of the restore plan's bytes (percent)...
+pub const PACE_MIN_SHARE_PERCENT: u64 = 5;
+/// ...or this many bytes, when that share is larger.
+pub const PACE_MIN_BYTES: u64 = 64 << 20;
+
+/// Bytes a restore of `total` bytes must have written before its pace means
+/// something: 5% of the plan, at most 64 MiB (and at least one byte).
+pub fn pace_min_bytes(total: u64) -> u64 {
+    (total / 100 * PACE_MIN_SHARE_PERCENT + total % 100 * PACE_MIN_SHARE_PERCENT / 100).clamp(1, PACE_MIN_BYTES)
+}
+
+/// The time a running restore still needs, projected from its pace so far, or None
+/// while the sample is too small to mean anything. `done` and `total` are bytes of
+/// the restore plan (what this restore writes, not the snapshot's size), `elapsed`
+/// the time since the restore itself began (pre hooks do not count). A restore
+/// that deduplicates against data written earlier may write a few bytes first and
+/// everything else a moment later: projecting from those few bytes would predict
+/// it millions of times too slow. So the pace is projected only once at least
+/// `PACE_MIN_ELAPSED_SECS` have passed and `pace_min_bytes(total)` were written.
+pub fn projected(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    if total > 0 && done >= total {
+        return Some(Duration::zero());
+    }
+    if elapsed < Duration::seconds(PACE_MIN_ELAPSED_SECS) || done < pace_min_bytes(total) {
+        return None;
+    }
+    remaining(done, total, elapsed)
+}
+
+/// Remaining time at the current pace: bytes left over the rate so far.
+pub fn remaining(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    if done == 0 || total <= done {
+        return (total > 0 && done >= total).then(Duration::zero);
+    }
+    let ms = elapsed.num_milliseconds().max(1) as f64;
+    let left = (total - done) as f64 * ms / done as f64;
+    Some(Duration::milliseconds(left as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kura_store::clock::{Clock, ManualClock};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn met_missed_and_none() {
+        let start = t("2026-03-01T00:00:00Z");
+        let clock = ManualClock::new(start);
+        clock.advance(Duration::hours(20));
+        assert_eq!(verdict(start, Some(Duration::hours(24)), clock.now()), (Verdict::Met, Some(4 * 3600)));
+        clock.advance(Duration::hours(5));
+        assert_eq!(verdict(start, Some(Duration::hours(24)), clock.now()), (Verdict::Missed, Some(-3600)));
+        assert_eq!(verdict(start, None, clock.now()), (Verdict::NoDeadline, None));
+        // Priority 3: zero deadline, met only when never down.
+        assert_eq!(verdict(start, Some(Duration::zero()), start).0, Verdict::Met);
+        assert_eq!(verdict(start, Some(Duration::zero()), start + Duration::seconds(1)).0, Verdict::Missed);
+        let late = verdict(start, Some(Duration::zero()), start + Duration::milliseconds(300));
+        assert_eq!(late, (Verdict::Missed, Some(-1)), "a fraction of a second late is late");
+    }
+
+    #[test]
+    fn at_risk_and_breach() {
+        let start = t("2026-03-01T00:00:00Z");
+        let clock = ManualClock::new(start + Duration::hours(10));
+        let d = Some(Duration::hours(24));
+        assert_eq!(alert(clock.now(), start, d, Some(Duration::hours(2))), None);
+        assert_eq!(alert(clock.now(), start, d, Some(Duration::hours(15))), Some(Alert::AtRisk));
+        assert_eq!(alert(clock.now(), start, d, None), None);
+        clock.advance(Duration::hours(15));
+        assert_eq!(alert(clock.now(), start, d, None), Some(Alert::Breach));
+        assert_eq!(alert(clock.now(), start, None, None), None);
+    }
+
+    #[test]
+    fn no_projection_until_the_sample_means_something() {
+        let start = t("2026-03-01T00:00:00Z");
+        let clock = ManualClock::new(start);
+        let restore_began = clock.now();
+        let d = Some(Duration::hours(24));
+        let gib = 1u64 << 30;
+        // A deduplicating system: 4 bytes of a 1 GiB plan written first. Projected
+        // from that it would need years; no projection, no alert.
+        clock.advance(Duration::milliseconds(100));
+        assert_eq!(projected(4, gib, clock.now() - restore_began), None);
+        clock.advance(Duration::seconds(30));
+        assert_eq!(projected(4, gib, clock.now() - restore_began), None, "4 bytes are no sample");
+        assert_eq!(alert(clock.now(), start, d, projected(4, gib, clock.now() - restore_began)), None);
+        // Done in 0.1 s: nothing left, whatever the elapsed time.
+        assert_eq!(projected(gib, gib, Duration::milliseconds(100)), Some(Duration::zero()));
+        // Enough bytes but too little time: startup costs dominate, no projection.
+        assert_eq!(projected(gib / 2, gib, Duration::seconds(2)), None);
+
+        // A really slow system: 64 MiB of 100 GiB in 10 minutes needs days more.
+        let slow = ManualClock::new(start);
+        slow.advance(Duration::minutes(10));
+        let left = projected(64 << 20, 100 * gib, slow.now() - start).expect("enough sample to project");
+        assert!(left > Duration::days(10), "{left}");
+        assert_eq!(alert(slow.now(), start, d, Some(left)), Some(Alert::AtRisk));
+        // Just under the sample: not yet.
+        assert_eq!(projected((64 << 20) - 1, 100 * gib, slow.now() - start), None);
+    }
+
+    #[test]
+    fn pace_sample_is_five_percent_of_the_plan_capped_at_64_mib() {
+        assert_eq!(pace_min_bytes(1000), 50);
+        assert_eq!(pace_min_bytes(10), 1);
+        assert_eq!(pace_min_bytes(0), 1);
+        assert_eq!(pace_min_bytes(1 << 40), PACE_MIN_BYTES);
+        assert_eq!(pace_min_bytes(u64::MAX), PACE_MIN_BYTES);
+        // A small plan is projected on 5% of it.
+        assert_eq!(projected(50, 1000, Duration::seconds(10)), Some(Duration::seconds(190)));
+        assert_eq!(projected(49, 1000, Duration::seconds(10)), None);
+    }
+
+    #[test]
+    fn pace_estimate() {
+        assert_eq!(remaining(25, 100, Duration::seconds(10)), Some(Duration::seconds(30)));
+        assert_eq!(remaining(0, 100, Duration::seconds(10)), None);
+        assert_eq!(remaining(100, 100, Duration::seconds(10)), Some(Duration::zero()));
+    }
+}

@@ -1,0 +1,426 @@
+//! The state database (SQLite, WAL): job runs, the last run of each schedule,
+//! incidents and their timelines, recovery runs and drills.
+//!
+//! Every state change is committed before kura acts on it, so a `kill -9` at any
+//! moment leaves a database that the next run continues from. The schema is
+//! versioned with `PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i+1.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, DatabaseName, OpenFlags, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+mod incidents;
+pub mod jobs;
+pub mod recovery;
+
+/// Schema steps, applied in order inside one transaction each. Never edit a
+/// released step; append a new one.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE job_runs (
+    id INTEGER PRIMARY KEY,
+    job TEXT NOT NULL,            -- backup | replicate | prune | check | drill
+    system TEXT,                  -- the system, for backups
+    trigger TEXT NOT NULL,        -- schedule | catch-up | manual
+    started_at TEXT NOT NULL,     -- RFC 3339, UTC
+    ended_at TEXT,
+    outcome TEXT NOT NULL,        -- running | ok | partial | failed | interrupted
+    bytes INTEGER,
+    snapshot TEXT,
+    error TEXT,
+    detail TEXT                   -- JSON
+);
+CREATE INDEX job_runs_by_system ON job_runs(system, started_at);
+CREATE INDEX job_runs_by_job ON job_runs(job, started_at);
+CREATE TABLE schedule_state (
+    job TEXT PRIMARY KEY,         -- e.g. backup:web, replicate, prune
+    last_slot TEXT,               -- the cron slot the last run was for
+    last_run TEXT
+);
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY,
+    opened_at TEXT NOT NULL
+);
+-- Append-only; each entry carries the hash of the previous one (tamper evidence).
+CREATE TABLE timeline (
+    id INTEGER PRIMARY KEY,
+    incident INTEGER NOT NULL REFERENCES incidents(id),
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,           -- JSON
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (incident, seq)
+);
+CREATE TABLE recovery_runs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,           -- recovery | drill
+    incident INTEGER REFERENCES incidents(id),
+    plan_path TEXT NOT NULL,
+    plan_name TEXT NOT NULL,
+    clock_start TEXT NOT NULL,    -- deadlines count from here
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    status TEXT NOT NULL,         -- running | done | failed (some system failed or was skipped)
+    options TEXT NOT NULL         -- JSON: from, parallel, sandbox, force reason
+);
+CREATE TABLE recovery_systems (
+    run INTEGER NOT NULL REFERENCES recovery_runs(id),
+    name TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    deadline_secs INTEGER,
+    state TEXT NOT NULL,          -- waiting | pre | restoring | verifying | post | done | failed | skipped
+    snapshot TEXT,
+    snapshot_time TEXT,
+    target TEXT,
+    started_at TEXT,
+    ended_at TEXT,
+    bytes INTEGER,                -- restored so far / in all
+    bytes_total INTEGER,          -- size of what the snapshot restores
+    files INTEGER,
+    restore_ms INTEGER,           -- the restore step alone (throughput = bytes / restore_ms)
+    verdict TEXT,                 -- met | missed | no-deadline
+    margin_secs INTEGER,
+    alert TEXT,                   -- at-risk | breach: the last alert sent
+    hooks TEXT,                   -- JSON list of hook outcomes
+    verify TEXT,                  -- JSON
+    error TEXT,
+    PRIMARY KEY (run, name)
+);
+CREATE TABLE drill_reviews (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL REFERENCES recovery_runs(id),
+    at TEXT NOT NULL,
+    evaluation TEXT NOT NULL,
+    actions TEXT NOT NULL         -- JSON list
+);
+"#,
+    r#"
+-- How each timeline row's hash was made: legacy (before keying), unkeyed (the
+-- repository was not available), keyed (MAC with the repository's chain key).
+ALTER TABLE timeline ADD COLUMN mac TEXT NOT NULL DEFAULT 'legacy';
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Names this database's incident anchors in the repository.
+INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
+"#,
+];
+
+pub struct State {
+    pub(crate) conn: Connection,
+    path: PathBuf,
+    /// Keys new timeline rows (see `crate::incident::chain`); `None`: unkeyed rows.
+    chain_key: Option<[u8; 32]>,
+}
+
+/// How long a writer waits for another one (a recovery, the daemon, a CLI) to
+/// commit before it gives up. Writes are short; this only has to outlast a busy disk.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl State {
+    /// Opens (creating if needed) the database for reading and writing and brings its
+    /// schema up to date. A new directory is made 0700 and a new database 0600,
+    /// whatever the umask; an existing database readable by others gets a warning.
+    pub fn open(path: &Path) -> Result<State> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                create_private_dir(dir)?;
+            }
+        }
+        create_private_file(path)?;
+        let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
+        if conn.is_readonly(DatabaseName::Main).unwrap_or(false) {
+            return Err(Error::ReadOnlyState {
+                path: path.to_path_buf(),
+                reason: "the file is not writable by this user".into(),
+            });
+        }
+        let mut state = State { conn, path: path.to_path_buf(), chain_key: None };
+        state.configure().map_err(|e| db_err(path, e))?;
+        state.migrate()?;
+        warn_if_loose(path);
+        tighten_companions(path);
+        Ok(state)
+    }
+
+    /// Opens an existing database for a command that only reads: works on a database
+    /// this user cannot write (a read-only file or directory). A database that does
+    /// not exist yet, or whose schema must be upgraded first, is opened as `open` does.
+    pub fn open_read_only(path: &Path) -> Result<State> {
+        if !path.exists() {
+            return State::open(path);
+        }
+        // An unreadable file is said plainly (SQLite only says "unable to open").
+        std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let conn = match open_reader(path, false) {
+            Ok(c) => c,
+            // The -shm file is missing and cannot be created (a read-only directory):
+            // no writer can be active then, so read the file as it is.
+            Err(_) => open_reader(path, true).map_err(|e| db_err(path, e))?,
+        };
+        let version: usize =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| db_err(path, e))?;
+        if version > MIGRATIONS.len() {
+            return Err(newer_schema(path, version));
+        }
+        if version < MIGRATIONS.len() {
+            drop(conn);
+            return State::open(path).map_err(|e| match e {
+                Error::ReadOnlyState { path, .. } => Error::ReadOnlyState {
+                    path,
+                    reason: format!(
+                        "its schema (version {version}) must be upgraded to version {} first, which needs write access",
+                        MIGRATIONS.len()
+                    ),
+                },
+                e => e,
+            });
+        }
+        warn_if_loose(path);
+        Ok(State { conn, path: path.to_path_buf(), chain_key: None })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a write transaction that takes the write lock at once (waiting for it
+    /// up to the busy timeout). A deferred transaction that reads first and writes
+    /// later would fail with "database is locked" without waiting when another
+    /// connection wrote in between.
+    pub(crate) fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        let path = self.path.clone();
+        self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, e))
+    }
+
+    /// From now on, timeline rows are keyed with this repository's chain key.
+    pub fn set_chain_key(&mut self, master: &kura_store::crypto::MasterKey) {
+        self.chain_key = Some(crate::incident::chain::chain_key(master));
+    }
+
+    pub fn chain_key(&self) -> Option<&[u8; 32]> {
+        self.chain_key.as_ref()
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed transaction survives power loss, not only kill -9.
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let version: usize =
+            self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| db_err(&path, e))?;
+        if version > MIGRATIONS.len() {
+            return Err(newer_schema(&path, version));
+        }
+        if version == MIGRATIONS.len() {
+            return Ok(());
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.write_tx()?;
+            // Another process may have migrated while this one waited for the lock.
+            let now: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| db_err(&path, e))?;
+            if now > i {
+                continue;
+            }
+            tx.execute_batch(sql).map_err(|e| db_err(&path, e))?;
+            tx.pragma_update(None, "user_version", i + 1).map_err(|e| db_err(&path, e))?;
+            tx.commit().map_err(|e| db_err(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn newer_schema(path: &Path, version: usize) -> Error {
+    Error::invalid(
+        path.display().to_string(),
+        format!("state database schema version {version} is newer than this kura ({}); upgrade kura", MIGRATIONS.len()),
+    )
+}
+
+fn open_reader(path: &Path, immutable: bool) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = if immutable {
+        let uri = format!("file:{}?immutable=1", uri_path(path));
+        Connection::open_with_flags(uri, flags)?
+    } else {
+        Connection::open_with_flags(path, flags & !OpenFlags::SQLITE_OPEN_URI)?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Reading the schema opens the WAL index: this is where a missing -shm fails.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))?;
+    Ok(conn)
+}
+
+/// A path for a `file:` URI: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::new();
+    for c in abs.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (set explicitly: the umask
+/// does not widen or narrow it).
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))
+}
+
+/// Creates an empty database file with mode 0600 if there is none, so that SQLite
+/// (which gives its -wal and -shm files the database's mode) never makes one
+/// readable by others.
+fn create_private_file(path: &Path) -> Result<()> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(f) => f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(Error::ReadOnlyState { path: path.to_path_buf(), reason: format!("cannot create it: {e}") })
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// The -wal and -shm files beside a private database are private too.
+fn tighten_companions(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if meta.permissions().mode() & 0o077 != 0 {
+        return;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Ok(m) = std::fs::metadata(&p) {
+            if m.permissions().mode() & 0o077 != 0 {
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+}
+
+/// Warns (once per open) when the database can be read or written by other users:
+/// it holds incident records and hook output.
+fn warn_if_loose(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "state database {} has mode {mode:04o}: other users can read it; fix with `chmod 600 {0}*` \
+             (and `chmod 700` on its directory)",
+            path.display()
+        );
+    }
+}
+
+/// The default database: `$KURA_STATE`, else `/var/lib/kura/state.db` for root,
+/// else `$XDG_STATE_HOME/kura/state.db` (`~/.local/state/kura/state.db`).
+pub fn default_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("KURA_STATE") {
+        return PathBuf::from(p);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/kura/state.db");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/state")
+    });
+    base.join("kura/state.db")
+}
+
+pub(crate) fn db_err(path: &Path, e: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly) => Error::ReadOnlyState { path: path.to_path_buf(), reason: e.to_string() },
+        Some(ErrorCode::DatabaseBusy) => Error::invalid(
+            format!("state database {}", path.display()),
+            format!(
+                "{e}: another kura process kept its write lock (kura waited up to {} s); \
+                 see what runs with `fuser {}` and retry",
+                BUSY_TIMEOUT.as_secs(),
+                path.display()
+            ),
+        ),
+        _ => Error::invalid(format!("state database {}", path.display()), e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s/state.db");
+        let s = State::open(&p).unwrap();
+        let v: usize = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        let mode: String = s.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        drop(s);
+        State::open(&p).unwrap();
+    }
+
+    #[test]
+    fn concurrent_writers_wait_instead_of_failing() {
+        use crate::incident::{Event, Fields};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        let mut s = State::open(&p).unwrap();
+        let at = chrono::Utc::now();
+        let id = s.open_incident(at, Event::Opened { fields: Fields::default() }).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let mut s = State::open(&p).unwrap();
+                    for n in 0..40 {
+                        // Each append reads the chain's end, then writes after it.
+                        s.append_event(id, at, &Event::Note { text: format!("{t}/{n}") }).unwrap();
+                        s.start_run("check", None, crate::schedule::Trigger::Manual, at).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let rows = s.raw_timeline(id).unwrap();
+        assert_eq!(rows.len(), 1 + 4 * 40);
+        assert!(rows.iter().enumerate().all(|(i, r)| r.seq == i as i64 + 1));
+        assert!(crate::incident::verify_chain(id, &rows).is_ok());
+    }
+
+    #[test]
+    fn a_new_database_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new/state.db");
+        State::open(&p).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(p.parent().unwrap()), 0o700);
+        assert_eq!(mode(&p), 0o600);
+        // A reader opens it without writing.
+        let r = State::open_read_only(&p).unwrap();
+        assert!(r.conn.is_readonly(DatabaseName::Main).unwrap());
+    }
+}
