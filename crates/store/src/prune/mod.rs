@@ -79,13 +79,30 @@ pub struct PruneReport {
 /// Bytes of index entries per index file written by prune; bounds memory.
 const BLOBS_PER_INDEX_FILE: usize = 50_000;
 
-pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+/// Plans a prune: takes the repository's exclusive lock, which the plan holds until
+/// it is executed or dropped, then reads everything and changes nothing. Refuses on
+/// any damage. `PrunePlan::report(true)` says what executing it would do.
+pub fn plan(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PrunePlan> {
     let lock = LockGuard::acquire(repo, LockKind::Exclusive, "prune")?;
-    let plan = plan::make(repo, opts)?;
-    let mut rep = plan.report(opts.dry_run);
+    plan::make(repo, opts, lock)
+}
+
+/// Plans, then executes unless `opts.dry_run`.
+pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    let plan = plan(repo, opts)?;
     if opts.dry_run {
-        return Ok(rep);
+        return Ok(plan.report(true));
     }
+    execute(plan, progress)
+}
+
+/// Executes a plan in a crash-safe order (docs/FORMAT.md, "Prune"): new packs, new
+/// index, old index files removed, pending records, deletions of packs marked
+/// earlier, then of the packs marked now if the repository was idle.
+pub fn execute(plan: PrunePlan, progress: &dyn Progress) -> Result<PruneReport> {
+    let repo = plan.repo.clone();
+    let repo = &repo;
+    let mut rep = plan.report(false);
     // 1. New packs for the used blobs of packs being repacked.
     progress.set_total(plan.repack_bytes());
     let new_packs = repack(repo, &plan, progress)?;
@@ -95,24 +112,8 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress)
     let kept = plan.kept_index_packs().filter(|p| !marked.contains(&p.id));
     write_index_files(repo, kept.chain(new_packs.iter().cloned()))?;
     let marked_index = write_index_files(repo, plan.kept_index_packs().filter(|p| marked.contains(&p.id)))?;
-    // 3. Old index files go only after the new ones are durable. Object lock: an index
-    // file under retention cannot go; it stays, and so does every pack it names.
-    let mut held: HashSet<PackId> = HashSet::new();
-    for name in &plan.index_files {
-        if repo.backend().retained_until(Kind::Index, name)?.is_some() {
-            let file: IndexFile = repo.load_json(Kind::Index, name)?;
-            held.extend(file.packs.iter().map(|p| p.id));
-            continue;
-        }
-        delete_ignoring_missing(repo, Kind::Index, name)?;
-    }
-    // Packs that are themselves under retention are not deletable yet either.
-    let mut kept_deletable: Vec<PackId> = Vec::new();
-    for id in plan.deletable() {
-        if held.contains(id) || repo.backend().retained_until(Kind::Pack, &id.to_hex())?.is_some() {
-            kept_deletable.push(*id);
-        }
-    }
+    // 3. Old index files go only after the new ones are durable.
+    let kept_deletable = remove_old_index(repo, &plan)?;
     // 4. Record what left the index, stamped after the new index is complete. Packs
     // kept by retention stay pending, so that a later prune deletes them when it ends.
     let marked_record = rewrite_pending(repo, &plan, &marked, &kept_deletable)?;
@@ -124,20 +125,40 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress)
         delete_ignoring_missing(repo, Kind::Pending, name)?;
     }
     rep.temp_files_removed = repo.backend().cleanup() as u64;
-    lock.check_fresh()?;
-    rep.packs_repacked = plan.count(PackAction::Repack);
+    plan.lock.check_fresh()?;
     if !kept_deletable.is_empty() {
-        let sizes: HashMap<PackId, u64> = plan.index.packs().collect();
         rep.packs_deleted -= kept_deletable.len() as u64;
-        rep.bytes_freed -= kept_deletable.iter().map(|p| sizes.get(p).copied().unwrap_or(0)).sum::<u64>();
+        rep.bytes_freed -= kept_deletable.iter().map(|p| plan.pack_size(p)).sum::<u64>();
         rep.packs_retained = kept_deletable.len() as u64;
     }
     // 6. The packs marked now, at once if nothing can use them any more.
     if let Some(record) = marked_record {
         delete_marked_if_idle(repo, &plan, &marked, &marked_index, record, &mut rep)?;
-        lock.check_fresh()?;
+        plan.lock.check_fresh()?;
     }
     Ok(rep)
+}
+
+/// Deletes the index files the plan read. Object lock: an index file under retention
+/// cannot go; it stays, and so does every pack it names. Returns the packs due for
+/// deletion that retention keeps (theirs or their index file's).
+fn remove_old_index(repo: &Repository, plan: &PrunePlan) -> Result<Vec<PackId>> {
+    let mut held: HashSet<PackId> = HashSet::new();
+    for name in &plan.index_files {
+        if repo.backend().retained_until(Kind::Index, name)?.is_some() {
+            let file: IndexFile = repo.load_json(Kind::Index, name)?;
+            held.extend(file.packs.iter().map(|p| p.id));
+            continue;
+        }
+        delete_ignoring_missing(repo, Kind::Index, name)?;
+    }
+    let mut kept = Vec::new();
+    for id in plan.deletable() {
+        if held.contains(id) || repo.backend().retained_until(Kind::Pack, &id.to_hex())?.is_some() {
+            kept.push(*id);
+        }
+    }
+    Ok(kept)
 }
 
 fn delete_ignoring_missing(repo: &Repository, kind: Kind, name: &str) -> Result<()> {

@@ -2,6 +2,7 @@
 //! executed plan can never delete the last copy of a blob a snapshot needs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -10,7 +11,7 @@ use super::{PruneOptions, PruneReport};
 use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::repo::index::{Index, IndexFile, IndexPack, Location};
-use crate::repo::lock::{list_locks, LockInfo};
+use crate::repo::lock::{list_locks, LockGuard, LockInfo};
 use crate::repo::pack::ENTRY_LEN;
 use crate::repo::{is_object_id, PendingRecord, Repository};
 use crate::types::{BlobId, FileId, PackId};
@@ -31,6 +32,10 @@ pub enum PackAction {
 }
 
 pub struct PrunePlan {
+    /// Held from planning to the end of execution: no other prune can change what
+    /// this plan read. Backups may still run; the pending records are for them.
+    pub(super) lock: LockGuard,
+    pub(super) repo: Arc<Repository>,
     pub index: Index,
     /// Index files read; all are replaced.
     pub index_files: Vec<String>,
@@ -52,7 +57,7 @@ pub struct PrunePlan {
     snapshot_ids: HashSet<FileId>,
 }
 
-pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+pub(super) fn make(repo: &Arc<Repository>, opts: &PruneOptions, lock: LockGuard) -> Result<PrunePlan> {
     // Locks first. A backup that holds no lock now has written its index files and
     // its snapshot, so the lists read below include them; one still running shows
     // here. Read after the snapshots, a backup that ends in between would be in
@@ -144,6 +149,8 @@ pub fn make(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     }
 
     let mut plan = PrunePlan {
+        lock,
+        repo: repo.clone(),
         actions: HashMap::new(),
         index_files,
         pending_files,

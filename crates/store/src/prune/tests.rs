@@ -336,6 +336,28 @@ fn a_prune_beside_a_backup_marks_and_a_later_prune_deletes() {
     assert_eq!((r3.packs_marked, r3.packs_deleted, r3.packs_repacked), (0, 0, 0), "{r3:#?}");
 }
 
+/// Plan and execute are separate steps; the plan holds the exclusive lock between
+/// them, so a second prune cannot change what the first one read.
+#[test]
+fn a_plan_holds_the_lock_until_it_is_executed() {
+    let f = fixture();
+    let plan = super::plan(&f.repo, &PruneOptions::default()).unwrap();
+    let predicted = plan.report(true);
+    let without_locks = |b: &MemoryBackend| {
+        let mut all = objects(b);
+        all.retain(|k, _| k.0 != Kind::Lock);
+        all
+    };
+    let before = without_locks(&f.backend);
+    let other = prune(&f.repo).unwrap_err();
+    assert!(other.to_string().contains("the repository is locked: prune"), "{other}");
+    assert!(without_locks(&f.backend) == before, "the refused prune changed the repository");
+    let done = super::execute(plan, &NoProgress).unwrap();
+    assert_eq!((done.packs_marked, done.bytes_marked), (predicted.packs_marked, predicted.bytes_marked));
+    assert!(names(f.backend.as_ref(), Kind::Lock).is_empty(), "execute releases the lock");
+    prune_ok(&f.repo);
+}
+
 #[test]
 fn max_unused_zero_converges() {
     // "Repack any pack with unused data": a second run finds nothing more to repack
