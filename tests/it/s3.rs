@@ -337,3 +337,41 @@ fn a_server_hanging_up_mid_upload_is_retried_then_reported_naming_it() {
     r.kura(["copy", "--to", &g.location("kura-hangup/site", "")]).ok();
     check_clean(&g.location("kura-hangup/site", ""), &["--read-data"]);
 }
+
+/// Damage on the remote site is contained as it is locally: stray and damaged
+/// objects on a real S3 server are skipped and named, and repair moves them to
+/// `quarantine/` (copy, then delete: S3 has no rename) with their bytes intact.
+#[test]
+fn stray_objects_on_garage_are_skipped_named_and_quarantined() {
+    let g = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    sample_tree(&src, 256 << 10);
+    let loc = g.location("kura-repo/damaged", "");
+    kura_at(&loc, &["init"]).ok();
+    let id = text(&kura_at(&loc, &["--json", "backup", s(&src)]).ok().json(), "snapshot").to_string();
+    let b = S3Backend::open(&loc).unwrap();
+    b.put(Kind::Snapshot, "README", b"notes about this repository\n").unwrap();
+    b.put(Kind::Index, "notes.txt", b"x").unwrap();
+    let fake = "ab".repeat(32);
+    b.put(Kind::Snapshot, &fake, &b.get(Kind::Snapshot, &id).unwrap()).unwrap();
+
+    let out = kura_at(&loc, &["snapshots"]);
+    out.ok().stdout_has(&id[..8]).stderr_has("snapshots/README").stderr_has(&fake);
+    restore_and_compare(&loc, &src, &dir.path().join("t1"));
+    let out = kura_at(&loc, &["--json", "check"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert_eq!(out.json()["damaged_objects"].as_array().unwrap().len(), 3, "{out}");
+
+    let rs = kura_at(&loc, &["--json", "repair", "snapshots"]).ok().json();
+    assert_eq!(rs["quarantined"].as_array().unwrap().len(), 2, "{rs:#}");
+    let ri = kura_at(&loc, &["--json", "repair", "index"]).ok().json();
+    assert_eq!(ri["quarantined"].as_array().unwrap().len(), 1, "{ri:#}");
+    assert_eq!(b.get(Kind::Quarantine, "snapshots/README").unwrap(), b"notes about this repository\n");
+    assert_eq!(b.get(Kind::Quarantine, "index/notes.txt").unwrap(), b"x");
+    assert_eq!(b.get(Kind::Quarantine, &format!("snapshots/{fake}")).unwrap(), b.get(Kind::Snapshot, &id).unwrap());
+    let names: Vec<String> = b.list(Kind::Snapshot).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec![id.clone()]);
+    check_clean(&loc, &["--read-data"]);
+    restore_and_compare(&loc, &src, &dir.path().join("t2"));
+}
