@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
-
 use crate::backend::Kind;
 use crate::chunk::Chunker;
 use crate::error::{Error, Result};
@@ -106,7 +104,7 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     summary.blobs_added = stats.blobs;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     let snapshot = Snapshot {
-        time: Utc::now(),
+        time: repo.now(),
         host,
         username: crate::user_name(),
         paths: path_strings,

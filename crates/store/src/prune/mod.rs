@@ -19,7 +19,6 @@ mod usage;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::Utc;
 use serde::Serialize;
 
 use crate::backend::Kind;
@@ -233,14 +232,14 @@ fn rewrite_pending(
         repo.save_json(Kind::Pending, &PendingRecord { marked_at, packs })?;
     }
     if !retained.is_empty() {
-        repo.save_json(Kind::Pending, &PendingRecord { marked_at: Utc::now(), packs: retained.to_vec() })?;
+        repo.save_json(Kind::Pending, &PendingRecord { marked_at: repo.now(), packs: retained.to_vec() })?;
     }
     if marked.is_empty() {
         return Ok(None);
     }
     let mut packs: Vec<PackId> = marked.iter().copied().collect();
     packs.sort();
-    Ok(Some(repo.save_json(Kind::Pending, &PendingRecord { marked_at: Utc::now(), packs })?))
+    Ok(Some(repo.save_json(Kind::Pending, &PendingRecord { marked_at: repo.now(), packs })?))
 }
 
 /// Deletes the packs marked in this run when nothing can use them any more, or
@@ -275,7 +274,7 @@ fn delete_marked_if_idle(
 /// restore may be reading), and any snapshot the plan did not see (a backup that
 /// ended meanwhile). Empty: the marked packs can go at once.
 fn blockers_since_plan(repo: &Repository, plan: &PrunePlan) -> Result<Vec<String>> {
-    let now = Utc::now();
+    let now = repo.now();
     let locks = list_locks(repo)?;
     let mut out: Vec<String> =
         locks.iter().filter(|(_, l)| l.is_live(now) && !l.is_own_exclusive()).map(|(n, l)| l.describe(n)).collect();
@@ -321,7 +320,7 @@ fn delete_marked_now(
         freed += sizes.get(&hex).copied().unwrap_or(0);
     }
     if !retained.is_empty() {
-        repo.save_json(Kind::Pending, &PendingRecord { marked_at: Utc::now(), packs: retained })?;
+        repo.save_json(Kind::Pending, &PendingRecord { marked_at: repo.now(), packs: retained })?;
     }
     delete_ignoring_missing(repo, Kind::Pending, &record.to_hex())?;
     Ok((deleted, freed))

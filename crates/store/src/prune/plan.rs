@@ -63,7 +63,7 @@ pub(super) fn make(repo: &Arc<Repository>, opts: &PruneOptions, lock: LockGuard)
     // here. Read after the snapshots, a backup that ends in between would be in
     // neither, and packs its snapshot uses could be deleted.
     repo.clear_damaged();
-    let now = Utc::now();
+    let now = repo.now();
     let live: Vec<(String, LockInfo)> = list_locks(repo)?.into_iter().filter(|(_, l)| l.is_live(now)).collect();
     let mut problems = Vec::new();
     let stored: HashMap<String, u64> = repo.list_objects(Kind::Pack)?.into_iter().collect();

@@ -449,6 +449,26 @@ fn lock_info(kind: LockKind, started_min_ago: i64, refreshed_min_ago: i64) -> Lo
     }
 }
 
+/// Lock ages are measured on the repository's clock: a backup lock that went 30
+/// minutes without a refresh (its process hung or died elsewhere) stops holding back
+/// deletions, without the test waiting half an hour.
+#[test]
+fn a_lock_unrefreshed_for_the_stale_period_stops_blocking() {
+    let f = fixture();
+    let clock = crate::clock::ManualClock::new(Utc::now());
+    let repo = Arc::new(Repository::open(f.backend.clone(), PASS).unwrap().with_clock(Arc::new(clock.clone())));
+    let backup = LockGuard::acquire(&repo, LockKind::Shared, "backup").unwrap();
+    let r1 = prune_ok(&repo);
+    assert!(r1.packs_marked > 0 && !r1.marked_deleted_now, "{r1:#?}");
+    clock.advance(crate::repo::lock::STALE - chrono::Duration::seconds(1));
+    assert_eq!(prune_ok(&repo).packs_deleted, 0, "a lock younger than the stale period still holds");
+    clock.advance(chrono::Duration::seconds(2));
+    let r2 = prune_ok(&repo);
+    assert_eq!(r2.packs_deleted, r1.packs_marked, "{r2:#?}");
+    // The backup's own check now refuses to write a snapshot on top of that.
+    assert!(backup.check_fresh().is_err());
+}
+
 #[test]
 fn stale_locks_are_ignored_and_unreadable_ones_block() {
     let f = fixture();

@@ -96,7 +96,7 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
                 host: "?".into(),
                 pid: 0,
                 started: DateTime::<Utc>::UNIX_EPOCH,
-                refreshed: Utc::now(),
+                refreshed: repo.now(),
             },
         };
         out.push((name, info));
@@ -107,7 +107,7 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
 /// Fails if a live exclusive lock other than `own` exists. Locks left by dead
 /// processes of this host are removed on the way.
 fn exclusive_conflict(repo: &Repository, own: Option<&str>) -> Result<()> {
-    let now = Utc::now();
+    let now = repo.now();
     for (name, l) in list_locks(repo)? {
         if l.is_dead() {
             tracing::info!(lock = %name, pid = l.pid, "removing the lock of a process that no longer runs");
@@ -149,7 +149,7 @@ fn write_lock(repo: &Repository, info: &LockInfo) -> Result<String> {
 impl LockGuard {
     /// Takes a lock. An exclusive lock fails when another live exclusive lock exists.
     pub fn acquire(repo: &Arc<Repository>, kind: LockKind, purpose: &str) -> Result<LockGuard> {
-        let now = Utc::now();
+        let now = repo.now();
         if kind == LockKind::Exclusive {
             exclusive_conflict(repo, None)?;
         }
@@ -181,7 +181,7 @@ impl LockGuard {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                let now = Utc::now();
+                let now = repo2.now();
                 let info = LockInfo { refreshed: now, ..info.clone() };
                 if let Ok(new) = write_lock(&repo2, &info) {
                     let mut s = state2.lock().unwrap();
@@ -199,7 +199,7 @@ impl LockGuard {
     /// write its snapshot, since prune may have deleted data it relies on.
     pub fn check_fresh(&self) -> Result<()> {
         let s = self.state.lock().unwrap();
-        if Utc::now() - s.refreshed > STALE {
+        if self.repo.now() - s.refreshed > STALE {
             return Err(Error::LockExpired { purpose: self.purpose.clone() });
         }
         Ok(())

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{object_name, Backend, Kind};
 use crate::chunk::ChunkParams;
+use crate::clock::{Clock, SystemClock};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::types::{BlobId, FileId};
@@ -61,6 +62,9 @@ pub struct Repository {
     /// Objects skipped because their name does not parse or their content does not
     /// authenticate, each reported once (see `note_damaged`).
     damaged: std::sync::Mutex<std::collections::BTreeMap<(Kind, String), String>>,
+    /// What locks, pending records, snapshots and key files are stamped with, and
+    /// what lock ages are measured against: injected so that tests move time.
+    clock: Arc<dyn Clock>,
 }
 
 /// An object left out of every decision: a stray name, or content that does not
@@ -89,6 +93,17 @@ pub fn is_object_id(name: &str) -> bool {
 }
 
 impl Repository {
+    /// The same repository handle, asking `clock` the time.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time, as this repository's clock says.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// Creates a repository and its first key.
     pub fn init(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
         if backend.exists(Kind::Config, "config")? {
@@ -120,7 +135,7 @@ impl Repository {
         // The config goes last: its presence marks a complete repository.
         let sealed = key.encrypt(&serde_json::to_vec(&config).expect("config serializes"));
         backend.put(Kind::Config, "config", &sealed)?;
-        Ok(Repository { backend, key, key_name, config, damaged: Default::default() })
+        Ok(Repository { backend, key, key_name, config, damaged: Default::default(), clock: Arc::new(SystemClock) })
     }
 
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
@@ -143,7 +158,7 @@ impl Repository {
             ));
         }
         config.chunker.validate()?;
-        Ok(Repository { backend, key, key_name, config, damaged: Default::default() })
+        Ok(Repository { backend, key, key_name, config, damaged: Default::default(), clock: Arc::new(SystemClock) })
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
