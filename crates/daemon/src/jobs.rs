@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DaemonError;
 
 use kura_recovery::config::{Config, Schedule};
 use kura_recovery::error::{Error, Result};
@@ -15,7 +17,7 @@ use kura_store::progress::Progress;
 use kura_store::repo::keys::read_password_file;
 use kura_store::repo::Repository;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Backup,
@@ -97,7 +99,7 @@ pub fn jobs_of(cfg: &Config) -> Vec<(JobSpec, Option<&Schedule>)> {
 
 /// What `kura run TARGET` means: a job key (`backup:web`, `prune`, `check`,
 /// `replicate`, `drill`) first, else a system name (its backup).
-pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, String> {
+pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, DaemonError> {
     let jobs = jobs_of(cfg);
     if let Some((j, _)) = jobs.iter().find(|(j, _)| j.key == target) {
         return Ok(j.clone());
@@ -105,12 +107,11 @@ pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, Strin
     if cfg.system(target).is_some() {
         return Ok(JobSpec::backup(target));
     }
-    let known: Vec<&str> = jobs.iter().map(|(j, _)| j.key.as_str()).collect();
-    Err(format!(
-        "no job or system named {target:?} in {}: known jobs are {}",
-        cfg.path.display(),
-        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-    ))
+    Err(DaemonError::UnknownTarget {
+        target: target.to_string(),
+        config: cfg.path.clone(),
+        known: jobs.into_iter().map(|(j, _)| j.key).collect(),
+    })
 }
 
 /// One run to execute.
