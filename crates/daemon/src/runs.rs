@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::daemon::{Active, Daemon};
 use crate::error::{DaemonError, Result};
-use crate::jobs::{Access, JobKind, JobProgress, JobSpec, RunOutput, RunRequest};
+use crate::jobs::{Access, CheckPart, JobKind, JobProgress, JobSpec, RunOutput, RunRequest};
 use kura_recovery::notify::{Event, EventKind};
 use kura_recovery::schedule::Trigger;
 use kura_recovery::state::jobs::{JobRun, Outcome, RunEnd};
@@ -84,9 +84,8 @@ impl Daemon {
             (JobKind::Check, Some(c)) => Some(self.next_check_part(c.read_data_subset).await),
             _ => None,
         };
-        if let (Some((n, m)), Some(obj)) = (check_part, l.detail.as_object_mut()) {
-            obj.insert("part".into(), n.into());
-            obj.insert("of".into(), m.into());
+        if let Some(p) = check_part {
+            p.record(&mut l.detail);
         }
         let now = self.clock.now();
         let (kind, system) = (l.spec.kind, l.spec.system.clone());
@@ -163,16 +162,10 @@ impl Daemon {
     }
 
     /// The next part for a rotating check: the one after the last clean check's part.
-    async fn next_check_part(&self, of: u32) -> (u32, u32) {
-        let of = of.max(1);
+    async fn next_check_part(&self, of: u32) -> CheckPart {
         let last = self.db.query(|st| st.last_run_with("check", &[Outcome::Ok])).await;
         let last = last.map_err(|e| tracing::error!(error = %e, "reading job runs")).ok().flatten();
-        let prev = last
-            .and_then(|r| r.detail)
-            .filter(|d| d["of"].as_u64() == Some(of as u64))
-            .and_then(|d| d["part"].as_u64())
-            .unwrap_or(0) as u32;
-        (prev % of + 1, of)
+        CheckPart::after(last.and_then(|r| r.detail).as_ref().and_then(CheckPart::of_detail), of)
     }
 
     /// Waits until nothing runs, up to `timeout`; then records what still runs as

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::daemon::Daemon;
 use crate::human_duration;
-use crate::jobs::{self, JobSpec};
+use crate::jobs::{self, JobSpec, SlotDetail};
 use kura_recovery::config::{Config, Schedule, SystemConfig};
 use kura_recovery::notify::{Event, EventKind};
 use kura_recovery::schedule::{self, Decision, Transition, Trigger};
@@ -49,7 +49,8 @@ impl Daemon {
                 if trigger == Trigger::CatchUp {
                     tracing::info!(job = %spec.key, missed, "catching up once for slots missed while the daemon was down");
                 }
-                let detail = serde_json::json!({ "slot": slot, "missed_slots": missed });
+                let detail =
+                    serde_json::to_value(SlotDetail { slot, missed_slots: missed }).expect("a slot detail serializes");
                 let key = spec.key.clone();
                 if self.dispatch(spec, trigger, Some(slot), detail, None).is_ok() {
                     self.with_book(|b| b.last_slot.insert(key, Some(slot)));

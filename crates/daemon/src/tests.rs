@@ -426,3 +426,16 @@ fn resolve_targets() {
     assert_eq!(human_duration(Duration::seconds(3 * 3600 + 125)), "3 h 2 min");
     assert_eq!(human_duration(Duration::seconds(45)), "45 s");
 }
+
+#[test]
+fn check_parts_rotate_and_restart_when_the_split_changes() {
+    let p = |part, of| CheckPart { part, of };
+    assert_eq!(CheckPart::after(None, 3), p(1, 3));
+    assert_eq!(CheckPart::after(Some(p(1, 3)), 3), p(2, 3));
+    assert_eq!(CheckPart::after(Some(p(3, 3)), 3), p(1, 3));
+    assert_eq!(CheckPart::after(Some(p(2, 4)), 3), p(1, 3), "a different split starts over");
+    assert_eq!(CheckPart::after(None, 0), p(1, 1));
+    let detail = serde_json::json!({ "part": 2, "of": 7, "bytes_read": 10 });
+    assert_eq!(CheckPart::of_detail(&detail), Some(p(2, 7)));
+    assert_eq!(CheckPart::of_detail(&serde_json::json!({ "slot": "x" })), None);
+}
