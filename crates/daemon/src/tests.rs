@@ -439,3 +439,31 @@ fn check_parts_rotate_and_restart_when_the_split_changes() {
     assert_eq!(CheckPart::of_detail(&detail), Some(p(2, 7)));
     assert_eq!(CheckPart::of_detail(&serde_json::json!({ "slot": "x" })), None);
 }
+
+/// The reply shapes are untagged on the wire: each must come back as the variant
+/// the daemon sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_reads_back_as_the_variant_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let d =
+        daemon(config(vec![system("web", 2, Some("0 0 * * * *"))]), &clock, TestExec::new(|_| ok_output()), dir.path())
+            .await;
+    let run = d.dispatch(JobSpec::backup("web"), Trigger::Manual, None, serde_json::json!({}), None).unwrap();
+    let run = run.await.unwrap().unwrap();
+    let back = |r: Reply| -> Reply {
+        let resp = Response::from(Ok(r));
+        let line = serde_json::to_string(&resp).unwrap();
+        serde_json::from_str::<Response>(&line).unwrap().data.unwrap()
+    };
+    let status = d.status().await.unwrap();
+    assert!(matches!(back(Reply::Status(Box::new(status))), Reply::Status(s) if s.systems[0].name == "web"));
+    assert!(matches!(back(Reply::Runs { runs: vec![run.clone()] }), Reply::Runs { runs } if runs[0].id == run.id));
+    assert!(matches!(back(Reply::Runs { runs: vec![] }), Reply::Runs { runs } if runs.is_empty()));
+    assert!(matches!(back(Reply::Ended { run: run.clone() }), Reply::Ended { run: r } if r.outcome == Outcome::Ok));
+    assert!(matches!(back(Reply::Started { job: "backup:web".into(), started: 3 }), Reply::Started { started: 3, .. }));
+    assert!(matches!(back(Reply::Stopping { stopping: true, pid: 7 }), Reply::Stopping { pid: 7, .. }));
+    let refused: Response =
+        serde_json::from_str(&serde_json::to_string(&Response::from(Err(DaemonError::ShuttingDown))).unwrap()).unwrap();
+    assert_eq!((refused.ok, refused.error.as_deref()), (false, Some("the daemon is shutting down")));
+}
