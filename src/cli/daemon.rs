@@ -1,17 +1,15 @@
 //! `kura daemon`, `kura daemon stop`, and the commands that ask the daemon over its
 //! socket: `kura status`, `kura jobs`, `kura run`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local, Utc};
-use kura::daemon::{self, Daemon, Request, Response};
-use serde_json::Value;
+use kura::daemon::{self, Client, Reply, RunAnswer, RunState, Status};
+use kura::state::jobs::{JobRun, Outcome};
 
 use super::{output, Ctx, EXIT_PARTIAL};
 
@@ -103,78 +101,9 @@ pub struct RunArgs {
     socket: SocketArg,
 }
 
-fn connect(socket: &Path) -> Result<BufReader<UnixStream>> {
-    daemon::api::check_socket_owner(socket)?;
-    let stream = UnixStream::connect(socket).map_err(|e| {
-        anyhow!(
-            "no kura daemon is listening on {} ({e}): start it with `kura daemon --config PATH`, or give its socket with --socket",
-            socket.display()
-        )
-    })?;
-    // The file could have been swapped after the check: the process that answers
-    // must run as this user or root too.
-    if let Some(uid) = peer_uid(&stream) {
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
-        if uid != me && uid != 0 {
-            bail!(
-                "the process listening on {} runs as uid {uid}, neither this user (uid {me}) nor root: it is not \
-                 a kura daemon of yours, so kura will not talk to it",
-                socket.display()
-            );
-        }
-    }
-    Ok(BufReader::new(stream))
-}
-
-/// The uid of the process at the other end of a unix socket (SO_PEERCRED).
-fn peer_uid(stream: &UnixStream) -> Option<u32> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
-    let rc = unsafe {
-        libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(stream),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred.uid)
-}
-
-fn exchange(s: &mut BufReader<UnixStream>, socket: &Path, req: &Request) -> Result<Value> {
-    let mut line = serde_json::to_string(req)?;
-    line.push('\n');
-    s.get_mut().write_all(line.as_bytes()).with_context(|| format!("writing to {}", socket.display()))?;
-    let mut answer = String::new();
-    s.read_line(&mut answer).with_context(|| format!("reading from {}", socket.display()))?;
-    if answer.is_empty() {
-        bail!("the daemon on {} closed the connection without answering", socket.display());
-    }
-    let r: Response =
-        serde_json::from_str(&answer).with_context(|| format!("bad answer from the daemon: {answer:?}"))?;
-    if !r.ok {
-        bail!("{}", r.error.unwrap_or_else(|| "the daemon refused the request".into()));
-    }
-    Ok(r.data.unwrap_or(Value::Null))
-}
-
-/// Sends one request and reads its answer. A missing daemon is said plainly.
-fn ask(socket: &Path, req: &Request) -> Result<Value> {
-    let mut s = connect(socket)?;
-    exchange(&mut s, socket, req)
-}
-
-/// The clock the daemon uses: the system clock, shifted by KURA_TEST_CLOCK_OFFSET
-/// seconds when that is set (tests simulate a long downtime with it).
-struct OffsetClock(chrono::Duration);
-
-impl kura::clock::Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.0
-    }
+/// One connection to the daemon, with the CLI's error wrapping.
+fn connect(socket: &Path) -> Result<Client> {
+    Ok(Client::connect(socket)?)
 }
 
 fn load_config(path: &Path) -> Result<kura::config::Config, kura::config::Problems> {
@@ -209,222 +138,184 @@ pub fn daemon(_ctx: &Ctx, a: DaemonArgs) -> Result<ExitCode> {
     };
     let state = a.state.or_else(|| cfg.state.clone()).unwrap_or_else(kura::state::default_path);
     let socket = a.socket.path();
-    let clock: Arc<dyn kura::clock::Clock> = match std::env::var("KURA_TEST_CLOCK_OFFSET") {
-        Ok(v) => Arc::new(OffsetClock(chrono::Duration::seconds(
-            v.parse().with_context(|| format!("KURA_TEST_CLOCK_OFFSET={v:?} is not a number of seconds"))?,
-        ))),
-        Err(_) => Arc::new(kura::clock::SystemClock),
-    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let res = rt.block_on(serve(cfg, state, socket.clone(), clock, Duration::from_secs(a.shutdown_timeout)));
+    let res = rt.block_on(run_daemon(cfg, state, socket, Duration::from_secs(a.shutdown_timeout)));
     // Jobs still running past the timeout were recorded as interrupted: do not wait.
     rt.shutdown_background();
     res?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(
-    cfg: kura::config::Config,
-    state: PathBuf,
-    socket: PathBuf,
-    clock: Arc<dyn kura::clock::Clock>,
-    timeout: Duration,
-) -> Result<()> {
+/// Binds the socket, wires the signals (SIGTERM/SIGINT stop, SIGHUP reloads) and
+/// serves until the daemon has stopped.
+async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, timeout: Duration) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // The socket first: a second daemon on the same socket stops here, before it
     // touches the state database.
     let listener = daemon::api::bind(&socket)?;
-    let config_path = cfg.path.clone();
-    let d = Daemon::new(daemon::Options {
-        config: cfg,
-        loader: Arc::new(load_config),
-        state: state.clone(),
-        socket: socket.clone(),
-        shutdown_timeout: timeout,
-        clock,
-        executor: Arc::new(daemon::LibraryExecutor { state: state.clone() }),
-    })
-    .inspect_err(|_| {
-        let _ = std::fs::remove_file(&socket);
-    })?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    tracing::info!(
-        pid = std::process::id(),
-        config = %config_path.display(),
-        state = %state.display(),
-        socket = %socket.display(),
-        "kura daemon started"
-    );
-    let server = tokio::spawn(daemon::api::serve(listener, d.clone()));
-    let sched = {
-        let d = d.clone();
-        tokio::spawn(async move { d.run_scheduler().await })
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM"); d.request_stop(); }
-            _ = int.recv() => { tracing::info!("SIGINT"); d.request_stop(); }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading the config");
-                if let Err(p) = d.reload() {
-                    tracing::error!("the new config has errors; keeping the old one:\n{p}");
-                }
-            }
-            _ = d.stopping() => break,
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            // A reload already waiting covers this one too.
+            let _ = reload_tx.try_send(());
         }
-    }
-    let _ = sched.await;
-    let _ = std::fs::remove_file(&socket);
-    let _ = server.await;
-    d.drain(d.shutdown_timeout()).await;
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    };
+    let options = daemon::Options {
+        config: cfg,
+        loader: Arc::new(load_config),
+        state: state.clone(),
+        shutdown_timeout: timeout,
+        clock: Arc::new(kura::clock::SystemClock),
+        executor: Arc::new(daemon::LibraryExecutor { state }),
+        reload: Some(reload_rx),
+    };
+    daemon::serve(listener, options, shutdown).await?;
     tracing::info!("kura daemon stopped");
     Ok(())
 }
 
 fn stop(socket: &Path, no_wait: bool) -> Result<ExitCode> {
-    let mut s = connect(socket)?;
-    let r = exchange(&mut s, socket, &Request::Stop)?;
-    let pid = r["pid"].as_u64().unwrap_or(0);
+    let mut client = connect(socket)?;
+    let pid = client.stop()?;
     if no_wait {
         println!("asked the kura daemon (pid {pid}) to stop");
         return Ok(ExitCode::SUCCESS);
     }
     // The daemon keeps this connection open until its process exits (after its running
     // jobs ended or its shutdown timeout passed): end of file means it is gone.
-    let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
+    client.wait_closed();
     println!("kura daemon (pid {pid}) stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-fn local(t: &Value) -> String {
-    t.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
+fn local(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
 }
 
-fn secs(v: &Value) -> String {
-    v.as_i64().map(|s| daemon::human_duration(chrono::Duration::seconds(s))).unwrap_or_else(|| "-".into())
+fn secs(v: Option<i64>) -> String {
+    v.map(|s| daemon::human_duration(chrono::Duration::seconds(s))).unwrap_or_else(|| "-".into())
 }
 
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
+fn or_dash(v: Option<&str>) -> &str {
+    v.unwrap_or("-")
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
-    let st = ask(&a.socket.path(), &Request::Status)?;
-    let any_late = st["systems"].as_array().is_some_and(|v| v.iter().any(|s| s["late"] == true));
+    let st = connect(&a.socket.path())?.status()?;
+    let any_late = st.systems.iter().any(|s| s.late);
     if ctx.json {
         output::print_json(&st)?;
     } else {
-        let d = &st["daemon"];
-        println!(
-            "kura daemon pid {} since {}; config {}; repository {}{}",
-            d["pid"],
-            local(&d["started_at"]),
-            text(&d["config"]),
-            text(&d["repository"]),
-            if d["stopping"] == true { " (STOPPING)" } else { "" }
-        );
-        println!();
-        println!(
-            "{:<20} {:>4}  {:<19}  {:>12}  {:>10}  {:<8}  NEXT RUN",
-            "SYSTEM", "PRIO", "LAST BACKUP", "AGE", "MAX AGE", "STATE"
-        );
-        for s in st["systems"].as_array().into_iter().flatten() {
-            let state = if s["running"] == true {
-                "running"
-            } else if s["late"] == true {
-                "LATE"
-            } else if s["last_outcome"] == "failed" {
-                "failed"
-            } else {
-                "ok"
-            };
-            println!(
-                "{:<20} {:>4}  {:<19}  {:>12}  {:>10}  {:<8}  {}",
-                text(&s["name"]),
-                s["priority"].to_string(),
-                local(&s["last_backup"]),
-                secs(&s["age_secs"]),
-                secs(&s["max_age_secs"]),
-                state,
-                if s["schedule"].is_null() { "on demand".to_string() } else { local(&s["next_run"]) }
-            );
-        }
-        let jobs = st["jobs"].as_array().cloned().unwrap_or_default();
-        if !jobs.is_empty() {
-            println!();
-            println!("{:<12} {:<19}  {:<11}  NEXT RUN", "JOB", "LAST RUN", "OUTCOME");
-            for j in &jobs {
-                println!(
-                    "{:<12} {:<19}  {:<11}  {}",
-                    text(&j["job"]),
-                    local(&j["last_run"]),
-                    if j["running"] == true { "running" } else { text(&j["last_outcome"]) },
-                    local(&j["next_run"])
-                );
-            }
-        }
-        let running = st["running"].as_array().cloned().unwrap_or_default();
-        println!();
-        if running.is_empty() {
-            println!("no job is running");
-        }
-        for r in &running {
-            let total = r["bytes_total"].as_u64().map(|t| format!(" of {}", output::bytes(t))).unwrap_or_default();
-            match r["run"].as_i64() {
-                Some(id) => println!(
-                    "running: #{id} {} ({}) for {}: {}{total} processed, {} files",
-                    text(&r["job"]),
-                    text(&r["trigger"]),
-                    secs(&r["elapsed_secs"]),
-                    output::bytes(r["bytes_done"].as_u64().unwrap_or(0)),
-                    r["files_done"].as_u64().unwrap_or(0)
-                ),
-                None => println!(
-                    "waiting: {} ({}): prune runs alone on the repository",
-                    text(&r["job"]),
-                    text(&r["trigger"])
-                ),
-            }
-        }
+        print_status(&st);
     }
     Ok(if any_late { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
 }
 
-fn print_run(r: &Value) {
-    let what = match r["system"].as_str() {
-        Some(s) => format!("{} {s}", text(&r["job"])),
-        None => text(&r["job"]).to_string(),
+fn print_status(st: &Status) {
+    let d = &st.daemon;
+    println!(
+        "kura daemon pid {} since {}; config {}; repository {}{}",
+        d.pid,
+        local(Some(d.started_at)),
+        d.config.display(),
+        d.repository,
+        if d.stopping { " (STOPPING)" } else { "" }
+    );
+    println!();
+    println!(
+        "{:<20} {:>4}  {:<19}  {:>12}  {:>10}  {:<8}  NEXT RUN",
+        "SYSTEM", "PRIO", "LAST BACKUP", "AGE", "MAX AGE", "STATE"
+    );
+    for s in &st.systems {
+        let state = if s.running {
+            "running"
+        } else if s.late {
+            "LATE"
+        } else if s.last_outcome == Some(Outcome::Failed) {
+            "failed"
+        } else {
+            "ok"
+        };
+        println!(
+            "{:<20} {:>4}  {:<19}  {:>12}  {:>10}  {:<8}  {}",
+            s.name,
+            s.priority.to_string(),
+            local(s.last_backup),
+            secs(s.age_secs),
+            secs(s.max_age_secs),
+            state,
+            if s.schedule.is_none() { "on demand".to_string() } else { local(s.next_run) }
+        );
+    }
+    if !st.jobs.is_empty() {
+        println!();
+        println!("{:<12} {:<19}  {:<11}  NEXT RUN", "JOB", "LAST RUN", "OUTCOME");
+        for j in &st.jobs {
+            println!(
+                "{:<12} {:<19}  {:<11}  {}",
+                j.job,
+                local(j.last_run),
+                if j.running { "running" } else { or_dash(j.last_outcome.map(Outcome::as_str)) },
+                local(j.next_run)
+            );
+        }
+    }
+    println!();
+    if st.running.is_empty() {
+        println!("no job is running");
+    }
+    for r in &st.running {
+        let total = r.bytes_total.map(|t| format!(" of {}", output::bytes(t))).unwrap_or_default();
+        match (r.state, r.run) {
+            (RunState::Running, Some(id)) => println!(
+                "running: #{id} {} ({}) for {}: {}{total} processed, {} files",
+                r.job,
+                r.trigger.as_str(),
+                secs(r.elapsed_secs),
+                output::bytes(r.bytes_done),
+                r.files_done
+            ),
+            _ => println!("waiting: {} ({}): prune runs alone on the repository", r.job, r.trigger.as_str()),
+        }
+    }
+}
+
+fn print_run(r: &JobRun) {
+    let what = match &r.system {
+        Some(s) => format!("{} {s}", r.job),
+        None => r.job.clone(),
     };
-    let took = match (
-        r["started_at"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()),
-        r["ended_at"].as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()),
-    ) {
-        (Some(a), Some(b)) => output::duration_ms((b - a).num_milliseconds().max(0) as u64),
-        _ => "-".into(),
+    let took = match r.ended_at {
+        Some(b) => output::duration_ms((b - r.started_at).num_milliseconds().max(0) as u64),
+        None => "-".into(),
     };
     let mut extra = Vec::new();
-    if let Some(b) = r["bytes"].as_u64() {
+    if let Some(b) = r.bytes {
         extra.push(output::bytes(b));
     }
-    if let Some(s) = r["snapshot"].as_str() {
+    if let Some(s) = &r.snapshot {
         extra.push(format!("snapshot {}", &s[..8.min(s.len())]));
     }
-    if let Some(e) = r["error"].as_str() {
-        extra.push(e.to_string());
+    if let Some(e) = &r.error {
+        extra.push(e.clone());
     }
     let line = format!(
         "{:>6}  {:<19}  {:<18} {:<9} {:<11} {:>9}  {}",
-        r["id"].to_string(),
-        local(&r["started_at"]),
+        r.id.to_string(),
+        local(Some(r.started_at)),
         what,
-        text(&r["trigger"]),
-        text(&r["outcome"]),
+        r.trigger.as_str(),
+        r.outcome.as_str(),
         took,
         extra.join(", ")
     );
@@ -432,12 +323,11 @@ fn print_run(r: &Value) {
 }
 
 pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {
-    let r = ask(&a.socket.path(), &Request::Jobs { system: a.system, job: a.job, limit: Some(a.limit) })?;
+    let runs = connect(&a.socket.path())?.jobs(a.system, a.job, Some(a.limit))?;
     if ctx.json {
-        output::print_json(&r["runs"])?;
+        output::print_json(&runs)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let runs = r["runs"].as_array().cloned().unwrap_or_default();
     if runs.is_empty() {
         println!("no job runs recorded");
         return Ok(ExitCode::SUCCESS);
@@ -450,28 +340,26 @@ pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
-    let r = ask(&a.socket.path(), &Request::Run { target: a.target.clone(), wait: !a.no_wait })?;
-    if a.no_wait {
-        if ctx.json {
-            output::print_json(&r)?;
-        } else {
-            println!(
-                "started {} as run {}; follow it with `kura status` or `kura jobs`",
-                text(&r["job"]),
-                r["started"]
-            );
+    let answer = connect(&a.socket.path())?.run(&a.target, !a.no_wait)?;
+    let run = match answer {
+        RunAnswer::Started { job, run } => {
+            if ctx.json {
+                output::print_json(&Reply::Started { job, started: run })?;
+            } else {
+                println!("started {job} as run {run}; follow it with `kura status` or `kura jobs`");
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let run = &r["run"];
+        RunAnswer::Ended(run) => run,
+    };
     if ctx.json {
-        output::print_json(run)?;
+        output::print_json(&run)?;
     } else {
-        print_run(run);
+        print_run(&run);
     }
-    Ok(match run["outcome"].as_str() {
-        Some("ok") => ExitCode::SUCCESS,
-        Some("partial") => ExitCode::from(EXIT_PARTIAL),
+    Ok(match run.outcome {
+        Outcome::Ok => ExitCode::SUCCESS,
+        Outcome::Partial => ExitCode::from(EXIT_PARTIAL),
         _ => ExitCode::from(2),
     })
 }

@@ -1,16 +1,18 @@
-//! The control API: one JSON request per line on a unix socket, one JSON response
-//! line each (docs/DAEMON.md). The socket is created owner-only (0600).
+//! The control protocol: one JSON request per line on a unix socket, one JSON
+//! response line each (docs/DAEMON.md), as one typed set shared by the daemon
+//! (`serve`) and the CLI (`client`); and the socket's place and safety checks.
+//! The socket is created owner-only (0600).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 
-use super::Daemon;
+use crate::error::DaemonError;
+use crate::status::Status;
 use kura_recovery::error::{Error, Result};
+use kura_recovery::state::jobs::JobRun;
 
 /// A request: `{"cmd":"status"}`, `{"cmd":"jobs","system":"web","limit":20}`,
 /// `{"cmd":"run","target":"web","wait":true}`, `{"cmd":"stop"}`.
@@ -35,21 +37,46 @@ pub enum Request {
     Stop,
 }
 
+/// The `data` of a successful response, one shape per request. Untagged on the
+/// wire: each shape has its own required keys, so the client reads back the
+/// variant the daemon sent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// To `status`.
+    Status(Box<Status>),
+    /// To `jobs`: newest first.
+    Runs { runs: Vec<JobRun> },
+    /// To `run` with `wait`: the run once it ended.
+    Ended { run: JobRun },
+    /// To `run` without `wait`: the run once it started.
+    Started { job: String, started: i64 },
+    /// To `stop`.
+    Stopping { stopping: bool, pid: u32 },
+}
+
 /// `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
+    pub data: Option<Reply>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-impl Response {
-    pub fn ok(data: serde_json::Value) -> Response {
-        Response { ok: true, data: Some(data), error: None }
+impl From<std::result::Result<Reply, DaemonError>> for Response {
+    fn from(r: std::result::Result<Reply, DaemonError>) -> Response {
+        match r {
+            Ok(data) => Response { ok: true, data: Some(data), error: None },
+            Err(e) => Response::refused(e.to_string()),
+        }
     }
-    pub fn err(msg: impl Into<String>) -> Response {
+}
+
+impl Response {
+    /// A request the daemon could not carry out, with the reason for the user.
+    pub fn refused(msg: impl Into<String>) -> Response {
         Response { ok: false, data: None, error: Some(msg.into()) }
     }
 }
@@ -158,42 +185,4 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(path, e))?;
     std_listener.set_nonblocking(true).map_err(|e| Error::io(path, e))?;
     UnixListener::from_std(std_listener).map_err(|e| Error::io(path, e))
-}
-
-/// Accepts connections until the daemon stops.
-pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>) {
-    loop {
-        tokio::select! {
-            _ = daemon.stopping() => break,
-            acc = listener.accept() => match acc {
-                Ok((stream, _)) => {
-                    let d = daemon.clone();
-                    tokio::spawn(async move { handle(stream, d).await });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-async fn handle(stream: UnixStream, daemon: Arc<Daemon>) {
-    let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => daemon.answer(req).await,
-            Err(e) => Response::err(format!("bad request {line:?}: {e}")),
-        };
-        let mut out = serde_json::to_string(&resp).expect("responses serialize");
-        out.push('\n');
-        if w.write_all(out.as_bytes()).await.is_err() {
-            break;
-        }
-    }
 }

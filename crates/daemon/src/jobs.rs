@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DaemonError;
 
 use kura_recovery::config::{Config, Schedule};
 use kura_recovery::error::{Error, Result};
@@ -15,7 +17,7 @@ use kura_store::progress::Progress;
 use kura_store::repo::keys::read_password_file;
 use kura_store::repo::Repository;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Backup,
@@ -97,7 +99,7 @@ pub fn jobs_of(cfg: &Config) -> Vec<(JobSpec, Option<&Schedule>)> {
 
 /// What `kura run TARGET` means: a job key (`backup:web`, `prune`, `check`,
 /// `replicate`, `drill`) first, else a system name (its backup).
-pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, String> {
+pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, DaemonError> {
     let jobs = jobs_of(cfg);
     if let Some((j, _)) = jobs.iter().find(|(j, _)| j.key == target) {
         return Ok(j.clone());
@@ -105,20 +107,59 @@ pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, Strin
     if cfg.system(target).is_some() {
         return Ok(JobSpec::backup(target));
     }
-    let known: Vec<&str> = jobs.iter().map(|(j, _)| j.key.as_str()).collect();
-    Err(format!(
-        "no job or system named {target:?} in {}: known jobs are {}",
-        cfg.path.display(),
-        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-    ))
+    Err(DaemonError::UnknownTarget {
+        target: target.to_string(),
+        config: cfg.path.clone(),
+        known: jobs.into_iter().map(|(j, _)| j.key).collect(),
+    })
 }
 
 /// One run to execute.
 #[derive(Clone, Debug)]
 pub struct RunRequest {
     pub spec: JobSpec,
-    /// For check: the part of the data to read (`n` of `m`).
-    pub check_part: Option<(u32, u32)>,
+    /// For check: the part of the data to read.
+    pub check_part: Option<CheckPart>,
+}
+
+/// The part of the data a check reads, `part` of `of` (1-based), kept in its run's
+/// detail as `{"part": n, "of": m}`: the next check reads the part after the one of
+/// the last clean check, so a rotation survives restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckPart {
+    pub part: u32,
+    pub of: u32,
+}
+
+impl CheckPart {
+    /// The part recorded in a run's detail, if it has one.
+    pub fn of_detail(detail: &serde_json::Value) -> Option<CheckPart> {
+        CheckPart::deserialize(detail).ok()
+    }
+
+    /// The part after the one of the last clean check (`last`), in `of` parts; the
+    /// first part when the last check split the data differently or there was none.
+    pub fn after(last: Option<CheckPart>, of: u32) -> CheckPart {
+        let of = of.max(1);
+        let prev = last.filter(|p| p.of == of).map_or(0, |p| p.part);
+        CheckPart { part: prev % of + 1, of }
+    }
+
+    /// Adds `part` and `of` to a run's detail object.
+    pub fn record(self, detail: &mut serde_json::Value) {
+        if let Some(obj) = detail.as_object_mut() {
+            obj.insert("part".into(), self.part.into());
+            obj.insert("of".into(), self.of.into());
+        }
+    }
+}
+
+/// Why a scheduled run started, kept in its run's detail: the slot it ran for and
+/// how many slots it made up for (catch-up and deferral collapse several into one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotDetail {
+    pub slot: chrono::DateTime<chrono::Utc>,
+    pub missed_slots: u64,
 }
 
 /// What a finished run reports.
@@ -362,7 +403,7 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
 fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
     let repo = open_repo(cfg)?;
     let read = match req.check_part {
-        Some((n, m)) => kura_store::check::ReadData::Part(n, m),
+        Some(p) => kura_store::check::ReadData::Part(p.part, p.of),
         None => kura_store::check::ReadData::None,
     };
     let lock = kura_store::repo::lock::reader_lock(&repo, "check");
@@ -376,9 +417,8 @@ fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOu
         format!("the repository has errors: {}", parts.join("; "))
     });
     let mut detail = serde_json::to_value(&r).unwrap_or_default();
-    if let Some((n, m)) = req.check_part {
-        detail["part"] = n.into();
-        detail["of"] = m.into();
+    if let Some(p) = req.check_part {
+        p.record(&mut detail);
     }
     Ok(RunOutput {
         outcome: Some(if clean { Outcome::Ok } else { Outcome::Failed }),

@@ -4,9 +4,23 @@ use std::sync::Mutex as StdMutex;
 
 use chrono::TimeZone;
 
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::oneshot;
+
 use super::*;
+use crate::daemon::Daemon;
 use kura_recovery::config::{CatchUp, CheckJob, Jobs, Notify, PruneJob, RepoSpec, Schedule, SystemConfig};
+use kura_recovery::config::{Config, Problems};
 use kura_recovery::error::Error;
+use kura_recovery::error::Result;
+use kura_recovery::schedule::Trigger;
+use kura_recovery::state::jobs::{JobRun, Outcome, RunFilter};
+use kura_recovery::state::State;
 use kura_store::clock::ManualClock;
 use kura_store::types::Priority;
 
@@ -94,8 +108,8 @@ fn ok_output() -> Result<RunOutput> {
     Ok(RunOutput { outcome: Some(Outcome::Ok), bytes: Some(10), snapshot: Some("abcd".into()), ..Default::default() })
 }
 
-fn daemon(cfg: Config, clock: &ManualClock, exec: Arc<TestExec>, dir: &Path) -> Arc<Daemon> {
-    Daemon::new(Options {
+async fn daemon(cfg: Config, clock: &ManualClock, exec: Arc<TestExec>, dir: &Path) -> Arc<Daemon> {
+    let options = Options {
         config: cfg,
         loader: Arc::new(|p: &Path| {
             Err(Problems(vec![kura_recovery::config::Problem {
@@ -107,12 +121,12 @@ fn daemon(cfg: Config, clock: &ManualClock, exec: Arc<TestExec>, dir: &Path) -> 
             }]))
         }),
         state: dir.join("state.db"),
-        socket: dir.join("kura.sock"),
         shutdown_timeout: StdDuration::from_secs(5),
         clock: Arc::new(clock.clone()),
         executor: exec,
-    })
-    .unwrap()
+        reload: None,
+    };
+    Daemon::new(options, dir.join("kura.sock")).await.unwrap()
 }
 
 async fn settle(d: &Daemon) {
@@ -137,8 +151,8 @@ fn events(dir: &Path) -> Vec<serde_json::Value> {
     out
 }
 
-fn runs(d: &Daemon) -> Vec<JobRun> {
-    d.state.lock().unwrap().list_runs(&RunFilter::default()).unwrap()
+async fn runs(d: &Daemon) -> Vec<JobRun> {
+    d.db.query(|st| st.list_runs(&RunFilter::default())).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,13 +176,13 @@ async fn a_job_never_overlaps_itself_and_deferred_slots_collapse() {
         }
     }
     let _release = Release(released.clone());
-    let d = daemon(config(vec![system("web", 2, Some("* * * * * *"))]), &clock, exec.clone(), dir.path());
-    d.tick(); // starts watching at t0
+    let d = daemon(config(vec![system("web", 2, Some("* * * * * *"))]), &clock, exec.clone(), dir.path()).await;
+    d.tick().await; // starts watching at t0
     clock.advance(Duration::seconds(1));
-    d.tick(); // slot t0+1 runs and blocks
+    d.tick().await; // slot t0+1 runs and blocks
     for _ in 0..5 {
         clock.advance(Duration::seconds(1));
-        d.tick(); // slots come while it runs: deferred
+        d.tick().await; // slots come while it runs: deferred
     }
     // The job thread starts when the machine gets to it: wait for it (bounded).
     for _ in 0..1000 {
@@ -179,29 +193,30 @@ async fn a_job_never_overlaps_itself_and_deferred_slots_collapse() {
     }
     assert_eq!(exec.runs_of("backup:web"), 1);
     assert_eq!(d.running_ids().len(), 1);
-    let st = d.status();
+    let st = d.status().await.unwrap();
     assert_eq!(st.running.len(), 1);
     assert_eq!(st.running[0].job, "backup:web");
-    assert_eq!(st.running[0].state, "running");
+    assert_eq!(st.running[0].state, RunState::Running);
     // Its start is stamped when the job thread starts, which a busy machine may delay
     // past some of the clock's steps above.
     assert!(matches!(st.running[0].elapsed_secs, Some(0..=5)), "{:?}", st.running[0].elapsed_secs);
     assert!(st.systems[0].running);
     // `kura run` of the running job is refused.
-    let e = d.dispatch(JobSpec::backup("web"), Trigger::Manual, None, serde_json::json!({}), None).unwrap_err();
+    let e =
+        d.dispatch(JobSpec::backup("web"), Trigger::Manual, None, serde_json::json!({}), None).unwrap_err().to_string();
     assert!(e.contains("already running (run 1)"), "{e}");
     released.store(true, Ordering::SeqCst);
     settle(&d).await;
-    d.tick(); // one run for the latest slot (t0+6), however many passed
+    d.tick().await; // one run for the latest slot (t0+6), however many passed
     settle(&d).await;
-    d.tick();
+    d.tick().await;
     settle(&d).await;
     assert_eq!(exec.runs_of("backup:web"), 2);
-    let all = runs(&d);
+    let all = runs(&d).await;
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].detail.as_ref().unwrap()["missed_slots"], 5);
     assert!(all.iter().all(|r| r.outcome == Outcome::Ok && r.trigger == Trigger::Schedule));
-    let st = d.state.lock().unwrap().schedule_state("backup:web").unwrap().unwrap();
+    let st = d.db.query(|st| st.schedule_state("backup:web")).await.unwrap().unwrap();
     assert_eq!(st.last_slot, Some(t0() + Duration::seconds(6)));
 }
 
@@ -222,16 +237,16 @@ async fn failures_and_panics_are_recorded_and_the_scheduler_goes_on() {
     let out = dir.path().join("events");
     cfg.notify.command = Some(format!("cat > \"$(mktemp '{}/ev.XXXXXX')\"", out.display()));
     std::fs::create_dir(&out).unwrap();
-    let d = daemon(cfg, &clock, exec.clone(), dir.path());
-    d.tick();
+    let d = daemon(cfg, &clock, exec.clone(), dir.path()).await;
+    d.tick().await;
     for _ in 0..2 {
         clock.advance(Duration::seconds(10));
-        d.tick();
+        d.tick().await;
         settle(&d).await;
     }
     assert_eq!(exec.runs_of("backup:bad"), 2);
     assert_eq!(exec.runs_of("backup:good"), 2);
-    let all = runs(&d);
+    let all = runs(&d).await;
     let bad: Vec<_> = all.iter().filter(|r| r.system.as_deref() == Some("bad")).collect();
     assert!(bad.iter().all(|r| r.outcome == Outcome::Failed));
     assert!(bad[0].error.as_deref().unwrap().contains("panicked: simulated bug"), "{:?}", bad[0]);
@@ -266,7 +281,7 @@ async fn prune_runs_alone_backups_run_together() {
         keep_monthly: None,
     });
     cfg.jobs.check = Some(CheckJob { schedule: sched("0 0 4 * * *"), read_data_subset: 4 });
-    let d = daemon(cfg, &clock, exec.clone(), dir.path());
+    let d = daemon(cfg, &clock, exec.clone(), dir.path()).await;
     let mut rxs = vec![];
     for t in ["a", "prune", "b", "check", "c", "prune"] {
         if let Ok(rx) =
@@ -299,19 +314,19 @@ async fn catch_up_once_after_downtime_and_check_rotation() {
         st.start_run("check", None, Trigger::Schedule, t0() - Duration::minutes(10)).unwrap();
     }
     let clock = ManualClock::new(t0() + Duration::minutes(40));
-    let d = daemon(cfg, &clock, exec.clone(), dir.path());
-    let left = runs(&d);
+    let d = daemon(cfg, &clock, exec.clone(), dir.path()).await;
+    let left = runs(&d).await;
     assert_eq!(left[0].outcome, Outcome::Interrupted, "a run left running by a killed daemon is interrupted");
-    d.tick();
+    d.tick().await;
     settle(&d).await;
     for _ in 0..10 {
         clock.advance(Duration::minutes(1));
-        d.tick();
+        d.tick().await;
         settle(&d).await;
     }
     assert_eq!(exec.runs_of("backup:web"), 1);
     assert_eq!(exec.runs_of("check"), 1);
-    let all = runs(&d);
+    let all = runs(&d).await;
     let web = all.iter().find(|r| r.system.as_deref() == Some("web")).unwrap();
     assert_eq!(web.trigger, Trigger::CatchUp);
     assert_eq!(web.detail.as_ref().unwrap()["missed_slots"], 3);
@@ -347,19 +362,19 @@ async fn a_system_becoming_late_notifies_once() {
     let out = dir.path().join("events");
     cfg.notify.command = Some(format!("cat > \"$(mktemp '{}/ev.XXXXXX')\"", out.display()));
     std::fs::create_dir(&out).unwrap();
-    let d = daemon(cfg, &clock, exec.clone(), dir.path());
-    d.tick();
+    let d = daemon(cfg, &clock, exec.clone(), dir.path()).await;
+    d.tick().await;
     clock.advance(Duration::hours(1));
-    d.tick();
+    d.tick().await;
     settle(&d).await;
     fail.store(true, Ordering::SeqCst);
     // Hourly failures from 14:00; the last good backup ended at 13:00: late after 15:00.
     for _ in 0..(6 * 60) {
         clock.advance(Duration::minutes(1));
-        d.tick();
+        d.tick().await;
         settle(&d).await;
     }
-    let st = d.status();
+    let st = d.status().await.unwrap();
     let db = st.systems.iter().find(|s| s.name == "db").unwrap();
     assert!(db.late);
     assert_eq!(db.age_secs, Some(6 * 3600));
@@ -383,7 +398,7 @@ async fn drain_waits_then_marks_the_rest_interrupted() {
         }
         ok_output()
     });
-    let d = daemon(config(vec![system("slow", 1, None), system("fast", 1, None)]), &clock, exec, dir.path());
+    let d = daemon(config(vec![system("slow", 1, None), system("fast", 1, None)]), &clock, exec, dir.path()).await;
     let (s1, r1) = oneshot::channel();
     let (s2, r2) = oneshot::channel();
     d.dispatch(JobSpec::backup("slow"), Trigger::Manual, None, serde_json::json!({}), Some(s1)).unwrap();
@@ -393,7 +408,7 @@ async fn drain_waits_then_marks_the_rest_interrupted() {
     d.request_stop();
     assert!(d.dispatch(JobSpec::backup("fast"), Trigger::Manual, None, serde_json::json!({}), None).is_err());
     assert_eq!(d.drain(StdDuration::from_millis(300)).await, 1);
-    let all = runs(&d);
+    let all = runs(&d).await;
     let r = all.iter().find(|r| r.id == slow).unwrap();
     assert_eq!(r.outcome, Outcome::Interrupted);
     assert!(all.iter().any(|r| r.system.as_deref() == Some("fast") && r.outcome == Outcome::Ok));
@@ -406,8 +421,49 @@ fn resolve_targets() {
     assert_eq!(jobs::resolve(&cfg, "web").unwrap(), JobSpec::backup("web"));
     assert_eq!(jobs::resolve(&cfg, "backup:web").unwrap(), JobSpec::backup("web"));
     assert_eq!(jobs::resolve(&cfg, "check").unwrap().kind, JobKind::Check);
-    let e = jobs::resolve(&cfg, "prune").unwrap_err();
+    let e = jobs::resolve(&cfg, "prune").unwrap_err().to_string();
     assert!(e.contains("known jobs are backup:web, check"), "{e}");
     assert_eq!(human_duration(Duration::seconds(3 * 3600 + 125)), "3 h 2 min");
     assert_eq!(human_duration(Duration::seconds(45)), "45 s");
+}
+
+#[test]
+fn check_parts_rotate_and_restart_when_the_split_changes() {
+    let p = |part, of| CheckPart { part, of };
+    assert_eq!(CheckPart::after(None, 3), p(1, 3));
+    assert_eq!(CheckPart::after(Some(p(1, 3)), 3), p(2, 3));
+    assert_eq!(CheckPart::after(Some(p(3, 3)), 3), p(1, 3));
+    assert_eq!(CheckPart::after(Some(p(2, 4)), 3), p(1, 3), "a different split starts over");
+    assert_eq!(CheckPart::after(None, 0), p(1, 1));
+    let detail = serde_json::json!({ "part": 2, "of": 7, "bytes_read": 10 });
+    assert_eq!(CheckPart::of_detail(&detail), Some(p(2, 7)));
+    assert_eq!(CheckPart::of_detail(&serde_json::json!({ "slot": "x" })), None);
+}
+
+/// The reply shapes are untagged on the wire: each must come back as the variant
+/// the daemon sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_reads_back_as_the_variant_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let d =
+        daemon(config(vec![system("web", 2, Some("0 0 * * * *"))]), &clock, TestExec::new(|_| ok_output()), dir.path())
+            .await;
+    let run = d.dispatch(JobSpec::backup("web"), Trigger::Manual, None, serde_json::json!({}), None).unwrap();
+    let run = run.await.unwrap().unwrap();
+    let back = |r: Reply| -> Reply {
+        let resp = Response::from(Ok(r));
+        let line = serde_json::to_string(&resp).unwrap();
+        serde_json::from_str::<Response>(&line).unwrap().data.unwrap()
+    };
+    let status = d.status().await.unwrap();
+    assert!(matches!(back(Reply::Status(Box::new(status))), Reply::Status(s) if s.systems[0].name == "web"));
+    assert!(matches!(back(Reply::Runs { runs: vec![run.clone()] }), Reply::Runs { runs } if runs[0].id == run.id));
+    assert!(matches!(back(Reply::Runs { runs: vec![] }), Reply::Runs { runs } if runs.is_empty()));
+    assert!(matches!(back(Reply::Ended { run: run.clone() }), Reply::Ended { run: r } if r.outcome == Outcome::Ok));
+    assert!(matches!(back(Reply::Started { job: "backup:web".into(), started: 3 }), Reply::Started { started: 3, .. }));
+    assert!(matches!(back(Reply::Stopping { stopping: true, pid: 7 }), Reply::Stopping { pid: 7, .. }));
+    let refused: Response =
+        serde_json::from_str(&serde_json::to_string(&Response::from(Err(DaemonError::ShuttingDown))).unwrap()).unwrap();
+    assert_eq!((refused.ok, refused.error.as_deref()), (false, Some("the daemon is shutting down")));
 }

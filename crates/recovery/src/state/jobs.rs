@@ -3,14 +3,14 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{db_err, State};
 use crate::error::{Error, Result};
 use crate::schedule::Trigger;
 
 /// How a run ended (or that it has not).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Running,
@@ -46,7 +46,7 @@ impl Outcome {
 }
 
 /// One row of `job_runs`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobRun {
     pub id: i64,
     /// backup | replicate | prune | check | drill

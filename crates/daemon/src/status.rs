@@ -1,0 +1,221 @@
+//! The answer to `status`: facts read from the state database on its thread, the
+//! book copied under its lock, then put together by a pure function.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::Daemon;
+use crate::error::Result;
+use crate::jobs::{self, JobKind, JobSpec};
+use kura_recovery::config::{Config, Schedule};
+use kura_recovery::schedule::{self, Decision, Trigger};
+use kura_recovery::state::jobs::{JobRun, Outcome, RunFilter};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub daemon: DaemonInfo,
+    pub systems: Vec<SystemStatus>,
+    pub jobs: Vec<JobStatus>,
+    pub running: Vec<RunningStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub repository: String,
+    pub stopping: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SystemStatus {
+    pub name: String,
+    pub priority: u8,
+    pub schedule: Option<String>,
+    /// When its last good backup ended.
+    pub last_backup: Option<DateTime<Utc>>,
+    pub last_snapshot: Option<String>,
+    pub age_secs: Option<i64>,
+    pub max_age_secs: Option<i64>,
+    pub late: bool,
+    pub last_outcome: Option<Outcome>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub running: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub schedule: Option<String>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_outcome: Option<Outcome>,
+    pub running: bool,
+}
+
+/// Where a started job is: waiting for the repository (prune runs alone) or running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Waiting,
+    Running,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunningStatus {
+    pub run: Option<i64>,
+    pub job: String,
+    pub kind: JobKind,
+    pub system: Option<String>,
+    pub trigger: Trigger,
+    pub state: RunState,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub elapsed_secs: Option<i64>,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    pub files_done: u64,
+}
+
+/// What the state database says, per system (last good backup, last backup run)
+/// and per repository-wide job (last run), in config order.
+struct Facts {
+    systems: Vec<(Option<JobRun>, Option<JobRun>)>,
+    jobs: Vec<Option<JobRun>>,
+}
+
+/// The book's part of the answer, copied under its lock.
+struct Seen {
+    running: Vec<RunningStatus>,
+    watching: HashMap<String, DateTime<Utc>>,
+    last_slot: HashMap<String, Option<DateTime<Utc>>>,
+}
+
+fn repo_wide(cfg: &Config) -> Vec<(JobSpec, Option<&Schedule>)> {
+    jobs::jobs_of(cfg).into_iter().filter(|(j, _)| j.kind != JobKind::Backup).collect()
+}
+
+impl Daemon {
+    pub async fn status(&self) -> Result<Status> {
+        let cfg = self.config();
+        let systems: Vec<String> = cfg.systems.iter().map(|s| s.name.clone()).collect();
+        let kinds: Vec<JobKind> = repo_wide(&cfg).iter().map(|(j, _)| j.kind).collect();
+        let facts = self.db.call(move |st| read_facts(st, &systems, &kinds)).await?;
+        let now = self.clock.now();
+        let seen = self.with_book(|b| Seen {
+            running: b.active.values().map(|a| running_status(a, now)).collect(),
+            watching: b.watching.clone(),
+            last_slot: b.last_slot.clone(),
+        });
+        let info = DaemonInfo {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at,
+            now,
+            config: cfg.path.clone(),
+            state: self.state_path.clone(),
+            socket: self.socket.clone(),
+            repository: cfg.repository.location.clone(),
+            stopping: self.is_stopping(),
+        };
+        Ok(build(&cfg, info, facts, seen))
+    }
+}
+
+fn read_facts(st: &mut kura_recovery::state::State, systems: &[String], kinds: &[JobKind]) -> Facts {
+    let last = |f: RunFilter| st.list_runs(&RunFilter { limit: Some(1), ..f }).ok().and_then(|v| v.into_iter().next());
+    Facts {
+        systems: systems
+            .iter()
+            .map(|s| {
+                let good = st.last_good_backup(s).ok().flatten();
+                (good, last(RunFilter { system: Some(s.clone()), job: Some("backup".into()), limit: None }))
+            })
+            .collect(),
+        jobs: kinds.iter().map(|k| last(RunFilter { job: Some(k.as_str().into()), ..Default::default() })).collect(),
+    }
+}
+
+fn running_status(a: &crate::daemon::Active, now: DateTime<Utc>) -> RunningStatus {
+    let (done, total, files) = a.progress.snapshot();
+    RunningStatus {
+        run: a.run,
+        job: a.spec.key.clone(),
+        kind: a.spec.kind,
+        system: a.spec.system.clone(),
+        trigger: a.trigger,
+        state: if a.run.is_some() { RunState::Running } else { RunState::Waiting },
+        queued_at: a.queued_at,
+        started_at: a.started_at,
+        elapsed_secs: a.started_at.map(|t| (now - t).num_seconds()),
+        bytes_done: done,
+        bytes_total: total,
+        files_done: files,
+    }
+}
+
+/// Puts the answer together; no I/O, no locks.
+fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status {
+    let now = info.now;
+    let is_running = |key: &str| seen.running.iter().any(|r| r.job == key);
+    let next_of = |key: &str, sched: Option<&Schedule>| -> Option<DateTime<Utc>> {
+        let sched = sched?;
+        if is_running(key) {
+            return schedule::next_slot(&sched.cron, now, &chrono::Local);
+        }
+        let since = seen.watching.get(key).copied().unwrap_or(now);
+        let last = seen.last_slot.get(key).copied().flatten();
+        match schedule::decide(&sched.cron, last, since, cfg.catch_up, now, &chrono::Local) {
+            Decision::Run { .. } => Some(now),
+            Decision::Skip { .. } => schedule::next_slot(&sched.cron, now, &chrono::Local),
+            Decision::Wait { next } => next,
+        }
+    };
+    let systems = cfg
+        .systems
+        .iter()
+        .zip(facts.systems)
+        .map(|(s, (good, last_run))| {
+            let key = format!("backup:{}", s.name);
+            let last_at = good.as_ref().and_then(|r| r.ended_at);
+            let since = seen.watching.get(&format!("rpo:{}", s.name)).copied().unwrap_or(info.started_at);
+            let max = cfg.max_backup_age[s.priority.get() as usize];
+            let r = schedule::rpo(last_at, max, since, now);
+            SystemStatus {
+                name: s.name.clone(),
+                priority: s.priority.get(),
+                schedule: s.schedule.as_ref().map(|x| x.expr.clone()),
+                last_backup: last_at,
+                last_snapshot: good.and_then(|r| r.snapshot),
+                age_secs: r.age.map(|a| a.num_seconds()),
+                max_age_secs: max.map(|m| m.num_seconds()),
+                late: r.late,
+                last_outcome: last_run.map(|r| r.outcome),
+                next_run: next_of(&key, s.schedule.as_ref()),
+                running: is_running(&key),
+            }
+        })
+        .collect();
+    let jobs = repo_wide(cfg)
+        .into_iter()
+        .zip(facts.jobs)
+        .map(|((j, sched), last)| JobStatus {
+            job: j.key.clone(),
+            schedule: sched.map(|s| s.expr.clone()),
+            next_run: next_of(&j.key, sched),
+            last_run: last.as_ref().map(|r| r.started_at),
+            last_outcome: last.map(|r| r.outcome),
+            running: is_running(&j.key),
+        })
+        .collect();
+    seen.running.sort_by_key(|a| a.queued_at);
+    Status { daemon: info, systems, jobs, running: seen.running }
+}
