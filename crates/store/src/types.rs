@@ -139,10 +139,15 @@ impl Priority {
     }
 }
 
+/// A number that is not one of the standard's four priorities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("priority {0} is out of range: use 0, 1, 2 or 3")]
+pub struct PriorityOutOfRange(pub u8);
+
 impl TryFrom<u8> for Priority {
-    type Error = String;
-    fn try_from(p: u8) -> std::result::Result<Self, String> {
-        Priority::new(p).ok_or_else(|| format!("priority {p} is out of range: use 0, 1, 2 or 3"))
+    type Error = PriorityOutOfRange;
+    fn try_from(p: u8) -> std::result::Result<Self, PriorityOutOfRange> {
+        Priority::new(p).ok_or(PriorityOutOfRange(p))
     }
 }
 
