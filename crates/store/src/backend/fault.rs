@@ -6,6 +6,11 @@
 //!   backup, prune and repair (each tries N = 0, 1, 2, ... until the run completes).
 //! * `FaultBackend::at_call(inner, n)`: the `n`-th call of any kind (1-based) fails,
 //!   and every call after it. Used by the copy tests to cover reads as well as writes.
+//! * `FaultBackend::lost_reply_at_put(inner, n)`: the `n`-th put (1-based) is stored,
+//!   and then the caller is told it failed; every other call goes through. This is an
+//!   S3 time-out after the PUT reached the server: the object is there, the writer
+//!   believes it is not, and must cope with finding it later.
+//! * `FaultBackend::pass_through(inner)`: no fault at all (the contract runs on it).
 //!
 //! Injected failures are `Transient` (they look like a lost connection), so callers'
 //! handling of the errors they will meet in the field is what gets tested.
@@ -22,21 +27,38 @@ pub struct FaultBackend {
     /// Count every call (true) or only writes (false).
     all_calls: bool,
     count: AtomicU64,
+    /// `Some(n)`: the lost-reply mode; `allowed` is unused and only puts are counted.
+    lost_reply_at: Option<u64>,
 }
 
 impl FaultBackend {
     pub fn new(inner: Arc<dyn Backend>, allowed_writes: u64) -> Self {
-        FaultBackend { inner, allowed: allowed_writes, all_calls: false, count: AtomicU64::new(0) }
+        FaultBackend { inner, allowed: allowed_writes, all_calls: false, count: AtomicU64::new(0), lost_reply_at: None }
     }
 
     /// Fails the `n`-th call (1-based) of any kind and every call after it.
     pub fn at_call(inner: Arc<dyn Backend>, n: u64) -> Self {
-        FaultBackend { inner, allowed: n.saturating_sub(1), all_calls: true, count: AtomicU64::new(0) }
+        FaultBackend { allowed: n.saturating_sub(1), all_calls: true, ..Self::new(inner, 0) }
     }
 
-    /// Whether the fault was reached (the operation did not run to its end).
+    /// Stores the `n`-th put (1-based), then reports it as a `Transient` failure.
+    pub fn lost_reply_at_put(inner: Arc<dyn Backend>, n: u64) -> Self {
+        FaultBackend { lost_reply_at: Some(n), ..Self::new(inner, 0) }
+    }
+
+    /// Injects nothing: every call reaches `inner`.
+    pub fn pass_through(inner: Arc<dyn Backend>) -> Self {
+        Self::new(inner, u64::MAX)
+    }
+
+    /// Whether the fault was reached (the operation did not run to its end, or, for a
+    /// lost reply, saw the failure).
     pub fn tripped(&self) -> bool {
-        self.count.load(Ordering::SeqCst) > self.allowed
+        let n = self.count.load(Ordering::SeqCst);
+        match self.lost_reply_at {
+            Some(at) => n >= at,
+            None => n > self.allowed,
+        }
     }
 
     /// Calls (or writes) counted so far.
@@ -45,6 +67,9 @@ impl FaultBackend {
     }
 
     fn check(&self, write: bool, kind: Kind, name: &str) -> BResult<()> {
+        if self.lost_reply_at.is_some() {
+            return Ok(());
+        }
         let n = if write || self.all_calls {
             self.count.fetch_add(1, Ordering::SeqCst) + 1
         } else {
@@ -71,6 +96,16 @@ impl Backend for FaultBackend {
         self.inner.create()
     }
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
+        if let Some(at) = self.lost_reply_at {
+            self.inner.put(kind, name, data)?;
+            if self.count.fetch_add(1, Ordering::SeqCst) + 1 == at {
+                return Err(BackendError::Transient {
+                    object: super::object_name(kind, name),
+                    reason: format!("injected fault: put {at} was stored, but its reply was lost"),
+                });
+            }
+            return Ok(());
+        }
         self.check(true, kind, name)?;
         self.inner.put(kind, name, data)
     }
