@@ -22,28 +22,35 @@ use super::{BResult, Backend, BackendError, Kind};
 
 pub struct FaultBackend {
     inner: Arc<dyn Backend>,
-    /// Calls allowed before every call fails.
-    allowed: u64,
-    /// Count every call (true) or only writes (false).
-    all_calls: bool,
+    mode: Mode,
+    /// What the mode counts: writes, calls, or puts.
     count: AtomicU64,
-    /// `Some(n)`: the lost-reply mode; `allowed` is unused and only puts are counted.
-    lost_reply_at: Option<u64>,
+}
+
+/// Which failure is injected, and after how many counted calls.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Writes (put, delete) after the first `n` fail, and then every call.
+    DeadAfterWrites(u64),
+    /// Calls of any kind after the first `n` fail.
+    DeadAfterCalls(u64),
+    /// The `n`-th put (1-based) is stored and then reported as failed.
+    LostReplyAtPut(u64),
 }
 
 impl FaultBackend {
     pub fn new(inner: Arc<dyn Backend>, allowed_writes: u64) -> Self {
-        FaultBackend { inner, allowed: allowed_writes, all_calls: false, count: AtomicU64::new(0), lost_reply_at: None }
+        Self::with_mode(inner, Mode::DeadAfterWrites(allowed_writes))
     }
 
     /// Fails the `n`-th call (1-based) of any kind and every call after it.
     pub fn at_call(inner: Arc<dyn Backend>, n: u64) -> Self {
-        FaultBackend { allowed: n.saturating_sub(1), all_calls: true, ..Self::new(inner, 0) }
+        Self::with_mode(inner, Mode::DeadAfterCalls(n.saturating_sub(1)))
     }
 
     /// Stores the `n`-th put (1-based), then reports it as a `Transient` failure.
     pub fn lost_reply_at_put(inner: Arc<dyn Backend>, n: u64) -> Self {
-        FaultBackend { lost_reply_at: Some(n), ..Self::new(inner, 0) }
+        Self::with_mode(inner, Mode::LostReplyAtPut(n))
     }
 
     /// Injects nothing: every call reaches `inner`.
@@ -51,36 +58,42 @@ impl FaultBackend {
         Self::new(inner, u64::MAX)
     }
 
-    /// Whether the fault was reached (the operation did not run to its end, or, for a
-    /// lost reply, saw the failure).
+    fn with_mode(inner: Arc<dyn Backend>, mode: Mode) -> Self {
+        FaultBackend { inner, mode, count: AtomicU64::new(0) }
+    }
+
+    /// Whether the fault was reached: the operation did not run to its end, or (for
+    /// a lost reply) it was told that a put failed.
     pub fn tripped(&self) -> bool {
         let n = self.count.load(Ordering::SeqCst);
-        match self.lost_reply_at {
-            Some(at) => n >= at,
-            None => n > self.allowed,
+        match self.mode {
+            Mode::DeadAfterWrites(allowed) | Mode::DeadAfterCalls(allowed) => n > allowed,
+            Mode::LostReplyAtPut(at) => n >= at,
         }
     }
 
-    /// Calls (or writes) counted so far.
+    /// Calls (or writes, or puts) counted so far.
     pub fn calls(&self) -> u64 {
         self.count.load(Ordering::SeqCst)
     }
 
+    /// Counts the call if the mode counts it, and fails it once the process is "dead".
     fn check(&self, write: bool, kind: Kind, name: &str) -> BResult<()> {
-        if self.lost_reply_at.is_some() {
-            return Ok(());
-        }
-        let n = if write || self.all_calls {
+        let (allowed, what) = match self.mode {
+            Mode::DeadAfterWrites(n) => (n, "writes"),
+            Mode::DeadAfterCalls(n) => (n, "calls"),
+            Mode::LostReplyAtPut(_) => return Ok(()),
+        };
+        let n = if write || what == "calls" {
             self.count.fetch_add(1, Ordering::SeqCst) + 1
         } else {
             self.count.load(Ordering::SeqCst)
         };
-        if n > self.allowed {
+        if n > allowed {
             // Once tripped, reads fail too: the "process" is gone.
-            let what = if self.all_calls { "calls" } else { "writes" };
             return Err(BackendError::Transient {
                 object: super::object_name(kind, name),
-                reason: format!("injected fault after {} {what}", self.allowed),
+                reason: format!("injected fault after {allowed} {what}"),
             });
         }
         Ok(())
@@ -96,7 +109,7 @@ impl Backend for FaultBackend {
         self.inner.create()
     }
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
-        if let Some(at) = self.lost_reply_at {
+        if let Mode::LostReplyAtPut(at) = self.mode {
             self.inner.put(kind, name, data)?;
             if self.count.fetch_add(1, Ordering::SeqCst) + 1 == at {
                 return Err(BackendError::Transient {
