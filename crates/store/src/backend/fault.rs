@@ -6,6 +6,11 @@
 //!   backup, prune and repair (each tries N = 0, 1, 2, ... until the run completes).
 //! * `FaultBackend::at_call(inner, n)`: the `n`-th call of any kind (1-based) fails,
 //!   and every call after it. Used by the copy tests to cover reads as well as writes.
+//! * `FaultBackend::lost_reply_at_put(inner, n)`: the `n`-th put (1-based) is stored,
+//!   and then the caller is told it failed; every other call goes through. This is an
+//!   S3 time-out after the PUT reached the server: the object is there, the writer
+//!   believes it is not, and must cope with finding it later.
+//! * `FaultBackend::pass_through(inner)`: no fault at all (the contract runs on it).
 //!
 //! Injected failures are `Transient` (they look like a lost connection), so callers'
 //! handling of the errors they will meet in the field is what gets tested.
@@ -17,45 +22,78 @@ use super::{BResult, Backend, BackendError, Kind};
 
 pub struct FaultBackend {
     inner: Arc<dyn Backend>,
-    /// Calls allowed before every call fails.
-    allowed: u64,
-    /// Count every call (true) or only writes (false).
-    all_calls: bool,
+    mode: Mode,
+    /// What the mode counts: writes, calls, or puts.
     count: AtomicU64,
+}
+
+/// Which failure is injected, and after how many counted calls.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Writes (put, delete) after the first `n` fail, and then every call.
+    DeadAfterWrites(u64),
+    /// Calls of any kind after the first `n` fail.
+    DeadAfterCalls(u64),
+    /// The `n`-th put (1-based) is stored and then reported as failed.
+    LostReplyAtPut(u64),
 }
 
 impl FaultBackend {
     pub fn new(inner: Arc<dyn Backend>, allowed_writes: u64) -> Self {
-        FaultBackend { inner, allowed: allowed_writes, all_calls: false, count: AtomicU64::new(0) }
+        Self::with_mode(inner, Mode::DeadAfterWrites(allowed_writes))
     }
 
     /// Fails the `n`-th call (1-based) of any kind and every call after it.
     pub fn at_call(inner: Arc<dyn Backend>, n: u64) -> Self {
-        FaultBackend { inner, allowed: n.saturating_sub(1), all_calls: true, count: AtomicU64::new(0) }
+        Self::with_mode(inner, Mode::DeadAfterCalls(n.saturating_sub(1)))
     }
 
-    /// Whether the fault was reached (the operation did not run to its end).
+    /// Stores the `n`-th put (1-based), then reports it as a `Transient` failure.
+    pub fn lost_reply_at_put(inner: Arc<dyn Backend>, n: u64) -> Self {
+        Self::with_mode(inner, Mode::LostReplyAtPut(n))
+    }
+
+    /// Injects nothing: every call reaches `inner`.
+    pub fn pass_through(inner: Arc<dyn Backend>) -> Self {
+        Self::new(inner, u64::MAX)
+    }
+
+    fn with_mode(inner: Arc<dyn Backend>, mode: Mode) -> Self {
+        FaultBackend { inner, mode, count: AtomicU64::new(0) }
+    }
+
+    /// Whether the fault was reached: the operation did not run to its end, or (for
+    /// a lost reply) it was told that a put failed.
     pub fn tripped(&self) -> bool {
-        self.count.load(Ordering::SeqCst) > self.allowed
+        let n = self.count.load(Ordering::SeqCst);
+        match self.mode {
+            Mode::DeadAfterWrites(allowed) | Mode::DeadAfterCalls(allowed) => n > allowed,
+            Mode::LostReplyAtPut(at) => n >= at,
+        }
     }
 
-    /// Calls (or writes) counted so far.
+    /// Calls (or writes, or puts) counted so far.
     pub fn calls(&self) -> u64 {
         self.count.load(Ordering::SeqCst)
     }
 
+    /// Counts the call if the mode counts it, and fails it once the process is "dead".
     fn check(&self, write: bool, kind: Kind, name: &str) -> BResult<()> {
-        let n = if write || self.all_calls {
+        let (allowed, what) = match self.mode {
+            Mode::DeadAfterWrites(n) => (n, "writes"),
+            Mode::DeadAfterCalls(n) => (n, "calls"),
+            Mode::LostReplyAtPut(_) => return Ok(()),
+        };
+        let n = if write || what == "calls" {
             self.count.fetch_add(1, Ordering::SeqCst) + 1
         } else {
             self.count.load(Ordering::SeqCst)
         };
-        if n > self.allowed {
+        if n > allowed {
             // Once tripped, reads fail too: the "process" is gone.
-            let what = if self.all_calls { "calls" } else { "writes" };
             return Err(BackendError::Transient {
                 object: super::object_name(kind, name),
-                reason: format!("injected fault after {} {what}", self.allowed),
+                reason: format!("injected fault after {allowed} {what}"),
             });
         }
         Ok(())
@@ -71,6 +109,16 @@ impl Backend for FaultBackend {
         self.inner.create()
     }
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> BResult<()> {
+        if let Mode::LostReplyAtPut(at) = self.mode {
+            self.inner.put(kind, name, data)?;
+            if self.count.fetch_add(1, Ordering::SeqCst) + 1 == at {
+                return Err(BackendError::Transient {
+                    object: super::object_name(kind, name),
+                    reason: format!("injected fault: put {at} was stored, but its reply was lost"),
+                });
+            }
+            return Ok(());
+        }
         self.check(true, kind, name)?;
         self.inner.put(kind, name, data)
     }

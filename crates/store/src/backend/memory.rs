@@ -57,6 +57,7 @@ impl Backend for MemoryBackend {
             .collect())
     }
     fn delete(&self, kind: Kind, name: &str) -> BResult<()> {
+        let name = if kind == Kind::Config { "config" } else { name };
         self.objects
             .lock()
             .unwrap()
@@ -68,7 +69,7 @@ impl Backend for MemoryBackend {
 
 #[cfg(test)]
 mod tests {
-    // The shared contract runs on every backend in tests/it/backend.rs.
+    // The shared contract (backend::contract) runs on every backend.
     use crate::backend::local::LocalBackend;
     use crate::backend::{Backend, Kind};
 

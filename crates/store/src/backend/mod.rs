@@ -1,17 +1,13 @@
 //! Storage backends: where the repository's objects live.
 //!
-//! The contract every implementation keeps (checked by the shared tests in
-//! `tests/it/backend.rs` and the unit tests below):
-//! * `put` is atomic and durable: after it returns, a reader sees either nothing or
-//!   the whole object, also after a crash. Putting the same content-addressed name
-//!   twice is harmless (packs, indexes, snapshots are named by their content hash).
-//! * `get` of an object that does not exist is `BackendError::NotFound`.
-//! * `list` returns complete objects only, never half-written temp files.
-//! * `delete` of a missing object is `NotFound`; callers that do not care ignore it.
+//! The contract every implementation keeps is stated on [`Backend`]; each clause is
+//! a named check in [`contract`], run on memory, local, the fault wrapper and S3.
 //!
 //! The trait is synchronous: the backup and restore pipelines call it from their
 //! own worker threads (see docs/ARCHITECTURE.md for why).
 
+#[doc(hidden)]
+pub mod contract;
 pub mod fault;
 pub mod local;
 pub mod memory;
@@ -93,6 +89,34 @@ impl BackendError {
 pub type BResult<T> = std::result::Result<T, BackendError>;
 
 /// Where a repository's objects are stored.
+///
+/// The contract, one clause per check in [`contract`] (named in brackets):
+/// * `put` is atomic and durable: after it returns, a reader sees either nothing or
+///   the whole object, also after a crash; `get` returns exactly what was put
+///   (`put_get_roundtrip`). `list` shows complete objects only, never half-written
+///   temp files.
+/// * Putting the same name twice is harmless (`put_same_name_is_harmless`): packs,
+///   indexes and snapshots are named by their content hash, so a retried upload
+///   writes the same bytes. Writers rely on it when a put failed after it landed.
+/// * A missing object is `NotFound` for `get`, `get_range` and `delete`, and `exists`
+///   is false (`missing_objects_are_not_found`). Callers that do not care ignore it.
+/// * `get_range` returns exactly `len` bytes; an object shorter than the range is a
+///   `Permanent` error saying so, never a short read; a zero-length range at the end
+///   is empty (`get_range_exact_and_short_reads`).
+/// * `list` names every object of one kind with its size, sorted by name
+///   (`list_reports_names_and_sizes`).
+/// * Kinds are separate folders: one name in two kinds is two objects
+///   (`kinds_are_separate`).
+/// * `Kind::Config` is one object whatever name is passed, for every call, listed
+///   as `config` (`config_has_one_name`).
+/// * `create` refuses a place holding a config with `AlreadyExists`
+///   (`create_refuses_an_existing_repository`).
+/// * After `delete`, the object is gone for every call and nothing else is touched
+///   (`delete_then_not_found`).
+/// * `retained_until` is `None` unless the store has object-lock retention
+///   (`no_retention_without_object_lock`).
+///
+/// Errors are by meaning (`BackendError`), mapped in one place per implementation.
 pub trait Backend: Send + Sync {
     /// Human-readable location, for messages ("/srv/kura", "s3:...").
     fn location(&self) -> String;
@@ -132,9 +156,6 @@ pub trait Backend: Send + Sync {
             Err(e) => Err(e),
         }
     }
-    /// Until when an object is protected by object-lock retention (S3), if that date is
-    /// still ahead. Such an object cannot be deleted or overwritten; maintenance keeps it
-    /// and everything that references it. Stores without retention say `None`.
     /// Moves a damaged or stray object to `quarantine/<folder>/<name>`, where no
     /// command reads it, and returns that new name. Stores that can rename do so;
     /// the default copies and then deletes.
@@ -145,6 +166,9 @@ pub trait Backend: Send + Sync {
         self.delete(kind, name)?;
         Ok(to)
     }
+    /// Until when an object is protected by object-lock retention (S3), if that date is
+    /// still ahead. Such an object cannot be deleted or overwritten; maintenance keeps it
+    /// and everything that references it. Stores without retention say `None`.
     fn retained_until(&self, _kind: Kind, _name: &str) -> BResult<Option<chrono::DateTime<chrono::Utc>>> {
         Ok(None)
     }

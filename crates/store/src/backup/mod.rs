@@ -2,6 +2,8 @@
 //! hash on this thread, compress and encrypt on workers (`saver`), snapshot last.
 
 mod saver;
+#[cfg(test)]
+mod tests;
 mod walk;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -2,8 +2,8 @@
 //! crashes at every write (`FaultBackend`), refusal on damage, and the races between
 //! prune and backups that the two-phase delete exists for.
 //!
-//! Repositories here get 32 KiB packs and 4-64 KiB chunks (resealed config), so a few
-//! backups of a few hundred KB make dozens of packs, and a cheap key, so that
+//! Repositories here are `repo::testing::small_repo`s: small packs and chunks, so a
+//! few backups of a few hundred KB make dozens of packs, and a cheap key, so that
 //! `Repository::open` can run once per faulted attempt.
 
 use std::collections::{BTreeMap, HashSet};
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use rand::{RngCore, SeedableRng};
 
 use super::{run, PruneOptions, PruneReport};
 use crate::backend::fault::FaultBackend;
@@ -19,78 +18,25 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::{BResult, Backend, Kind};
 use crate::backup::{self, BackupOptions};
 use crate::check::{self, ReadData};
-use crate::chunk::ChunkParams;
-use crate::crypto::KdfParams;
 use crate::error::Result;
 use crate::progress::NoProgress;
 use crate::repo::index::{IndexFile, IndexPack};
-use crate::repo::keys;
 use crate::repo::lock::{LockGuard, LockInfo, LockKind};
 use crate::repo::snapshot::Snapshot;
+use crate::repo::testing::{
+    assert_all_restore, assert_check_clean, copy_backend, lost_reply_at_every_put, make_tree, objects, small_repo,
+};
 use crate::repo::Repository;
-use crate::restore::{self, RestoreOptions};
 use crate::types::{FileId, PackId};
 
 const PASS: &[u8] = b"prune unit tests";
-const ALL_KINDS: [Kind; 7] =
-    [Kind::Config, Kind::Key, Kind::Pack, Kind::Index, Kind::Snapshot, Kind::Lock, Kind::Pending];
-
-/// Initializes a repository with small packs and chunks and a cheap key.
-fn small_repo(backend: Arc<dyn Backend>) -> Arc<Repository> {
-    let repo = Repository::init(backend.clone(), PASS).unwrap();
-    let mut kdf = KdfParams::new_random();
-    (kdf.m_cost, kdf.t_cost) = (1024, 1);
-    keys::add_key_with(backend.as_ref(), repo.key(), PASS, kdf).unwrap();
-    backend.delete(Kind::Key, repo.key_name()).unwrap();
-    let mut cfg = repo.config().clone();
-    cfg.pack_size = 32 << 10;
-    cfg.chunker = ChunkParams { min: 4 << 10, avg: 16 << 10, max: 64 << 10, seed: cfg.chunker.seed };
-    backend.put(Kind::Config, "config", &repo.key().encrypt(&serde_json::to_vec(&cfg).unwrap())).unwrap();
-    open(backend)
-}
 
 fn open(backend: Arc<dyn Backend>) -> Arc<Repository> {
     Arc::new(Repository::open(backend, PASS).unwrap())
 }
 
-/// Every object of a backend, with its content.
-fn objects(b: &dyn Backend) -> BTreeMap<(Kind, String), Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for kind in ALL_KINDS {
-        let names: Vec<String> = if kind == Kind::Config {
-            vec!["config".into()]
-        } else {
-            b.list(kind).unwrap().into_iter().map(|(n, _)| n).collect()
-        };
-        for n in names {
-            out.insert((kind, n.clone()), b.get(kind, &n).unwrap());
-        }
-    }
-    out
-}
-
-fn copy_backend(b: &dyn Backend) -> Arc<MemoryBackend> {
-    let m = Arc::new(MemoryBackend::new());
-    for ((kind, name), data) in objects(b) {
-        m.put(kind, &name, &data).unwrap();
-    }
-    m
-}
-
 fn names(b: &dyn Backend, kind: Kind) -> HashSet<String> {
     b.list(kind).unwrap().into_iter().map(|(n, _)| n).collect()
-}
-
-/// Writes files of pseudo-random content: (relative name, length, seed). The same
-/// seed gives the same content, so trees can share data.
-fn make_tree(dir: &Path, files: &[(&str, usize, u64)]) {
-    for &(name, len, seed) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let mut data = vec![0u8; len];
-        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-        std::fs::write(p, data).unwrap();
-    }
 }
 
 fn backup(repo: &Arc<Repository>, dir: &Path) -> FileId {
@@ -116,48 +62,6 @@ fn prune_beside_a_backup(repo: &Arc<Repository>) -> PruneReport {
     drop(backup);
     assert!(!r.marked_deleted_now && r.packs_waiting >= r.packs_marked, "{r:#?}");
     r
-}
-
-/// Regular files under `root` with their content, by relative path.
-fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// Restores every snapshot into a fresh directory and compares it with the tree it
-/// was taken from (each snapshot backs up one directory, which must still exist).
-#[track_caller]
-fn assert_all_restore(repo: &Arc<Repository>, scratch: &Path) {
-    let snaps = repo.snapshots().unwrap();
-    assert!(!snaps.is_empty());
-    for (id, snap) in snaps {
-        let target = tempfile::tempdir_in(scratch).unwrap();
-        let opts = RestoreOptions { target: target.path().to_path_buf(), threads: Some(1), ..Default::default() };
-        let sum = restore::run(repo, &id, &snap, &opts, &NoProgress)
-            .unwrap_or_else(|e| panic!("restore of snapshot {} failed: {e}", id.short()));
-        assert!(sum.damaged.is_empty(), "snapshot {}: damaged files {:?}", id.short(), sum.damaged);
-        let src = Path::new(&snap.paths[0]);
-        let got = contents(&target.path().join(src.strip_prefix("/").unwrap()));
-        assert!(got == contents(src), "snapshot {} of {} does not restore identically", id.short(), src.display());
-    }
-}
-
-#[track_caller]
-fn assert_check_clean(repo: &Repository, read: ReadData) -> Vec<String> {
-    let rep = check::run(repo, read, &NoProgress).unwrap();
-    assert!(rep.is_clean(), "check found errors: {:?} {:?}", rep.errors, rep.damaged_packs);
-    rep.warnings
 }
 
 fn forget(repo: &Repository, id: &FileId) {
@@ -186,7 +90,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(MemoryBackend::new());
-    let repo = small_repo(backend.clone());
+    let repo = small_repo(backend.clone(), PASS);
     let mut ids = Vec::new();
     for i in 0..5u64 {
         let src = dir.path().join(format!("src{i}"));
@@ -789,6 +693,23 @@ fn crash_at_every_write_of_a_prune_that_reinstates() {
     assert!(dry.packs_reinstated > 0 && dry.packs_deleted > 0 && dry.packs_marked > 0, "{dry:#?}");
     let n = crash_at_every_write(&f.backend, &f.scratch, false, |repo| prune(repo).map(drop));
     assert!(n >= 8, "only {n} writes");
+}
+
+/// A put of a prune that landed while its caller saw a time-out: the prune stops,
+/// and the next one completes; the repository checks clean and every snapshot restores.
+#[test]
+fn a_prune_resumes_after_a_lost_reply_at_every_put() {
+    let f = fixture();
+    let n = lost_reply_at_every_put(
+        &f.backend,
+        |b| prune(&open(b)).map(drop),
+        |inner| {
+            let repo = open(inner.clone());
+            assert_check_clean(&repo, ReadData::All);
+            assert_all_restore(&repo, &f.scratch);
+        },
+    );
+    assert!(n >= 5, "only {n} puts");
 }
 
 #[test]

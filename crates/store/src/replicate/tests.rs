@@ -10,10 +10,9 @@ use crate::backend::fault::FaultBackend;
 use crate::backend::memory::MemoryBackend;
 use crate::backup::{self, BackupOptions};
 use crate::check::{self, ReadData};
-use crate::chunk::ChunkParams;
-use crate::crypto::KdfParams;
 use crate::progress::NoProgress;
-use crate::repo::keys;
+use crate::repo::testing::{assert_check_clean, contents, lost_reply_at_every_put, small_repo};
+use crate::restore::{self, RestoreOptions};
 
 const PASS: &[u8] = b"replicate unit tests";
 
@@ -45,23 +44,10 @@ fn plan_lists_only_what_is_missing_or_differs() {
     assert!(plan(&src, &src, &wanted).is_empty());
 }
 
-fn small_repo(backend: Arc<dyn Backend>) -> Arc<Repository> {
-    let repo = Repository::init(backend.clone(), PASS).unwrap();
-    let mut kdf = KdfParams::new_random();
-    (kdf.m_cost, kdf.t_cost) = (1024, 1);
-    keys::add_key_with(backend.as_ref(), repo.key(), PASS, kdf).unwrap();
-    backend.delete(Kind::Key, repo.key_name()).unwrap();
-    let mut cfg = repo.config().clone();
-    cfg.pack_size = 32 << 10;
-    cfg.chunker = ChunkParams { min: 4 << 10, avg: 16 << 10, max: 64 << 10, seed: cfg.chunker.seed };
-    backend.put(Kind::Config, "config", &repo.key().encrypt(&serde_json::to_vec(&cfg).unwrap())).unwrap();
-    Arc::new(Repository::open(backend, PASS).unwrap())
-}
-
 /// A source repository with two snapshots over a few hundred KiB.
 fn source() -> (Arc<Repository>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let repo = small_repo(Arc::new(MemoryBackend::new()));
+    let repo = small_repo(Arc::new(MemoryBackend::new()), PASS);
     for (round, files) in [(0u64, 3u64), (1, 5)] {
         for i in 0..files {
             let mut data = vec![0u8; 40_000 + i as usize * 7_000];
@@ -131,7 +117,7 @@ fn copy_mirrors_and_a_rerun_moves_nothing() {
 #[test]
 fn a_different_repository_is_refused() {
     let (src, _dir) = source();
-    let other = small_repo(Arc::new(MemoryBackend::new()));
+    let other = small_repo(Arc::new(MemoryBackend::new()), PASS);
     let e = copy(&src, other.backend().clone()).unwrap_err().to_string();
     assert!(e.contains("another repository"), "{e}");
     let stranger = Repository::init(Arc::new(MemoryBackend::new()), b"other pass").unwrap();
@@ -213,5 +199,43 @@ fn a_fault_at_every_call_leaves_a_consistent_destination() {
             assert!(n < 500, "the copy never completed");
         }
         assert!(n > 10, "{side}: the faults covered {n} calls");
+    }
+}
+
+/// A put of a copy that landed while the copy saw a time-out: the copy stops, and
+/// running it again completes it; the destination checks clean, holds what the
+/// source holds, and every snapshot restores as it does from the source.
+#[test]
+fn a_copy_resumes_after_a_lost_reply_at_every_put() {
+    let (src, _dir) = source();
+    let scratch = tempfile::tempdir().unwrap();
+    let want = objects(src.backend().as_ref());
+    let n = lost_reply_at_every_put(
+        &MemoryBackend::new(),
+        |dst| copy(&src, dst).map(drop),
+        |dst| {
+            assert!(objects(dst.as_ref()) == want, "the destination differs from the source");
+            let repo = Arc::new(Repository::open(dst.clone(), PASS).unwrap());
+            assert_check_clean(&repo, ReadData::All);
+            assert_restores_as(&repo, &src, scratch.path());
+        },
+    );
+    assert!(n > 10, "only {n} puts");
+}
+
+/// Every snapshot restores from `repo` to the same files as from `like`.
+#[track_caller]
+fn assert_restores_as(repo: &Arc<Repository>, like: &Arc<Repository>, scratch: &std::path::Path) {
+    let restored = |r: &Arc<Repository>, id: &crate::types::FileId, snap: &crate::repo::snapshot::Snapshot| {
+        let target = tempfile::tempdir_in(scratch).unwrap();
+        let opts = RestoreOptions { target: target.path().to_path_buf(), threads: Some(1), ..Default::default() };
+        let sum = restore::run(r, id, snap, &opts, &NoProgress).unwrap();
+        assert!(sum.damaged.is_empty(), "damaged files {:?}", sum.damaged);
+        contents(target.path())
+    };
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), like.snapshots().unwrap().len());
+    for (id, snap) in snaps {
+        assert!(restored(repo, &id, &snap) == restored(like, &id, &snap), "snapshot {} differs", id.short());
     }
 }

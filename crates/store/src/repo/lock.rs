@@ -142,7 +142,14 @@ fn write_lock(repo: &Repository, info: &LockInfo) -> Result<String> {
     let mut rnd = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut rnd);
     let name = hex::encode(rnd);
-    repo.save_sealed(Kind::Lock, &name, info)?;
+    if let Err(e) = repo.save_sealed(Kind::Lock, &name, info) {
+        // The put may have landed with its reply lost (an S3 time-out). Left there, a
+        // lock that nobody holds names this live process, so it blocks every prune
+        // (and, if exclusive, every other exclusive user) of a long-running daemon
+        // until it goes stale. The random name is this call's alone: removing it is safe.
+        let _ = repo.backend().delete(Kind::Lock, &name);
+        return Err(e);
+    }
     Ok(name)
 }
 
