@@ -10,9 +10,9 @@ use serde::Serialize;
 use kura_recovery::config::{Config, Schedule};
 use kura_recovery::error::{Error, Result};
 use kura_recovery::state::jobs::Outcome;
-use kura_store::backend::Kind;
 use kura_store::progress::Progress;
 use kura_store::repo::keys::read_password_file;
+use kura_store::repo::snapshot::Filter;
 use kura_store::repo::Repository;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -336,18 +336,11 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
     if !policy.is_empty() {
         // Retention applies to the snapshots of configured systems only; snapshots
         // taken by hand (without a `system:` tag of this config) are left alone.
-        let tags: Vec<String> = cfg.systems.iter().map(|s| s.tag()).collect();
-        let list: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| tags.iter().any(|t| s.has_tag(t))).collect();
-        for g in kura_store::forget::apply(&list, &policy)? {
-            for i in g.remove {
-                let id = list[i].0;
-                match repo.backend().delete(Kind::Snapshot, &id.to_hex()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.is_not_found() => removed += 1,
-                    Err(e) => failed.push(format!("snapshot {}: {e}", id.short())),
-                }
-            }
-        }
+        let filter = Filter { any_tag: cfg.systems.iter().map(|s| s.tag()).collect(), ..Default::default() };
+        let plan = kura_store::forget::plan(repo.snapshots()?, &filter, &policy)?;
+        let out = kura_store::forget::execute(&repo, &plan);
+        removed = out.removed.len() as u64;
+        failed = out.failed.iter().map(|(id, e)| format!("snapshot {}: {e}", id.short())).collect();
     }
     let report = kura_store::prune::run(&repo, &kura_store::prune::PruneOptions::default(), progress)?;
     Ok(RunOutput {
