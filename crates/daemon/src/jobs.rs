@@ -183,7 +183,7 @@ fn open_repo(cfg: &Config) -> Result<Arc<Repository>> {
 /// Opens a repository of the config (local, or the remote site) with its passphrase file.
 fn open_spec(spec: &kura_recovery::config::RepoSpec) -> Result<Arc<Repository>> {
     let pass = read_password_file(&spec.password_file)?;
-    let backend = kura_store::backend::open(&spec.location)?;
+    let backend = kura_store::backend::open_location(&spec.location)?;
     Ok(Arc::new(Repository::open(backend, &pass)?))
 }
 
@@ -193,7 +193,7 @@ fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
     let src_pass = read_password_file(&cfg.repository.password_file)?;
     let src = open_repo(cfg)?;
     let dst_pass = read_password_file(&remote.password_file)?;
-    let backend = kura_store::backend::open(&remote.location)?;
+    let backend = kura_store::backend::open_location(&remote.location)?;
     let report = kura_store::replicate::execute(
         &src,
         &src_pass,
@@ -246,9 +246,10 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     };
     let repo = open_spec(spec)?;
     let clock: Arc<dyn kura_store::clock::Clock> = Arc::new(kura_store::clock::SystemClock);
+    let location = spec.location.to_string();
     let req = drill::DrillRequest {
         from: &from,
-        location: &spec.location,
+        location: &location,
         sandbox: None,
         keep: false,
         parallel: 2,

@@ -330,7 +330,7 @@ impl Daemon {
         started: Option<oneshot::Sender<std::result::Result<i64, String>>>,
     ) -> std::result::Result<JobRun, String> {
         let cfg = self.config();
-        let gate = self.gate(&cfg.repository.location);
+        let gate = self.gate(&cfg.repository.location.to_string());
         // Held until the run ends: shared for most jobs, exclusive for prune.
         let _held = tokio::select! {
             g = async {
@@ -644,7 +644,7 @@ impl Daemon {
                 config: cfg.path.clone(),
                 state: self.state_path.clone(),
                 socket: self.socket.clone(),
-                repository: cfg.repository.location.clone(),
+                repository: cfg.repository.location.to_string(),
                 stopping: self.is_stopping(),
             },
             systems,

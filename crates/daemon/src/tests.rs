@@ -7,6 +7,7 @@ use chrono::TimeZone;
 use super::*;
 use kura_recovery::config::{CatchUp, CheckJob, Jobs, Notify, PruneJob, RepoSpec, Schedule, SystemConfig};
 use kura_recovery::error::Error;
+use kura_store::backend::Location;
 use kura_store::clock::ManualClock;
 use kura_store::types::Priority;
 
@@ -28,7 +29,10 @@ fn system(name: &str, priority: u8, expr: Option<&str>) -> SystemConfig {
 fn config(systems: Vec<SystemConfig>) -> Config {
     Config {
         path: "/etc/kura/kura.toml".into(),
-        repository: RepoSpec { location: "/backup/repo".into(), password_file: "/etc/kura/pass".into() },
+        repository: RepoSpec {
+            location: Location::Local("/backup/repo".into()),
+            password_file: "/etc/kura/pass".into(),
+        },
         remote: None,
         state: None,
         deadlines: [None; 4],

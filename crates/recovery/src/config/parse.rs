@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::Duration;
+use kura_store::backend::Location;
 
 use super::tree::{self, At, Diag, Obj};
 use super::*;
@@ -60,11 +61,6 @@ pub(crate) fn base_dir(file: &Path) -> PathBuf {
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     tree::resolve_path(base, p)
-}
-
-/// A repository location that is a local directory (not `s3:` or a URL).
-pub fn is_local_location(loc: &str) -> bool {
-    !(loc.starts_with("s3:") || loc.contains("://"))
 }
 
 fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Config> {
@@ -162,9 +158,17 @@ impl Obj<'_> {
 fn repo_spec(d: &mut Diag, o: &Obj, base: &Path) -> Option<RepoSpec> {
     let location = o.req_str(d, "location", "the repository directory (or s3:... location)");
     let password_file = o.req_str(d, "password_file", "the file holding the repository passphrase");
-    let location = location?.value;
-    let location =
-        if is_local_location(&location) { resolve(base, &location).to_string_lossy().into_owned() } else { location };
+    let location = location?;
+    // The store's one parser decides what a location is; a local path is then
+    // resolved against the config's directory like every other path in it.
+    let location = match Location::parse(&location.value) {
+        Ok(Location::Local(p)) => Location::Local(resolve(base, &p.to_string_lossy())),
+        Ok(other) => other,
+        Err(e) => {
+            d.error(location.line, &location.field, e.to_string());
+            return None;
+        }
+    };
     Some(RepoSpec { location, password_file: resolve(base, &password_file?.value) })
 }
 

@@ -83,10 +83,10 @@ const HEAD: &str = "[repository]\nlocation = \"/r\"\npassword_file = \"/p\"\n";
 #[test]
 fn a_full_config_reads() {
     let c = parse(GOOD).unwrap();
-    assert_eq!(c.repository.location, "/etc/kura/repo");
+    assert_eq!(c.repository.location.to_string(), "/etc/kura/repo");
     assert_eq!(c.repository.password_file, Path::new("/etc/kura/pass"));
     let remote = c.remote.as_ref().unwrap();
-    assert_eq!(remote.location, "s3:https://s3.example.com/bucket/kura");
+    assert_eq!(remote.location.to_string(), "s3:https://s3.example.com/bucket/kura");
     assert_eq!(remote.password_file, Path::new("/etc/kura/remote.pass"));
     assert_eq!(c.state.as_deref(), Some(Path::new("/etc/kura/state/kura.db")));
     assert_eq!(c.catch_up, CatchUp::Skip);
