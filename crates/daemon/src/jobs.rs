@@ -10,6 +10,7 @@ use serde::Serialize;
 use kura_recovery::config::{Config, Schedule};
 use kura_recovery::error::{Error, Result};
 use kura_recovery::state::jobs::Outcome;
+use kura_store::check::rotation::Rotation;
 use kura_store::progress::Progress;
 use kura_store::repo::keys::read_password_file;
 use kura_store::repo::snapshot::Filter;
@@ -117,8 +118,9 @@ pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, Strin
 #[derive(Clone, Debug)]
 pub struct RunRequest {
     pub spec: JobSpec,
-    /// For check: the part of the data to read (`n` of `m`).
-    pub check_part: Option<(u32, u32)>,
+    /// For check: read one of this many parts, the next in the repository's
+    /// rotation (`check::rotation`, shared with `kura check --read-data-subset next/M`).
+    pub check_parts: Option<u32>,
 }
 
 /// What a finished run reports.
@@ -355,14 +357,17 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
 
 fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
     let repo = open_repo(cfg)?;
-    let read = match req.check_part {
-        Some((n, m)) => kura_store::check::ReadData::Part(n, m),
-        None => kura_store::check::ReadData::None,
-    };
+    let rotation = Rotation::for_repository(&repo.config().id);
+    let turn = req.check_parts.map(|m| rotation.next(m)).transpose()?;
+    let part = turn.as_ref().map(|t| t.part);
+    let read = part.map_or(kura_store::check::ReadData::None, |p| p.read_data());
     let lock = kura_store::repo::lock::reader_lock(&repo, "check");
     let res = kura_store::check::run(&repo, read, progress);
     drop(lock);
     let r = res?;
+    if let Some(t) = turn {
+        t.finish(&r)?;
+    }
     let clean = r.is_clean();
     let error = (!clean).then(|| {
         let mut parts: Vec<String> = r.errors.iter().take(5).cloned().collect();
@@ -370,9 +375,9 @@ fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOu
         format!("the repository has errors: {}", parts.join("; "))
     });
     let mut detail = serde_json::to_value(&r).unwrap_or_default();
-    if let Some((n, m)) = req.check_part {
-        detail["part"] = n.into();
-        detail["of"] = m.into();
+    if let Some(p) = part {
+        detail["part"] = p.n.into();
+        detail["of"] = p.of.into();
     }
     Ok(RunOutput {
         outcome: Some(if clean { Outcome::Ok } else { Outcome::Failed }),

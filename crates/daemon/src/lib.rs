@@ -347,14 +347,11 @@ impl Daemon {
         };
         // The config may have been reloaded while waiting.
         let cfg = self.config();
-        let check_part = match (spec.kind, &cfg.jobs.check) {
-            (JobKind::Check, Some(c)) => Some(self.next_check_part(c.read_data_subset)),
+        // The part itself is decided by the executor, from the repository's rotation.
+        let check_parts = match (spec.kind, &cfg.jobs.check) {
+            (JobKind::Check, Some(c)) => Some(c.read_data_subset),
             _ => None,
         };
-        if let (Some((n, m)), Some(obj)) = (check_part, detail.as_object_mut()) {
-            obj.insert("part".into(), n.into());
-            obj.insert("of".into(), m.into());
-        }
         let now = self.clock.now();
         let id = {
             let st = self.state.lock().unwrap();
@@ -382,7 +379,7 @@ impl Daemon {
         }
         tracing::info!(job = %spec.key, run = id, trigger = trigger.as_str(), "job started");
         let exec = self.executor.clone();
-        let req = RunRequest { spec: spec.clone(), check_part };
+        let req = RunRequest { spec: spec.clone(), check_parts };
         let cfg2 = cfg.clone();
         let span_key = spec.key.clone();
         let joined = tokio::task::spawn_blocking(move || {
@@ -449,19 +446,6 @@ impl Daemon {
             o => tracing::info!(job = %spec.key, run = id, outcome = o.as_str(), bytes = end.bytes, "job ended"),
         }
         run.ok_or_else(|| format!("run {id} is missing from the state database"))
-    }
-
-    /// The next part for a rotating check: the one after the last clean check's part.
-    fn next_check_part(&self, of: u32) -> (u32, u32) {
-        let of = of.max(1);
-        let last =
-            log_err("reading job runs", self.state.lock().unwrap().last_run_with("check", &[Outcome::Ok])).flatten();
-        let prev = last
-            .and_then(|r| r.detail)
-            .filter(|d| d["of"].as_u64() == Some(of as u64))
-            .and_then(|d| d["part"].as_u64())
-            .unwrap_or(0) as u32;
-        (prev % of + 1, of)
     }
 
     /// Ids of the runs that are recorded and still going.

@@ -292,7 +292,15 @@ async fn prune_runs_alone_backups_run_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_once_after_downtime_and_check_rotation() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = TestExec::new(|_| ok_output());
+    // The library executor's check: the store's rotation decides and advances the part.
+    let rotation = kura_store::check::rotation::Rotation::at(dir.path().join("rotation"));
+    let exec = TestExec::new(move |req| {
+        let Some(m) = req.check_parts else { return ok_output() };
+        let turn = rotation.next(m)?;
+        let part = turn.part;
+        turn.finish(&kura_store::check::CheckReport::default())?;
+        Ok(RunOutput { detail: serde_json::json!({"part": part.n, "of": part.of}), ..ok_output()? })
+    });
     let mut cfg = config(vec![system("web", 2, Some("0 0 * * * *"))]);
     cfg.jobs.check = Some(CheckJob { schedule: sched("0 30 * * * *"), read_data_subset: 3 });
     // A previous daemon ran the 09:00 slot, then was killed during a check.
