@@ -307,4 +307,6 @@ fn delete_marked_now(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
