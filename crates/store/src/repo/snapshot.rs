@@ -86,6 +86,13 @@ impl Filter {
     }
 }
 
+/// Whether two path lists name the same directories, in any order, by
+/// [`same_path`]: a plan's `paths = ["/srv/www/"]` finds the snapshot of `/srv/www`.
+pub fn same_paths(a: &[String], b: &[String]) -> bool {
+    let covers = |x: &[String], y: &[String]| x.iter().all(|p| y.iter().any(|q| same_path(p, q)));
+    covers(a, b) && covers(b, a)
+}
+
 /// Whether two snapshot paths name the same directory: trailing slashes do not
 /// count, on either side, and `/` stays the root (it does not become empty).
 pub fn same_path(a: &str, b: &str) -> bool {
@@ -164,6 +171,15 @@ mod tests {
         assert!(by("/"));
         assert!(!by("/srv"));
         assert!(!by("/srv/ww"));
+    }
+
+    #[test]
+    fn path_lists_compare_as_sets_of_same_paths() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_paths(&v(&["/b/", "/a"]), &v(&["/a", "/b"])));
+        assert!(!same_paths(&v(&["/a"]), &v(&["/a", "/b"])));
+        assert!(!same_paths(&v(&["/a", "/b"]), &v(&["/a"])));
+        assert!(same_paths(&v(&[]), &v(&[])));
     }
 
     #[test]
