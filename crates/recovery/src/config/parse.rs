@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use chrono::Duration;
 use kura_store::backend::Location;
+use kura_store::check::rotation::MAX_PARTS;
 
 use super::tree::{self, At, Diag, Obj};
 use super::*;
@@ -426,12 +427,16 @@ fn jobs(d: &mut Diag, o: &Obj, base: &Path, remote_given: bool) -> Jobs {
         let subset = match c.int(d, "read_data_subset") {
             None => Some(1),
             Some(v) => match u32::try_from(v.value) {
-                Ok(n) if n > 0 => Some(n),
+                // The store's rotation bound: beyond it some parts would hold no pack.
+                Ok(n) if (1..=MAX_PARTS).contains(&n) => Some(n),
                 _ => {
                     d.error(
                         v.line,
                         &v.field,
-                        format!("read_data_subset must be a positive number N (read 1/N per run), not {}", v.value),
+                        format!(
+                            "read_data_subset must be a positive number N, at most {MAX_PARTS} (read 1/N per run), not {}",
+                            v.value
+                        ),
                     );
                     None
                 }

@@ -209,6 +209,10 @@ fn type_errors_and_missing_fields() {
     has(&ps, 4, "jobs.replicate", "needs a [remote] table");
     has(&ps, 6, "jobs.check.schedule", "missing field `schedule`");
     has(&ps, 7, "jobs.check.read_data_subset", "must be a positive number");
+    // The rotation's bound (shared with `check --read-data-subset next/M`).
+    let ps =
+        problems(&format!("{HEAD}[jobs.replicate]\nschedule = \"0 1 * * *\"\n[jobs.check]\nread_data_subset = 257\n"));
+    has(&ps, 7, "jobs.check.read_data_subset", "at most 256");
 
     let ps = problems(&format!("{HEAD}[notify]\nwebhook = \"ftp://x\"\n[jobs]\nbackup = 1\n"));
     has(&ps, 5, "notify.webhook", "not an http:// or https:// URL");
