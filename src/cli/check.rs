@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use kura::check::rotation::{Rotation, MAX_PARTS};
 use kura::check::{self, ReadData};
 
 use super::{output, Ctx, EXIT_PARTIAL};
@@ -18,34 +19,23 @@ pub struct Args {
     read_data_subset: Option<String>,
 }
 
-/// Where `next/M` remembers the last part read, per repository.
-fn rotation_file(repo_id: &str) -> std::path::PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("kura").join(format!("check-rotation-{}", &repo_id[..16]))
-}
-
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let repo = ctx.open()?;
-    let mut rotation = None;
+    // The daemon's check job keeps the same rotation (check::rotation).
+    let rotation = Rotation::for_repository(&repo.config().id);
+    let mut turn = None;
     let read = match (&a.read_data, &a.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(s)) if s.starts_with("next/") => {
-            let m: u32 = s[5..]
-                .parse()
-                .ok()
-                .filter(|m| (1..=256).contains(m))
-                .ok_or_else(|| anyhow::anyhow!("--read-data-subset {s:?}: expected next/M with 1 <= M <= 256"))?;
-            let file = rotation_file(&repo.config().id);
-            let last: u32 = std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
-            let n = last % m + 1;
-            rotation = Some((file, n));
+            let bad = || anyhow::anyhow!("--read-data-subset {s:?}: expected next/M with 1 <= M <= {MAX_PARTS}");
+            let m: u32 = s[5..].parse().map_err(|_| bad())?;
+            let t = rotation.next(m).map_err(|_| bad())?;
             if !ctx.json {
-                println!("reading part {n} of {m}");
+                println!("reading part {} of {}", t.part.n, t.part.of);
             }
-            ReadData::Part(n, m)
+            let read = t.part.read_data();
+            turn = Some(t);
+            read
         }
         (false, Some(s)) => ReadData::parse_subset(s)?,
         (false, None) => ReadData::None,
@@ -56,12 +46,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     drop(lock);
     bar.finish();
     let r = res?;
-    if let Some((file, n)) = rotation.filter(|_| r.is_clean()) {
+    if let Some(t) = turn {
         // Only a clean check moves the rotation on: a damaged part is read again.
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&file, n.to_string())?;
+        t.finish(&r)?;
     }
     if ctx.json {
         output::print_json(&r)?;

@@ -9,9 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use kura::backend::Kind;
 use kura::forget::{self, GroupBy, Policy, Reason, Within};
-use kura::repo::snapshot::Snapshot;
+use kura::repo::snapshot::{Filter, Snapshot};
 use kura::types::FileId;
 use serde::Serialize;
 
@@ -83,11 +82,9 @@ impl Args {
         }
     }
 
-    /// The same filters as `kura snapshots`.
-    fn selects(&self, s: &Snapshot) -> bool {
-        self.host.as_ref().is_none_or(|h| &s.host == h)
-            && self.tags.iter().all(|t| s.has_tag(t))
-            && self.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p.trim_end_matches('/')))
+    /// The same filter as `kura snapshots`.
+    fn filter(&self) -> Filter {
+        Filter { host: self.host.clone(), tags: self.tags.clone(), paths: self.paths.clone(), ..Default::default() }
     }
 }
 
@@ -149,29 +146,22 @@ fn forget_named(ctx: &Ctx, a: &Args) -> Result<ExitCode> {
         bail!("give either snapshot ids or a --keep-* policy, not both");
     }
     let repo = ctx.open()?;
-    let all = repo.snapshots()?;
-    let mut chosen = Vec::new();
-    for q in &a.snapshots {
-        let (id, _) = kura::repo::snapshot::select(&all, q)?;
-        if !chosen.contains(id) {
-            chosen.push(*id);
-        }
-    }
+    let plan = forget::plan_named(repo.snapshots()?, &a.snapshots)?;
+    let chosen = plan.to_remove();
     let mut removed = Vec::new();
     if !a.dry_run {
-        for id in &chosen {
-            match repo.backend().delete(Kind::Snapshot, &id.to_hex()) {
-                Err(e) if !e.is_not_found() => return Err(e.into()),
-                _ => removed.push(id.to_hex()),
-            }
+        let out = forget::execute(&repo, &plan);
+        if let Some((_, e)) = out.failed.into_iter().next() {
+            return Err(e.into());
         }
+        removed = out.removed;
     }
     if ctx.json {
         let named: Vec<String> = chosen.iter().map(|i| i.to_hex()).collect();
         output::print_json(&serde_json::json!({"dry_run": a.dry_run, "snapshots": named, "removed": removed.len()}))?;
     } else {
         let verb = if a.dry_run { "would remove" } else { "removed" };
-        for id in &chosen {
+        for id in chosen {
             println!("{verb} snapshot {}", id.short());
         }
     }
@@ -190,22 +180,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         );
     }
     let repo = ctx.open()?;
-    let list: Vec<(FileId, Snapshot)> = repo.snapshots()?.into_iter().filter(|(_, s)| a.selects(s)).collect();
     // Every group is decided before anything is deleted.
-    let decisions = forget::apply(&list, &policy)?;
+    let plan = forget::plan(repo.snapshots()?, &a.filter(), &policy)?;
+    let (list, decisions) = (&plan.considered, &plan.groups);
 
     let mut removed = 0;
     let mut failed = Vec::new();
     if !a.dry_run {
-        for i in decisions.iter().flat_map(|g| &g.remove) {
-            let id = &list[*i].0;
-            match repo.backend().delete(Kind::Snapshot, &id.to_hex()) {
-                Ok(()) => removed += 1,
-                // Another forget removed it meanwhile: it is gone, as asked.
-                Err(e) if e.is_not_found() => removed += 1,
-                Err(e) => failed.push(Failed { id: id.to_hex(), error: e.to_string() }),
-            }
-        }
+        let out = forget::execute(&repo, &plan);
+        removed = out.removed.len();
+        failed = out.failed.into_iter().map(|(id, e)| Failed { id: id.to_hex(), error: e.to_string() }).collect();
     }
 
     for f in &failed {
@@ -234,7 +218,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             .collect();
         output::print_json(&Report { dry_run: a.dry_run, groups, removed, failed, prune: pruned })?;
     } else {
-        print_text(&a, &list, &decisions, removed);
+        print_text(&a, list, decisions, removed);
         if let Some(r) = &pruned {
             super::prune::print_report(r);
         }

@@ -197,7 +197,7 @@ pub fn open_sites(ctx: &Ctx, config: Option<&Path>, with_remote: bool) -> Sites 
     };
     let remote = match (&cfg, with_remote) {
         (Some(Ok(c)), true) => c.remote.as_ref().map(|r| {
-            (r.location.clone(), ctx.open_at(&r.location, Some(&r.password_file)).map_err(|e| format!("{e:#}")))
+            (r.location.to_string(), ctx.open_at(&r.location, Some(&r.password_file)).map_err(|e| format!("{e:#}")))
         }),
         _ => None,
     };

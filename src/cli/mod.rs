@@ -146,8 +146,12 @@ impl Ctx {
 
     /// Opens a repository named in the config: KURA_PASSWORD or --password-file win
     /// over the config's password file.
-    pub fn open_at(&self, location: &str, password_file: Option<&std::path::Path>) -> Result<Arc<Repository>> {
-        let backend = kura::backend::open(location).with_context(|| format!("repository {location}"))?;
+    pub fn open_at(
+        &self,
+        location: &kura::backend::Location,
+        password_file: Option<&std::path::Path>,
+    ) -> Result<Arc<Repository>> {
+        let backend = kura::backend::open_location(location).with_context(|| format!("repository {location}"))?;
         let pass = match (std::env::var("KURA_PASSWORD").is_ok() || self.password_file.is_some(), password_file) {
             (false, Some(f)) => read_password_file(f)?,
             _ => self.passphrase(false)?,

@@ -101,11 +101,11 @@ pub fn open_repo(ctx: &Ctx, config: &Config, from: &str) -> Result<(Arc<Reposito
         _ => &config.repository,
     };
     let location = match (from, ctx.repo_location()) {
-        ("local", Some(r)) => r,
+        ("local", Some(r)) => kura::backend::Location::parse(&r)?,
         _ => spec.location.clone(),
     };
     let repo = ctx.open_at(&location, Some(&spec.password_file))?;
-    Ok((repo, location))
+    Ok((repo, location.to_string()))
 }
 
 /// Only one recovery or drill at a time per state database (the library's rule).

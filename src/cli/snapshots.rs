@@ -30,13 +30,8 @@ struct Row<'a> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let repo = ctx.open()?;
-    let all = repo.snapshots()?;
-    let list: Vec<_> = all
-        .iter()
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.host == h))
-        .filter(|(_, s)| a.tags.iter().all(|t| s.has_tag(t)))
-        .filter(|(_, s)| a.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p.trim_end_matches('/'))))
-        .collect();
+    let filter = kura::repo::snapshot::Filter { host: a.host, tags: a.tags, paths: a.paths, ..Default::default() };
+    let list = filter.select(repo.snapshots()?);
     if ctx.json {
         let rows: Vec<Row> =
             list.iter().map(|(id, s)| Row { id: id.to_hex(), short_id: id.short(), snapshot: s }).collect();

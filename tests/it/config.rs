@@ -188,3 +188,19 @@ fn a_top_level_field_after_a_table_gets_a_hint() {
         .stderr_has("kura.toml:2: error: repository.catch_up: unknown field `catch_up`")
         .stderr_has("is a top-level field: in TOML it must come before the first [table] header");
 }
+
+/// `http://x` is neither a local directory nor S3. `config check` and `backup` parse
+/// a location with the same store function, so both refuse it with the same words
+/// and say what to write instead (before, the config accepted it as remote and
+/// `backup` took it for a directory named `http:`).
+#[test]
+fn an_unsupported_scheme_is_refused_the_same_way_by_config_check_and_backup() {
+    let t = Setup::new();
+    let text = t.good().replace("location = \"repo\"", "location = \"http://x/bucket\"");
+    let expected = "\"http://x/bucket\" is not a repository location: kura has no http:// backend. \
+                    Write a local directory path, or an S3 location such as s3:http://x/bucket";
+    t.check(&text, &[]).code(2).stderr_has("kura.toml:2").stderr_has("repository.location").stderr_has(expected);
+    let out = run(kura_cmd().args(["--repo", "http://x/bucket", "backup", &t.src("a")]).env("KURA_PASSWORD", "secret"));
+    out.code(2).stderr_has(expected);
+    assert!(!t.path().join("http:").exists() && !Path::new("http:").exists(), "no directory named http: was made");
+}

@@ -186,3 +186,27 @@ fn refuses_without_policy_or_with_bad_values() {
     }
     run(bare_kura().arg("--help")).ok().stdout_has("forget");
 }
+
+/// `--path` means the same with or without trailing slashes, in forget as in
+/// `kura snapshots` (one filter rule in the library for both).
+#[test]
+fn path_filter_ignores_trailing_slashes() {
+    let r = TestRepo::new();
+    let (a, b) = (r.base().join("a"), r.base().join("b"));
+    write(&a.join("f"), "alpha\n");
+    write(&b.join("f"), "beta\n");
+    let old = r.backup(&[&a], &[]);
+    write(&a.join("f"), "alpha 2\n");
+    let new = r.backup(&[&a], &[]);
+    let other = r.backup(&[&b], &[]);
+    let slashed = format!("{}//", a.display());
+    let listed: BTreeSet<String> =
+        r.snapshots(&["--path", &slashed]).iter().map(|s| text(s, "id").to_string()).collect();
+    assert_eq!(listed, set(&[&text(&old, "snapshot").into(), &text(&new, "snapshot").into()]));
+
+    let out = r.kura(["--json", "forget", "--keep-last", "1", "--path", &slashed]).ok().json();
+    assert_eq!(num(&out, "removed"), 1, "{out:#}");
+    assert_eq!(ids(&out["groups"][0]["remove"]), [text(&old, "snapshot")]);
+    let left = snapshot_files(&r);
+    assert_eq!(left, set(&[&text(&new, "snapshot").into(), &text(&other, "snapshot").into()]));
+}

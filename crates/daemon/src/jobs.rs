@@ -12,9 +12,10 @@ use crate::error::DaemonError;
 use kura_recovery::config::{Config, Schedule};
 use kura_recovery::error::{Error, Result};
 use kura_recovery::state::jobs::Outcome;
-use kura_store::backend::Kind;
+use kura_store::check::rotation::Rotation;
 use kura_store::progress::Progress;
 use kura_store::repo::keys::read_password_file;
+use kura_store::repo::snapshot::Filter;
 use kura_store::repo::Repository;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,40 +119,9 @@ pub fn resolve(cfg: &Config, target: &str) -> std::result::Result<JobSpec, Daemo
 #[derive(Clone, Debug)]
 pub struct RunRequest {
     pub spec: JobSpec,
-    /// For check: the part of the data to read.
-    pub check_part: Option<CheckPart>,
-}
-
-/// The part of the data a check reads, `part` of `of` (1-based), kept in its run's
-/// detail as `{"part": n, "of": m}`: the next check reads the part after the one of
-/// the last clean check, so a rotation survives restarts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckPart {
-    pub part: u32,
-    pub of: u32,
-}
-
-impl CheckPart {
-    /// The part recorded in a run's detail, if it has one.
-    pub fn of_detail(detail: &serde_json::Value) -> Option<CheckPart> {
-        CheckPart::deserialize(detail).ok()
-    }
-
-    /// The part after the one of the last clean check (`last`), in `of` parts; the
-    /// first part when the last check split the data differently or there was none.
-    pub fn after(last: Option<CheckPart>, of: u32) -> CheckPart {
-        let of = of.max(1);
-        let prev = last.filter(|p| p.of == of).map_or(0, |p| p.part);
-        CheckPart { part: prev % of + 1, of }
-    }
-
-    /// Adds `part` and `of` to a run's detail object.
-    pub fn record(self, detail: &mut serde_json::Value) {
-        if let Some(obj) = detail.as_object_mut() {
-            obj.insert("part".into(), self.part.into());
-            obj.insert("of".into(), self.of.into());
-        }
-    }
+    /// For check: read one of this many parts, the next in the repository's
+    /// rotation (`check::rotation`, shared with `kura check --read-data-subset next/M`).
+    pub check_parts: Option<u32>,
 }
 
 /// Why a scheduled run started, kept in its run's detail: the slot it ran for and
@@ -224,7 +194,7 @@ fn open_repo(cfg: &Config) -> Result<Arc<Repository>> {
 /// Opens a repository of the config (local, or the remote site) with its passphrase file.
 fn open_spec(spec: &kura_recovery::config::RepoSpec) -> Result<Arc<Repository>> {
     let pass = read_password_file(&spec.password_file)?;
-    let backend = kura_store::backend::open(&spec.location)?;
+    let backend = kura_store::backend::open_location(&spec.location)?;
     Ok(Arc::new(Repository::open(backend, &pass)?))
 }
 
@@ -234,7 +204,7 @@ fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
     let src_pass = read_password_file(&cfg.repository.password_file)?;
     let src = open_repo(cfg)?;
     let dst_pass = read_password_file(&remote.password_file)?;
-    let backend = kura_store::backend::open(&remote.location)?;
+    let backend = kura_store::backend::open_location(&remote.location)?;
     let report = kura_store::replicate::execute(
         &src,
         &src_pass,
@@ -287,9 +257,10 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     };
     let repo = open_spec(spec)?;
     let clock: Arc<dyn kura_store::clock::Clock> = Arc::new(kura_store::clock::SystemClock);
+    let location = spec.location.to_string();
     let req = drill::DrillRequest {
         from: &from,
-        location: &spec.location,
+        location: &location,
         sandbox: None,
         keep: false,
         parallel: 2,
@@ -377,18 +348,11 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
     if !policy.is_empty() {
         // Retention applies to the snapshots of configured systems only; snapshots
         // taken by hand (without a `system:` tag of this config) are left alone.
-        let tags: Vec<String> = cfg.systems.iter().map(|s| s.tag()).collect();
-        let list: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| tags.iter().any(|t| s.has_tag(t))).collect();
-        for g in kura_store::forget::apply(&list, &policy)? {
-            for i in g.remove {
-                let id = list[i].0;
-                match repo.backend().delete(Kind::Snapshot, &id.to_hex()) {
-                    Ok(()) => removed += 1,
-                    Err(e) if e.is_not_found() => removed += 1,
-                    Err(e) => failed.push(format!("snapshot {}: {e}", id.short())),
-                }
-            }
-        }
+        let filter = Filter { any_tag: cfg.systems.iter().map(|s| s.tag()).collect(), ..Default::default() };
+        let plan = kura_store::forget::plan(repo.snapshots()?, &filter, &policy)?;
+        let out = kura_store::forget::execute(&repo, &plan);
+        removed = out.removed.len() as u64;
+        failed = out.failed.iter().map(|(id, e)| format!("snapshot {}: {e}", id.short())).collect();
     }
     let report = kura_store::prune::run(&repo, &kura_store::prune::PruneOptions::default(), progress)?;
     Ok(RunOutput {
@@ -402,14 +366,17 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
 
 fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
     let repo = open_repo(cfg)?;
-    let read = match req.check_part {
-        Some(p) => kura_store::check::ReadData::Part(p.part, p.of),
-        None => kura_store::check::ReadData::None,
-    };
+    let rotation = Rotation::for_repository(&repo.config().id);
+    let turn = req.check_parts.map(|m| rotation.next(m)).transpose()?;
+    let part = turn.as_ref().map(|t| t.part);
+    let read = part.map_or(kura_store::check::ReadData::None, |p| p.read_data());
     let lock = kura_store::repo::lock::reader_lock(&repo, "check");
     let res = kura_store::check::run(&repo, read, progress);
     drop(lock);
     let r = res?;
+    if let Some(t) = turn {
+        t.finish(&r)?;
+    }
     let clean = r.is_clean();
     let error = (!clean).then(|| {
         let mut parts: Vec<String> = r.errors.iter().take(5).cloned().collect();
@@ -417,8 +384,9 @@ fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOu
         format!("the repository has errors: {}", parts.join("; "))
     });
     let mut detail = serde_json::to_value(&r).unwrap_or_default();
-    if let Some(p) = req.check_part {
-        p.record(&mut detail);
+    if let Some(p) = part {
+        detail["part"] = p.n.into();
+        detail["of"] = p.of.into();
     }
     Ok(RunOutput {
         outcome: Some(if clean { Outcome::Ok } else { Outcome::Failed }),

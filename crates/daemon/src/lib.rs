@@ -44,9 +44,7 @@ use chrono::Duration;
 pub use api::{default_socket, Reply, Request, Response};
 pub use client::{Client, ClientError, RunAnswer};
 pub use error::DaemonError;
-pub use jobs::{
-    Access, CheckPart, Executor, JobKind, JobProgress, JobSpec, LibraryExecutor, RunOutput, RunRequest, SlotDetail,
-};
+pub use jobs::{Access, Executor, JobKind, JobProgress, JobSpec, LibraryExecutor, RunOutput, RunRequest, SlotDetail};
 pub use serve::serve;
 pub use status::{DaemonInfo, JobStatus, RunState, RunningStatus, Status, SystemStatus};
 

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::daemon::{Active, Daemon};
 use crate::error::{DaemonError, Result};
-use crate::jobs::{Access, CheckPart, JobKind, JobProgress, JobSpec, RunOutput, RunRequest};
+use crate::jobs::{Access, JobKind, JobProgress, JobSpec, RunOutput, RunRequest};
 use kura_recovery::notify::{Event, EventKind};
 use kura_recovery::schedule::Trigger;
 use kura_recovery::state::jobs::{JobRun, Outcome, RunEnd};
@@ -66,7 +66,7 @@ impl Daemon {
     }
 
     async fn run_job(self: &Arc<Self>, mut l: Launch, started: Option<StartedTx>) -> Result<JobRun> {
-        let location = self.config().repository.location.clone();
+        let location = self.config().repository.location.to_string();
         let gate = self.with_book(|b| b.gate(&location));
         // Held until the run ends: shared for most jobs, exclusive for prune.
         let _held = tokio::select! {
@@ -80,13 +80,11 @@ impl Daemon {
         };
         // The config may have been reloaded while waiting.
         let cfg = self.config();
-        let check_part = match (l.spec.kind, &cfg.jobs.check) {
-            (JobKind::Check, Some(c)) => Some(self.next_check_part(c.read_data_subset).await),
+        // The part itself is decided by the executor, from the repository's rotation.
+        let check_parts = match (l.spec.kind, &cfg.jobs.check) {
+            (JobKind::Check, Some(c)) => Some(c.read_data_subset),
             _ => None,
         };
-        if let Some(p) = check_part {
-            p.record(&mut l.detail);
-        }
         let now = self.clock.now();
         let (kind, system) = (l.spec.kind, l.spec.system.clone());
         let trigger = l.trigger;
@@ -108,7 +106,7 @@ impl Daemon {
         }
         tracing::info!(job = %l.spec.key, run = id, trigger = l.trigger.as_str(), "job started");
         let exec = self.executor.clone();
-        let req = RunRequest { spec: l.spec.clone(), check_part };
+        let req = RunRequest { spec: l.spec.clone(), check_parts };
         let cfg2 = cfg.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let _span = tracing::info_span!("job", job = %req.spec.key, run = id).entered();
@@ -159,13 +157,6 @@ impl Daemon {
             o => tracing::info!(job = %l.spec.key, run = id, outcome = o.as_str(), bytes = end.bytes, "job ended"),
         }
         run.ok_or(DaemonError::RunMissing(id))
-    }
-
-    /// The next part for a rotating check: the one after the last clean check's part.
-    async fn next_check_part(&self, of: u32) -> CheckPart {
-        let last = self.db.query(|st| st.last_run_with("check", &[Outcome::Ok])).await;
-        let last = last.map_err(|e| tracing::error!(error = %e, "reading job runs")).ok().flatten();
-        CheckPart::after(last.and_then(|r| r.detail).as_ref().and_then(CheckPart::of_detail), of)
     }
 
     /// Waits until nothing runs, up to `timeout`; then records what still runs as

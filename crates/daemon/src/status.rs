@@ -123,7 +123,7 @@ impl Daemon {
             config: cfg.path.clone(),
             state: self.state_path.clone(),
             socket: self.socket.clone(),
-            repository: cfg.repository.location.clone(),
+            repository: cfg.repository.location.to_string(),
             stopping: self.is_stopping(),
         };
         Ok(build(&cfg, info, facts, seen))

@@ -21,6 +21,7 @@ use kura_recovery::error::Result;
 use kura_recovery::schedule::Trigger;
 use kura_recovery::state::jobs::{JobRun, Outcome, RunFilter};
 use kura_recovery::state::State;
+use kura_store::backend::Location;
 use kura_store::clock::ManualClock;
 use kura_store::types::Priority;
 
@@ -42,7 +43,10 @@ fn system(name: &str, priority: u8, expr: Option<&str>) -> SystemConfig {
 fn config(systems: Vec<SystemConfig>) -> Config {
     Config {
         path: "/etc/kura/kura.toml".into(),
-        repository: RepoSpec { location: "/backup/repo".into(), password_file: "/etc/kura/pass".into() },
+        repository: RepoSpec {
+            location: Location::Local("/backup/repo".into()),
+            password_file: "/etc/kura/pass".into(),
+        },
         remote: None,
         state: None,
         deadlines: [None; 4],
@@ -303,7 +307,15 @@ async fn prune_runs_alone_backups_run_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_once_after_downtime_and_check_rotation() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = TestExec::new(|_| ok_output());
+    // The library executor's check: the store's rotation decides and advances the part.
+    let rotation = kura_store::check::rotation::Rotation::at(dir.path().join("rotation"));
+    let exec = TestExec::new(move |req| {
+        let Some(m) = req.check_parts else { return ok_output() };
+        let turn = rotation.next(m)?;
+        let part = turn.part;
+        turn.finish(&kura_store::check::CheckReport::default())?;
+        Ok(RunOutput { detail: serde_json::json!({"part": part.n, "of": part.of}), ..ok_output()? })
+    });
     let mut cfg = config(vec![system("web", 2, Some("0 0 * * * *"))]);
     cfg.jobs.check = Some(CheckJob { schedule: sched("0 30 * * * *"), read_data_subset: 3 });
     // A previous daemon ran the 09:00 slot, then was killed during a check.
@@ -425,19 +437,6 @@ fn resolve_targets() {
     assert!(e.contains("known jobs are backup:web, check"), "{e}");
     assert_eq!(human_duration(Duration::seconds(3 * 3600 + 125)), "3 h 2 min");
     assert_eq!(human_duration(Duration::seconds(45)), "45 s");
-}
-
-#[test]
-fn check_parts_rotate_and_restart_when_the_split_changes() {
-    let p = |part, of| CheckPart { part, of };
-    assert_eq!(CheckPart::after(None, 3), p(1, 3));
-    assert_eq!(CheckPart::after(Some(p(1, 3)), 3), p(2, 3));
-    assert_eq!(CheckPart::after(Some(p(3, 3)), 3), p(1, 3));
-    assert_eq!(CheckPart::after(Some(p(2, 4)), 3), p(1, 3), "a different split starts over");
-    assert_eq!(CheckPart::after(None, 0), p(1, 1));
-    let detail = serde_json::json!({ "part": 2, "of": 7, "bytes_read": 10 });
-    assert_eq!(CheckPart::of_detail(&detail), Some(p(2, 7)));
-    assert_eq!(CheckPart::of_detail(&serde_json::json!({ "slot": "x" })), None);
 }
 
 /// The reply shapes are untagged on the wire: each must come back as the variant

@@ -93,6 +93,10 @@ pub enum Error {
     #[error("unsafe path in snapshot: {0}")]
     UnsafePath(String),
 
+    /// A repository location that names no backend (`http://x`).
+    #[error(transparent)]
+    Location(#[from] crate::backend::LocationError),
+
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 

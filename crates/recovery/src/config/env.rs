@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::tree::{self, Kind, Node};
-use super::{is_local_location, Config, Problems, RepoSpec};
+use super::{Config, Problems, RepoSpec};
 use crate::plan::problems::{Problem, Severity};
 
 impl Config {
@@ -27,18 +27,20 @@ impl Config {
             });
         };
         let repo = |name: &str, spec: &RepoSpec, push: &mut dyn FnMut(Severity, String, String)| {
-            if is_local_location(&spec.location) && Path::new(&spec.location).is_file() {
-                push(
-                    Severity::Error,
-                    format!("{name}.location"),
-                    format!("{} is a file, not a repository directory", spec.location),
-                );
-            } else if is_local_location(&spec.location) && !Path::new(&spec.location).is_dir() {
-                push(
-                    Severity::Error,
-                    format!("{name}.location"),
-                    format!("no directory at {}: create the repository with `kura init --repo {0}`", spec.location),
-                );
+            if let Some(dir) = spec.location.local_path() {
+                if dir.is_file() {
+                    push(
+                        Severity::Error,
+                        format!("{name}.location"),
+                        format!("{} is a file, not a repository directory", dir.display()),
+                    );
+                } else if !dir.is_dir() {
+                    push(
+                        Severity::Error,
+                        format!("{name}.location"),
+                        format!("no directory at {}: create the repository with `kura init --repo {0}`", dir.display()),
+                    );
+                }
             }
             let pf = &spec.password_file;
             let field = format!("{name}.password_file");

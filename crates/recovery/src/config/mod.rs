@@ -40,7 +40,8 @@ impl Config {
 /// the file holding its passphrase.
 #[derive(Clone, Debug)]
 pub struct RepoSpec {
-    pub location: String,
+    /// Local paths are already resolved against the config file's directory.
+    pub location: kura_store::backend::Location,
     pub password_file: PathBuf,
 }
 
@@ -122,7 +123,7 @@ mod env;
 mod parse;
 pub(crate) mod tree;
 
-pub use parse::{is_local_location, load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
+pub use parse::{load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
 pub use tree::{format_duration, parse_duration};
 
 impl Config {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::Duration;
+use kura_store::backend::Location;
+use kura_store::check::rotation::MAX_PARTS;
 
 use super::tree::{self, At, Diag, Obj};
 use super::*;
@@ -60,11 +62,6 @@ pub(crate) fn base_dir(file: &Path) -> PathBuf {
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     tree::resolve_path(base, p)
-}
-
-/// A repository location that is a local directory (not `s3:` or a URL).
-pub fn is_local_location(loc: &str) -> bool {
-    !(loc.starts_with("s3:") || loc.contains("://"))
 }
 
 fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Config> {
@@ -162,9 +159,17 @@ impl Obj<'_> {
 fn repo_spec(d: &mut Diag, o: &Obj, base: &Path) -> Option<RepoSpec> {
     let location = o.req_str(d, "location", "the repository directory (or s3:... location)");
     let password_file = o.req_str(d, "password_file", "the file holding the repository passphrase");
-    let location = location?.value;
-    let location =
-        if is_local_location(&location) { resolve(base, &location).to_string_lossy().into_owned() } else { location };
+    let location = location?;
+    // The store's one parser decides what a location is; a local path is then
+    // resolved against the config's directory like every other path in it.
+    let location = match Location::parse(&location.value) {
+        Ok(Location::Local(p)) => Location::Local(resolve(base, &p.to_string_lossy())),
+        Ok(other) => other,
+        Err(e) => {
+            d.error(location.line, &location.field, e.to_string());
+            return None;
+        }
+    };
     Some(RepoSpec { location, password_file: resolve(base, &password_file?.value) })
 }
 
@@ -422,12 +427,16 @@ fn jobs(d: &mut Diag, o: &Obj, base: &Path, remote_given: bool) -> Jobs {
         let subset = match c.int(d, "read_data_subset") {
             None => Some(1),
             Some(v) => match u32::try_from(v.value) {
-                Ok(n) if n > 0 => Some(n),
+                // The store's rotation bound: beyond it some parts would hold no pack.
+                Ok(n) if (1..=MAX_PARTS).contains(&n) => Some(n),
                 _ => {
                     d.error(
                         v.line,
                         &v.field,
-                        format!("read_data_subset must be a positive number N (read 1/N per run), not {}", v.value),
+                        format!(
+                            "read_data_subset must be a positive number N, at most {MAX_PARTS} (read 1/N per run), not {}",
+                            v.value
+                        ),
                     );
                     None
                 }

@@ -83,10 +83,10 @@ const HEAD: &str = "[repository]\nlocation = \"/r\"\npassword_file = \"/p\"\n";
 #[test]
 fn a_full_config_reads() {
     let c = parse(GOOD).unwrap();
-    assert_eq!(c.repository.location, "/etc/kura/repo");
+    assert_eq!(c.repository.location.to_string(), "/etc/kura/repo");
     assert_eq!(c.repository.password_file, Path::new("/etc/kura/pass"));
     let remote = c.remote.as_ref().unwrap();
-    assert_eq!(remote.location, "s3:https://s3.example.com/bucket/kura");
+    assert_eq!(remote.location.to_string(), "s3:https://s3.example.com/bucket/kura");
     assert_eq!(remote.password_file, Path::new("/etc/kura/remote.pass"));
     assert_eq!(c.state.as_deref(), Some(Path::new("/etc/kura/state/kura.db")));
     assert_eq!(c.catch_up, CatchUp::Skip);
@@ -209,6 +209,10 @@ fn type_errors_and_missing_fields() {
     has(&ps, 4, "jobs.replicate", "needs a [remote] table");
     has(&ps, 6, "jobs.check.schedule", "missing field `schedule`");
     has(&ps, 7, "jobs.check.read_data_subset", "must be a positive number");
+    // The rotation's bound (shared with `check --read-data-subset next/M`).
+    let ps =
+        problems(&format!("{HEAD}[jobs.replicate]\nschedule = \"0 1 * * *\"\n[jobs.check]\nread_data_subset = 257\n"));
+    has(&ps, 7, "jobs.check.read_data_subset", "at most 256");
 
     let ps = problems(&format!("{HEAD}[notify]\nwebhook = \"ftp://x\"\n[jobs]\nbackup = 1\n"));
     has(&ps, 5, "notify.webhook", "not an http:// or https:// URL");

@@ -36,7 +36,7 @@ use deadline::{Alert, Verdict};
 use hooks::{run_with_retries, HookOutcome, HookRunner};
 use kura_store::clock::Clock;
 use kura_store::progress::Progress;
-use kura_store::repo::snapshot::Snapshot;
+use kura_store::repo::snapshot::{self, Snapshot};
 use kura_store::repo::Repository;
 use kura_store::restore::RestoreOptions;
 use kura_store::types::FileId;
@@ -52,13 +52,7 @@ pub fn choose_snapshot<'a>(
     list.iter().rev().find(|(_, s)| {
         let mine = match source {
             Source::Tag(t) => s.has_tag(t),
-            Source::HostPaths { host, paths } => {
-                let mut a = s.paths.clone();
-                let mut b = paths.clone();
-                a.sort();
-                b.sort();
-                &s.host == host && a == b
-            }
+            Source::HostPaths { host, paths } => &s.host == host && snapshot::same_paths(&s.paths, paths),
         };
         mine && before.is_none_or(|b| s.time < b)
     })

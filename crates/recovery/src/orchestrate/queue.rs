@@ -172,6 +172,9 @@ impl<'a> Queue<'a> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::plan::{Hooks, PlanSystem, Source};

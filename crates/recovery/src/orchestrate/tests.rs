@@ -174,3 +174,27 @@ fn deduplicated_systems_raise_no_alert_and_a_really_slow_one_is_at_risk() {
     }
     assert!(clock.now() < start + Duration::hours(2), "the slow restore still met its deadline");
 }
+
+/// A plan's `paths` name snapshots by the store's path rule: a trailing slash does
+/// not count, and the order of the paths does not matter.
+#[test]
+fn host_paths_choose_snapshots_by_the_store_path_rule() {
+    let snap = |n: u8, secs: i64, paths: &[&str]| {
+        let s: kura_store::repo::snapshot::Snapshot = serde_json::from_value(serde_json::json!({
+            "time": chrono::DateTime::from_timestamp(secs, 0).unwrap(),
+            "host": "h",
+            "paths": paths,
+            "tree": kura_store::types::BlobId([0; 32]),
+            "program_version": "t",
+        }))
+        .unwrap();
+        (kura_store::types::FileId([n; 32]), s)
+    };
+    let list = vec![snap(1, 10, &["/srv/www", "/etc"]), snap(2, 20, &["/srv/www"]), snap(3, 30, &["/other"])];
+    let source =
+        |paths: &[&str]| Source::HostPaths { host: "h".into(), paths: paths.iter().map(|p| p.to_string()).collect() };
+    let chosen = |paths: &[&str]| super::choose_snapshot(&list, &source(paths), None).map(|(id, _)| id.0[0]);
+    assert_eq!(chosen(&["/srv/www/"]), Some(2));
+    assert_eq!(chosen(&["/etc/", "/srv/www//"]), Some(1));
+    assert_eq!(chosen(&["/srv"]), None);
+}

@@ -181,3 +181,81 @@ fn late_notifications_fire_once_per_transition() {
     assert_eq!(t.update("web", false), Some(Transition::BackOnTime));
     assert_eq!(t.update("web", false), None);
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CRONS: [&str; 5] = ["0 */5 * * * *", "0 0 * * * *", "0 15,45 * * * *", "0 30 2 * * *", "0 0 0 1 * *"];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Drives `decide` as the daemon does, with ticks of random length and runs
+        /// that outlast some ticks (the daemon does not ask while the job runs):
+        /// a decided slot is never in the future, never repeats, is the latest due
+        /// one (deferred slots coalesce), catch-up happens at most once and only for
+        /// a job that ran before, skipping only drops slots missed before watching.
+        #[test]
+        fn decisions_follow_the_schedule_rules(
+            expr in 0usize..CRONS.len(),
+            ran_before in prop::option::of(0i64..(3 * 24 * 60)),
+            start_min in 0i64..(24 * 60),
+            skip in any::<bool>(),
+            ticks in prop::collection::vec((1i64..(6 * 60), any::<bool>()), 1..25),
+        ) {
+            let c = cron(CRONS[expr]);
+            let policy = if skip { CatchUp::Skip } else { CatchUp::Once };
+            let start = at(0, 0, 0) + Duration::minutes(start_min);
+            let mut last = ran_before.and_then(|m| latest_slot(&c, start - Duration::minutes(m), &Utc));
+            let mut now = start;
+            let mut catch_ups = 0;
+            let mut busy = false;
+            for (step, runs_long) in ticks {
+                if !busy {
+                    let d = decide(&c, last, start, policy, now, &Utc);
+                    match d {
+                        Decision::Run { slot, trigger, missed } => {
+                            prop_assert!(slot <= now, "a slot in the future");
+                            prop_assert!(last.is_none_or(|l| slot > l), "a slot ran twice");
+                            prop_assert_eq!(latest_slot(&c, slot, &Utc), Some(slot), "not a slot of the schedule");
+                            prop_assert!(next_slot(&c, slot, &Utc).is_none_or(|n| n > now), "an older slot ran, not the latest");
+                            prop_assert!(missed >= 1);
+                            match trigger {
+                                Trigger::CatchUp => {
+                                    catch_ups += 1;
+                                    prop_assert!(ran_before.is_some() && policy == CatchUp::Once);
+                                }
+                                Trigger::Schedule => {
+                                    prop_assert!(slot > start, "a slot missed while down ran as scheduled");
+                                }
+                                Trigger::Manual => prop_assert!(false, "decide never says manual"),
+                            }
+                            last = Some(slot);
+                            busy = runs_long;
+                        }
+                        Decision::Skip { slot, .. } => {
+                            prop_assert_eq!(policy, CatchUp::Skip);
+                            prop_assert!(slot <= start, "only slots missed before watching are skipped");
+                            prop_assert!(last.is_none_or(|l| slot > l));
+                            last = Some(slot);
+                        }
+                        Decision::Wait { next } => {
+                            prop_assert!(next.is_none_or(|n| n > now), "waiting although a slot is due");
+                        }
+                    }
+                    if !matches!(d, Decision::Wait { .. }) {
+                        // One decision covers every slot up to now.
+                        let again = decide(&c, last, start, policy, now, &Utc);
+                        prop_assert!(matches!(again, Decision::Wait { .. }), "{:?}", again);
+                    }
+                } else {
+                    busy = false;
+                }
+                now += Duration::minutes(step);
+            }
+            prop_assert!(catch_ups <= 1, "caught up {} times", catch_ups);
+        }
+    }
+}

@@ -10,11 +10,14 @@
 pub mod contract;
 pub mod fault;
 pub mod local;
+pub mod location;
 pub mod memory;
 pub mod s3;
 
 use std::fmt;
 use std::sync::Arc;
+
+pub use location::{Location, LocationError};
 
 /// The kinds of object in a repository; each maps to a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,19 +177,22 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Opens a repository location: `s3:...` (see `s3::settings`) or a local directory.
+/// Opens a repository location given as text (see [`Location::parse`]).
 pub fn open(location: &str) -> crate::error::Result<Arc<dyn Backend>> {
-    if location.starts_with("s3:") {
-        return Ok(Arc::new(s3::S3Backend::open(location)?));
+    open_location(&Location::parse(location)?)
+}
+
+/// Opens a repository location: S3 (see `s3::settings`) or a local directory.
+pub fn open_location(location: &Location) -> crate::error::Result<Arc<dyn Backend>> {
+    let dir = match location {
+        Location::S3(spec) => return Ok(Arc::new(s3::S3Backend::open(spec)?)),
+        Location::Local(dir) => dir,
+    };
+    if dir.metadata().is_ok_and(|m| !m.is_dir()) {
+        return Err(crate::error::Error::NotADirectory { repo: dir.display().to_string() });
     }
-    if location.is_empty() {
-        return Err(crate::error::Error::invalid("repository location", "it is empty"));
-    }
-    if std::path::Path::new(location).metadata().is_ok_and(|m| !m.is_dir()) {
-        return Err(crate::error::Error::NotADirectory { repo: location.to_string() });
-    }
-    local::warn_if_loose(std::path::Path::new(location));
-    Ok(Arc::new(local::LocalBackend::new(location)))
+    local::warn_if_loose(dir);
+    Ok(Arc::new(local::LocalBackend::new(dir)))
 }
 
 /// A pack's path under `data/`: `<first two digits>/<name>`. A listed name that

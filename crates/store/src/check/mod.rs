@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod rotation;
+
 use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::progress::Progress;

@@ -1,7 +1,8 @@
 //! Retention policies: which snapshots `kura forget` keeps, and why.
 //!
-//! Pure: no I/O and no clock. The same snapshots and policy always give the same
-//! decision, so `forget --dry-run` shows exactly what a real run would do, and the
+//! The policy (`apply`) and the plan (`plan`, `plan_named`) are pure: no I/O and no
+//! clock; `execute` alone deletes, and only what a plan names. The same snapshots
+//! and policy always give the same decision, so `forget --dry-run` shows exactly what a real run would do, and the
 //! caller can compute every group's decision before it deletes anything.
 //!
 //! The rules are restic's (docs/RETENTION.md). Snapshots are grouped (by default by
@@ -28,6 +29,12 @@ use serde::{Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::repo::snapshot::Snapshot;
 use crate::types::FileId;
+
+mod execute;
+mod plan;
+
+pub use execute::{execute, ForgetOutcome};
+pub use plan::{plan, plan_named, ForgetPlan};
 
 /// A calendar bucket of the time-based rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -377,3 +377,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn plan_removes_only_what_the_filter_selects_and_the_policy_drops() {
+    let list = vec![
+        snap(1, at("2026-11-20T08:00:00Z"), "h", &["/x"], &["sys"]),
+        snap(2, at("2026-11-21T08:00:00Z"), "h", &["/x"], &["sys"]),
+        snap(3, at("2026-11-19T08:00:00Z"), "h", &["/x"], &[]),
+    ];
+    let policy = Policy { last: 1, ..Default::default() };
+    let filter = crate::repo::snapshot::Filter { any_tag: vec!["sys".into()], ..Default::default() };
+    let p = plan(list.clone(), &filter, &policy).unwrap();
+    assert_eq!(p.considered.len(), 2);
+    assert_eq!(p.to_remove(), [FileId([1; 32])]);
+    // Without the filter, the untagged one is older still and goes too.
+    let p = plan(list, &Default::default(), &policy).unwrap();
+    assert_eq!(p.to_remove(), [FileId([1; 32]), FileId([3; 32])]);
+}
+
+#[test]
+fn plan_named_keeps_the_named_order_once_each() {
+    let list = series(&["2026-11-20T08:00:00Z", "2026-11-21T08:00:00Z"]);
+    let hex = |n: u8| FileId([n; 32]).to_hex();
+    let p = plan_named(list.clone(), &[hex(2), hex(1)[..10].to_string(), hex(2)]).unwrap();
+    assert_eq!(p.to_remove(), [FileId([2; 32]), FileId([1; 32])]);
+    assert!(p.groups.is_empty());
+    assert!(plan_named(list, &["ff".into()]).is_err());
+}

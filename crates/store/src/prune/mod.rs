@@ -327,4 +327,6 @@ fn delete_marked_now(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -266,4 +266,95 @@ mod tests {
         assert_eq!(idx.packs().count(), 2);
         assert_eq!(idx.iter().count(), 4);
     }
+
+    /// Ids that often share their first 8 bytes, so that both halves of `cmp_ids`
+    /// decide some comparisons.
+    fn id_of(seed: (u8, u8, u8)) -> BlobId {
+        let mut b = [0u8; 32];
+        b[0] = seed.0 % 3;
+        b[7] = seed.1 % 2;
+        b[8] = seed.2;
+        b[31] = seed.1;
+        BlobId(b)
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Add(u8, Vec<((u8, u8, u8), bool, bool)>),
+        Compact,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u8..6, prop::collection::vec((any::<(u8, u8, u8)>(), any::<bool>(), any::<bool>()), 0..12))
+                .prop_map(|(p, b)| Op::Add(p, b)),
+            1 => Just(Op::Compact),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// `add_pack`, `compact` and the lookups agree with a HashMap in which a blob
+        /// keeps its first location.
+        #[test]
+        fn agrees_with_a_hashmap_model(ops in proptest::collection::vec(op(), 1..20), probes in proptest::collection::vec(proptest::prelude::any::<(u8, u8, u8)>(), 8)) {
+            let mut idx = Index::new();
+            let mut model: HashMap<BlobId, Location> = HashMap::new();
+            let mut packs: Vec<(PackId, u64)> = Vec::new();
+            for op in &ops {
+                match op {
+                    Op::Compact => idx.compact(),
+                    Op::Add(n, blobs) => {
+                        let id = PackId([*n; 32]);
+                        let size = 1000 + *n as u64;
+                        let blobs: Vec<IndexBlob> = blobs.iter().enumerate().map(|(i, (seed, tree, compressed))| IndexBlob {
+                            id: id_of(*seed),
+                            blob_type: if *tree { BlobType::Tree } else { BlobType::Data },
+                            offset: i as u32 * 7,
+                            length: 7,
+                            raw_length: seed.2 as u32,
+                            compressed: *compressed,
+                        }).collect();
+                        for b in &blobs {
+                            model.entry(b.id).or_insert(Location {
+                                pack: id,
+                                offset: b.offset,
+                                length: b.length,
+                                raw_length: b.raw_length,
+                                blob_type: b.blob_type,
+                                compressed: b.compressed,
+                            });
+                        }
+                        if !packs.iter().any(|(p, _)| *p == id) {
+                            packs.push((id, size));
+                        }
+                        idx.add_pack(&IndexPack { id, size, blobs });
+                    }
+                }
+                for (id, loc) in &model {
+                    proptest::prop_assert_eq!(idx.get(id), Some(*loc));
+                }
+                for p in &probes {
+                    let id = id_of(*p);
+                    proptest::prop_assert_eq!(idx.get(&id), model.get(&id).copied());
+                    proptest::prop_assert_eq!(idx.contains(&id), model.contains_key(&id));
+                }
+                proptest::prop_assert_eq!(idx.blob_count(), model.len());
+            }
+            proptest::prop_assert_eq!(idx.packs().collect::<Vec<_>>(), packs.clone());
+            let listed: HashMap<BlobId, Location> = idx.iter().collect();
+            proptest::prop_assert_eq!(&listed, &model);
+            idx.compact();
+            for (id, loc) in &model {
+                let pos = idx.position(id).expect("a compacted index has every blob");
+                proptest::prop_assert_eq!(idx.at(pos), (*id, *loc));
+            }
+            let by_pack: Vec<(PackId, u32)> =
+                idx.positions_by_pack().iter().map(|&p| { let l = idx.at(p as usize).1; (l.pack, l.offset) }).collect();
+            let order = |p: &PackId| packs.iter().position(|(x, _)| x == p).unwrap();
+            proptest::prop_assert!(by_pack.windows(2).all(|w| (order(&w[0].0), w[0].1) <= (order(&w[1].0), w[1].1)));
+        }
+    }
 }

@@ -55,6 +55,58 @@ impl Snapshot {
     }
 }
 
+/// Which snapshots a command considers (`--host`, `--tag`, `--path`): the one rule
+/// shared by `snapshots`, `forget` and the daemon's retention, so that a filter means
+/// the same whichever entry point is used. An empty filter matches every snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only snapshots of this host.
+    pub host: Option<String>,
+    /// Every one of these tags must be present.
+    pub tags: Vec<String>,
+    /// At least one of these tags must be present (empty: no condition). The daemon
+    /// uses it to restrict retention to the `system:` tags of its config.
+    pub any_tag: Vec<String>,
+    /// Each of these paths must be one of the snapshot's paths, compared by
+    /// [`same_path`]: `/srv/www/` and `/srv/www` are the same path.
+    pub paths: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        self.host.as_ref().is_none_or(|h| &s.host == h)
+            && self.tags.iter().all(|t| s.has_tag(t))
+            && (self.any_tag.is_empty() || self.any_tag.iter().any(|t| s.has_tag(t)))
+            && self.paths.iter().all(|p| s.paths.iter().any(|sp| same_path(sp, p)))
+    }
+
+    /// The snapshots of `list` that match, in their order.
+    pub fn select(&self, list: Vec<(FileId, Snapshot)>) -> Vec<(FileId, Snapshot)> {
+        list.into_iter().filter(|(_, s)| self.matches(s)).collect()
+    }
+}
+
+/// Whether two path lists name the same directories, in any order, by
+/// [`same_path`]: a plan's `paths = ["/srv/www/"]` finds the snapshot of `/srv/www`.
+pub fn same_paths(a: &[String], b: &[String]) -> bool {
+    let covers = |x: &[String], y: &[String]| x.iter().all(|p| y.iter().any(|q| same_path(p, q)));
+    covers(a, b) && covers(b, a)
+}
+
+/// Whether two snapshot paths name the same directory: trailing slashes do not
+/// count, on either side, and `/` stays the root (it does not become empty).
+pub fn same_path(a: &str, b: &str) -> bool {
+    fn bare(p: &str) -> &str {
+        let t = p.trim_end_matches('/');
+        if t.is_empty() && p.starts_with('/') {
+            "/"
+        } else {
+            t
+        }
+    }
+    bare(a) == bare(b)
+}
+
 /// Picks one snapshot by `latest`, a full id or a unique prefix. `list` must be
 /// sorted by time, oldest first.
 pub fn select<'a>(list: &'a [(FileId, Snapshot)], query: &str) -> Result<&'a (FileId, Snapshot)> {
@@ -106,5 +158,42 @@ mod tests {
         assert!(matches!(select(&list, "ab"), Err(Error::AmbiguousSnapshot { .. })));
         assert!(matches!(select(&list, "cd"), Err(Error::SnapshotNotFound { .. })));
         assert!(matches!(select(&[], "latest"), Err(Error::SnapshotNotFound { .. })));
+    }
+
+    #[test]
+    fn filter_paths_ignore_trailing_slashes_on_both_sides() {
+        let mut s = snap(1);
+        s.paths = vec!["/srv/www/".into(), "/".into()];
+        let by = |p: &str| Filter { paths: vec![p.into()], ..Default::default() }.matches(&s);
+        assert!(by("/srv/www"));
+        assert!(by("/srv/www/"));
+        assert!(by("/srv/www//"));
+        assert!(by("/"));
+        assert!(!by("/srv"));
+        assert!(!by("/srv/ww"));
+    }
+
+    #[test]
+    fn path_lists_compare_as_sets_of_same_paths() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_paths(&v(&["/b/", "/a"]), &v(&["/a", "/b"])));
+        assert!(!same_paths(&v(&["/a"]), &v(&["/a", "/b"])));
+        assert!(!same_paths(&v(&["/a", "/b"]), &v(&["/a"])));
+        assert!(same_paths(&v(&[]), &v(&[])));
+    }
+
+    #[test]
+    fn filter_tags_all_and_any() {
+        let mut s = snap(1);
+        s.tags = vec!["a".into(), "b".into()];
+        let all = |t: &[&str]| Filter { tags: t.iter().map(|x| x.to_string()).collect(), ..Default::default() };
+        assert!(all(&["a", "b"]).matches(&s));
+        assert!(!all(&["a", "c"]).matches(&s));
+        let any = |t: &[&str]| Filter { any_tag: t.iter().map(|x| x.to_string()).collect(), ..Default::default() };
+        assert!(any(&["c", "b"]).matches(&s));
+        assert!(!any(&["c"]).matches(&s));
+        assert!(Filter::default().matches(&s));
+        let host = Filter { host: Some("other".into()), ..Default::default() };
+        assert!(!host.matches(&s));
     }
 }

@@ -181,7 +181,7 @@ pub fn run(
     // Remote repositories wait on the network, not the CPU: more workers keep more
     // range GETs in flight.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let remote = repo.location().starts_with("s3:");
+    let remote = crate::backend::Location::parse(&repo.location()).is_ok_and(|l| !l.is_local());
     let threads = opts.threads.unwrap_or(if remote { (cores * 4).max(8) } else { cores });
     let damage = match write_files(repo, &dirs, &plan, &jobs, &shared, threads, progress) {
         Ok((written, damage)) => {

@@ -1,0 +1,48 @@
+//! What a forget will delete, decided before anything is deleted (pure: no I/O).
+
+use crate::error::Result;
+use crate::repo::snapshot::{self, Filter, Snapshot};
+use crate::types::FileId;
+
+use super::{apply, GroupDecision, Policy};
+
+/// The whole decision of one forget. [`super::execute`] deletes exactly
+/// `to_remove()`; callers print `groups` (indexes into `considered`) as they like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForgetPlan {
+    /// The snapshots the filter let through (all of them when forgetting by id).
+    pub considered: Vec<(FileId, Snapshot)>,
+    /// Per group, what the policy keeps and removes. Empty when forgetting by id.
+    pub groups: Vec<GroupDecision>,
+    /// The snapshots to delete, in deletion order, without duplicates.
+    remove: Vec<FileId>,
+}
+
+impl ForgetPlan {
+    pub fn to_remove(&self) -> &[FileId] {
+        &self.remove
+    }
+}
+
+/// Applies `policy` to the snapshots `filter` selects from `all` (the repository's
+/// whole list). Snapshots the filter leaves out are neither kept nor removed. Every
+/// group is decided here, so a forget never deletes on a partial decision.
+pub fn plan(all: Vec<(FileId, Snapshot)>, filter: &Filter, policy: &Policy) -> Result<ForgetPlan> {
+    let considered = filter.select(all);
+    let groups = apply(&considered, policy)?;
+    let remove = groups.iter().flat_map(|g| &g.remove).map(|&i| considered[i].0).collect();
+    Ok(ForgetPlan { considered, groups, remove })
+}
+
+/// `kura forget ID...`: exactly the named snapshots (full ids or unique prefixes, see
+/// [`snapshot::select`]), each once, in the order named. No policy applies.
+pub fn plan_named(all: Vec<(FileId, Snapshot)>, queries: &[String]) -> Result<ForgetPlan> {
+    let mut remove: Vec<FileId> = Vec::new();
+    for q in queries {
+        let (id, _) = snapshot::select(&all, q)?;
+        if !remove.contains(id) {
+            remove.push(*id);
+        }
+    }
+    Ok(ForgetPlan { considered: all, groups: Vec::new(), remove })
+}
