@@ -9,6 +9,7 @@ use clap::Subcommand;
 use super::incident::local;
 use super::recover::{exclusive, finish_run, load_plan, open_repo, print_table, Loaded, PlanArgs};
 use super::{output, Ctx};
+use kura::orchestrate::deadline::Verdict;
 use kura::orchestrate::drill::{self, DrillRequest};
 use kura::state::recovery::RunKind;
 
@@ -61,8 +62,8 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
                 println!("{:>4}  {:<17} {:<8} {:<24} result", "id", "started", "status", "plan");
                 for r in &runs {
                     let systems = state.run_systems(r.id)?;
-                    let met = systems.iter().filter(|s| s.verdict.as_deref() == Some("met")).count();
-                    let missed = systems.iter().filter(|s| s.verdict.as_deref() == Some("missed")).count();
+                    let met = systems.iter().filter(|s| s.verdict == Some(Verdict::Met)).count();
+                    let missed = systems.iter().filter(|s| s.verdict == Some(Verdict::Missed)).count();
                     println!(
                         "{:>4}  {:<17} {:<8} {:<24} {} systems, {met} deadlines met, {missed} missed",
                         r.id,

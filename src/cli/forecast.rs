@@ -188,7 +188,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
 /// Seconds outside the restore (hooks) in the last successful drill of a system.
 fn last_overhead(state: &kura::state::State, name: &str) -> Result<f64> {
     for run in state.recovery_runs(Some(kura::state::recovery::RunKind::Drill), None)?.iter().rev() {
-        if let Some(s) = state.run_systems(run.id)?.into_iter().find(|s| s.name == name && s.state.as_str() == "done") {
+        if let Some(s) = state
+            .run_systems(run.id)?
+            .into_iter()
+            .find(|s| s.name == name && s.state == kura::orchestrate::queue::Phase::Done)
+        {
             if let (Some(a), Some(b), Some(ms)) = (s.started_at, s.ended_at, s.restore_ms) {
                 return Ok(((b - a).num_milliseconds() as f64 - ms as f64).max(0.0) / 1000.0);
             }

@@ -14,12 +14,12 @@ use super::incident::local;
 use super::{output, Ctx};
 use kura::config::Config;
 use kura::incident::{human_secs, Event};
-use kura::orchestrate::deadline::Alert;
+use kura::orchestrate::deadline::{Alert, Verdict};
 use kura::orchestrate::queue::Phase;
 use kura::orchestrate::{self, Engine, Observer};
 use kura::plan::Plan;
 use kura::repo::Repository;
-use kura::state::recovery::{RunKind, RunOptions, RunRecord, SystemRecord};
+use kura::state::recovery::{RunKind, RunOptions, RunRecord, RunStatus, SystemRecord};
 use kura::state::State;
 
 #[derive(clap::Args)]
@@ -131,14 +131,14 @@ impl Observer for Printer {
         if self.json {
             return;
         }
-        let verdict = match (r.verdict.as_deref(), r.margin_secs) {
-            (Some("met"), Some(m)) => format!(", deadline met ({} to spare)", human_secs(m)),
-            (Some("missed"), Some(m)) => format!(", deadline MISSED by {}", human_secs(-m)),
-            (Some("no-deadline"), _) => ", no deadline".to_string(),
+        let verdict = match (r.verdict, r.margin_secs) {
+            (Some(Verdict::Met), Some(m)) => format!(", deadline met ({} to spare)", human_secs(m)),
+            (Some(Verdict::Missed), Some(m)) => format!(", deadline MISSED by {}", human_secs(-m)),
+            (Some(Verdict::NoDeadline), _) => ", no deadline".to_string(),
             _ => String::new(),
         };
         let err = r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
-        println!("{}  {}: {}{verdict}{err}", local(Utc::now()), r.name, r.state.as_str());
+        println!("{}  {}: {}{verdict}{err}", local(Utc::now()), r.name, r.state);
     }
     fn alert(&self, system: &str, alert: Alert, detail: &str) {
         let level = match alert {
@@ -159,13 +159,13 @@ impl Observer for Printer {
     }
 }
 
-fn phase_text(p: Phase) -> &'static str {
+fn phase_text(p: Phase) -> String {
     match p {
-        Phase::Pre => "running pre hooks",
-        Phase::Restoring => "restoring",
-        Phase::Verifying => "running verify hooks",
-        Phase::Post => "running post hooks",
-        other => other.as_str(),
+        Phase::Pre => "running pre hooks".into(),
+        Phase::Restoring => "restoring".into(),
+        Phase::Verifying => "running verify hooks".into(),
+        Phase::Post => "running post hooks".into(),
+        other => other.to_string(),
     }
 }
 
@@ -285,7 +285,7 @@ pub fn finish_run(
             outcome.run, outcome.status, outcome.done, outcome.failed, outcome.skipped, outcome.missed
         );
     }
-    Ok(if outcome.status == "done" && outcome.missed == 0 {
+    Ok(if outcome.status == RunStatus::Done && outcome.missed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_PARTIAL)
@@ -333,7 +333,7 @@ fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode
     } else {
         println!(
             "{} run {} ({}), plan {}, clock started {}",
-            run.kind.as_str(),
+            run.kind,
             run.id,
             run.status,
             run.plan_name,
@@ -358,12 +358,12 @@ pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>
                     output::bytes(s.bytes_total)
                 )
             }
-            p => phase_text(p).to_string(),
+            p => phase_text(p),
         };
         let deadline = s.deadline_secs.map(human_secs).unwrap_or_else(|| "none".into());
-        let left = match (s.state.is_terminal(), s.deadline_secs, s.verdict.as_deref(), s.margin_secs) {
-            (true, _, Some("met"), Some(m)) => format!("met, {} spare", human_secs(m)),
-            (true, _, Some("missed"), Some(m)) => format!("MISSED by {}", human_secs(-m)),
+        let left = match (s.state.is_terminal(), s.deadline_secs, s.verdict, s.margin_secs) {
+            (true, _, Some(Verdict::Met), Some(m)) => format!("met, {} spare", human_secs(m)),
+            (true, _, Some(Verdict::Missed), Some(m)) => format!("MISSED by {}", human_secs(-m)),
             (true, _, _, _) => "-".to_string(),
             (false, Some(d), _, _) => {
                 let left = (run.clock_start + chrono::Duration::seconds(d) - now).num_seconds();

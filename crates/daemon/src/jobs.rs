@@ -265,7 +265,7 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     let out = orchestrate::execute(&mut state, &engine, &plan, started.run);
     started.clean_up();
     let out = out?;
-    let ok = out.status == "done" && out.missed == 0;
+    let ok = out.status == kura_recovery::state::recovery::RunStatus::Done && out.missed == 0;
     Ok(RunOutput {
         outcome: Some(if ok { Outcome::Ok } else { Outcome::Partial }),
         bytes: None,

@@ -30,10 +30,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::incident::Event;
 use crate::plan::{Hook, Plan, PlanSystem, Source};
-use crate::state::recovery::{NewSystem, RunKind, RunOptions, SystemRecord};
+use crate::state::recovery::{NewSystem, RunKind, RunOptions, RunStatus, SystemRecord, VerifyRecord};
 use crate::state::State;
 use deadline::{Alert, Verdict};
-use hooks::{run_with_retries, HookOutcome, HookRunner};
+use hooks::{run_with_retries, HookOutcome, HookRunner, HookStage};
 use kura_store::clock::Clock;
 use kura_store::progress::Progress;
 use kura_store::repo::snapshot::Snapshot;
@@ -141,7 +141,7 @@ pub struct Engine {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunOutcome {
     pub run: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub done: u32,
     pub failed: u32,
     pub skipped: u32,
@@ -156,7 +156,7 @@ enum Msg {
         bytes: u64,
         files: u64,
         ms: u64,
-        verify: serde_json::Value,
+        verify: VerifyRecord,
         ack: Sender<()>,
     },
     /// The restore planned its work: bytes it will write (the pace's total), and when.
@@ -256,17 +256,17 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
     let count = |p: Phase| records.iter().filter(|r| r.state == p).count() as u32;
     let out = RunOutcome {
         run: run_id,
-        status: if count(Phase::Done) as usize == records.len() { "done".into() } else { "failed".into() },
+        status: if count(Phase::Done) as usize == records.len() { RunStatus::Done } else { RunStatus::Failed },
         done: count(Phase::Done),
         failed: count(Phase::Failed),
         skipped: count(Phase::Skipped),
-        missed: records.iter().filter(|r| r.verdict.as_deref() == Some("missed")).count() as u32,
+        missed: records.iter().filter(|r| r.verdict == Some(Verdict::Missed)).count() as u32,
     };
-    state.finish_recovery_run(run_id, &out.status, engine.clock.now())?;
+    state.finish_recovery_run(run_id, out.status, engine.clock.now())?;
     if let Some(inc) = run.incident {
         let ev = Event::RecoveryFinished {
             run: run_id,
-            status: out.status.clone(),
+            status: out.status.to_string(),
             done: out.done,
             failed: out.failed,
             skipped: out.skipped,
@@ -328,18 +328,13 @@ fn handle(
             } else {
                 (None, None)
             };
-            let vstr = verdict.map(|v| match v {
-                Verdict::Met => "met",
-                Verdict::Missed => "missed",
-                Verdict::NoDeadline => "no-deadline",
-            });
             let phase = if ok { Phase::Done } else { Phase::Failed };
             state.finish_system(
                 run.id,
                 &sys.name,
                 phase,
                 now,
-                vstr,
+                verdict,
                 margin,
                 result.as_ref().err().map(|s| s.as_str()),
             )?;
@@ -379,16 +374,16 @@ fn record_finished(
             run: run.id,
             system: rec.name.clone(),
             priority: rec.priority,
-            state: rec.state.as_str().into(),
+            state: rec.state.to_string(),
             snapshot: rec.snapshot.clone(),
             deadline_secs: rec.deadline_secs,
             achieved_secs: rec
                 .ended_at
                 .filter(|_| rec.state == Phase::Done)
                 .map(|e| (e - run.clock_start).num_seconds()),
-            met: match rec.verdict.as_deref() {
-                Some("met") => Some(true),
-                Some("missed") => Some(false),
+            met: match rec.verdict {
+                Some(Verdict::Met) => Some(true),
+                Some(Verdict::Missed) => Some(false),
                 _ => None,
             },
             margin_secs: rec.margin_secs,
@@ -417,13 +412,9 @@ fn check_deadlines(
             .get(&i)
             .and_then(|l| l.restore.and_then(|(began, total)| deadline::projected(l.done, total, now - began)));
         let Some(alert) = deadline::alert(now, run.clock_start, sys.deadline, remaining) else { continue };
-        let level = match alert {
-            Alert::AtRisk => "at-risk",
-            Alert::Breach => "breach",
-        };
         // Read only when an alert is due: the common tick touches no row.
         let prev = state.run_system(run.id, &sys.name)?.alert;
-        if prev.as_deref() == Some(level) || (prev.as_deref() == Some("breach") && alert == Alert::AtRisk) {
+        if prev == Some(alert) || (prev == Some(Alert::Breach) && alert == Alert::AtRisk) {
             continue;
         }
         let due = run.clock_start + sys.deadline.unwrap_or_default();
@@ -433,10 +424,10 @@ fn check_deadlines(
                 format!("at the current pace it will be back after its deadline {}", due.format("%Y-%m-%d %H:%M UTC"))
             }
         };
-        state.set_alert(run.id, &sys.name, level)?;
+        state.set_alert(run.id, &sys.name, alert)?;
         engine.observer.alert(&sys.name, alert, &detail);
         if let Some(inc) = run.incident {
-            let ev = Event::DeadlineAlert { run: run.id, system: sys.name.clone(), level: level.into(), detail };
+            let ev = Event::DeadlineAlert { run: run.id, system: sys.name.clone(), level: alert.to_string(), detail };
             state.append_event(inc, now, &ev)?;
         }
     }
@@ -546,7 +537,7 @@ struct SystemJob<'a> {
 }
 
 impl SystemJob<'_> {
-    fn env(&self, phase: &str) -> Vec<(String, String)> {
+    fn env(&self, stage: HookStage) -> Vec<(String, String)> {
         let mut env = vec![
             ("KURA_SYSTEM".to_string(), self.sys.name.clone()),
             ("KURA_PRIORITY".to_string(), self.sys.priority.to_string()),
@@ -554,7 +545,7 @@ impl SystemJob<'_> {
             ("KURA_SNAPSHOT".to_string(), self.rec.snapshot.clone().unwrap_or_default()),
             ("KURA_DRILL".to_string(), if self.drill { "1" } else { "0" }.to_string()),
             ("KURA_RUN".to_string(), self.run_id.to_string()),
-            ("KURA_PHASE".to_string(), phase.to_string()),
+            ("KURA_PHASE".to_string(), stage.to_string()),
         ];
         if let Some(inc) = self.incident {
             env.push(("KURA_INCIDENT".to_string(), inc.to_string()));
@@ -566,14 +557,14 @@ impl SystemJob<'_> {
     fn hooks_stage(
         &self,
         w: &Worker,
-        stage: &str,
+        stage: HookStage,
         list: &[Hook],
         done: &mut Vec<HookOutcome>,
     ) -> std::result::Result<(), String> {
         for hook in list {
             if self.drill && !hook.drill {
                 done.push(HookOutcome {
-                    stage: stage.into(),
+                    stage,
                     command: hook.command.clone(),
                     ok: true,
                     attempts: 0,
@@ -612,8 +603,8 @@ impl SystemJob<'_> {
     fn run(&self, w: &Worker, from: Phase) -> std::result::Result<(), String> {
         let mut done: Vec<HookOutcome> = self.rec.hooks.clone();
         if from <= Phase::Pre {
-            done.retain(|h| h.stage != "pre");
-            self.hooks_stage(w, "pre", &self.sys.hooks.pre, &mut done)?;
+            done.retain(|h| h.stage != HookStage::Pre);
+            self.hooks_stage(w, HookStage::Pre, &self.sys.hooks.pre, &mut done)?;
             w.phase(Phase::Restoring)?;
         }
         if from <= Phase::Restoring {
@@ -621,12 +612,12 @@ impl SystemJob<'_> {
             w.phase(Phase::Verifying)?;
         }
         if from <= Phase::Verifying {
-            done.retain(|h| h.stage == "pre");
-            self.hooks_stage(w, "verify", &self.sys.hooks.verify, &mut done)?;
+            done.retain(|h| h.stage == HookStage::Pre);
+            self.hooks_stage(w, HookStage::Verify, &self.sys.hooks.verify, &mut done)?;
             w.phase(Phase::Post)?;
         }
-        done.retain(|h| h.stage != "post");
-        self.hooks_stage(w, "post", &self.sys.hooks.post, &mut done)?;
+        done.retain(|h| h.stage != HookStage::Post);
+        self.hooks_stage(w, HookStage::Post, &self.sys.hooks.post, &mut done)?;
         Ok(())
     }
 
@@ -643,11 +634,11 @@ impl SystemJob<'_> {
             kura_store::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(|e| format!("restore: {e}"))?;
         let ms = started.elapsed().as_millis() as u64;
         let failures = sum.verify_failures.len();
-        let verify = serde_json::json!({
-            "ok": failures == 0,
-            "files_verified": sum.files_verified,
-            "failures": sum.verify_failures.iter().take(20).collect::<Vec<_>>(),
-        });
+        let verify = VerifyRecord {
+            ok: failures == 0,
+            files_verified: sum.files_verified,
+            failures: sum.verify_failures.iter().take(20).cloned().collect(),
+        };
         let i = w.i;
         let bytes = sum.bytes_written;
         let files = sum.files_restored + sum.files_skipped;

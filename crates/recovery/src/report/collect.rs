@@ -38,18 +38,21 @@ fn row(r: &SystemRecord) -> SystemRow {
     row.files = (r.files > 0).then_some(r.files);
     row.error = r.error.clone();
     row.verification = match &r.verify {
-        Some(v) if v["ok"] == true => Verification {
+        Some(v) if v.ok => Verification {
             result: VerifyResult::Ok,
-            detail: Some(format!("{} files match the snapshot's hashes", v["files_verified"])),
+            detail: Some(format!("{} files match the snapshot's hashes", v.files_verified)),
         },
-        Some(v) => Verification { result: VerifyResult::Failed, detail: Some(v["failures"].to_string()) },
+        Some(v) => Verification {
+            result: VerifyResult::Failed,
+            detail: Some(serde_json::to_string(&v.failures).expect("strings serialize")),
+        },
         None => Verification::default(),
     };
     row.hooks = r
         .hooks
         .iter()
         .map(|h| HookOutcome {
-            phase: h.stage.clone(),
+            phase: h.stage,
             command: h.command.clone(),
             result: if h.skipped {
                 HookResult::Skipped
@@ -71,7 +74,7 @@ fn run_facts(r: &RunRecord) -> RunFacts {
     RunFacts {
         started_at: r.started_at,
         ended_at: r.ended_at,
-        status: r.status.clone(),
+        status: r.status,
         from: Some(r.options.from.clone()),
         parallel: Some(r.options.parallel as u32),
         sandbox: r.options.sandbox.clone(),
@@ -159,8 +162,8 @@ fn drill_timeline(run: &RunRecord, systems: &[SystemRecord]) -> Vec<TimelineEntr
     let mut t = vec![entry(run.started_at, "drill-started", format!("drill started with plan {}", run.plan_name))];
     for s in systems {
         if let Some(at) = s.ended_at {
-            let verdict = s.verdict.as_deref().map(|v| format!(", deadline {v}")).unwrap_or_default();
-            t.push(entry(at, "system-finished", format!("{} {}{verdict}", s.name, s.state.as_str())));
+            let verdict = s.verdict.map(|v| format!(", deadline {v}")).unwrap_or_default();
+            t.push(entry(at, "system-finished", format!("{} {}{verdict}", s.name, s.state)));
         }
     }
     if let Some(at) = run.ended_at {

@@ -687,7 +687,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
     }
     if let Some(r) = &f.run {
         out.push_str("<section id=\"run\"><h2>Run</h2><dl class=\"fields\">");
-        field(&mut out, "Status", &r.status);
+        field(&mut out, "Status", &r.status.to_string());
         field(&mut out, "Started", &time(r.started_at));
         field(&mut out, "Ended", &opt_time(r.ended_at));
         field(&mut out, "Restored from", r.from.as_deref().unwrap_or(""));

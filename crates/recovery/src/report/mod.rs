@@ -27,8 +27,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::orchestrate::hooks::HookStage;
+pub use crate::state::recovery::RunStatus;
 use kura_store::types::Priority;
 
+pub use crate::orchestrate::deadline::Verdict;
 pub use compute::{deadline_verdict, overall_summary, tier_summary, trend};
 pub use text::{human_secs, margin_text};
 
@@ -130,8 +133,7 @@ pub struct RunFacts {
     pub started_at: DateTime<Utc>,
     #[serde(default)]
     pub ended_at: Option<DateTime<Utc>>,
-    /// running | done | failed | halted (as stored).
-    pub status: String,
+    pub status: RunStatus,
     /// Where the snapshots came from: local | remote.
     #[serde(default)]
     pub from: Option<String>,
@@ -276,33 +278,6 @@ impl std::str::FromStr for SystemState {
     }
 }
 
-/// Whether a system met its deadline.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Restored (or, predicted: would be restored) within its deadline.
-    Met,
-    /// Restored too late, not restored (failed or skipped), or still down past its deadline.
-    Missed,
-    /// Still in progress and its deadline has not passed yet.
-    Pending,
-    /// No deadline (priority 0, or none configured).
-    #[default]
-    #[serde(rename = "none")]
-    NoDeadline,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Met => "met",
-            Verdict::Missed => "missed",
-            Verdict::Pending => "pending",
-            Verdict::NoDeadline => "none",
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerifyResult {
@@ -355,8 +330,7 @@ impl HookResult {
 /// The outcome of one hook of a system.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HookOutcome {
-    /// pre | verify | post
-    pub phase: String,
+    pub phase: HookStage,
     pub command: String,
     pub result: HookResult,
     /// How many times it ran (verify hooks retry).
