@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::recover::{load_plan, open_repo, Loaded, PlanArgs};
 use super::{output, Ctx};
-use kura::incident::human_secs;
+use kura::human::human_secs;
 use kura::orchestrate::forecast::{self, SystemInput, ThroughputSource};
 use kura::orchestrate::{choose_snapshot, target_for};
 use kura::plan::Source;

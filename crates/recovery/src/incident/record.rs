@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::{human_secs, Entry, Incident};
+use super::{Entry, Incident};
+use crate::human::human_secs;
 use crate::orchestrate::deadline::Verdict;
 use crate::orchestrate::queue::Phase;
 use crate::state::recovery::{RunRecord, SystemRecord};
