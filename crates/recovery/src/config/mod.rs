@@ -119,9 +119,11 @@ pub struct Notify {
 }
 
 mod env;
+mod error;
 mod parse;
 pub(crate) mod tree;
 
+pub use error::{DurationError, RangeError, ScheduleError};
 pub use parse::{is_local_location, load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
 pub use tree::{format_duration, parse_duration};
 
