@@ -129,8 +129,8 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
 fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let Loaded { config, plan } = load_plan(&a.common)?;
     let mut state = ctx.state()?;
-    let _lock = exclusive(&state)?;
-    let from = drill::source(&state, &plan, a.common.from.as_deref(), config.remote.is_some())?;
+    let lock = exclusive(&state)?;
+    let from = drill::source(&state, &lock, &plan, a.common.from.as_deref(), config.remote.is_some())?;
     let (repo, location) = open_repo(ctx, &config, &from)?;
     let req = DrillRequest {
         from: &from,
@@ -140,7 +140,7 @@ fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
         parallel: a.common.parallel,
         config: Some(config.path.display().to_string()),
     };
-    let started = drill::start_or_resume(&mut state, &repo, &plan, req, ctx.now())?;
+    let started = drill::start_or_resume(&mut state, &lock, &repo, &plan, req, ctx.now())?;
     if !ctx.json {
         let verb = if started.resumed { "resuming drill" } else { "drill" };
         println!(

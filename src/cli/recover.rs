@@ -14,13 +14,12 @@ use super::incident::local;
 use super::{output, Ctx};
 use kura::config::Config;
 use kura::human::human_secs;
-use kura::incident::Event;
 use kura::orchestrate::deadline::{Alert, Verdict};
 use kura::orchestrate::queue::Phase;
-use kura::orchestrate::{self, Engine, Observer};
+use kura::orchestrate::{self, gate, Engine, Observer};
 use kura::plan::Plan;
 use kura::repo::Repository;
-use kura::state::recovery::{RunKind, RunOptions, RunRecord, RunStatus, SystemRecord};
+use kura::state::recovery::{RunKind, RunRecord, RunStatus, SystemRecord};
 use kura::state::State;
 
 #[derive(clap::Args)]
@@ -177,75 +176,35 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let id = a.incident.expect("clap requires --incident");
     let Loaded { config, plan } = load_plan(&a.common)?;
     let mut state = ctx.state()?;
-    let _lock = exclusive(&state)?;
-    let incident = state.incident(id)?;
-    if incident.status == kura::incident::Status::Closed {
-        bail!("incident {id} is closed; open a new incident for a new recovery");
-    }
+    let lock = exclusive(&state)?;
+    let incident = gate::admit(&state, &lock, id)?;
     let from = a.common.from.clone().unwrap_or_else(|| "local".into());
     let (repo, location) = open_repo(ctx, &config, &from)?;
     // The timeline entries of this run are keyed with the repository's chain key.
     state.set_chain_key(repo.key());
-    let plan_path = plan.path.display().to_string();
-    let run_id = match state.unfinished_recovery_run(RunKind::Recovery, Some(id), &plan_path)? {
-        Some(r) => {
-            if !ctx.json {
-                println!(
-                    "resuming recovery run {} (started {}): finished systems are not redone",
-                    r.id,
-                    local(r.started_at)
-                );
-            }
-            r.id
-        }
-        None => {
-            let now = ctx.now();
-            if incident.cause_resolved_at.is_none() {
-                if !a.force {
-                    bail!(
-                        "incident {id}: its cause is not resolved yet, so recovery is refused: systems restored now \
-                         could be compromised again by the same cause.\nFix the cause, then run \
-                         `kura incident resolve-cause {id} --note \"what was done\"`.\nTo restore anyway, add \
-                         --force --reason \"why\" (the override is recorded on the incident's timeline)."
-                    );
-                }
-                let reason = a.reason.clone().unwrap_or_default();
-                if reason.trim().is_empty() {
-                    bail!("--force needs a non-empty --reason");
-                }
-                state.append_event(id, now, &Event::GateOverridden { reason, plan: plan_path.clone() })?;
-            }
-            let options = RunOptions {
-                from: from.clone(),
-                repository: location,
-                parallel: a.common.parallel.max(1),
-                forced_reason: a.force.then(|| a.reason.clone().unwrap_or_default()),
-                compromised_since: incident.fields.compromised_since,
-                config: Some(config.path.display().to_string()),
-                ..Default::default()
-            };
-            let clock_start = incident.clock_start();
-            let run_id = orchestrate::prepare(
-                &mut state,
-                &repo,
-                &plan,
-                RunKind::Recovery,
-                Some(id),
-                clock_start,
-                now,
-                &options,
-            )?;
-            state.append_event(id, now, &Event::RecoveryStarted { run: run_id, plan: plan_path.clone() })?;
-            if !ctx.json {
-                println!(
-                    "recovery run {run_id} for incident {id}: {} systems, clock started {}",
-                    plan.systems.len(),
-                    local(clock_start)
-                );
-            }
-            run_id
-        }
+    let req = gate::RecoveryRequest {
+        incident: id,
+        from,
+        location,
+        parallel: a.common.parallel,
+        force: a.force,
+        reason: a.reason.clone(),
+        config: Some(config.path.display().to_string()),
     };
+    let started = gate::start_recovery(&mut state, &lock, &repo, &plan, &incident, req, ctx.now())?;
+    let run_id = started.run;
+    if !ctx.json {
+        match started.resumed_from {
+            Some(at) => {
+                println!("resuming recovery run {run_id} (started {}): finished systems are not redone", local(at))
+            }
+            None => println!(
+                "recovery run {run_id} for incident {id}: {} systems, clock started {}",
+                plan.systems.len(),
+                local(started.clock_start)
+            ),
+        }
+    }
     let code = finish_run(ctx, &mut state, &repo, &plan, &config, run_id);
     super::incident::anchor_after_write(&repo, &state, id, Utc::now());
     code

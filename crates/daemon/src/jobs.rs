@@ -232,8 +232,8 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     let mut state = kura_recovery::state::State::open(state_path)?;
     // The same rules as `kura drill run`: one run at a time per state database, a
     // resumed drill keeps the site and the sandbox choice it was started with.
-    let _lock = orchestrate::runlock::RunLock::acquire(state_path)?;
-    let from = drill::source(&state, &plan, None, cfg.remote.is_some())?;
+    let lock = orchestrate::runlock::RunLock::acquire(state_path)?;
+    let from = drill::source(&state, &lock, &plan, None, cfg.remote.is_some())?;
     let spec = match (from.as_str(), &cfg.remote) {
         ("remote", Some(r)) => r,
         ("remote", None) => {
@@ -254,7 +254,7 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
         parallel: 2,
         config: Some(cfg.path.display().to_string()),
     };
-    let started = drill::start_or_resume(&mut state, &repo, &plan, req, clock.now())?;
+    let started = drill::start_or_resume(&mut state, &lock, &repo, &plan, req, clock.now())?;
     let engine = Engine {
         repo,
         clock,

@@ -16,6 +16,10 @@ pub enum Error {
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 
+    /// A recovery refused at the gate (the message says why and what to do).
+    #[error(transparent)]
+    Gate(#[from] crate::orchestrate::gate::GateError),
+
     /// Another process holds what this operation needs; the message says which.
     #[error("{0}")]
     Busy(String),

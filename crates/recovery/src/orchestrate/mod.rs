@@ -12,9 +12,12 @@
 pub mod deadline;
 pub mod drill;
 pub mod forecast;
+pub mod gate;
 pub mod hooks;
 pub mod queue;
 pub mod runlock;
+#[cfg(test)]
+mod start_tests;
 #[cfg(test)]
 mod tests;
 
