@@ -324,7 +324,7 @@ fn handle(
                 now,
                 verdict,
                 margin,
-                result.as_ref().err().map(|s| s.as_str()),
+                result.as_ref().err().map(|e| e.to_string()).as_deref(),
             )?;
             record_finished(state, engine, run, &sys.name)?;
             for (j, reason) in queue.finish(i, ok) {

@@ -5,6 +5,40 @@
 
 use super::*;
 
+/// Why a system failed. Its text is what the run records as the system's error
+/// (and the timeline shows), so the wording is part of the record.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemFailure {
+    #[error("the engine stopped")]
+    EngineStopped,
+    #[error("the engine stopped before recording the change")]
+    NotRecorded,
+    #[error("{stage} hook `{command}` failed ({why}, {attempts} attempt{}){}",
+        if *.attempts == 1 { "" } else { "s" },
+        if .output.is_empty() { String::new() } else { format!(": {}", .output) })]
+    Hook { stage: HookStage, command: String, why: String, attempts: u32, output: String },
+    #[error("no snapshot was chosen for this system")]
+    NoSnapshot,
+    #[error("no target recorded")]
+    NoTarget,
+    /// The store's error is part of the message, deliberately not a `#[source]`.
+    #[error("snapshot {snapshot}: {cause}")]
+    Snapshot { snapshot: String, cause: kura_store::Error },
+    #[error("restore: {0}")]
+    Restore(kura_store::Error),
+    #[error(
+        "restore: {count} file(s) not restored, their data is damaged in the repository, e.g. {path} \
+         (blob {blob} in pack {pack}: {reason})"
+    )]
+    Damaged { count: usize, path: String, blob: String, pack: String, reason: String },
+    #[error("{count} restored file(s) do not match the snapshot, e.g. {first}")]
+    Mismatch { count: usize, first: String },
+    #[error("internal error (panic): {0}")]
+    Panic(String),
+}
+
+type Outcome = std::result::Result<(), SystemFailure>;
+
 /// What a worker tells the engine thread. Messages carrying an `ack` are state
 /// changes: the worker waits until the engine has committed them.
 pub(super) enum Msg {
@@ -21,7 +55,7 @@ pub(super) enum Msg {
     /// The restore planned its work: bytes it will write (the pace's total), and when.
     Total(usize, u64, DateTime<Utc>),
     Progress(usize, u64),
-    Finished(usize, std::result::Result<(), String>),
+    Finished(usize, Outcome),
 }
 
 /// Sends restore progress to the engine thread.
@@ -50,16 +84,16 @@ struct Worker {
 
 impl Worker {
     /// Sends a state change and waits until the engine has committed it.
-    fn commit(&self, make: impl FnOnce(Sender<()>) -> Msg) -> std::result::Result<(), String> {
+    fn commit(&self, make: impl FnOnce(Sender<()>) -> Msg) -> Outcome {
         let (ack_tx, ack_rx): (Sender<()>, Receiver<()>) = bounded(1);
-        self.tx.send(make(ack_tx)).map_err(|_| "the engine stopped".to_string())?;
-        ack_rx.recv().map_err(|_| "the engine stopped before recording the change".to_string())
+        self.tx.send(make(ack_tx)).map_err(|_| SystemFailure::EngineStopped)?;
+        ack_rx.recv().map_err(|_| SystemFailure::NotRecorded)
     }
-    fn phase(&self, p: Phase) -> std::result::Result<(), String> {
+    fn phase(&self, p: Phase) -> Outcome {
         let i = self.i;
         self.commit(|ack| Msg::Phase(i, p, ack))
     }
-    fn hooks(&self, h: &[HookOutcome]) -> std::result::Result<(), String> {
+    fn hooks(&self, h: &[HookOutcome]) -> Outcome {
         let i = self.i;
         let h = h.to_vec();
         self.commit(|ack| Msg::Hooks(i, h, ack))
@@ -105,7 +139,7 @@ pub(super) fn spawn_worker(
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from))).unwrap_or_else(|p| {
                     let msg =
                         p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                    Err(format!("internal error (panic): {}", msg.unwrap_or_default()))
+                    Err(SystemFailure::Panic(msg.unwrap_or_default()))
                 });
             let _ = tx.send(Msg::Finished(i, result));
         })
@@ -144,13 +178,7 @@ impl SystemJob<'_> {
         env
     }
 
-    fn hooks_stage(
-        &self,
-        w: &Worker,
-        stage: HookStage,
-        list: &[Hook],
-        done: &mut Vec<HookOutcome>,
-    ) -> std::result::Result<(), String> {
+    fn hooks_stage(&self, w: &Worker, stage: HookStage, list: &[Hook], done: &mut Vec<HookOutcome>) -> Outcome {
         for hook in list {
             if self.drill && !hook.drill {
                 done.push(HookOutcome {
@@ -179,18 +207,13 @@ impl SystemJob<'_> {
             done.push(o);
             w.hooks(done)?;
             if !ok {
-                return Err(format!(
-                    "{stage} hook `{}` failed ({why}, {attempts} attempt{}){}",
-                    hook.command,
-                    if attempts == 1 { "" } else { "s" },
-                    if output.is_empty() { String::new() } else { format!(": {output}") }
-                ));
+                return Err(SystemFailure::Hook { stage, command: hook.command.clone(), why, attempts, output });
             }
         }
         Ok(())
     }
 
-    fn run(&self, w: &Worker, from: Phase) -> std::result::Result<(), String> {
+    fn run(&self, w: &Worker, from: Phase) -> Outcome {
         let mut done: Vec<HookOutcome> = self.rec.hooks.clone();
         if from <= Phase::Pre {
             done.retain(|h| h.stage != HookStage::Pre);
@@ -211,17 +234,19 @@ impl SystemJob<'_> {
         Ok(())
     }
 
-    fn restore(&self, w: &Worker) -> std::result::Result<(), String> {
-        let snap_hex = self.rec.snapshot.clone().ok_or("no snapshot was chosen for this system")?;
-        let (id, snap) = self.repo.find_snapshot(&snap_hex).map_err(|e| format!("snapshot {snap_hex}: {e}"))?;
+    fn restore(&self, w: &Worker) -> Outcome {
+        let snap_hex = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
+        let (id, snap) = self
+            .repo
+            .find_snapshot(&snap_hex)
+            .map_err(|cause| SystemFailure::Snapshot { snapshot: snap_hex.clone(), cause })?;
         let subpath = self.sys.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
-        let target = PathBuf::from(self.rec.target.clone().ok_or("no target recorded")?);
+        let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
         let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads };
         let progress =
             ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
         let started = Instant::now();
-        let sum =
-            kura_store::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(|e| format!("restore: {e}"))?;
+        let sum = kura_store::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(SystemFailure::Restore)?;
         let ms = started.elapsed().as_millis() as u64;
         let failures = sum.verify_failures.len();
         let verify = VerifyRecord {
@@ -234,21 +259,16 @@ impl SystemJob<'_> {
         let files = sum.files_restored + sum.files_skipped;
         w.commit(|ack| Msg::Restored { i, bytes, files, ms, verify, ack })?;
         if let Some(d) = sum.damaged.first() {
-            return Err(format!(
-                "restore: {} file(s) not restored, their data is damaged in the repository, e.g. {} \
-                 (blob {} in pack {}: {})",
-                sum.damaged.len(),
-                d.snapshot_path,
-                d.blob,
-                d.pack,
-                d.reason
-            ));
+            return Err(SystemFailure::Damaged {
+                count: sum.damaged.len(),
+                path: d.snapshot_path.to_string(),
+                blob: d.blob.to_string(),
+                pack: d.pack.to_string(),
+                reason: d.reason.to_string(),
+            });
         }
         if failures > 0 {
-            return Err(format!(
-                "{failures} restored file(s) do not match the snapshot, e.g. {}",
-                sum.verify_failures[0]
-            ));
+            return Err(SystemFailure::Mismatch { count: failures, first: sum.verify_failures[0].clone() });
         }
         Ok(())
     }
