@@ -9,13 +9,16 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::Serializer;
 
+use super::jobs::Outcome;
 use super::recovery::{RunKind, RunStatus};
 use crate::error::{Error, Result};
 use crate::orchestrate::deadline::{Alert, Verdict};
 use crate::orchestrate::hooks::HookStage;
 use crate::orchestrate::queue::Phase;
+use crate::schedule::Trigger;
 
 /// An enum stored as text. `ALL` lists every value, for parsing and for the
 /// error's "is not one of" list.
@@ -50,10 +53,31 @@ impl RowRef {
         text.map(|t| self.parse(column, &t)).transpose()
     }
 
+    /// Parses a time column (RFC 3339).
+    pub fn time(self, column: &'static str, text: &str) -> Result<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| self.bad(column, format!("{text:?} is not a time")))
+    }
+
+    /// Parses an optional time column: NULL stays None.
+    pub fn time_opt(self, column: &'static str, text: Option<String>) -> Result<Option<DateTime<Utc>>> {
+        text.map(|t| self.time(column, &t)).transpose()
+    }
+
     /// Parses a column holding JSON.
     pub fn json<T: serde::de::DeserializeOwned>(self, column: &'static str, text: &str) -> Result<T> {
         serde_json::from_str(text).map_err(|e| self.bad(column, format!("is not valid: {e}")))
     }
+}
+
+/// Collects rows read by a mapper that returns SQLite's error outside and a
+/// stored value's error inside (the row readers of `state/`).
+pub(crate) fn collect<T>(
+    path: &std::path::Path,
+    rows: impl Iterator<Item = rusqlite::Result<Result<T>>>,
+) -> Result<Vec<T>> {
+    rows.map(|r| r.map_err(|e| super::db_err(path, e))?).collect()
 }
 
 /// Serializes an optional stored enum as its stored text (the JSON of `kura
@@ -104,6 +128,16 @@ stored!(Verdict { Met => "met", Missed => "missed", NoDeadline => "no-deadline",
 
 stored!(Alert { AtRisk => "at-risk", Breach => "breach" });
 
+stored!(Outcome {
+    Running => "running",
+    Ok => "ok",
+    Partial => "partial",
+    Failed => "failed",
+    Interrupted => "interrupted",
+});
+
+stored!(Trigger { Schedule => "schedule", CatchUp => "catch-up", Manual => "manual" });
+
 // Stored inside the `hooks` column's JSON through serde; the test below keeps
 // the two texts equal.
 stored!(HookStage { Pre => "pre", Verify => "verify", Post => "post" });
@@ -127,6 +161,8 @@ mod tests {
         round_trip::<Verdict>();
         round_trip::<Alert>();
         round_trip::<HookStage>();
+        round_trip::<Outcome>();
+        round_trip::<Trigger>();
     }
 
     #[test]

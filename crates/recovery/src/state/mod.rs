@@ -415,6 +415,12 @@ mod tests {
         raw.execute("UPDATE recovery_systems SET verdict = 'met', hooks = ?1 WHERE name = 'b'", [hooks]).unwrap();
         let e = s.run_system(run, "b").unwrap_err().to_string();
         assert!(e.contains(&format!("recovery_systems row {row}: hooks is not valid")), "{e}");
+
+        let job = s.start_run("check", None, crate::schedule::Trigger::Manual, chrono::Utc::now()).unwrap();
+        raw.execute("UPDATE job_runs SET outcome = 'okay' WHERE id = ?1", [job]).unwrap();
+        let e = s.run(job).unwrap_err().to_string();
+        assert!(e.contains(&format!("job_runs row {job}: outcome \"okay\" is not one of running, ok,")), "{e}");
+        assert!(s.running_runs().is_ok() && s.list_runs(&Default::default()).is_err());
     }
 
     #[test]

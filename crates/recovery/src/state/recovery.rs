@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, RowRef, Stored};
-use super::incidents::{parse_ts, ts};
+use super::codec::{self, collect, RowRef, Stored};
+use super::incidents::ts;
 use super::{db_err, State};
 use crate::error::{Error, Result};
 use crate::orchestrate::deadline::{Alert, Verdict};
@@ -116,15 +116,6 @@ pub struct NewSystem {
     pub error: Option<String>,
 }
 
-impl RowRef {
-    fn time(self, column: &'static str, text: &str) -> Result<DateTime<Utc>> {
-        parse_ts(text).map_err(|_| self.bad(column, format!("{text:?} is not a time")))
-    }
-    fn time_opt(self, column: &'static str, text: Option<String>) -> Result<Option<DateTime<Utc>>> {
-        text.map(|t| self.time(column, &t)).transpose()
-    }
-}
-
 /// Reads a `recovery_systems` row (selected with `rowid AS row_no`). The outer
 /// error is SQLite's; the inner one a stored value that does not parse.
 fn system_row(r: &Row<'_>) -> rusqlite::Result<Result<SystemRecord>> {
@@ -191,11 +182,6 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord>> {
             options: at.json("options", &options)?,
         })
     })())
-}
-
-/// Collects rows read by [`system_row`] or [`run_row`].
-fn collect<T>(path: &std::path::Path, rows: impl Iterator<Item = rusqlite::Result<Result<T>>>) -> Result<Vec<T>> {
-    rows.map(|r| r.map_err(|e| db_err(path, e))?).collect()
 }
 
 impl State {
