@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     EntryKind, GateOverride, HookOutcome, HookResult, IncidentFacts, PeriodEntry, PeriodFacts, PreventionPlan,
-    ReportFacts, ReportKind, Review, RunFacts, SystemRow, SystemState, TimelineEntry, Verification, VerifyResult,
+    ReportFacts, ReportKind, Review, RunFacts, SystemRow, TimelineEntry, Verification, VerifyResult,
 };
 use crate::error::{Error, Result};
 use crate::incident::Incident;
@@ -15,20 +15,9 @@ use crate::state::recovery::{RunKind, RunRecord, SystemRecord};
 use crate::state::State;
 use kura_store::types::Priority;
 
-fn state_of(p: Phase) -> SystemState {
-    match p {
-        Phase::Waiting => SystemState::Waiting,
-        Phase::Pre | Phase::Restoring => SystemState::Restoring,
-        Phase::Verifying | Phase::Post => SystemState::Verifying,
-        Phase::Done => SystemState::Done,
-        Phase::Failed => SystemState::Failed,
-        Phase::Skipped => SystemState::Skipped,
-    }
-}
-
 fn row(r: &SystemRecord) -> SystemRow {
     let priority = Priority::new(r.priority).unwrap_or(Priority::ALL[3]);
-    let mut row = SystemRow::new(r.name.clone(), priority, r.deadline_secs, state_of(r.state));
+    let mut row = SystemRow::new(r.name.clone(), priority, r.deadline_secs, r.state.into());
     row.target = r.target.clone();
     row.started_at = r.started_at;
     row.ended_at = r.ended_at;

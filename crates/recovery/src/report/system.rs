@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{text, HookStage, Verdict};
 use crate::error::{Error, Result};
+use crate::orchestrate::queue::Phase;
 use kura_store::types::Priority;
 
 /// A system's state in the run (the `recovery_systems.state` values, plus two).
@@ -22,6 +23,23 @@ pub enum SystemState {
     Unaffected,
     /// A forecast row: nothing ran, the times are predicted.
     Planned,
+}
+
+/// The report's view of an engine [`Phase`]: the one place the two meet. The
+/// report's documented vocabulary is coarser (a system running its pre hooks is
+/// `restoring`, one in its post hooks `verifying`) and adds what no run stores
+/// (`unaffected`, `planned`), so it stays an enum of its own.
+impl From<Phase> for SystemState {
+    fn from(p: Phase) -> Self {
+        match p {
+            Phase::Waiting => SystemState::Waiting,
+            Phase::Pre | Phase::Restoring => SystemState::Restoring,
+            Phase::Verifying | Phase::Post => SystemState::Verifying,
+            Phase::Done => SystemState::Done,
+            Phase::Failed => SystemState::Failed,
+            Phase::Skipped => SystemState::Skipped,
+        }
+    }
 }
 
 impl SystemState {
