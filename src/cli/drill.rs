@@ -130,10 +130,10 @@ fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let Loaded { config, plan } = load_plan(&a.common)?;
     let mut state = ctx.state()?;
     let lock = exclusive(&state)?;
-    let from = drill::source(&state, &lock, &plan, a.common.from.as_deref(), config.remote.is_some())?;
-    let (repo, location) = open_repo(ctx, &config, &from)?;
+    let from = drill::source(&state, &lock, &plan, a.common.from, config.remote.is_some())?;
+    let (repo, location) = open_repo(ctx, &config, from)?;
     let req = DrillRequest {
-        from: &from,
+        from,
         location: &location,
         sandbox: a.sandbox.clone(),
         keep: a.keep,

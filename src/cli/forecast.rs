@@ -18,8 +18,8 @@ pub struct Args {
     #[arg(long, env = "KURA_CONFIG", value_name = "PATH")]
     config: Option<std::path::PathBuf>,
     /// Predict a restore from the local repository or the remote site
-    #[arg(long, value_parser = ["local", "remote"], default_value = "local")]
-    from: String,
+    #[arg(long, value_parser = super::recover::site_parser(), default_value = "local")]
+    from: kura::state::recovery::Site,
     /// Systems restored at the same time
     #[arg(long, default_value_t = 2)]
     parallel: usize,
@@ -52,9 +52,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let common = PlanArgs { plan: Some(a.file.clone()), config: a.config.clone(), from: None, parallel: a.parallel };
     let Loaded { config, plan } = load_plan(&common)?;
     let format: Option<Format> = a.format.as_deref().map(str::parse).transpose()?;
-    let (repo, _) = open_repo(ctx, &config, &a.from)?;
+    let (repo, _) = open_repo(ctx, &config, a.from)?;
     let state = ctx.state_read_only()?;
-    let opts = ForecastOptions { from: a.from.clone(), parallel: a.parallel, throughput: a.throughput };
+    let opts = ForecastOptions { from: a.from, parallel: a.parallel, throughput: a.throughput };
     let out = forecast::assemble(&state, &repo, &plan, opts)?;
     for w in &out.warnings {
         eprintln!("warning: {w}");

@@ -19,7 +19,7 @@ use kura::orchestrate::queue::Phase;
 use kura::orchestrate::{self, gate, Engine, Observer};
 use kura::plan::Plan;
 use kura::repo::Repository;
-use kura::state::recovery::{RunKind, RunRecord, RunStatus, SystemRecord};
+use kura::state::recovery::{RunKind, RunRecord, RunStatus, Site, SystemRecord};
 use kura::state::State;
 
 #[derive(clap::Args)]
@@ -50,8 +50,8 @@ pub struct PlanArgs {
     #[arg(long, env = "KURA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Restore from the local repository or the remote site [default: local for recover, remote for drills when configured]
-    #[arg(long, value_parser = ["local", "remote"])]
-    pub from: Option<String>,
+    #[arg(long, value_parser = site_parser())]
+    pub from: Option<Site>,
     /// Systems restored at the same time
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
@@ -93,15 +93,21 @@ pub fn load_plan(a: &PlanArgs) -> Result<Loaded> {
 
 /// Opens the local repository or the remote site named in the config (`--repo`
 /// overrides the local one).
-pub fn open_repo(ctx: &Ctx, config: &Config, from: &str) -> Result<(Arc<Repository>, String)> {
+/// `local` or `remote`, parsed into a [`Site`] (and listed as such in `--help`).
+pub fn site_parser() -> impl clap::builder::TypedValueParser<Value = Site> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["local", "remote"]).try_map(|s| s.parse::<Site>())
+}
+
+pub fn open_repo(ctx: &Ctx, config: &Config, from: Site) -> Result<(Arc<Repository>, String)> {
     let spec = match from {
-        "remote" => config.remote.as_ref().ok_or_else(|| {
+        Site::Remote => config.remote.as_ref().ok_or_else(|| {
             anyhow!("{}: no [remote] site is configured; use --from local or add one", config.path.display())
         })?,
-        _ => &config.repository,
+        Site::Local => &config.repository,
     };
     let location = match (from, ctx.repo_location()) {
-        ("local", Some(r)) => r,
+        (Site::Local, Some(r)) => r,
         _ => spec.location.clone(),
     };
     let repo = ctx.open_at(&location, Some(&spec.password_file))?;
@@ -178,8 +184,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let mut state = ctx.state()?;
     let lock = exclusive(&state)?;
     let incident = gate::admit(&state, &lock, id)?;
-    let from = a.common.from.clone().unwrap_or_else(|| "local".into());
-    let (repo, location) = open_repo(ctx, &config, &from)?;
+    let from = a.common.from.unwrap_or_default();
+    let (repo, location) = open_repo(ctx, &config, from)?;
     // The timeline entries of this run are keyed with the repository's chain key.
     state.set_chain_key(repo.key());
     let req = gate::RecoveryRequest {

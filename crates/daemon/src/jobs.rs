@@ -226,6 +226,7 @@ impl Executor for LibraryExecutor {
 /// that is removed afterwards. Missed deadlines make the run `partial`.
 fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<RunOutput> {
     use kura_recovery::orchestrate::{self, drill, Engine};
+    use kura_recovery::state::recovery::Site;
     let job = cfg.jobs.drill.as_ref().ok_or_else(|| Error::invalid("drill job", "no [jobs.drill] in the config"))?;
     let (plan, _warnings) = kura_recovery::plan::load(&job.plan, Some(cfg))
         .map_err(|p| Error::invalid(format!("drill plan {}", job.plan.display()), p.to_string()))?;
@@ -234,9 +235,9 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     // resumed drill keeps the site and the sandbox choice it was started with.
     let lock = orchestrate::runlock::RunLock::acquire(state_path)?;
     let from = drill::source(&state, &lock, &plan, None, cfg.remote.is_some())?;
-    let spec = match (from.as_str(), &cfg.remote) {
-        ("remote", Some(r)) => r,
-        ("remote", None) => {
+    let spec = match (from, &cfg.remote) {
+        (Site::Remote, Some(r)) => r,
+        (Site::Remote, None) => {
             return Err(Error::invalid(
                 "drill job",
                 "its unfinished run reads from the remote site, and the config has no [remote]",
@@ -247,7 +248,7 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     let repo = open_spec(spec)?;
     let clock: Arc<dyn kura_store::clock::Clock> = Arc::new(kura_store::clock::SystemClock);
     let req = drill::DrillRequest {
-        from: &from,
+        from,
         location: &spec.location,
         sandbox: None,
         keep: false,

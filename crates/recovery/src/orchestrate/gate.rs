@@ -16,7 +16,7 @@ use super::runlock::RunLock;
 use crate::error::Result;
 use crate::incident::{Event, Incident, Status};
 use crate::plan::Plan;
-use crate::state::recovery::{RunKind, RunOptions};
+use crate::state::recovery::{RunKind, RunOptions, Site};
 use crate::state::State;
 use kura_store::repo::Repository;
 
@@ -39,8 +39,8 @@ pub enum GateError {
 /// What `kura recover` asks for.
 pub struct RecoveryRequest {
     pub incident: i64,
-    /// `local` or `remote`, and the repository location that names.
-    pub from: String,
+    /// The site, and the repository location it names.
+    pub from: Site,
     pub location: String,
     pub parallel: usize,
     /// `--force`: start although the cause is not resolved, for `reason`.

@@ -11,6 +11,7 @@ use super::runlock::RunLock;
 use crate::error::Error;
 use crate::incident::{Event, Fields};
 use crate::plan::{Hooks, OnFailure, Plan, PlanSystem, Source};
+use crate::state::recovery::Site;
 use crate::state::State;
 use kura_store::backend::memory::MemoryBackend;
 use kura_store::repo::Repository;
@@ -44,7 +45,7 @@ fn plan(dir: &std::path::Path) -> Plan {
 fn request(incident: i64, force: bool, reason: Option<&str>) -> RecoveryRequest {
     RecoveryRequest {
         incident,
-        from: "local".into(),
+        from: Site::Local,
         location: "memory".into(),
         parallel: 2,
         force,
@@ -90,7 +91,7 @@ fn a_run_lock_guards_only_its_own_state_database() {
     assert!(drill::source(&state, &other, &plan, None, false).is_err());
     let mine = RunLock::acquire(state.path()).unwrap();
     assert!(RunLock::acquire(state.path()).is_err(), "a second run is refused while the first holds it");
-    assert_eq!(drill::source(&state, &mine, &plan, None, true).unwrap(), "remote");
+    assert_eq!(drill::source(&state, &mine, &plan, None, true).unwrap(), Site::Remote);
 }
 
 #[test]
@@ -109,11 +110,11 @@ fn a_resumed_drill_keeps_the_site_and_the_sandbox_it_started_with() {
         parallel: 1,
         config: None,
     };
-    let first = drill::start_or_resume(&mut state, &lock, &repo, &plan, req("local", true), now()).unwrap();
+    let first = drill::start_or_resume(&mut state, &lock, &repo, &plan, req(Site::Local, true), now()).unwrap();
     assert!(!first.resumed);
     // A later start (the daemon's, which asks for no keep and would pick the remote site).
-    assert_eq!(drill::source(&state, &lock, &plan, None, true).unwrap(), "local");
-    let resumed = drill::start_or_resume(&mut state, &lock, &repo, &plan, req("remote", false), now()).unwrap();
+    assert_eq!(drill::source(&state, &lock, &plan, None, true).unwrap(), Site::Local);
+    let resumed = drill::start_or_resume(&mut state, &lock, &repo, &plan, req(Site::Remote, false), now()).unwrap();
     assert_eq!((resumed.run, resumed.resumed, resumed.keep), (first.run, true, true));
     resumed.clean_up();
     assert!(sandbox.is_dir(), "a sandbox started with keep is not removed");

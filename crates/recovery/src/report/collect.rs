@@ -64,7 +64,7 @@ fn run_facts(r: &RunRecord) -> RunFacts {
         started_at: r.started_at,
         ended_at: r.ended_at,
         status: r.status,
-        from: Some(r.options.from.clone()),
+        from: Some(r.options.from.to_string()),
         parallel: Some(r.options.parallel as u32),
         sandbox: r.options.sandbox.clone(),
     }

@@ -42,11 +42,43 @@ pub struct VerifyRecord {
     pub failures: Vec<String>,
 }
 
+/// Which repository a run restores from. Stored (as `local` / `remote`) with the
+/// run, so a resumed run never switches sites.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Site {
+    /// The config's `[repository]`.
+    #[default]
+    Local,
+    /// The config's `[remote]`, the off-site copy.
+    Remote,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Site::Local => "local",
+            Site::Remote => "remote",
+        })
+    }
+}
+
+impl std::str::FromStr for Site {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Site> {
+        match s {
+            "local" => Ok(Site::Local),
+            "remote" => Ok(Site::Remote),
+            _ => Err(Error::invalid("site", format!("{s:?}: use local or remote"))),
+        }
+    }
+}
+
 /// Options a run was started with, stored so a resumed run behaves the same.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// `local` or `remote`: which repository it restores from.
-    pub from: String,
+    /// Which repository it restores from.
+    pub from: Site,
     /// The repository location actually used.
     pub repository: String,
     pub parallel: usize,

@@ -14,7 +14,7 @@ use crate::orchestrate::queue::Phase;
 use crate::orchestrate::{choose_snapshot, target_for};
 use crate::plan::{Plan, Source};
 use crate::report::{ReportFacts, ReportKind, SystemRow, SystemState};
-use crate::state::recovery::RunKind;
+use crate::state::recovery::{RunKind, Site};
 use crate::state::State;
 use kura_store::repo::Repository;
 use kura_store::types::{BlobId, PackId, Priority};
@@ -24,8 +24,8 @@ pub const DEFAULT_THROUGHPUT: f64 = 50.0 * 1048576.0;
 
 /// What the forecast is asked for.
 pub struct ForecastOptions {
-    /// `local` or `remote`: the repository the restore would read.
-    pub from: String,
+    /// The repository the restore would read.
+    pub from: Site,
     pub parallel: usize,
     /// Bytes per second for systems never drilled (else the median of all drills).
     pub throughput: Option<f64>,
@@ -40,7 +40,7 @@ pub struct Resources {
     pub bytes_to_fetch: u64,
     /// Pack objects read (GETs of whole packs or ranges of them).
     pub objects_to_fetch: usize,
-    pub from: String,
+    pub from: Site,
 }
 
 /// A plan's forecast. Its JSON is the output of `kura plan forecast --json`.
