@@ -12,7 +12,7 @@
 //! the benches and the fuzzers say `kura::repo` or `kura::plan` wherever a module lives.
 
 pub use kura_daemon as daemon;
-pub use kura_recovery::{config, incident, notify, orchestrate, plan, report, schedule, state};
+pub use kura_recovery::{config, human, incident, notify, orchestrate, plan, report, schedule, state};
 pub use kura_store::{
     backend, backup, check, chunk, clock, compress, crypto, forget, host_name, pathmatch, progress, prune, repair,
     replicate, repo, restore, types, user_name,

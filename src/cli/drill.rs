@@ -9,6 +9,7 @@ use clap::Subcommand;
 use super::incident::local;
 use super::recover::{exclusive, finish_run, load_plan, open_repo, print_table, Loaded, PlanArgs};
 use super::{output, Ctx};
+use kura::orchestrate::deadline::Verdict;
 use kura::orchestrate::drill::{self, DrillRequest};
 use kura::state::recovery::RunKind;
 
@@ -61,8 +62,8 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
                 println!("{:>4}  {:<17} {:<8} {:<24} result", "id", "started", "status", "plan");
                 for r in &runs {
                     let systems = state.run_systems(r.id)?;
-                    let met = systems.iter().filter(|s| s.verdict.as_deref() == Some("met")).count();
-                    let missed = systems.iter().filter(|s| s.verdict.as_deref() == Some("missed")).count();
+                    let met = systems.iter().filter(|s| s.verdict == Some(Verdict::Met)).count();
+                    let missed = systems.iter().filter(|s| s.verdict == Some(Verdict::Missed)).count();
                     println!(
                         "{:>4}  {:<17} {:<8} {:<24} {} systems, {met} deadlines met, {missed} missed",
                         r.id,
@@ -128,18 +129,18 @@ pub fn run(ctx: &Ctx, cmd: DrillCommand) -> Result<ExitCode> {
 fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let Loaded { config, plan } = load_plan(&a.common)?;
     let mut state = ctx.state()?;
-    let _lock = exclusive(&state)?;
-    let from = drill::source(&state, &plan, a.common.from.as_deref(), config.remote.is_some())?;
-    let (repo, location) = open_repo(ctx, &config, &from)?;
+    let lock = exclusive(&state)?;
+    let from = drill::source(&state, &lock, &plan, a.common.from, config.remote.is_some())?;
+    let (repo, location) = open_repo(ctx, &config, from)?;
     let req = DrillRequest {
-        from: &from,
+        from,
         location: &location,
         sandbox: a.sandbox.clone(),
         keep: a.keep,
         parallel: a.common.parallel,
         config: Some(config.path.display().to_string()),
     };
-    let started = drill::start_or_resume(&mut state, &repo, &plan, req, ctx.now())?;
+    let started = drill::start_or_resume(&mut state, &lock, &repo, &plan, req, ctx.now())?;
     if !ctx.json {
         let verb = if started.resumed { "resuming drill" } else { "drill" };
         println!(

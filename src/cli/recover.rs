@@ -13,13 +13,13 @@ use serde::Serialize;
 use super::incident::local;
 use super::{output, Ctx};
 use kura::config::Config;
-use kura::incident::{human_secs, Event};
-use kura::orchestrate::deadline::Alert;
+use kura::human::human_secs;
+use kura::orchestrate::deadline::{Alert, Verdict};
 use kura::orchestrate::queue::Phase;
-use kura::orchestrate::{self, Engine, Observer};
+use kura::orchestrate::{self, gate, Engine, Observer};
 use kura::plan::Plan;
 use kura::repo::Repository;
-use kura::state::recovery::{RunKind, RunOptions, RunRecord, SystemRecord};
+use kura::state::recovery::{RunKind, RunRecord, RunStatus, Site, SystemRecord};
 use kura::state::State;
 
 #[derive(clap::Args)]
@@ -50,8 +50,8 @@ pub struct PlanArgs {
     #[arg(long, env = "KURA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Restore from the local repository or the remote site [default: local for recover, remote for drills when configured]
-    #[arg(long, value_parser = ["local", "remote"])]
-    pub from: Option<String>,
+    #[arg(long, value_parser = site_parser())]
+    pub from: Option<Site>,
     /// Systems restored at the same time
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
@@ -93,15 +93,21 @@ pub fn load_plan(a: &PlanArgs) -> Result<Loaded> {
 
 /// Opens the local repository or the remote site named in the config (`--repo`
 /// overrides the local one).
-pub fn open_repo(ctx: &Ctx, config: &Config, from: &str) -> Result<(Arc<Repository>, String)> {
+/// `local` or `remote`, parsed into a [`Site`] (and listed as such in `--help`).
+pub fn site_parser() -> impl clap::builder::TypedValueParser<Value = Site> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["local", "remote"]).try_map(|s| s.parse::<Site>())
+}
+
+pub fn open_repo(ctx: &Ctx, config: &Config, from: Site) -> Result<(Arc<Repository>, String)> {
     let spec = match from {
-        "remote" => config.remote.as_ref().ok_or_else(|| {
+        Site::Remote => config.remote.as_ref().ok_or_else(|| {
             anyhow!("{}: no [remote] site is configured; use --from local or add one", config.path.display())
         })?,
-        _ => &config.repository,
+        Site::Local => &config.repository,
     };
     let location = match (from, ctx.repo_location()) {
-        ("local", Some(r)) => kura::backend::Location::parse(&r)?,
+        (Site::Local, Some(r)) => kura::backend::Location::parse(&r)?,
         _ => spec.location.clone(),
     };
     let repo = ctx.open_at(&location, Some(&spec.password_file))?;
@@ -131,14 +137,14 @@ impl Observer for Printer {
         if self.json {
             return;
         }
-        let verdict = match (r.verdict.as_deref(), r.margin_secs) {
-            (Some("met"), Some(m)) => format!(", deadline met ({} to spare)", human_secs(m)),
-            (Some("missed"), Some(m)) => format!(", deadline MISSED by {}", human_secs(-m)),
-            (Some("no-deadline"), _) => ", no deadline".to_string(),
+        let verdict = match (r.verdict, r.margin_secs) {
+            (Some(Verdict::Met), Some(m)) => format!(", deadline met ({} to spare)", human_secs(m)),
+            (Some(Verdict::Missed), Some(m)) => format!(", deadline MISSED by {}", human_secs(-m)),
+            (Some(Verdict::NoDeadline), _) => ", no deadline".to_string(),
             _ => String::new(),
         };
         let err = r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
-        println!("{}  {}: {}{verdict}{err}", local(Utc::now()), r.name, r.state.as_str());
+        println!("{}  {}: {}{verdict}{err}", local(Utc::now()), r.name, r.state);
     }
     fn alert(&self, system: &str, alert: Alert, detail: &str) {
         let level = match alert {
@@ -159,13 +165,13 @@ impl Observer for Printer {
     }
 }
 
-fn phase_text(p: Phase) -> &'static str {
+fn phase_text(p: Phase) -> String {
     match p {
-        Phase::Pre => "running pre hooks",
-        Phase::Restoring => "restoring",
-        Phase::Verifying => "running verify hooks",
-        Phase::Post => "running post hooks",
-        other => other.as_str(),
+        Phase::Pre => "running pre hooks".into(),
+        Phase::Restoring => "restoring".into(),
+        Phase::Verifying => "running verify hooks".into(),
+        Phase::Post => "running post hooks".into(),
+        other => other.to_string(),
     }
 }
 
@@ -176,75 +182,35 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let id = a.incident.expect("clap requires --incident");
     let Loaded { config, plan } = load_plan(&a.common)?;
     let mut state = ctx.state()?;
-    let _lock = exclusive(&state)?;
-    let incident = state.incident(id)?;
-    if incident.status == kura::incident::Status::Closed {
-        bail!("incident {id} is closed; open a new incident for a new recovery");
-    }
-    let from = a.common.from.clone().unwrap_or_else(|| "local".into());
-    let (repo, location) = open_repo(ctx, &config, &from)?;
+    let lock = exclusive(&state)?;
+    let incident = gate::admit(&state, &lock, id)?;
+    let from = a.common.from.unwrap_or_default();
+    let (repo, location) = open_repo(ctx, &config, from)?;
     // The timeline entries of this run are keyed with the repository's chain key.
     state.set_chain_key(repo.key());
-    let plan_path = plan.path.display().to_string();
-    let run_id = match state.unfinished_recovery_run(RunKind::Recovery, Some(id), &plan_path)? {
-        Some(r) => {
-            if !ctx.json {
-                println!(
-                    "resuming recovery run {} (started {}): finished systems are not redone",
-                    r.id,
-                    local(r.started_at)
-                );
-            }
-            r.id
-        }
-        None => {
-            let now = ctx.now();
-            if incident.cause_resolved_at.is_none() {
-                if !a.force {
-                    bail!(
-                        "incident {id}: its cause is not resolved yet, so recovery is refused: systems restored now \
-                         could be compromised again by the same cause.\nFix the cause, then run \
-                         `kura incident resolve-cause {id} --note \"what was done\"`.\nTo restore anyway, add \
-                         --force --reason \"why\" (the override is recorded on the incident's timeline)."
-                    );
-                }
-                let reason = a.reason.clone().unwrap_or_default();
-                if reason.trim().is_empty() {
-                    bail!("--force needs a non-empty --reason");
-                }
-                state.append_event(id, now, &Event::GateOverridden { reason, plan: plan_path.clone() })?;
-            }
-            let options = RunOptions {
-                from: from.clone(),
-                repository: location,
-                parallel: a.common.parallel.max(1),
-                forced_reason: a.force.then(|| a.reason.clone().unwrap_or_default()),
-                compromised_since: incident.fields.compromised_since,
-                config: Some(config.path.display().to_string()),
-                ..Default::default()
-            };
-            let clock_start = incident.clock_start();
-            let run_id = orchestrate::prepare(
-                &mut state,
-                &repo,
-                &plan,
-                RunKind::Recovery,
-                Some(id),
-                clock_start,
-                now,
-                &options,
-            )?;
-            state.append_event(id, now, &Event::RecoveryStarted { run: run_id, plan: plan_path.clone() })?;
-            if !ctx.json {
-                println!(
-                    "recovery run {run_id} for incident {id}: {} systems, clock started {}",
-                    plan.systems.len(),
-                    local(clock_start)
-                );
-            }
-            run_id
-        }
+    let req = gate::RecoveryRequest {
+        incident: id,
+        from,
+        location,
+        parallel: a.common.parallel,
+        force: a.force,
+        reason: a.reason.clone(),
+        config: Some(config.path.display().to_string()),
     };
+    let started = gate::start_recovery(&mut state, &lock, &repo, &plan, &incident, req, ctx.now())?;
+    let run_id = started.run;
+    if !ctx.json {
+        match started.resumed_from {
+            Some(at) => {
+                println!("resuming recovery run {run_id} (started {}): finished systems are not redone", local(at))
+            }
+            None => println!(
+                "recovery run {run_id} for incident {id}: {} systems, clock started {}",
+                plan.systems.len(),
+                local(started.clock_start)
+            ),
+        }
+    }
     let code = finish_run(ctx, &mut state, &repo, &plan, &config, run_id);
     super::incident::anchor_after_write(&repo, &state, id, Utc::now());
     code
@@ -285,7 +251,7 @@ pub fn finish_run(
             outcome.run, outcome.status, outcome.done, outcome.failed, outcome.skipped, outcome.missed
         );
     }
-    Ok(if outcome.status == "done" && outcome.missed == 0 {
+    Ok(if outcome.status == RunStatus::Done && outcome.missed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_PARTIAL)
@@ -333,7 +299,7 @@ fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode
     } else {
         println!(
             "{} run {} ({}), plan {}, clock started {}",
-            run.kind.as_str(),
+            run.kind,
             run.id,
             run.status,
             run.plan_name,
@@ -358,12 +324,12 @@ pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>
                     output::bytes(s.bytes_total)
                 )
             }
-            p => phase_text(p).to_string(),
+            p => phase_text(p),
         };
         let deadline = s.deadline_secs.map(human_secs).unwrap_or_else(|| "none".into());
-        let left = match (s.state.is_terminal(), s.deadline_secs, s.verdict.as_deref(), s.margin_secs) {
-            (true, _, Some("met"), Some(m)) => format!("met, {} spare", human_secs(m)),
-            (true, _, Some("missed"), Some(m)) => format!("MISSED by {}", human_secs(-m)),
+        let left = match (s.state.is_terminal(), s.deadline_secs, s.verdict, s.margin_secs) {
+            (true, _, Some(Verdict::Met), Some(m)) => format!("met, {} spare", human_secs(m)),
+            (true, _, Some(Verdict::Missed), Some(m)) => format!("MISSED by {}", human_secs(-m)),
             (true, _, _, _) => "-".to_string(),
             (false, Some(d), _, _) => {
                 let left = (run.clock_start + chrono::Duration::seconds(d) - now).num_seconds();

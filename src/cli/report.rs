@@ -49,9 +49,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         }
         _ => unreachable!("clap requires one subject"),
     };
-    match a.output {
+    emit(ctx, &facts, format, a.output)
+}
+
+/// Prints the report, or writes it to `output` (atomically) and says where; shared
+/// with `kura plan forecast --format`.
+pub fn emit(ctx: &Ctx, facts: &report::ReportFacts, format: Format, output: Option<PathBuf>) -> Result<ExitCode> {
+    match output {
         Some(path) => {
-            let n = report::write_report(&facts, format, &path)?;
+            let n = report::write_report(facts, format, &path)?;
             let shown = path.canonicalize().unwrap_or(path);
             if ctx.json {
                 super::output::print_json(&serde_json::json!({ "output": shown, "bytes": n }))?;
@@ -64,7 +70,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 );
             }
         }
-        None => print!("{}", report::render(&facts, format)),
+        None => print!("{}", report::render(facts, format)),
     }
     Ok(ExitCode::SUCCESS)
 }

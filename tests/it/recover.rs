@@ -545,3 +545,36 @@ fn reports_list_systems_in_execution_order() {
     let st = site.kura(&["--json", "recover", "status", "--incident", &ids]).ok().json();
     assert_eq!(names(&st["systems"]), expected, "recover status");
 }
+
+#[test]
+fn a_forecast_renders_as_a_report_in_every_format() {
+    let site = Site::new(&[sys("db", 2, &[]), sys("web", 1, &["db"])]);
+    let forecast =
+        |format: &str| site.kura(&["plan", "forecast", s(&site.plan), "--format", format]).ok().stdout.clone();
+    let json: Value = serde_json::from_str(&forecast("json")).unwrap();
+    assert_eq!(json["kind"], "forecast");
+    let db = system(&json, "db");
+    assert_eq!((db["state"].as_str(), db["predicted"].as_bool()), (Some("planned"), Some(true)), "{db}");
+    assert_eq!(db["verdict"], "met", "a small system at 50 MiB/s is back well within 24 h");
+    assert!(system(&json, "web")["time_secs"].as_i64() >= db["time_secs"].as_i64(), "web waits for db");
+
+    let csv = forecast("csv");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "predicted").expect("predicted column");
+    let db_line = csv.lines().find(|l| l.contains(",db,") || l.starts_with("db,")).expect("db row");
+    assert_eq!(db_line.split(',').nth(col), Some("true"), "{csv}");
+
+    let md = forecast("md");
+    assert!(md.lines().any(|l| l.starts_with("| db ") && l.contains("(predicted)")), "{md}");
+
+    let html_path = site.base().join("forecast.html");
+    site.kura(&["plan", "forecast", s(&site.plan), "--format", "html", "--output", s(&html_path)]).ok();
+    let html = fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("id=\"gantt\"") && html.contains("predicted"), "{html}");
+
+    // Without --format: the table, and --json keeps its own shape.
+    site.kura(&["plan", "forecast", s(&site.plan)]).ok().stdout_has("forecast (PREDICTED) for plan test plan");
+    let own = site.kura(&["--json", "plan", "forecast", s(&site.plan)]).ok().json();
+    assert_eq!((own["plan"].as_str(), own["predicted"].as_bool()), (Some("test plan"), Some(true)));
+    site.kura(&["plan", "forecast", s(&site.plan), "--format", "pdf"]).code(2).stderr_has("md, html, json or csv");
+}

@@ -40,7 +40,7 @@ fn system(name: &str, prio: u8, state: SystemState, start: Option<(i64, i64)>, e
     if state == SystemState::Done {
         r.verification = Verification { result: VerifyResult::Ok, detail: Some("41000 files match".into()) };
         r.hooks = vec![HookOutcome {
-            phase: "verify".into(),
+            phase: kura::report::HookStage::Verify,
             command: "curl -fsS http://localhost/health".into(),
             result: HookResult::Ok,
             attempts: 2,
@@ -61,7 +61,7 @@ fn fixture() -> ReportFacts {
     f.run = Some(RunFacts {
         started_at: at(1, 10),
         ended_at: Some(at(40, 0)),
-        status: "done".into(),
+        status: kura::report::RunStatus::Done,
         from: Some("local".into()),
         parallel: Some(2),
         sandbox: None,

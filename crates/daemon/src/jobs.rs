@@ -237,17 +237,18 @@ impl Executor for LibraryExecutor {
 /// that is removed afterwards. Missed deadlines make the run `partial`.
 fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<RunOutput> {
     use kura_recovery::orchestrate::{self, drill, Engine};
+    use kura_recovery::state::recovery::Site;
     let job = cfg.jobs.drill.as_ref().ok_or_else(|| Error::invalid("drill job", "no [jobs.drill] in the config"))?;
     let (plan, _warnings) = kura_recovery::plan::load(&job.plan, Some(cfg))
         .map_err(|p| Error::invalid(format!("drill plan {}", job.plan.display()), p.to_string()))?;
     let mut state = kura_recovery::state::State::open(state_path)?;
     // The same rules as `kura drill run`: one run at a time per state database, a
     // resumed drill keeps the site and the sandbox choice it was started with.
-    let _lock = orchestrate::runlock::RunLock::acquire(state_path)?;
-    let from = drill::source(&state, &plan, None, cfg.remote.is_some())?;
-    let spec = match (from.as_str(), &cfg.remote) {
-        ("remote", Some(r)) => r,
-        ("remote", None) => {
+    let lock = orchestrate::runlock::RunLock::acquire(state_path)?;
+    let from = drill::source(&state, &lock, &plan, None, cfg.remote.is_some())?;
+    let spec = match (from, &cfg.remote) {
+        (Site::Remote, Some(r)) => r,
+        (Site::Remote, None) => {
             return Err(Error::invalid(
                 "drill job",
                 "its unfinished run reads from the remote site, and the config has no [remote]",
@@ -259,14 +260,14 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     let clock: Arc<dyn kura_store::clock::Clock> = Arc::new(kura_store::clock::SystemClock);
     let location = spec.location.to_string();
     let req = drill::DrillRequest {
-        from: &from,
+        from,
         location: &location,
         sandbox: None,
         keep: false,
         parallel: 2,
         config: Some(cfg.path.display().to_string()),
     };
-    let started = drill::start_or_resume(&mut state, &repo, &plan, req, clock.now())?;
+    let started = drill::start_or_resume(&mut state, &lock, &repo, &plan, req, clock.now())?;
     let engine = Engine {
         repo,
         clock,
@@ -277,7 +278,7 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     let out = orchestrate::execute(&mut state, &engine, &plan, started.run);
     started.clean_up();
     let out = out?;
-    let ok = out.status == "done" && out.missed == 0;
+    let ok = out.status == kura_recovery::state::recovery::RunStatus::Done && out.missed == 0;
     Ok(RunOutput {
         outcome: Some(if ok { Outcome::Ok } else { Outcome::Partial }),
         bytes: None,

@@ -68,19 +68,10 @@ pub struct Options {
     pub reload: Option<tokio::sync::mpsc::Receiver<()>>,
 }
 
-/// "3 h 2 min", "45 s", "2 d 4 h".
+/// "3 h 2 min", "45 s", "52 h": kura's one duration formatter
+/// (`kura_recovery::human::human_secs`), never negative.
 pub fn human_duration(d: Duration) -> String {
-    let s = d.num_seconds().max(0);
-    let (days, hours, mins, secs) = (s / 86400, (s / 3600) % 24, (s / 60) % 60, s % 60);
-    if days > 0 {
-        format!("{days} d {hours} h")
-    } else if hours > 0 {
-        format!("{hours} h {mins} min")
-    } else if mins > 0 {
-        format!("{mins} min {secs} s")
-    } else {
-        format!("{secs} s")
-    }
+    kura_recovery::human::human_secs(d.num_seconds().max(0))
 }
 
 #[cfg(test)]

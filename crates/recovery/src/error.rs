@@ -16,6 +16,10 @@ pub enum Error {
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 
+    /// A recovery refused at the gate (the message says why and what to do).
+    #[error(transparent)]
+    Gate(#[from] crate::orchestrate::gate::GateError),
+
     /// Another process holds what this operation needs; the message says which.
     #[error("{0}")]
     Busy(String),
@@ -27,6 +31,12 @@ pub enum Error {
         .path.display()
     )]
     ReadOnlyState { path: PathBuf, reason: String },
+
+    /// A stored value the code does not know. The state database is an audit
+    /// trail, so such a row is never read as some default: the error names the
+    /// table, the row and the column so that it can be found and repaired.
+    #[error("state database: {table} row {row}: {column} {problem}")]
+    StateValue { table: &'static str, row: i64, column: &'static str, problem: String },
 
     /// The cause is part of the message and deliberately not a `#[source]` (see the
     /// store's `Error::Io`).

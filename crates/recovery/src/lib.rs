@@ -11,9 +11,11 @@
 //! * `state`: the SQLite state database.
 //! * `report`: facts, then Markdown, HTML, JSON and CSV.
 //! * `schedule`, `notify`: schedule decisions and notifications.
+//! * `human`: durations for people, the one formatter every output uses.
 
 pub mod config;
 pub mod error;
+pub mod human;
 pub mod incident;
 pub mod notify;
 pub mod orchestrate;

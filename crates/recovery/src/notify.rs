@@ -124,14 +124,49 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Why a notification was not delivered. The causes are part of the messages,
+/// deliberately not `#[source]`s (they would print twice in a chain).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("https is not supported by the built-in client: use notify.command with curl instead")]
+    Https,
+    #[error("expected an http:// URL")]
+    NotHttp,
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("bad port {0:?}")]
+    BadPort(String),
+    #[error("cannot resolve {host}: {cause}")]
+    Resolve { host: String, cause: std::io::Error },
+    #[error("{0} has no address")]
+    NoAddress(String),
+    #[error("cannot connect to {addr}: {cause}")]
+    Connect { addr: std::net::SocketAddr, cause: std::io::Error },
+    /// Setting a socket option, sending or reading the answer.
+    #[error("{what}{cause}")]
+    Io { what: &'static str, cause: std::io::Error },
+    #[error("not an HTTP answer: {0:?}")]
+    NotHttpAnswer(String),
+    #[error("answered {0}")]
+    Status(String),
+    #[error("cannot start sh: {0}")]
+    Spawn(std::io::Error),
+    #[error("`{command}` exited with {status}{}", if .stderr.is_empty() { String::new() } else { format!(": {}", .stderr) })]
+    Exit { command: String, status: std::process::ExitStatus, stderr: String },
+    #[error("`{command}` did not finish within {secs} s and was killed")]
+    TimedOut { command: String, secs: u64 },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DeliveryError {
+    move |cause| DeliveryError::Io { what, cause }
+}
+
 /// Splits `http://host[:port][/path]` into (host, port, path).
-fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
+fn parse_http_url(url: &str) -> Result<(String, u16, String), DeliveryError> {
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
-        Some(("https", _)) => {
-            return Err("https is not supported by the built-in client: use notify.command with curl instead".into())
-        }
-        _ => return Err("expected an http:// URL".into()),
+        Some(("https", _)) => return Err(DeliveryError::Https),
+        _ => return Err(DeliveryError::NotHttp),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -139,11 +174,11 @@ fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
     };
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     if authority.is_empty() {
-        return Err("the URL has no host".into());
+        return Err(DeliveryError::NoHost);
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            (h.to_string(), p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?)
+            (h.to_string(), p.parse::<u16>().map_err(|_| DeliveryError::BadPort(p.into()))?)
         }
         _ => (authority.to_string(), 80),
     };
@@ -151,13 +186,13 @@ fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
 }
 
 /// POSTs `body` as JSON; any 2xx answer is success.
-pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
+pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(), DeliveryError> {
     let (host, port, path) = parse_http_url(url)?;
     let addrs: Vec<_> = (host.trim_start_matches('[').trim_end_matches(']'), port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|cause| DeliveryError::Resolve { host: host.clone(), cause })?
         .collect();
-    let mut last = format!("{host} has no address");
+    let mut last = DeliveryError::NoAddress(host.clone());
     let mut stream = None;
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
@@ -165,12 +200,12 @@ pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(), String>
                 stream = Some(s);
                 break;
             }
-            Err(e) => last = format!("cannot connect to {a}: {e}"),
+            Err(cause) => last = DeliveryError::Connect { addr: a, cause },
         }
     }
     let mut s = stream.ok_or(last)?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout)).map_err(io(""))?;
+    s.set_write_timeout(Some(timeout)).map_err(io(""))?;
     let host_header = if port == 80 { host.clone() } else { format!("{host}:{port}") };
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: kura/{}\r\nContent-Type: application/json\r\n\
@@ -178,12 +213,12 @@ pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(), String>
         env!("CARGO_PKG_VERSION"),
         body.len()
     );
-    s.write_all(req.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).map_err(|e| format!("sending: {e}"))?;
+    s.write_all(req.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).map_err(io("sending: "))?;
     // Only the status line matters.
     let mut head = Vec::new();
     let mut buf = [0u8; 512];
     while !head.contains(&b'\n') && head.len() < 8192 {
-        let n = s.read(&mut buf).map_err(|e| format!("reading the answer: {e}"))?;
+        let n = s.read(&mut buf).map_err(io("reading the answer: "))?;
         if n == 0 {
             break;
         }
@@ -195,18 +230,18 @@ pub fn post_json(url: &str, body: &str, timeout: Duration) -> Result<(), String>
         .strip_prefix("HTTP/1.")
         .and_then(|r| r.get(2..5))
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not an HTTP answer: {line:?}"))?;
+        .ok_or_else(|| DeliveryError::NotHttpAnswer(line.into()))?;
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(format!("answered {line}"))
+        Err(DeliveryError::Status(line.into()))
     }
 }
 
 /// Runs `sh -c CMD` with the event on stdin; fails on a non-zero exit or after `timeout`.
 /// The command gets a clean environment (as plan hooks do): PATH, HOME, LANG and a
 /// few more, KURA_EVENT and KURA_EVENT_KIND; never kura's passphrase.
-pub fn run_command(cmd: &str, kind: EventKind, json: &str, timeout: Duration) -> Result<(), String> {
+pub fn run_command(cmd: &str, kind: EventKind, json: &str, timeout: Duration) -> Result<(), DeliveryError> {
     let mut command = Command::new("sh");
     crate::orchestrate::hooks::clean_env(&mut command);
     let mut child = command
@@ -218,30 +253,27 @@ pub fn run_command(cmd: &str, kind: EventKind, json: &str, timeout: Duration) ->
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start sh: {e}"))?;
+        .map_err(DeliveryError::Spawn)?;
     if let Some(mut stdin) = child.stdin.take() {
         // A command that does not read its input is fine.
         let _ = stdin.write_all(json.as_bytes());
     }
     let start = Instant::now();
     loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
+        match child.try_wait().map_err(io(""))? {
             Some(st) if st.success() => return Ok(()),
             Some(st) => {
                 let mut err = String::new();
                 if let Some(mut e) = child.stderr.take() {
                     let _ = e.read_to_string(&mut err);
                 }
-                let err = err.trim();
-                return Err(format!(
-                    "`{cmd}` exited with {st}{}",
-                    if err.is_empty() { String::new() } else { format!(": {err}") }
-                ));
+                let stderr = err.trim().to_string();
+                return Err(DeliveryError::Exit { command: cmd.into(), status: st, stderr });
             }
             None if start.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("`{cmd}` did not finish within {} s and was killed", timeout.as_secs()));
+                return Err(DeliveryError::TimedOut { command: cmd.into(), secs: timeout.as_secs() });
             }
             None => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -348,7 +380,7 @@ mod tests {
         let f = send(&Notify { webhook: None, command: Some("echo nope >&2; exit 3".into()) }, &event());
         assert!(f[0].contains("exit status: 3") && f[0].contains("nope"), "{f:?}");
         let e = run_command("sleep 5", EventKind::SystemLate, "{}", Duration::from_millis(200)).unwrap_err();
-        assert!(e.contains("killed"), "{e}");
+        assert!(e.to_string().contains("killed"), "{e}");
     }
 
     #[test]

@@ -120,9 +120,11 @@ pub struct Notify {
 }
 
 mod env;
+mod error;
 mod parse;
 pub(crate) mod tree;
 
+pub use error::{DurationError, RangeError, ScheduleError};
 pub use parse::{load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
 pub use tree::{format_duration, parse_duration};
 

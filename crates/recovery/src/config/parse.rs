@@ -272,7 +272,7 @@ fn schedule_field(d: &mut Diag, o: &Obj, key: &str) -> Option<Schedule> {
     match parse_schedule(&s.value) {
         Ok(sch) => Some(sch),
         Err(e) => {
-            d.error(s.line, &s.field, e);
+            d.error(s.line, &s.field, e.to_string());
             None
         }
     }
@@ -291,7 +291,7 @@ fn required_schedule(d: &mut Diag, o: &Obj) -> Option<Schedule> {
 /// (and an optional year last), or a shortcut such as `@daily`. Days of the week
 /// are names (`mon-fri`): crontab counts Sunday as 0, the `cron` crate as 1, so
 /// numbers would be ambiguous and are refused.
-pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
+pub fn parse_schedule(expr: &str) -> Result<Schedule, ScheduleError> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     let full = if expr.trim_start().starts_with('@') {
         expr.trim().to_string()
@@ -299,18 +299,10 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
         let dow = match fields.len() {
             5 => 4,
             6 | 7 => 5,
-            n => {
-                return Err(format!(
-                    "bad cron expression {expr:?}: {n} fields; use 5 (minute hour day month weekday) \
-                     or 6-7 with seconds first"
-                ))
-            }
+            n => return Err(ScheduleError::FieldCount { expr: expr.into(), fields: n }),
         };
         if fields[dow].bytes().any(|c| c.is_ascii_digit()) {
-            return Err(format!(
-                "bad cron expression {expr:?}: give days of the week by name (sun, mon, ..., sat; \
-                 ranges like mon-fri), not by number"
-            ));
+            return Err(ScheduleError::NumberedWeekday { expr: expr.into() });
         }
         if fields.len() == 5 {
             format!("0 {}", fields.join(" "))
@@ -319,17 +311,13 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
         }
     };
     if !full.starts_with('@') {
-        check_ranges(&full).map_err(|e| format!("bad cron expression {expr:?}: {e}"))?;
+        check_ranges(&full).map_err(|problem| ScheduleError::Range { expr: expr.into(), problem })?;
     }
-    let cron = cron::Schedule::from_str(&full).map_err(|e| format!("bad cron expression {expr:?}: {e}"))?;
+    let cron = cron::Schedule::from_str(&full).map_err(|cause| ScheduleError::Cron { expr: expr.into(), cause })?;
     // A valid expression can still name a time that never comes (February 30th).
     let now = chrono::Utc::now();
     if cron.after(&now).next().is_none_or(|t| t - now >= Duration::days(NEVER_FIRES_YEARS * 366)) {
-        return Err(format!(
-            "cron expression {expr:?} never fires: no time in the next {NEVER_FIRES_YEARS} years matches it \
-             (does the day exist in that month? February has at most 29 days, April, June, September \
-             and November 30; and is a year given that has passed?)"
-        ));
+        return Err(ScheduleError::NeverFires { expr: expr.into(), years: NEVER_FIRES_YEARS });
     }
     Ok(Schedule { expr: expr.trim().to_string(), cron })
 }
@@ -350,7 +338,7 @@ const CRON_FIELDS: [(&str, &str, u32, u32); 7] = [
 
 /// Checks every number of every field against its range, with kura's own wording
 /// (the `cron` crate's messages are off by one: "must be less than 59").
-fn check_ranges(full: &str) -> Result<(), String> {
+fn check_ranges(full: &str) -> Result<(), RangeError> {
     for (field, (name, plural, min, max)) in full.split_whitespace().zip(CRON_FIELDS) {
         if name == "day of week" {
             continue;
@@ -363,7 +351,7 @@ fn check_ranges(full: &str) -> Result<(), String> {
             if let Some(step) = step {
                 match step.parse::<u32>() {
                     Ok(n) if n >= 1 => {}
-                    _ => return Err(format!("{name} step {step:?} in {item:?} must be a whole number of 1 or more")),
+                    _ => return Err(RangeError::Step { name, step: step.into(), item: item.into() }),
                 }
             }
             let ends: Vec<&str> = base.split('-').collect();
@@ -372,14 +360,14 @@ fn check_ranges(full: &str) -> Result<(), String> {
                 // Names (jan, feb) and * are left to the cron parser.
                 if let Ok(n) = e.parse::<u32>() {
                     if n < min || n > max {
-                        return Err(format!("{name} {n} is out of range: {plural} are {min}-{max}"));
+                        return Err(RangeError::OutOfRange { name, n, plural, min, max });
                     }
                     numbers.push(n);
                 }
             }
             if let [a, b] = numbers[..] {
                 if ends.len() == 2 && a > b {
-                    return Err(format!("the {name} range {base} runs backwards: write the smaller number first"));
+                    return Err(RangeError::Backwards { name, range: base.into() });
                 }
             }
         }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{ImDocument, Item, Table, Value};
 
+use super::error::DurationError;
 use crate::plan::problems::{Problem, Severity};
 
 #[derive(Clone, Debug)]
@@ -339,11 +340,9 @@ pub(crate) fn resolve_path(base: &Path, p: &str) -> PathBuf {
 }
 
 /// Parses a duration such as "0", "90s", "5m", "24h", "3d", "1w" or "1h30m".
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
     let s = text.trim();
-    let bad = || {
-        format!("{text:?} is not a duration: use a number and a unit (s, m, h, d, w), e.g. \"90s\", \"24h\", \"3d\"")
-    };
+    let bad = || DurationError::NotADuration(text.into());
     if s.is_empty() {
         return Err(bad());
     }
@@ -372,7 +371,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
     }
     if total > 100 * 365 * 86_400 {
-        return Err(format!("{text:?} is longer than a hundred years"));
+        return Err(DurationError::TooLong(text.into()));
     }
     Ok(std::time::Duration::from_secs(total))
 }

@@ -10,6 +10,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::human::human_secs;
+
 pub mod chain;
 pub mod record;
 
@@ -192,26 +194,6 @@ fn short_value(v: &serde_json::Value) -> String {
             format!("{:?}", s.chars().take(40).collect::<String>() + "...")
         }
         other => other.to_string(),
-    }
-}
-
-/// "1h 05m", "3d 2h", "45s", for margins and durations.
-pub fn human_secs(s: i64) -> String {
-    let neg = s < 0;
-    let s = s.unsigned_abs();
-    let text = if s >= 86_400 {
-        format!("{}d {}h", s / 86_400, (s % 86_400) / 3600)
-    } else if s >= 3600 {
-        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m {:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    };
-    if neg {
-        format!("-{text}")
-    } else {
-        text
     }
 }
 
@@ -425,12 +407,5 @@ mod tests {
         assert_eq!(inc.report_to_board, Some(true));
         assert_eq!(inc.status, Status::Open);
         assert_eq!(inc.clock_start(), t0);
-    }
-
-    #[test]
-    fn human_secs_units() {
-        assert_eq!(human_secs(45), "45s");
-        assert_eq!(human_secs(3900), "1h 05m");
-        assert_eq!(human_secs(-90_000), "-1d 1h");
     }
 }

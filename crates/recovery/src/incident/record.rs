@@ -4,7 +4,10 @@
 
 use serde::Serialize;
 
-use super::{human_secs, Entry, Incident};
+use super::{Entry, Incident};
+use crate::human::human_secs;
+use crate::orchestrate::deadline::Verdict;
+use crate::orchestrate::queue::Phase;
 use crate::state::recovery::{RunRecord, SystemRecord};
 
 #[derive(Serialize)]
@@ -120,18 +123,20 @@ pub fn markdown(r: &Record) -> String {
         for s in &rec.systems {
             let back = s
                 .ended_at
-                .filter(|_| s.state.as_str() == "done")
+                .filter(|_| s.state == Phase::Done)
                 .map(|e| human_secs((e - rec.run.clock_start).num_seconds()));
-            let verify = s.verify.as_ref().map(|v| if v["ok"] == true { "ok" } else { "FAILED" }).unwrap_or("not run");
+            let verify = s.verify.as_ref().map(|v| if v.ok { "ok" } else { "FAILED" }).unwrap_or("not run");
             out += &format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 s.name,
                 s.priority,
-                s.state.as_str(),
+                s.state,
                 s.snapshot.as_deref().map(|x| &x[..x.len().min(8)]).unwrap_or("-"),
                 s.deadline_secs.map(human_secs).unwrap_or_else(|| "none".into()),
                 back.unwrap_or_else(|| "-".into()),
-                s.verdict.as_deref().map(|v| if v == "missed" { "**MISSED**" } else { v }).unwrap_or("-"),
+                s.verdict
+                    .map(|v| if v == Verdict::Missed { "**MISSED**".into() } else { v.to_string() })
+                    .unwrap_or_else(|| "-".into()),
                 s.margin_secs.map(human_secs).unwrap_or_else(|| "-".into()),
                 verify,
                 md_escape(s.error.as_deref().unwrap_or(""))

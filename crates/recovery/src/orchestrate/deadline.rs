@@ -2,34 +2,63 @@
 //! drill's start for a drill).
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Whether a system met its deadline: the one verdict of the engine, the
+/// reports and the CLI. Its JSON text (`none` for no deadline) is the reports'
+/// documented field; the state database stores its own text (`state::codec`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// No deadline (priority 0).
-    NoDeadline,
+    /// Restored (or, predicted: would be restored) within its deadline.
     Met,
+    /// Restored too late, not restored (failed or skipped), or still down past its deadline.
     Missed,
+    /// Still in progress and its deadline has not passed yet.
+    Pending,
+    /// No deadline (priority 0, or none configured).
+    #[default]
+    #[serde(rename = "none")]
+    NoDeadline,
 }
 
-/// Met or missed, and the margin in seconds (positive: time to spare; negative:
-/// how late). Priority 3's deadline of zero is met only if the system never went
-/// down, that is, it was back at the clock start itself.
+impl Verdict {
+    /// The reports' text (JSON, CSV, HTML classes): met, missed, pending, none.
+    /// The state database stores its own text, mapped in `state::codec`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "missed",
+            Verdict::Pending => "pending",
+            Verdict::NoDeadline => "none",
+        }
+    }
+}
+
+/// Whole seconds from the clock start until a system was back, rounded up: back
+/// 0.3 s after the clock started is not "back at once", and a fraction of a
+/// second late is a second late. Every verdict and margin counts from this.
+pub fn time_secs(clock_start: DateTime<Utc>, back_at: DateTime<Utc>) -> i64 {
+    (back_at - clock_start).num_milliseconds().saturating_add(999).div_euclid(1000)
+}
+
+/// Met when back within the deadline (`time <= deadline`; with priority 3's
+/// deadline of zero, only if it never went down), with the margin (deadline
+/// minus time: positive = to spare, negative = how late).
+pub fn verdict_for_time(deadline_secs: Option<i64>, time_secs: i64) -> (Verdict, Option<i64>) {
+    match deadline_secs {
+        None => (Verdict::NoDeadline, None),
+        Some(d) => (if time_secs <= d { Verdict::Met } else { Verdict::Missed }, Some(d - time_secs)),
+    }
+}
+
+/// The verdict of a system back at `back_at`: [`verdict_for_time`] of [`time_secs`].
 pub fn verdict(
     clock_start: DateTime<Utc>,
     deadline: Option<Duration>,
     back_at: DateTime<Utc>,
 ) -> (Verdict, Option<i64>) {
-    match deadline {
-        None => (Verdict::NoDeadline, None),
-        Some(d) => {
-            let spare = clock_start + d - back_at;
-            // Rounded down: a fraction of a second late is a second late, not "0 s to spare".
-            let margin = spare.num_milliseconds().div_euclid(1000);
-            (if spare >= Duration::zero() { Verdict::Met } else { Verdict::Missed }, Some(margin))
-        }
-    }
+    verdict_for_time(deadline.map(|d| d.num_seconds()), time_secs(clock_start, back_at))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -1,13 +1,16 @@
 //! Starting (or resuming) a drill: a run whose targets are moved into a sandbox.
-//! Shared by `kura drill run` and the daemon's scheduled drill job.
+//! Shared by `kura drill run` and the daemon's scheduled drill job; both hold the
+//! run lock ([`RunLock`]), which every function here takes, from before they read
+//! the unfinished run until the drill ends.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::runlock::RunLock;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::state::recovery::{RunKind, RunOptions};
+use crate::state::recovery::{RunKind, RunOptions, Site};
 use crate::state::State;
 use kura_store::repo::Repository;
 
@@ -49,16 +52,17 @@ impl Started {
 /// Which site a drill of `plan` reads from: the one stored with its unfinished run (a
 /// resumed drill never switches sites), else `requested`, else the remote site when
 /// the config has one (drills prove the off-site copy).
-pub fn source(state: &State, plan: &Plan, requested: Option<&str>, has_remote: bool) -> Result<String> {
+pub fn source(state: &State, lock: &RunLock, plan: &Plan, requested: Option<Site>, has_remote: bool) -> Result<Site> {
+    lock.check_guards(state)?;
     let plan_path = plan.path.display().to_string();
     Ok(match state.unfinished_recovery_run(RunKind::Drill, None, &plan_path)? {
         Some(r) => r.options.from,
-        None => requested.map(str::to_string).unwrap_or_else(|| if has_remote { "remote" } else { "local" }.into()),
+        None => requested.unwrap_or(if has_remote { Site::Remote } else { Site::Local }),
     })
 }
 
 pub struct DrillRequest<'a> {
-    pub from: &'a str,
+    pub from: Site,
     pub location: &'a str,
     pub sandbox: Option<PathBuf>,
     pub keep: bool,
@@ -70,11 +74,13 @@ pub struct DrillRequest<'a> {
 /// sandbox is a new directory under the system's temp directory.
 pub fn start_or_resume(
     state: &mut State,
+    lock: &RunLock,
     repo: &Repository,
     plan: &Plan,
     req: DrillRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<Started> {
+    lock.check_guards(state)?;
     let plan_path = plan.path.display().to_string();
     if let Some(r) = state.unfinished_recovery_run(RunKind::Drill, None, &plan_path)? {
         let sandbox = r.options.sandbox.clone().map(PathBuf::from).unwrap_or_default();
@@ -89,7 +95,7 @@ pub fn start_or_resume(
         return Err(e);
     }
     let options = RunOptions {
-        from: req.from.to_string(),
+        from: req.from,
         repository: req.location.to_string(),
         parallel: req.parallel.max(1),
         sandbox: Some(sandbox.display().to_string()),

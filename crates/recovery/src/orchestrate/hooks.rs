@@ -10,10 +10,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Hook;
 
+/// When a hook runs in a system's recovery. Its serde text is what the state
+/// database's `hooks` column stores (checked against `state::codec`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookStage {
+    /// Before the restore.
+    #[default]
+    Pre,
+    /// After the restore, retried: proves the system works.
+    Verify,
+    /// Last, e.g. start the service again.
+    Post,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookOutcome {
-    /// pre, verify or post.
-    pub stage: String,
+    pub stage: HookStage,
     pub command: String,
     pub ok: bool,
     /// How many times it ran (verify hooks are retried).
@@ -72,7 +85,7 @@ impl HookRunner for ShellRunner {
     fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
         let started = Instant::now();
         let mut out = HookOutcome {
-            stage: String::new(),
+            stage: HookStage::default(),
             command: hook.command.clone(),
             ok: false,
             attempts: 1,
@@ -136,12 +149,17 @@ impl HookRunner for ShellRunner {
 
 /// Runs a hook with its retries: the first success wins; between attempts it
 /// waits `retry_delay`.
-pub fn run_with_retries(runner: &dyn HookRunner, stage: &str, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
+pub fn run_with_retries(
+    runner: &dyn HookRunner,
+    stage: HookStage,
+    hook: &Hook,
+    env: &[(String, String)],
+) -> HookOutcome {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut o = runner.run_once(hook, env);
-        o.stage = stage.to_string();
+        o.stage = stage;
         o.attempts = attempt;
         if o.ok || attempt > hook.retries {
             return o;
@@ -203,10 +221,10 @@ mod tests {
         let f = dir.path().join("n");
         // Fails twice, then succeeds.
         let cmd = format!("echo x >> {0}; test $(wc -l < {0}) -ge 3", f.display());
-        let o = run_with_retries(&ShellRunner, "verify", &hook(&cmd, 5000, 5), &[]);
+        let o = run_with_retries(&ShellRunner, HookStage::Verify, &hook(&cmd, 5000, 5), &[]);
         assert!(o.ok);
         assert_eq!(o.attempts, 3);
-        let o = run_with_retries(&ShellRunner, "verify", &hook("false", 5000, 2), &[]);
+        let o = run_with_retries(&ShellRunner, HookStage::Verify, &hook("false", 5000, 2), &[]);
         assert!(!o.ok);
         assert_eq!(o.attempts, 3);
     }

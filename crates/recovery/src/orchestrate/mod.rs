@@ -12,11 +12,15 @@
 pub mod deadline;
 pub mod drill;
 pub mod forecast;
+pub mod gate;
 pub mod hooks;
 pub mod queue;
 pub mod runlock;
 #[cfg(test)]
+mod start_tests;
+#[cfg(test)]
 mod tests;
+mod worker;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,10 +34,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::incident::Event;
 use crate::plan::{Hook, Plan, PlanSystem, Source};
-use crate::state::recovery::{NewSystem, RunKind, RunOptions, SystemRecord};
+use crate::state::recovery::{NewSystem, RunKind, RunOptions, RunStatus, SystemRecord, VerifyRecord};
 use crate::state::State;
 use deadline::{Alert, Verdict};
-use hooks::{run_with_retries, HookOutcome, HookRunner};
+use hooks::{run_with_retries, HookOutcome, HookRunner, HookStage};
 use kura_store::clock::Clock;
 use kura_store::progress::Progress;
 use kura_store::repo::snapshot::{self, Snapshot};
@@ -41,6 +45,7 @@ use kura_store::repo::Repository;
 use kura_store::restore::RestoreOptions;
 use kura_store::types::FileId;
 use queue::{Phase, Queue};
+use worker::{spawn_worker, Msg};
 
 /// The newest snapshot of a system taken strictly before `before` (the moment of
 /// compromise), or the newest of all. `list` is sorted oldest first.
@@ -135,28 +140,11 @@ pub struct Engine {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunOutcome {
     pub run: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub done: u32,
     pub failed: u32,
     pub skipped: u32,
     pub missed: u32,
-}
-
-enum Msg {
-    Phase(usize, Phase, Sender<()>),
-    Hooks(usize, Vec<HookOutcome>, Sender<()>),
-    Restored {
-        i: usize,
-        bytes: u64,
-        files: u64,
-        ms: u64,
-        verify: serde_json::Value,
-        ack: Sender<()>,
-    },
-    /// The restore planned its work: bytes it will write (the pace's total), and when.
-    Total(usize, u64, DateTime<Utc>),
-    Progress(usize, u64),
-    Finished(usize, std::result::Result<(), String>),
 }
 
 /// A running system's restore, for its pace: set when the restore has planned its
@@ -250,17 +238,17 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
     let count = |p: Phase| records.iter().filter(|r| r.state == p).count() as u32;
     let out = RunOutcome {
         run: run_id,
-        status: if count(Phase::Done) as usize == records.len() { "done".into() } else { "failed".into() },
+        status: if count(Phase::Done) as usize == records.len() { RunStatus::Done } else { RunStatus::Failed },
         done: count(Phase::Done),
         failed: count(Phase::Failed),
         skipped: count(Phase::Skipped),
-        missed: records.iter().filter(|r| r.verdict.as_deref() == Some("missed")).count() as u32,
+        missed: records.iter().filter(|r| r.verdict == Some(Verdict::Missed)).count() as u32,
     };
-    state.finish_recovery_run(run_id, &out.status, engine.clock.now())?;
+    state.finish_recovery_run(run_id, out.status, engine.clock.now())?;
     if let Some(inc) = run.incident {
         let ev = Event::RecoveryFinished {
             run: run_id,
-            status: out.status.clone(),
+            status: out.status.to_string(),
             done: out.done,
             failed: out.failed,
             skipped: out.skipped,
@@ -322,20 +310,15 @@ fn handle(
             } else {
                 (None, None)
             };
-            let vstr = verdict.map(|v| match v {
-                Verdict::Met => "met",
-                Verdict::Missed => "missed",
-                Verdict::NoDeadline => "no-deadline",
-            });
             let phase = if ok { Phase::Done } else { Phase::Failed };
             state.finish_system(
                 run.id,
                 &sys.name,
                 phase,
                 now,
-                vstr,
+                verdict,
                 margin,
-                result.as_ref().err().map(|s| s.as_str()),
+                result.as_ref().err().map(|e| e.to_string()).as_deref(),
             )?;
             record_finished(state, engine, run, &sys.name)?;
             for (j, reason) in queue.finish(i, ok) {
@@ -373,16 +356,16 @@ fn record_finished(
             run: run.id,
             system: rec.name.clone(),
             priority: rec.priority,
-            state: rec.state.as_str().into(),
+            state: rec.state.to_string(),
             snapshot: rec.snapshot.clone(),
             deadline_secs: rec.deadline_secs,
             achieved_secs: rec
                 .ended_at
                 .filter(|_| rec.state == Phase::Done)
                 .map(|e| (e - run.clock_start).num_seconds()),
-            met: match rec.verdict.as_deref() {
-                Some("met") => Some(true),
-                Some("missed") => Some(false),
+            met: match rec.verdict {
+                Some(Verdict::Met) => Some(true),
+                Some(Verdict::Missed) => Some(false),
                 _ => None,
             },
             margin_secs: rec.margin_secs,
@@ -411,13 +394,9 @@ fn check_deadlines(
             .get(&i)
             .and_then(|l| l.restore.and_then(|(began, total)| deadline::projected(l.done, total, now - began)));
         let Some(alert) = deadline::alert(now, run.clock_start, sys.deadline, remaining) else { continue };
-        let level = match alert {
-            Alert::AtRisk => "at-risk",
-            Alert::Breach => "breach",
-        };
         // Read only when an alert is due: the common tick touches no row.
         let prev = state.run_system(run.id, &sys.name)?.alert;
-        if prev.as_deref() == Some(level) || (prev.as_deref() == Some("breach") && alert == Alert::AtRisk) {
+        if prev == Some(alert) || (prev == Some(Alert::Breach) && alert == Alert::AtRisk) {
             continue;
         }
         let due = run.clock_start + sys.deadline.unwrap_or_default();
@@ -427,242 +406,12 @@ fn check_deadlines(
                 format!("at the current pace it will be back after its deadline {}", due.format("%Y-%m-%d %H:%M UTC"))
             }
         };
-        state.set_alert(run.id, &sys.name, level)?;
+        state.set_alert(run.id, &sys.name, alert)?;
         engine.observer.alert(&sys.name, alert, &detail);
         if let Some(inc) = run.incident {
-            let ev = Event::DeadlineAlert { run: run.id, system: sys.name.clone(), level: level.into(), detail };
+            let ev = Event::DeadlineAlert { run: run.id, system: sys.name.clone(), level: alert.to_string(), detail };
             state.append_event(inc, now, &ev)?;
         }
     }
     Ok(())
-}
-
-/// Sends restore progress to the engine thread.
-struct ChannelProgress {
-    i: usize,
-    tx: Sender<Msg>,
-    clock: Arc<dyn Clock>,
-    done: std::sync::atomic::AtomicU64,
-}
-
-impl Progress for ChannelProgress {
-    fn set_total(&self, total: u64) {
-        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.tx.send(Msg::Total(self.i, total, self.clock.now()));
-    }
-    fn advance(&self, n: u64) {
-        let done = self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-        let _ = self.tx.send(Msg::Progress(self.i, done));
-    }
-}
-
-struct Worker {
-    i: usize,
-    tx: Sender<Msg>,
-}
-
-impl Worker {
-    /// Sends a state change and waits until the engine has committed it.
-    fn commit(&self, make: impl FnOnce(Sender<()>) -> Msg) -> std::result::Result<(), String> {
-        let (ack_tx, ack_rx): (Sender<()>, Receiver<()>) = bounded(1);
-        self.tx.send(make(ack_tx)).map_err(|_| "the engine stopped".to_string())?;
-        ack_rx.recv().map_err(|_| "the engine stopped before recording the change".to_string())
-    }
-    fn phase(&self, p: Phase) -> std::result::Result<(), String> {
-        let i = self.i;
-        self.commit(|ack| Msg::Phase(i, p, ack))
-    }
-    fn hooks(&self, h: &[HookOutcome]) -> std::result::Result<(), String> {
-        let i = self.i;
-        let h = h.to_vec();
-        self.commit(|ack| Msg::Hooks(i, h, ack))
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn spawn_worker(
-    engine: &Engine,
-    plan: &Plan,
-    run: &crate::state::recovery::RunRecord,
-    i: usize,
-    from: Phase,
-    rec: SystemRecord,
-    drill: bool,
-    tx: Sender<Msg>,
-) -> std::thread::JoinHandle<()> {
-    let sys = plan.systems[i].clone();
-    let hook_env = plan.hook_env.clone();
-    let repo = engine.repo.clone();
-    let runner = engine.runner.clone();
-    let threads = engine.restore_threads;
-    let clock = engine.clock.clone();
-    let run_id = run.id;
-    let incident = run.incident;
-    std::thread::Builder::new()
-        .name(format!("recover-{}", sys.name))
-        .spawn(move || {
-            let w = Worker { i, tx: tx.clone() };
-            let ctx = SystemJob {
-                sys: &sys,
-                rec: &rec,
-                repo: &repo,
-                runner: runner.as_ref(),
-                hook_env: &hook_env,
-                drill,
-                run_id,
-                incident,
-                threads,
-                clock,
-            };
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from))).unwrap_or_else(|p| {
-                    let msg =
-                        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                    Err(format!("internal error (panic): {}", msg.unwrap_or_default()))
-                });
-            let _ = tx.send(Msg::Finished(i, result));
-        })
-        .expect("spawning a recovery thread")
-}
-
-struct SystemJob<'a> {
-    sys: &'a PlanSystem,
-    rec: &'a SystemRecord,
-    repo: &'a Arc<Repository>,
-    runner: &'a dyn HookRunner,
-    /// The plan's `hook_env`: names passed on from kura's environment.
-    hook_env: &'a [String],
-    drill: bool,
-    run_id: i64,
-    incident: Option<i64>,
-    threads: Option<usize>,
-    clock: Arc<dyn Clock>,
-}
-
-impl SystemJob<'_> {
-    fn env(&self, phase: &str) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("KURA_SYSTEM".to_string(), self.sys.name.clone()),
-            ("KURA_PRIORITY".to_string(), self.sys.priority.to_string()),
-            ("KURA_TARGET".to_string(), self.rec.target.clone().unwrap_or_default()),
-            ("KURA_SNAPSHOT".to_string(), self.rec.snapshot.clone().unwrap_or_default()),
-            ("KURA_DRILL".to_string(), if self.drill { "1" } else { "0" }.to_string()),
-            ("KURA_RUN".to_string(), self.run_id.to_string()),
-            ("KURA_PHASE".to_string(), phase.to_string()),
-        ];
-        if let Some(inc) = self.incident {
-            env.push(("KURA_INCIDENT".to_string(), inc.to_string()));
-        }
-        env.extend(hooks::allowed_env(self.hook_env));
-        env
-    }
-
-    fn hooks_stage(
-        &self,
-        w: &Worker,
-        stage: &str,
-        list: &[Hook],
-        done: &mut Vec<HookOutcome>,
-    ) -> std::result::Result<(), String> {
-        for hook in list {
-            if self.drill && !hook.drill {
-                done.push(HookOutcome {
-                    stage: stage.into(),
-                    command: hook.command.clone(),
-                    ok: true,
-                    attempts: 0,
-                    exit_code: None,
-                    timed_out: false,
-                    duration_ms: 0,
-                    output: "not run: not marked safe for drills (drill = false)".into(),
-                    skipped: true,
-                });
-                w.hooks(done)?;
-                continue;
-            }
-            let o = run_with_retries(self.runner, stage, hook, &self.env(stage));
-            let ok = o.ok;
-            let why = if o.timed_out {
-                format!("timed out after {:?}", hook.timeout)
-            } else {
-                format!("exit code {}", o.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))
-            };
-            let attempts = o.attempts;
-            let output = o.output.lines().last().unwrap_or("").to_string();
-            done.push(o);
-            w.hooks(done)?;
-            if !ok {
-                return Err(format!(
-                    "{stage} hook `{}` failed ({why}, {attempts} attempt{}){}",
-                    hook.command,
-                    if attempts == 1 { "" } else { "s" },
-                    if output.is_empty() { String::new() } else { format!(": {output}") }
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn run(&self, w: &Worker, from: Phase) -> std::result::Result<(), String> {
-        let mut done: Vec<HookOutcome> = self.rec.hooks.clone();
-        if from <= Phase::Pre {
-            done.retain(|h| h.stage != "pre");
-            self.hooks_stage(w, "pre", &self.sys.hooks.pre, &mut done)?;
-            w.phase(Phase::Restoring)?;
-        }
-        if from <= Phase::Restoring {
-            self.restore(w)?;
-            w.phase(Phase::Verifying)?;
-        }
-        if from <= Phase::Verifying {
-            done.retain(|h| h.stage == "pre");
-            self.hooks_stage(w, "verify", &self.sys.hooks.verify, &mut done)?;
-            w.phase(Phase::Post)?;
-        }
-        done.retain(|h| h.stage != "post");
-        self.hooks_stage(w, "post", &self.sys.hooks.post, &mut done)?;
-        Ok(())
-    }
-
-    fn restore(&self, w: &Worker) -> std::result::Result<(), String> {
-        let snap_hex = self.rec.snapshot.clone().ok_or("no snapshot was chosen for this system")?;
-        let (id, snap) = self.repo.find_snapshot(&snap_hex).map_err(|e| format!("snapshot {snap_hex}: {e}"))?;
-        let subpath = self.sys.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
-        let target = PathBuf::from(self.rec.target.clone().ok_or("no target recorded")?);
-        let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads };
-        let progress =
-            ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
-        let started = Instant::now();
-        let sum =
-            kura_store::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(|e| format!("restore: {e}"))?;
-        let ms = started.elapsed().as_millis() as u64;
-        let failures = sum.verify_failures.len();
-        let verify = serde_json::json!({
-            "ok": failures == 0,
-            "files_verified": sum.files_verified,
-            "failures": sum.verify_failures.iter().take(20).collect::<Vec<_>>(),
-        });
-        let i = w.i;
-        let bytes = sum.bytes_written;
-        let files = sum.files_restored + sum.files_skipped;
-        w.commit(|ack| Msg::Restored { i, bytes, files, ms, verify, ack })?;
-        if let Some(d) = sum.damaged.first() {
-            return Err(format!(
-                "restore: {} file(s) not restored, their data is damaged in the repository, e.g. {} \
-                 (blob {} in pack {}: {})",
-                sum.damaged.len(),
-                d.snapshot_path,
-                d.blob,
-                d.pack,
-                d.reason
-            ));
-        }
-        if failures > 0 {
-            return Err(format!(
-                "{failures} restored file(s) do not match the snapshot, e.g. {}",
-                sum.verify_failures[0]
-            ));
-        }
-        Ok(())
-    }
 }

@@ -35,32 +35,6 @@ impl Phase {
     pub fn is_active(self) -> bool {
         matches!(self, Phase::Pre | Phase::Restoring | Phase::Verifying | Phase::Post)
     }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Waiting => "waiting",
-            Phase::Pre => "pre",
-            Phase::Restoring => "restoring",
-            Phase::Verifying => "verifying",
-            Phase::Post => "post",
-            Phase::Done => "done",
-            Phase::Failed => "failed",
-            Phase::Skipped => "skipped",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Phase> {
-        [
-            Phase::Waiting,
-            Phase::Pre,
-            Phase::Restoring,
-            Phase::Verifying,
-            Phase::Post,
-            Phase::Done,
-            Phase::Failed,
-            Phase::Skipped,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
-    }
 }
 
 pub struct Queue<'a> {

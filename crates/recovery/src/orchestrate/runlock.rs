@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::state::State;
 
 /// Held for as long as the run executes; released on drop (and by the kernel when the
 /// process dies, so a kill -9 never leaves it stale).
@@ -19,7 +20,7 @@ pub struct RunLock {
 impl RunLock {
     /// Takes the lock beside the state database `state`, or fails at once naming it.
     pub fn acquire(state: &Path) -> Result<RunLock> {
-        let path = PathBuf::from(format!("{}.recover.lock", state.display()));
+        let path = lock_path(state);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -36,6 +37,23 @@ impl RunLock {
         }
         Ok(RunLock { _file: file, path })
     }
+
+    /// Fails unless this lock guards `state`: a run started or resumed under the
+    /// lock of another database would not be exclusive.
+    pub fn check_guards(&self, state: &State) -> Result<()> {
+        if self.path == lock_path(state.path()) {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                format!("run lock {}", self.path.display()),
+                format!("it guards another state database than {}", state.path().display()),
+            ))
+        }
+    }
+}
+
+fn lock_path(state: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.recover.lock", state.display()))
 }
 
 #[cfg(test)]

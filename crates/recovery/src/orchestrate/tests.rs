@@ -10,7 +10,7 @@ use chrono::Duration;
 use rand::{RngCore, SeedableRng};
 
 use super::{execute, prepare, Engine, Observer};
-use crate::orchestrate::deadline::Alert;
+use crate::orchestrate::deadline::{Alert, Verdict};
 use crate::orchestrate::hooks::ShellRunner;
 use crate::plan::{Hooks, OnFailure, Plan, PlanSystem, Source};
 use crate::state::recovery::{RunKind, RunOptions};
@@ -169,8 +169,8 @@ fn deduplicated_systems_raise_no_alert_and_a_really_slow_one_is_at_risk() {
     assert_eq!(got, vec![("slow".to_string(), Alert::AtRisk)], "only the slow system is at risk");
     let rows = state.run_systems(run).unwrap();
     for r in &rows {
-        assert_eq!(r.verdict.as_deref(), Some("met"), "{}", r.name);
-        assert_eq!(r.alert.as_deref(), (r.name == "slow").then_some("at-risk"), "{}", r.name);
+        assert_eq!(r.verdict, Some(Verdict::Met), "{}", r.name);
+        assert_eq!(r.alert, (r.name == "slow").then_some(Alert::AtRisk), "{}", r.name);
     }
     assert!(clock.now() < start + Duration::hours(2), "the slow restore still met its deadline");
 }

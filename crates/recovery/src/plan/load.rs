@@ -399,7 +399,7 @@ fn hooks(d: &mut Diag, o: &Obj, key: &str, retries: u32, drill: bool) -> Vec<Hoo
         let dur = |d: &mut Diag, k: &str, default: std::time::Duration| match h.str(d, k) {
             None => default,
             Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
-                d.error(s.line, &s.field, e);
+                d.error(s.line, &s.field, e.to_string());
                 default
             }),
         };

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     EntryKind, GateOverride, HookOutcome, HookResult, IncidentFacts, PeriodEntry, PeriodFacts, PreventionPlan,
-    ReportFacts, ReportKind, Review, RunFacts, SystemRow, SystemState, TimelineEntry, Verification, VerifyResult,
+    ReportFacts, ReportKind, Review, RunFacts, SystemRow, TimelineEntry, Verification, VerifyResult,
 };
 use crate::error::{Error, Result};
 use crate::incident::Incident;
@@ -15,20 +15,9 @@ use crate::state::recovery::{RunKind, RunRecord, SystemRecord};
 use crate::state::State;
 use kura_store::types::Priority;
 
-fn state_of(p: Phase) -> SystemState {
-    match p {
-        Phase::Waiting => SystemState::Waiting,
-        Phase::Pre | Phase::Restoring => SystemState::Restoring,
-        Phase::Verifying | Phase::Post => SystemState::Verifying,
-        Phase::Done => SystemState::Done,
-        Phase::Failed => SystemState::Failed,
-        Phase::Skipped => SystemState::Skipped,
-    }
-}
-
 fn row(r: &SystemRecord) -> SystemRow {
     let priority = Priority::new(r.priority).unwrap_or(Priority::ALL[3]);
-    let mut row = SystemRow::new(r.name.clone(), priority, r.deadline_secs, state_of(r.state));
+    let mut row = SystemRow::new(r.name.clone(), priority, r.deadline_secs, r.state.into());
     row.target = r.target.clone();
     row.started_at = r.started_at;
     row.ended_at = r.ended_at;
@@ -38,18 +27,21 @@ fn row(r: &SystemRecord) -> SystemRow {
     row.files = (r.files > 0).then_some(r.files);
     row.error = r.error.clone();
     row.verification = match &r.verify {
-        Some(v) if v["ok"] == true => Verification {
+        Some(v) if v.ok => Verification {
             result: VerifyResult::Ok,
-            detail: Some(format!("{} files match the snapshot's hashes", v["files_verified"])),
+            detail: Some(format!("{} files match the snapshot's hashes", v.files_verified)),
         },
-        Some(v) => Verification { result: VerifyResult::Failed, detail: Some(v["failures"].to_string()) },
+        Some(v) => Verification {
+            result: VerifyResult::Failed,
+            detail: Some(serde_json::to_string(&v.failures).expect("strings serialize")),
+        },
         None => Verification::default(),
     };
     row.hooks = r
         .hooks
         .iter()
         .map(|h| HookOutcome {
-            phase: h.stage.clone(),
+            phase: h.stage,
             command: h.command.clone(),
             result: if h.skipped {
                 HookResult::Skipped
@@ -71,8 +63,8 @@ fn run_facts(r: &RunRecord) -> RunFacts {
     RunFacts {
         started_at: r.started_at,
         ended_at: r.ended_at,
-        status: r.status.clone(),
-        from: Some(r.options.from.clone()),
+        status: r.status,
+        from: Some(r.options.from.to_string()),
         parallel: Some(r.options.parallel as u32),
         sandbox: r.options.sandbox.clone(),
     }
@@ -159,8 +151,8 @@ fn drill_timeline(run: &RunRecord, systems: &[SystemRecord]) -> Vec<TimelineEntr
     let mut t = vec![entry(run.started_at, "drill-started", format!("drill started with plan {}", run.plan_name))];
     for s in systems {
         if let Some(at) = s.ended_at {
-            let verdict = s.verdict.as_deref().map(|v| format!(", deadline {v}")).unwrap_or_default();
-            t.push(entry(at, "system-finished", format!("{} {}{verdict}", s.name, s.state.as_str())));
+            let verdict = s.verdict.map(|v| format!(", deadline {v}")).unwrap_or_default();
+            t.push(entry(at, "system-finished", format!("{} {}{verdict}", s.name, s.state)));
         }
     }
     if let Some(at) = run.ended_at {

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 
 use super::{PeriodEntry, Summary, SystemRow, SystemState, TierSummary, TrendPoint, Verdict};
+use crate::orchestrate::deadline;
 use kura_store::types::Priority;
 
 /// Met or missed, and the margin (deadline minus time; positive = early).
@@ -25,8 +26,7 @@ pub fn deadline_verdict(
         return (Verdict::NoDeadline, None);
     };
     if let Some(t) = time_secs {
-        let margin = deadline - t;
-        return (if t <= deadline { Verdict::Met } else { Verdict::Missed }, Some(margin));
+        return deadline::verdict_for_time(Some(deadline), t);
     }
     match state {
         SystemState::Failed | SystemState::Skipped => (Verdict::Missed, None),
@@ -52,9 +52,8 @@ pub(super) fn derive_row(row: &mut SystemRow, clock_start: Option<DateTime<Utc>>
         };
         row.time_secs = match row.state {
             SystemState::Unaffected => Some(0),
-            // Rounded up: back 0.3 s after the clock started is not "back at once".
             SystemState::Done => match (clock_start, row.ended_at) {
-                (Some(c), Some(e)) => Some((e - c).num_milliseconds().saturating_add(999).div_euclid(1000)),
+                (Some(c), Some(e)) => Some(deadline::time_secs(c, e)),
                 _ => None,
             },
             _ => None,

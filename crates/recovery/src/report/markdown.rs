@@ -225,7 +225,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
     if let Some(r) = &f.run {
         out.push_str("## Run\n\n");
         let rows = vec![
-            vec!["Status".into(), r.status.clone()],
+            vec!["Status".into(), r.status.to_string()],
             vec!["Started".into(), time(r.started_at)],
             vec!["Ended".into(), opt_time(r.ended_at)],
             vec!["Restored from".into(), r.from.clone().unwrap_or_default()],

@@ -27,14 +27,14 @@ fn done(name: &str, prio: u8, start_h: f64, end_h: f64) -> SystemRow {
     r.verification = Verification { result: VerifyResult::Ok, detail: Some("1234 files match".into()) };
     r.hooks = vec![
         HookOutcome {
-            phase: "pre".into(),
+            phase: HookStage::Pre,
             command: "systemctl stop x".into(),
             result: HookResult::Ok,
             attempts: 1,
             detail: None,
         },
         HookOutcome {
-            phase: "verify".into(),
+            phase: HookStage::Verify,
             command: "curl -f localhost".into(),
             result: HookResult::Ok,
             attempts: 3,

@@ -35,20 +35,9 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// Its stored text (`state::codec`, the one mapping), for logs.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::CatchUp => "catch-up",
-            Trigger::Manual => "manual",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Trigger> {
-        match s {
-            "schedule" => Some(Trigger::Schedule),
-            "catch-up" => Some(Trigger::CatchUp),
-            "manual" => Some(Trigger::Manual),
-            _ => None,
-        }
+        crate::state::codec::Stored::stored(self)
     }
 }
 

@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use super::codec::{collect, RowRef, Stored};
 use super::{db_err, State};
 use crate::error::{Error, Result};
 use crate::schedule::Trigger;
@@ -24,24 +25,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Its stored text (`state::codec`, the one mapping), for logs.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Running => "running",
-            Outcome::Ok => "ok",
-            Outcome::Partial => "partial",
-            Outcome::Failed => "failed",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Outcome> {
-        Some(match s {
-            "running" => Outcome::Running,
-            "ok" => Outcome::Ok,
-            "partial" => Outcome::Partial,
-            "failed" => Outcome::Failed,
-            "interrupted" => Outcome::Interrupted,
-            _ => return None,
-        })
+        self.stored()
     }
 }
 
@@ -92,39 +78,44 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_ts(s: &str) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
-}
-
+/// A time of `schedule_state` (keyed by job, not by row: SQLite's conversion
+/// error names the column).
 fn opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    s.as_deref().map(parse_ts).transpose()
+    s.as_deref()
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+        })
+        .transpose()
 }
 
 const COLUMNS: &str = "id, job, system, trigger, started_at, ended_at, outcome, bytes, snapshot, error, detail";
 
-fn conversion(msg: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, msg.into())
-}
-
-fn row_to_run(r: &Row<'_>) -> rusqlite::Result<JobRun> {
-    let trigger: String = r.get(3)?;
-    let outcome: String = r.get(6)?;
+/// Reads a `job_runs` row: SQLite's error outside, a stored value's inside.
+fn row_to_run(r: &Row<'_>) -> rusqlite::Result<Result<JobRun>> {
+    let id: i64 = r.get(0)?;
+    let at = RowRef { table: "job_runs", row: id };
+    let (trigger, outcome): (String, String) = (r.get(3)?, r.get(6)?);
+    let (started_at, ended_at): (String, Option<String>) = (r.get(4)?, r.get(5)?);
     let detail: Option<String> = r.get(10)?;
-    Ok(JobRun {
-        id: r.get(0)?,
-        job: r.get(1)?,
-        system: r.get(2)?,
-        trigger: Trigger::parse(&trigger).ok_or_else(|| conversion(format!("unknown trigger {trigger:?}")))?,
-        started_at: parse_ts(&r.get::<_, String>(4)?)?,
-        ended_at: opt_ts(r.get(5)?)?,
-        outcome: Outcome::parse(&outcome).ok_or_else(|| conversion(format!("unknown outcome {outcome:?}")))?,
-        bytes: r.get::<_, Option<i64>>(7)?.map(|b| b.max(0) as u64),
-        snapshot: r.get(8)?,
-        error: r.get(9)?,
-        detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-    })
+    let (job, system, error, snapshot) = (r.get(1)?, r.get(2)?, r.get(9)?, r.get(8)?);
+    let bytes = r.get::<_, Option<i64>>(7)?.map(|b| b.max(0) as u64);
+    Ok((|| {
+        Ok(JobRun {
+            id,
+            job,
+            system,
+            trigger: at.parse("trigger", &trigger)?,
+            started_at: at.time("started_at", &started_at)?,
+            ended_at: at.time_opt("ended_at", ended_at)?,
+            outcome: at.parse("outcome", &outcome)?,
+            bytes,
+            snapshot,
+            error,
+            detail: detail.map(|d| at.json("detail", &d)).transpose()?,
+        })
+    })())
 }
 
 impl State {
@@ -164,7 +155,8 @@ impl State {
         self.conn
             .query_row(&format!("SELECT {COLUMNS} FROM job_runs WHERE id = ?1"), [id], row_to_run)
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?
+            .transpose()
     }
 
     /// Runs, newest first, filtered by system and job kind.
@@ -179,17 +171,17 @@ impl State {
             ))
             .map_err(|e| self.err(e))?;
         let rows = st.query_map(params![f.system, f.job, limit], row_to_run).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        collect(self.path(), rows)
     }
 
     /// Runs still marked `running`, oldest first.
     pub fn running_runs(&self) -> Result<Vec<JobRun>> {
         let mut st = self
             .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM job_runs WHERE outcome = 'running' ORDER BY id"))
+            .prepare(&format!("SELECT {COLUMNS} FROM job_runs WHERE outcome = ?1 ORDER BY id"))
             .map_err(|e| self.err(e))?;
-        let rows = st.query_map([], row_to_run).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+        let rows = st.query_map([Outcome::Running.stored()], row_to_run).map_err(|e| self.err(e))?;
+        collect(self.path(), rows)
     }
 
     /// Marks runs still `running` as `interrupted` with `reason`: on daemon start (left
@@ -204,9 +196,9 @@ impl State {
             n += self
                 .conn
                 .execute(
-                    "UPDATE job_runs SET outcome = 'interrupted', ended_at = ?2, error = ?3
-                     WHERE id = ?1 AND outcome = 'running'",
-                    params![r.id, ts(at), reason],
+                    "UPDATE job_runs SET outcome = ?4, ended_at = ?2, error = ?3
+                     WHERE id = ?1 AND outcome = ?5",
+                    params![r.id, ts(at), reason, Outcome::Interrupted.stored(), Outcome::Running.stored()],
                 )
                 .map_err(|e| self.err(e))?;
         }
@@ -219,19 +211,20 @@ impl State {
             .query_row(
                 &format!(
                     "SELECT {COLUMNS} FROM job_runs
-                     WHERE job = 'backup' AND system = ?1 AND outcome IN ('ok', 'partial')
+                     WHERE job = 'backup' AND system = ?1 AND outcome IN (?2, ?3)
                      ORDER BY ended_at DESC, id DESC LIMIT 1"
                 ),
-                [system],
+                params![system, Outcome::Ok.stored(), Outcome::Partial.stored()],
                 row_to_run,
             )
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?
+            .transpose()
     }
 
     /// The newest run of `job` (any system) with one of `outcomes`.
     pub fn last_run_with(&self, job: &str, outcomes: &[Outcome]) -> Result<Option<JobRun>> {
-        let list: Vec<String> = outcomes.iter().map(|o| format!("'{}'", o.as_str())).collect();
+        let list: Vec<String> = outcomes.iter().map(|o| format!("'{}'", o.stored())).collect();
         self.conn
             .query_row(
                 &format!(
@@ -243,7 +236,8 @@ impl State {
                 row_to_run,
             )
             .optional()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?
+            .transpose()
     }
 
     /// The slot the last run of schedule `key` (`backup:web`, `prune`, ...) was for.

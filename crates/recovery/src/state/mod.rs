@@ -12,6 +12,7 @@ use rusqlite::{Connection, DatabaseName, OpenFlags, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
+pub mod codec;
 mod incidents;
 pub mod jobs;
 pub mod recovery;
@@ -366,6 +367,61 @@ pub(crate) fn db_err(path: &Path, e: rusqlite::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run with one system, in a real database file; returns the run's id.
+    fn stored_run(s: &mut State) -> i64 {
+        use recovery::{NewSystem, RunKind, RunOptions};
+        let now = chrono::Utc::now();
+        let sys = |name: &str| NewSystem {
+            name: name.into(),
+            priority: 2,
+            deadline_secs: Some(3600),
+            snapshot: None,
+            bytes_total: 0,
+            target: "/srv".into(),
+            error: None,
+        };
+        let systems = [sys("a"), sys("b")];
+        s.create_recovery_run(RunKind::Drill, None, "p.toml", "p", now, now, &RunOptions::default(), &systems).unwrap()
+    }
+
+    #[test]
+    fn a_stored_value_that_does_not_parse_names_table_row_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        let run = stored_run(&mut State::open(&p).unwrap());
+        let raw = Connection::open(&p).unwrap();
+        let s = State::open(&p).unwrap();
+        assert!(s.run_systems(run).is_ok());
+
+        raw.execute("UPDATE recovery_runs SET status = 'finshed' WHERE id = ?1", [run]).unwrap();
+        let e = s.recovery_run(run).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("recovery_runs row {run}: status \"finshed\" is not one of running, done, failed")),
+            "{e}"
+        );
+        assert!(s.recovery_runs(None, None).is_err(), "a listing must not skip the row either");
+
+        raw.execute("UPDATE recovery_systems SET state = 'restorng' WHERE name = 'b'", []).unwrap();
+        let row: i64 = raw.query_row("SELECT rowid FROM recovery_systems WHERE name = 'b'", [], |r| r.get(0)).unwrap();
+        let e = s.run_systems(run).unwrap_err().to_string();
+        assert!(e.contains(&format!("recovery_systems row {row}: state \"restorng\" is not one of waiting,")), "{e}");
+
+        raw.execute("UPDATE recovery_systems SET state = 'done', verdict = 'mett' WHERE name = 'b'", []).unwrap();
+        let e = s.run_system(run, "b").unwrap_err().to_string();
+        assert!(e.contains(&format!("recovery_systems row {row}: verdict \"mett\"")), "{e}");
+
+        let hooks = r#"[{"stage":"prep","command":"true","ok":true,"attempts":1,"timed_out":false,"duration_ms":1}]"#;
+        raw.execute("UPDATE recovery_systems SET verdict = 'met', hooks = ?1 WHERE name = 'b'", [hooks]).unwrap();
+        let e = s.run_system(run, "b").unwrap_err().to_string();
+        assert!(e.contains(&format!("recovery_systems row {row}: hooks is not valid")), "{e}");
+
+        let job = s.start_run("check", None, crate::schedule::Trigger::Manual, chrono::Utc::now()).unwrap();
+        raw.execute("UPDATE job_runs SET outcome = 'okay' WHERE id = ?1", [job]).unwrap();
+        let e = s.run(job).unwrap_err().to_string();
+        assert!(e.contains(&format!("job_runs row {job}: outcome \"okay\" is not one of running, ok,")), "{e}");
+        assert!(s.running_runs().is_ok() && s.list_runs(&Default::default()).is_err());
+    }
 
     #[test]
     fn opens_migrates_and_reopens() {

@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use super::incidents::{parse_ts, ts};
+use super::codec::{self, collect, RowRef, Stored};
+use super::incidents::ts;
 use super::{db_err, State};
 use crate::error::{Error, Result};
+use crate::orchestrate::deadline::{Alert, Verdict};
 use crate::orchestrate::hooks::HookOutcome;
 use crate::orchestrate::queue::Phase;
 
@@ -18,11 +20,56 @@ pub enum RunKind {
     Drill,
 }
 
-impl RunKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunKind::Recovery => "recovery",
-            RunKind::Drill => "drill",
+/// Where a run stands: running until `execute` ends it; done when every system
+/// is done, failed when one failed or was skipped (a missed deadline alone
+/// leaves it done; the run's outcome counts those).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Done,
+    Failed,
+}
+
+/// What the restore's own verification found: every restored file re-read and
+/// compared with the snapshot's content hashes. Stored as JSON in `verify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRecord {
+    pub ok: bool,
+    pub files_verified: u64,
+    /// The first mismatches (at most 20), each "path: reason".
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+/// Which repository a run restores from. Stored (as `local` / `remote`) with the
+/// run, so a resumed run never switches sites.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Site {
+    /// The config's `[repository]`.
+    #[default]
+    Local,
+    /// The config's `[remote]`, the off-site copy.
+    Remote,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Site::Local => "local",
+            Site::Remote => "remote",
+        })
+    }
+}
+
+impl std::str::FromStr for Site {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Site> {
+        match s {
+            "local" => Ok(Site::Local),
+            "remote" => Ok(Site::Remote),
+            _ => Err(Error::invalid("site", format!("{s:?}: use local or remote"))),
         }
     }
 }
@@ -30,8 +77,8 @@ impl RunKind {
 /// Options a run was started with, stored so a resumed run behaves the same.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// `local` or `remote`: which repository it restores from.
-    pub from: String,
+    /// Which repository it restores from.
+    pub from: Site,
     /// The repository location actually used.
     pub repository: String,
     pub parallel: usize,
@@ -57,7 +104,7 @@ pub struct RunRecord {
     pub clock_start: DateTime<Utc>,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: RunStatus,
     pub options: RunOptions,
 }
 
@@ -76,11 +123,13 @@ pub struct SystemRecord {
     pub bytes_total: u64,
     pub files: u64,
     pub restore_ms: Option<u64>,
-    pub verdict: Option<String>,
+    #[serde(serialize_with = "codec::serialize_opt")]
+    pub verdict: Option<Verdict>,
     pub margin_secs: Option<i64>,
-    pub alert: Option<String>,
+    /// The last alert sent for it.
+    pub alert: Option<Alert>,
     pub hooks: Vec<HookOutcome>,
-    pub verify: Option<serde_json::Value>,
+    pub verify: Option<VerifyRecord>,
     pub error: Option<String>,
 }
 
@@ -99,52 +148,72 @@ pub struct NewSystem {
     pub error: Option<String>,
 }
 
-fn opt_ts(v: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    Ok(v.and_then(|s| parse_ts(&s).ok()))
-}
-
-fn system_row(r: &Row<'_>) -> rusqlite::Result<SystemRecord> {
-    let state: String = r.get("state")?;
-    let hooks: Option<String> = r.get("hooks")?;
-    let verify: Option<String> = r.get("verify")?;
-    Ok(SystemRecord {
+/// Reads a `recovery_systems` row (selected with `rowid AS row_no`). The outer
+/// error is SQLite's; the inner one a stored value that does not parse.
+fn system_row(r: &Row<'_>) -> rusqlite::Result<Result<SystemRecord>> {
+    let at = RowRef { table: "recovery_systems", row: r.get("row_no")? };
+    let (state, verdict, alert): (String, Option<String>, Option<String>) =
+        (r.get("state")?, r.get("verdict")?, r.get("alert")?);
+    let (hooks, verify): (Option<String>, Option<String>) = (r.get("hooks")?, r.get("verify")?);
+    let times: [Option<String>; 3] = [r.get("snapshot_time")?, r.get("started_at")?, r.get("ended_at")?];
+    let count = |c: &str| r.get::<_, Option<i64>>(c).map(|v| v.unwrap_or(0) as u64);
+    let mut rec = SystemRecord {
         name: r.get("name")?,
         priority: r.get("priority")?,
         deadline_secs: r.get("deadline_secs")?,
-        state: Phase::parse(&state).unwrap_or(Phase::Failed),
+        state: Phase::Waiting,
         snapshot: r.get("snapshot")?,
-        snapshot_time: opt_ts(r.get("snapshot_time")?)?,
+        snapshot_time: None,
         target: r.get("target")?,
-        started_at: opt_ts(r.get("started_at")?)?,
-        ended_at: opt_ts(r.get("ended_at")?)?,
-        bytes: r.get::<_, Option<i64>>("bytes")?.unwrap_or(0) as u64,
-        bytes_total: r.get::<_, Option<i64>>("bytes_total")?.unwrap_or(0) as u64,
-        files: r.get::<_, Option<i64>>("files")?.unwrap_or(0) as u64,
+        started_at: None,
+        ended_at: None,
+        bytes: count("bytes")?,
+        bytes_total: count("bytes_total")?,
+        files: count("files")?,
         restore_ms: r.get::<_, Option<i64>>("restore_ms")?.map(|v| v as u64),
-        verdict: r.get("verdict")?,
+        verdict: None,
         margin_secs: r.get("margin_secs")?,
-        alert: r.get("alert")?,
-        hooks: hooks.and_then(|h| serde_json::from_str(&h).ok()).unwrap_or_default(),
-        verify: verify.and_then(|v| serde_json::from_str(&v).ok()),
+        alert: None,
+        hooks: vec![],
+        verify: None,
         error: r.get("error")?,
-    })
+    };
+    let [snapshot_time, started_at, ended_at] = times;
+    Ok((|| {
+        rec.state = at.parse("state", &state)?;
+        rec.verdict = at.parse_opt("verdict", verdict)?;
+        rec.alert = at.parse_opt("alert", alert)?;
+        rec.hooks = hooks.map(|h| at.json("hooks", &h)).transpose()?.unwrap_or_default();
+        rec.verify = verify.map(|v| at.json("verify", &v)).transpose()?;
+        rec.snapshot_time = at.time_opt("snapshot_time", snapshot_time)?;
+        rec.started_at = at.time_opt("started_at", started_at)?;
+        rec.ended_at = at.time_opt("ended_at", ended_at)?;
+        Ok(rec)
+    })())
 }
 
-fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let kind: String = r.get("kind")?;
-    let options: String = r.get("options")?;
-    Ok(RunRecord {
-        id: r.get("id")?,
-        kind: if kind == "drill" { RunKind::Drill } else { RunKind::Recovery },
-        incident: r.get("incident")?,
-        plan_path: r.get("plan_path")?,
-        plan_name: r.get("plan_name")?,
-        clock_start: opt_ts(Some(r.get("clock_start")?))?.unwrap_or_default(),
-        started_at: opt_ts(Some(r.get("started_at")?))?.unwrap_or_default(),
-        ended_at: opt_ts(r.get("ended_at")?)?,
-        status: r.get("status")?,
-        options: serde_json::from_str(&options).unwrap_or_default(),
-    })
+/// Reads a `recovery_runs` row; errors as in [`system_row`].
+fn run_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord>> {
+    let id: i64 = r.get("id")?;
+    let at = RowRef { table: "recovery_runs", row: id };
+    let (kind, status, options): (String, String, String) = (r.get("kind")?, r.get("status")?, r.get("options")?);
+    let (clock_start, started_at, ended_at): (String, String, Option<String>) =
+        (r.get("clock_start")?, r.get("started_at")?, r.get("ended_at")?);
+    let (incident, plan_path, plan_name) = (r.get("incident")?, r.get("plan_path")?, r.get("plan_name")?);
+    Ok((|| {
+        Ok(RunRecord {
+            id,
+            kind: at.parse("kind", &kind)?,
+            incident,
+            plan_path,
+            plan_name,
+            clock_start: at.time("clock_start", &clock_start)?,
+            started_at: at.time("started_at", &started_at)?,
+            ended_at: at.time_opt("ended_at", ended_at)?,
+            status: at.parse("status", &status)?,
+            options: at.json("options", &options)?,
+        })
+    })())
 }
 
 impl State {
@@ -166,21 +235,23 @@ impl State {
         let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO recovery_runs (kind, incident, plan_path, plan_name, clock_start, started_at, status, options)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
-                kind.as_str(),
+                kind.stored(),
                 incident,
                 plan_path,
                 plan_name,
                 ts(clock_start),
                 ts(now),
+                RunStatus::Running.stored(),
                 serde_json::to_string(options).expect("options serialize")
             ],
         )
         .map_err(e)?;
         let run = tx.last_insert_rowid();
         for s in systems {
-            let (state, ended) = if s.error.is_some() { ("failed", Some(ts(now))) } else { ("waiting", None) };
+            let (state, ended) =
+                if s.error.is_some() { (Phase::Failed, Some(ts(now))) } else { (Phase::Waiting, None) };
             tx.execute(
                 "INSERT INTO recovery_systems (run, name, priority, deadline_secs, state, snapshot, snapshot_time,
                  target, bytes_total, error, ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -189,7 +260,7 @@ impl State {
                     s.name,
                     s.priority,
                     s.deadline_secs,
-                    state,
+                    state.stored(),
                     s.snapshot.as_ref().map(|x| x.0.clone()),
                     s.snapshot.as_ref().map(|x| ts(x.1)),
                     s.target,
@@ -209,7 +280,7 @@ impl State {
             .query_row("SELECT * FROM recovery_runs WHERE id = ?1", [id], run_row)
             .optional()
             .map_err(|e| db_err(self.path(), e))?
-            .ok_or_else(|| Error::invalid(format!("run {id}"), "no such recovery run or drill in the state database"))
+            .ok_or_else(|| Error::invalid(format!("run {id}"), "no such recovery run or drill in the state database"))?
     }
 
     pub fn recovery_runs(&self, kind: Option<RunKind>, incident: Option<i64>) -> Result<Vec<RunRecord>> {
@@ -221,8 +292,8 @@ impl State {
             )
             .map_err(|e| db_err(self.path(), e))?;
         let rows =
-            st.query_map(params![kind.map(|k| k.as_str()), incident], run_row).map_err(|e| db_err(self.path(), e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+            st.query_map(params![kind.map(|k| k.stored()), incident], run_row).map_err(|e| db_err(self.path(), e))?;
+        collect(self.path(), rows)
     }
 
     /// The unfinished run of this incident (and plan), if a previous `recover` was interrupted.
@@ -236,7 +307,7 @@ impl State {
             .recovery_runs(Some(kind), incident)?
             .into_iter()
             .rev()
-            .find(|r| r.status == "running" && r.plan_path == plan_path && r.incident == incident))
+            .find(|r| r.status == RunStatus::Running && r.plan_path == plan_path && r.incident == incident))
     }
 
     /// A run's systems in execution order: the order `orchestrate::prepare` stored
@@ -244,17 +315,21 @@ impl State {
     pub fn run_systems(&self, run: i64) -> Result<Vec<SystemRecord>> {
         let mut st = self
             .conn
-            .prepare("SELECT * FROM recovery_systems WHERE run = ?1 ORDER BY rowid")
+            .prepare("SELECT rowid AS row_no, * FROM recovery_systems WHERE run = ?1 ORDER BY rowid")
             .map_err(|e| db_err(self.path(), e))?;
         let rows = st.query_map([run], system_row).map_err(|e| db_err(self.path(), e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+        collect(self.path(), rows)
     }
 
     /// One system of a run.
     pub fn run_system(&self, run: i64, name: &str) -> Result<SystemRecord> {
         self.conn
-            .query_row("SELECT * FROM recovery_systems WHERE run = ?1 AND name = ?2", params![run, name], system_row)
-            .map_err(|e| db_err(self.path(), e))
+            .query_row(
+                "SELECT rowid AS row_no, * FROM recovery_systems WHERE run = ?1 AND name = ?2",
+                params![run, name],
+                system_row,
+            )
+            .map_err(|e| db_err(self.path(), e))?
     }
 
     /// Stores a system's new phase (and when it started, on the first active phase).
@@ -262,10 +337,9 @@ impl State {
         self.conn
             .execute(
                 "UPDATE recovery_systems SET state = ?3,
-                   started_at = CASE WHEN started_at IS NULL AND ?3 IN ('pre','restoring','verifying','post')
-                                THEN ?4 ELSE started_at END
+                   started_at = CASE WHEN started_at IS NULL AND ?5 THEN ?4 ELSE started_at END
                  WHERE run = ?1 AND name = ?2",
-                params![run, name, phase.as_str(), ts(now)],
+                params![run, name, phase.stored(), ts(now), phase.is_active()],
             )
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
@@ -292,9 +366,12 @@ impl State {
         Ok(())
     }
 
-    pub fn set_alert(&self, run: i64, name: &str, alert: &str) -> Result<()> {
+    pub fn set_alert(&self, run: i64, name: &str, alert: Alert) -> Result<()> {
         self.conn
-            .execute("UPDATE recovery_systems SET alert = ?3 WHERE run = ?1 AND name = ?2", params![run, name, alert])
+            .execute(
+                "UPDATE recovery_systems SET alert = ?3 WHERE run = ?1 AND name = ?2",
+                params![run, name, alert.stored()],
+            )
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
     }
@@ -307,13 +384,20 @@ impl State {
         bytes: u64,
         files: u64,
         restore_ms: u64,
-        verify: &serde_json::Value,
+        verify: &VerifyRecord,
     ) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE recovery_systems SET bytes = ?3, files = ?4, restore_ms = ?5, verify = ?6
                  WHERE run = ?1 AND name = ?2",
-                params![run, name, bytes as i64, files as i64, restore_ms as i64, verify.to_string()],
+                params![
+                    run,
+                    name,
+                    bytes as i64,
+                    files as i64,
+                    restore_ms as i64,
+                    serde_json::to_string(verify).expect("verify serializes")
+                ],
             )
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
@@ -327,7 +411,7 @@ impl State {
         name: &str,
         phase: Phase,
         now: DateTime<Utc>,
-        verdict: Option<&str>,
+        verdict: Option<Verdict>,
         margin: Option<i64>,
         error: Option<&str>,
     ) -> Result<()> {
@@ -335,15 +419,18 @@ impl State {
             .execute(
                 "UPDATE recovery_systems SET state = ?3, ended_at = ?4, verdict = ?5, margin_secs = ?6,
                    error = COALESCE(?7, error) WHERE run = ?1 AND name = ?2",
-                params![run, name, phase.as_str(), ts(now), verdict, margin, error],
+                params![run, name, phase.stored(), ts(now), verdict.map(Stored::stored), margin, error],
             )
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
     }
 
-    pub fn finish_recovery_run(&self, run: i64, status: &str, now: DateTime<Utc>) -> Result<()> {
+    pub fn finish_recovery_run(&self, run: i64, status: RunStatus, now: DateTime<Utc>) -> Result<()> {
         self.conn
-            .execute("UPDATE recovery_runs SET status = ?2, ended_at = ?3 WHERE id = ?1", params![run, status, ts(now)])
+            .execute(
+                "UPDATE recovery_runs SET status = ?2, ended_at = ?3 WHERE id = ?1",
+                params![run, status.stored(), ts(now)],
+            )
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
     }
@@ -361,20 +448,16 @@ impl State {
     pub fn drill_reviews(&self, run: i64) -> Result<Vec<DrillReview>> {
         let mut st = self
             .conn
-            .prepare("SELECT at, evaluation, actions FROM drill_reviews WHERE run = ?1 ORDER BY id")
+            .prepare("SELECT id, at, evaluation, actions FROM drill_reviews WHERE run = ?1 ORDER BY id")
             .map_err(|e| db_err(self.path(), e))?;
         let rows = st
             .query_map([run], |r| {
-                let at: String = r.get(0)?;
-                let actions: String = r.get(2)?;
-                Ok((
-                    opt_ts(Some(at))?.unwrap_or_default(),
-                    r.get(1)?,
-                    serde_json::from_str(&actions).unwrap_or_default(),
-                ))
+                let row = RowRef { table: "drill_reviews", row: r.get(0)? };
+                let (at, evaluation, actions): (String, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok((|| Ok((row.time("at", &at)?, evaluation, row.json("actions", &actions)?)))())
             })
             .map_err(|e| db_err(self.path(), e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+        collect(self.path(), rows)
     }
 
     /// Restore throughput (bytes per second) of past drills of one system, newest first.
@@ -383,12 +466,12 @@ impl State {
             .conn
             .prepare(
                 "SELECT s.bytes, s.restore_ms FROM recovery_systems s JOIN recovery_runs r ON r.id = s.run
-                 WHERE r.kind = 'drill' AND s.name = ?1 AND s.state = 'done' AND s.restore_ms > 0
+                 WHERE r.kind = ?2 AND s.name = ?1 AND s.state = ?3 AND s.restore_ms > 0
                  ORDER BY r.id DESC",
             )
             .map_err(|e| db_err(self.path(), e))?;
         let rows = st
-            .query_map([system], |r| {
+            .query_map(params![system, RunKind::Drill.stored(), Phase::Done.stored()], |r| {
                 let bytes: i64 = r.get(0)?;
                 let ms: i64 = r.get(1)?;
                 Ok(bytes as f64 * 1000.0 / ms as f64)

@@ -4,8 +4,13 @@
 //! A system's predicted duration is its snapshot size over its restore throughput,
 //! plus the time its hooks took in its last drill. The throughput is the one
 //! measured in past drills of that system when there are any, else a default.
+//! `assemble` gathers these inputs from the repository and the state database.
+
+mod assemble;
 
 use serde::Serialize;
+
+pub use assemble::{assemble, Forecast, ForecastOptions, Resources, DEFAULT_THROUGHPUT};
 
 use super::queue::{Phase, Queue};
 use crate::plan::Plan;

@@ -1,0 +1,163 @@
+//! A plan's forecast from what is recorded: the snapshot each system would
+//! restore (its size, the packs to fetch), the throughput and hook time of its
+//! past drills, then [`simulate`]. The one place that gathers these, so that
+//! `kura plan forecast` and the forecast report show the same figures.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{median, simulate, Row, SystemInput, ThroughputSource};
+use crate::error::Result;
+use crate::orchestrate::queue::Phase;
+use crate::orchestrate::{choose_snapshot, target_for};
+use crate::plan::{Plan, Source};
+use crate::report::{ReportFacts, ReportKind, SystemRow, SystemState};
+use crate::state::recovery::{RunKind, Site};
+use crate::state::State;
+use kura_store::repo::Repository;
+use kura_store::types::{BlobId, PackId, Priority};
+
+/// Assumed restore throughput when no drill measured one: 50 MiB/s.
+pub const DEFAULT_THROUGHPUT: f64 = 50.0 * 1048576.0;
+
+/// What the forecast is asked for.
+pub struct ForecastOptions {
+    /// The repository the restore would read.
+    pub from: Site,
+    pub parallel: usize,
+    /// Bytes per second for systems never drilled (else the median of all drills).
+    pub throughput: Option<f64>,
+}
+
+/// What a full recovery needs besides time.
+#[derive(Clone, Debug, Serialize)]
+pub struct Resources {
+    pub bytes_to_restore: u64,
+    pub disk_per_target: BTreeMap<String, u64>,
+    /// Distinct stored bytes read from the repository (after dedup, compressed and encrypted).
+    pub bytes_to_fetch: u64,
+    /// Pack objects read (GETs of whole packs or ranges of them).
+    pub objects_to_fetch: usize,
+    pub from: Site,
+}
+
+/// A plan's forecast. Its JSON is the output of `kura plan forecast --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Forecast {
+    pub plan: String,
+    pub parallel: usize,
+    pub predicted: bool,
+    pub systems: Vec<Row>,
+    /// Predicted completion of the whole plan, seconds after the clock starts.
+    pub total_secs: f64,
+    pub deadlines_not_met: Vec<String>,
+    pub resources: Resources,
+    /// What the forecast had to guess (e.g. a system without a snapshot), for the caller to show.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// Gathers the inputs of every system of `plan` and simulates the recovery.
+pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOptions) -> Result<Forecast> {
+    let snapshots = repo.snapshots()?;
+    let index = repo.load_index()?;
+    let mut all = vec![];
+    for s in &plan.systems {
+        all.extend(state.drill_throughputs(&s.name)?);
+    }
+    let default = opts.throughput.or_else(|| median(all)).unwrap_or(DEFAULT_THROUGHPUT);
+    let (mut inputs, mut warnings) = (vec![], vec![]);
+    let mut disk: BTreeMap<String, u64> = BTreeMap::new();
+    let mut blobs: HashMap<BlobId, u32> = HashMap::new();
+    let mut packs: HashSet<PackId> = HashSet::new();
+    for s in &plan.systems {
+        let bytes = match choose_snapshot(&snapshots, &s.source, None) {
+            Some((id, snap)) => {
+                let sub = s.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
+                let needs = kura_store::restore::needs(repo, &index, id, snap, sub)?;
+                for (pack, blob, len) in needs.blobs {
+                    packs.insert(pack);
+                    blobs.insert(blob, len);
+                }
+                needs.bytes
+            }
+            None => {
+                let what = match &s.source {
+                    Source::Tag(t) => format!("tagged {t}"),
+                    Source::HostPaths { host, .. } => format!("of host {host}"),
+                };
+                warnings.push(format!("{}: no snapshot {what}; predicted as 0 bytes", s.name));
+                0
+            }
+        };
+        *disk.entry(target_for(s, None).display().to_string()).or_default() += bytes;
+        let measured = state.drill_throughputs(&s.name)?;
+        let count = measured.len();
+        let overhead_secs = last_overhead(state, &s.name)?;
+        inputs.push(match median(measured) {
+            Some(t) => SystemInput { bytes, throughput: t, source: ThroughputSource::Drills { count }, overhead_secs },
+            None => SystemInput { bytes, throughput: default, source: ThroughputSource::Default, overhead_secs },
+        });
+    }
+    let parallel = opts.parallel.max(1);
+    let rows = simulate(plan, &inputs, parallel);
+    Ok(Forecast {
+        plan: plan.name.clone(),
+        parallel,
+        predicted: true,
+        deadlines_not_met: rows.iter().filter(|r| r.fits == Some(false)).map(|r| r.name.clone()).collect(),
+        total_secs: rows.iter().map(|r| r.end_secs).fold(0.0, f64::max),
+        resources: Resources {
+            bytes_to_restore: inputs.iter().map(|i| i.bytes).sum(),
+            disk_per_target: disk,
+            bytes_to_fetch: blobs.values().map(|&l| l as u64).sum(),
+            objects_to_fetch: packs.len(),
+            from: opts.from,
+        },
+        systems: rows,
+        warnings,
+    })
+}
+
+/// Seconds outside the restore (hooks) in the last successful drill of a system.
+fn last_overhead(state: &State, name: &str) -> Result<f64> {
+    for run in state.recovery_runs(Some(RunKind::Drill), None)?.iter().rev() {
+        let done = state.run_systems(run.id)?.into_iter().find(|s| s.name == name && s.state == Phase::Done);
+        if let Some(s) = done {
+            if let (Some(a), Some(b), Some(ms)) = (s.started_at, s.ended_at, s.restore_ms) {
+                return Ok(((b - a).num_milliseconds() as f64 - ms as f64).max(0.0) / 1000.0);
+            }
+        }
+    }
+    Ok(0.0)
+}
+
+impl Forecast {
+    /// The forecast as a report (`kind: forecast`): one predicted row per system,
+    /// its clock starting at `now`. Times are whole seconds, the completion rounded
+    /// up as every deadline verdict is (`deadline::time_secs`).
+    pub fn facts(&self, plan: &Plan, now: DateTime<Utc>) -> ReportFacts {
+        let mut f = ReportFacts::new(ReportKind::Forecast, format!("Forecast for {}", self.plan), now);
+        f.clock_start = Some(now);
+        f.plan = Some(self.plan.clone());
+        f.systems = self
+            .systems
+            .iter()
+            .zip(&plan.systems)
+            .map(|(r, s)| {
+                let priority = Priority::new(r.priority).unwrap_or(Priority::ALL[3]);
+                let mut row = SystemRow::new(r.name.clone(), priority, r.deadline_secs, SystemState::Planned);
+                row.predicted = true;
+                row.target = Some(target_for(s, None).display().to_string());
+                row.start_secs = Some(r.start_secs.floor() as i64);
+                row.time_secs = Some(r.end_secs.ceil() as i64);
+                row.bytes = Some(r.bytes);
+                row
+            })
+            .collect();
+        f.finalize();
+        f
+    }
+}

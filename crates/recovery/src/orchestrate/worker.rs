@@ -1,0 +1,275 @@
+//! One thread per running system: pre hooks, the restore, verify and post hooks.
+//! A worker never touches the state database; it sends each change to the engine
+//! thread and waits for the commit (`Worker::commit`), so that every phase is
+//! stored before it is acted on.
+
+use super::*;
+
+/// Why a system failed. Its text is what the run records as the system's error
+/// (and the timeline shows), so the wording is part of the record.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemFailure {
+    #[error("the engine stopped")]
+    EngineStopped,
+    #[error("the engine stopped before recording the change")]
+    NotRecorded,
+    #[error("{stage} hook `{command}` failed ({why}, {attempts} attempt{}){}",
+        if *.attempts == 1 { "" } else { "s" },
+        if .output.is_empty() { String::new() } else { format!(": {}", .output) })]
+    Hook { stage: HookStage, command: String, why: String, attempts: u32, output: String },
+    #[error("no snapshot was chosen for this system")]
+    NoSnapshot,
+    #[error("no target recorded")]
+    NoTarget,
+    /// The store's error is part of the message, deliberately not a `#[source]`.
+    #[error("snapshot {snapshot}: {cause}")]
+    Snapshot { snapshot: String, cause: kura_store::Error },
+    #[error("restore: {0}")]
+    Restore(kura_store::Error),
+    #[error(
+        "restore: {count} file(s) not restored, their data is damaged in the repository, e.g. {path} \
+         (blob {blob} in pack {pack}: {reason})"
+    )]
+    Damaged { count: usize, path: String, blob: String, pack: String, reason: String },
+    #[error("{count} restored file(s) do not match the snapshot, e.g. {first}")]
+    Mismatch { count: usize, first: String },
+    #[error("internal error (panic): {0}")]
+    Panic(String),
+}
+
+type Outcome = std::result::Result<(), SystemFailure>;
+
+/// What a worker tells the engine thread. Messages carrying an `ack` are state
+/// changes: the worker waits until the engine has committed them.
+pub(super) enum Msg {
+    Phase(usize, Phase, Sender<()>),
+    Hooks(usize, Vec<HookOutcome>, Sender<()>),
+    Restored {
+        i: usize,
+        bytes: u64,
+        files: u64,
+        ms: u64,
+        verify: VerifyRecord,
+        ack: Sender<()>,
+    },
+    /// The restore planned its work: bytes it will write (the pace's total), and when.
+    Total(usize, u64, DateTime<Utc>),
+    Progress(usize, u64),
+    Finished(usize, Outcome),
+}
+
+/// Sends restore progress to the engine thread.
+struct ChannelProgress {
+    i: usize,
+    tx: Sender<Msg>,
+    clock: Arc<dyn Clock>,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl Progress for ChannelProgress {
+    fn set_total(&self, total: u64) {
+        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.tx.send(Msg::Total(self.i, total, self.clock.now()));
+    }
+    fn advance(&self, n: u64) {
+        let done = self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        let _ = self.tx.send(Msg::Progress(self.i, done));
+    }
+}
+
+struct Worker {
+    i: usize,
+    tx: Sender<Msg>,
+}
+
+impl Worker {
+    /// Sends a state change and waits until the engine has committed it.
+    fn commit(&self, make: impl FnOnce(Sender<()>) -> Msg) -> Outcome {
+        let (ack_tx, ack_rx): (Sender<()>, Receiver<()>) = bounded(1);
+        self.tx.send(make(ack_tx)).map_err(|_| SystemFailure::EngineStopped)?;
+        ack_rx.recv().map_err(|_| SystemFailure::NotRecorded)
+    }
+    fn phase(&self, p: Phase) -> Outcome {
+        let i = self.i;
+        self.commit(|ack| Msg::Phase(i, p, ack))
+    }
+    fn hooks(&self, h: &[HookOutcome]) -> Outcome {
+        let i = self.i;
+        let h = h.to_vec();
+        self.commit(|ack| Msg::Hooks(i, h, ack))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn spawn_worker(
+    engine: &Engine,
+    plan: &Plan,
+    run: &crate::state::recovery::RunRecord,
+    i: usize,
+    from: Phase,
+    rec: SystemRecord,
+    drill: bool,
+    tx: Sender<Msg>,
+) -> std::thread::JoinHandle<()> {
+    let sys = plan.systems[i].clone();
+    let hook_env = plan.hook_env.clone();
+    let repo = engine.repo.clone();
+    let runner = engine.runner.clone();
+    let threads = engine.restore_threads;
+    let clock = engine.clock.clone();
+    let run_id = run.id;
+    let incident = run.incident;
+    std::thread::Builder::new()
+        .name(format!("recover-{}", sys.name))
+        .spawn(move || {
+            let w = Worker { i, tx: tx.clone() };
+            let ctx = SystemJob {
+                sys: &sys,
+                rec: &rec,
+                repo: &repo,
+                runner: runner.as_ref(),
+                hook_env: &hook_env,
+                drill,
+                run_id,
+                incident,
+                threads,
+                clock,
+            };
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from))).unwrap_or_else(|p| {
+                    let msg =
+                        p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    Err(SystemFailure::Panic(msg.unwrap_or_default()))
+                });
+            let _ = tx.send(Msg::Finished(i, result));
+        })
+        .expect("spawning a recovery thread")
+}
+
+struct SystemJob<'a> {
+    sys: &'a PlanSystem,
+    rec: &'a SystemRecord,
+    repo: &'a Arc<Repository>,
+    runner: &'a dyn HookRunner,
+    /// The plan's `hook_env`: names passed on from kura's environment.
+    hook_env: &'a [String],
+    drill: bool,
+    run_id: i64,
+    incident: Option<i64>,
+    threads: Option<usize>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SystemJob<'_> {
+    fn env(&self, stage: HookStage) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("KURA_SYSTEM".to_string(), self.sys.name.clone()),
+            ("KURA_PRIORITY".to_string(), self.sys.priority.to_string()),
+            ("KURA_TARGET".to_string(), self.rec.target.clone().unwrap_or_default()),
+            ("KURA_SNAPSHOT".to_string(), self.rec.snapshot.clone().unwrap_or_default()),
+            ("KURA_DRILL".to_string(), if self.drill { "1" } else { "0" }.to_string()),
+            ("KURA_RUN".to_string(), self.run_id.to_string()),
+            ("KURA_PHASE".to_string(), stage.to_string()),
+        ];
+        if let Some(inc) = self.incident {
+            env.push(("KURA_INCIDENT".to_string(), inc.to_string()));
+        }
+        env.extend(hooks::allowed_env(self.hook_env));
+        env
+    }
+
+    fn hooks_stage(&self, w: &Worker, stage: HookStage, list: &[Hook], done: &mut Vec<HookOutcome>) -> Outcome {
+        for hook in list {
+            if self.drill && !hook.drill {
+                done.push(HookOutcome {
+                    stage,
+                    command: hook.command.clone(),
+                    ok: true,
+                    attempts: 0,
+                    exit_code: None,
+                    timed_out: false,
+                    duration_ms: 0,
+                    output: "not run: not marked safe for drills (drill = false)".into(),
+                    skipped: true,
+                });
+                w.hooks(done)?;
+                continue;
+            }
+            let o = run_with_retries(self.runner, stage, hook, &self.env(stage));
+            let ok = o.ok;
+            let why = if o.timed_out {
+                format!("timed out after {:?}", hook.timeout)
+            } else {
+                format!("exit code {}", o.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))
+            };
+            let attempts = o.attempts;
+            let output = o.output.lines().last().unwrap_or("").to_string();
+            done.push(o);
+            w.hooks(done)?;
+            if !ok {
+                return Err(SystemFailure::Hook { stage, command: hook.command.clone(), why, attempts, output });
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, w: &Worker, from: Phase) -> Outcome {
+        let mut done: Vec<HookOutcome> = self.rec.hooks.clone();
+        if from <= Phase::Pre {
+            done.retain(|h| h.stage != HookStage::Pre);
+            self.hooks_stage(w, HookStage::Pre, &self.sys.hooks.pre, &mut done)?;
+            w.phase(Phase::Restoring)?;
+        }
+        if from <= Phase::Restoring {
+            self.restore(w)?;
+            w.phase(Phase::Verifying)?;
+        }
+        if from <= Phase::Verifying {
+            done.retain(|h| h.stage == HookStage::Pre);
+            self.hooks_stage(w, HookStage::Verify, &self.sys.hooks.verify, &mut done)?;
+            w.phase(Phase::Post)?;
+        }
+        done.retain(|h| h.stage != HookStage::Post);
+        self.hooks_stage(w, HookStage::Post, &self.sys.hooks.post, &mut done)?;
+        Ok(())
+    }
+
+    fn restore(&self, w: &Worker) -> Outcome {
+        let snap_hex = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
+        let (id, snap) = self
+            .repo
+            .find_snapshot(&snap_hex)
+            .map_err(|cause| SystemFailure::Snapshot { snapshot: snap_hex.clone(), cause })?;
+        let subpath = self.sys.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
+        let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
+        let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads };
+        let progress =
+            ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
+        let started = Instant::now();
+        let sum = kura_store::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(SystemFailure::Restore)?;
+        let ms = started.elapsed().as_millis() as u64;
+        let failures = sum.verify_failures.len();
+        let verify = VerifyRecord {
+            ok: failures == 0,
+            files_verified: sum.files_verified,
+            failures: sum.verify_failures.iter().take(20).cloned().collect(),
+        };
+        let i = w.i;
+        let bytes = sum.bytes_written;
+        let files = sum.files_restored + sum.files_skipped;
+        w.commit(|ack| Msg::Restored { i, bytes, files, ms, verify, ack })?;
+        if let Some(d) = sum.damaged.first() {
+            return Err(SystemFailure::Damaged {
+                count: sum.damaged.len(),
+                path: d.snapshot_path.to_string(),
+                blob: d.blob.to_string(),
+                pack: d.pack.to_string(),
+                reason: d.reason.to_string(),
+            });
+        }
+        if failures > 0 {
+            return Err(SystemFailure::Mismatch { count: failures, first: sum.verify_failures[0].clone() });
+        }
+        Ok(())
+    }
+}
