@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local, Utc};
-use kura::daemon::{self, Client, Reply, RunAnswer, RunState, Status};
+use kura::daemon::{self, Client, JobKind, Reply, RunAnswer, RunState, Status};
 use kura::state::jobs::{JobRun, Outcome};
 
 use super::{output, Ctx, EXIT_PARTIAL};
@@ -75,14 +75,21 @@ pub struct StatusArgs {
     socket: SocketArg,
 }
 
+fn job_kind(s: &str) -> std::result::Result<JobKind, String> {
+    JobKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+        let all: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("{s:?} is not a job kind: use one of {}", all.join(", "))
+    })
+}
+
 #[derive(clap::Args)]
 pub struct JobsArgs {
     /// Only the runs of this system
     #[arg(long, value_name = "NAME")]
     system: Option<String>,
     /// Only runs of this kind: backup, replicate, prune, check or drill
-    #[arg(long, value_name = "KIND")]
-    job: Option<String>,
+    #[arg(long, value_name = "KIND", value_parser = job_kind)]
+    job: Option<JobKind>,
     /// At most N runs, newest first
     #[arg(long, value_name = "N", default_value_t = 20)]
     limit: usize,
@@ -293,7 +300,7 @@ fn print_status(st: &Status) {
 fn print_run(r: &JobRun) {
     let what = match &r.system {
         Some(s) => format!("{} {s}", r.job),
-        None => r.job.clone(),
+        None => r.job.to_string(),
     };
     let took = match r.ended_at {
         Some(b) => output::duration_ms((b - r.started_at).num_milliseconds().max(0) as u64),

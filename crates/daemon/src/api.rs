@@ -12,6 +12,7 @@ use tokio::net::UnixListener;
 use crate::error::DaemonError;
 use crate::status::Status;
 use kura_recovery::error::{Error, Result};
+use kura_recovery::schedule::JobKind;
 use kura_recovery::state::jobs::JobRun;
 
 /// A request: `{"cmd":"status"}`, `{"cmd":"jobs","system":"web","limit":20}`,
@@ -24,7 +25,7 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         system: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        job: Option<String>,
+        job: Option<JobKind>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::api::{self, Reply, Request, Response};
 use crate::status::Status;
+use kura_recovery::schedule::JobKind;
 use kura_recovery::state::jobs::JobRun;
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +104,7 @@ impl Client {
     pub fn jobs(
         &mut self,
         system: Option<String>,
-        job: Option<String>,
+        job: Option<JobKind>,
         limit: Option<usize>,
     ) -> Result<Vec<JobRun>, ClientError> {
         match self.request(&Request::Jobs { system, job, limit })? {

@@ -11,55 +11,13 @@ use crate::error::DaemonError;
 
 use kura_recovery::config::{Config, Schedule};
 use kura_recovery::error::{Error, Result};
+pub use kura_recovery::schedule::{Access, JobKind};
 use kura_recovery::state::jobs::Outcome;
 use kura_store::check::rotation::Rotation;
 use kura_store::progress::Progress;
 use kura_store::repo::keys::read_password_file;
 use kura_store::repo::snapshot::Filter;
 use kura_store::repo::Repository;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    Backup,
-    Replicate,
-    Prune,
-    Check,
-    Drill,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 5] = [JobKind::Backup, JobKind::Replicate, JobKind::Prune, JobKind::Check, JobKind::Drill];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Backup => "backup",
-            JobKind::Replicate => "replicate",
-            JobKind::Prune => "prune",
-            JobKind::Check => "check",
-            JobKind::Drill => "drill",
-        }
-    }
-
-    /// What the job needs from the repository it works on.
-    ///
-    /// Backups only add objects and announce themselves with shared lock objects; check
-    /// and drill read; replicate reads this repository. All of these run side by side.
-    /// Prune removes and repacks data under the exclusive lock: the daemon never runs it
-    /// together with any other job on the same repository.
-    pub fn access(self) -> Access {
-        match self {
-            JobKind::Prune => Access::Exclusive,
-            _ => Access::Shared,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    Shared,
-    Exclusive,
-}
 
 /// One job of the config: `backup:NAME` for each system, and the repository-wide
 /// `replicate`, `prune`, `check` and `drill`.

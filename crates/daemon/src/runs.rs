@@ -88,7 +88,7 @@ impl Daemon {
         let now = self.clock.now();
         let (kind, system) = (l.spec.kind, l.spec.system.clone());
         let trigger = l.trigger;
-        let id = match self.db.query(move |st| st.start_run(kind.as_str(), system.as_deref(), trigger, now)).await {
+        let id = match self.db.query(move |st| st.start_run(kind, system.as_deref(), trigger, now)).await {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(job = %l.spec.key, error = %e, "cannot record the run; not starting it");

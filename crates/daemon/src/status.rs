@@ -137,10 +137,10 @@ fn read_facts(st: &mut kura_recovery::state::State, systems: &[String], kinds: &
             .iter()
             .map(|s| {
                 let good = st.last_good_backup(s).ok().flatten();
-                (good, last(RunFilter { system: Some(s.clone()), job: Some("backup".into()), limit: None }))
+                (good, last(RunFilter { system: Some(s.clone()), job: Some(JobKind::Backup), limit: None }))
             })
             .collect(),
-        jobs: kinds.iter().map(|k| last(RunFilter { job: Some(k.as_str().into()), ..Default::default() })).collect(),
+        jobs: kinds.iter().map(|k| last(RunFilter { job: Some(*k), ..Default::default() })).collect(),
     }
 }
 

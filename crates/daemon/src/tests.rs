@@ -323,7 +323,7 @@ async fn catch_up_once_after_downtime_and_check_rotation() {
         let st = State::open(&dir.path().join("state.db")).unwrap();
         st.set_schedule_state("backup:web", t0() - Duration::hours(3), Some(t0() - Duration::hours(3))).unwrap();
         st.set_schedule_state("check", t0() - Duration::hours(3) + Duration::minutes(30), None).unwrap();
-        st.start_run("check", None, Trigger::Schedule, t0() - Duration::minutes(10)).unwrap();
+        st.start_run(JobKind::Check, None, Trigger::Schedule, t0() - Duration::minutes(10)).unwrap();
     }
     let clock = ManualClock::new(t0() + Duration::minutes(40));
     let d = daemon(cfg, &clock, exec.clone(), dir.path()).await;

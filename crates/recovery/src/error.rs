@@ -32,6 +32,19 @@ pub enum Error {
     )]
     ReadOnlyState { path: PathBuf, reason: String },
 
+    /// Another process held the state database's write lock longer than kura waits.
+    #[error(
+        "invalid state database {}: {cause}: another kura process kept its write lock (kura waited up to \
+         {waited_secs} s); see what runs with `fuser {}` and retry",
+        .path.display(),
+        .path.display()
+    )]
+    StateBusy { path: PathBuf, waited_secs: u64, cause: rusqlite::Error },
+
+    /// Any other failure of the state database (SQLite's own message follows).
+    #[error("invalid state database {}: {cause}", .path.display())]
+    State { path: PathBuf, cause: rusqlite::Error },
+
     /// A stored value the code does not know. The state database is an audit
     /// trail, so such a row is never read as some default: the error names the
     /// table, the row and the column so that it can be found and repaired.

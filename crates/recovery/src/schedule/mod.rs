@@ -41,6 +41,46 @@ impl Trigger {
     }
 }
 
+/// The kinds of job the daemon schedules and `job_runs` records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Backup,
+    Replicate,
+    Prune,
+    Check,
+    Drill,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 5] = [JobKind::Backup, JobKind::Replicate, JobKind::Prune, JobKind::Check, JobKind::Drill];
+
+    /// Its stored text (`state::codec`, the one mapping): `backup`, `prune`, ...
+    pub fn as_str(self) -> &'static str {
+        crate::state::codec::Stored::stored(self)
+    }
+
+    /// What the job needs from the repository it works on.
+    ///
+    /// Backups only add objects and announce themselves with shared lock objects; check
+    /// and drill read; replicate reads this repository. All of these run side by side.
+    /// Prune removes and repacks data under the exclusive lock: the daemon never runs it
+    /// together with any other job on the same repository.
+    pub fn access(self) -> Access {
+        match self {
+            JobKind::Prune => Access::Exclusive,
+            _ => Access::Shared,
+        }
+    }
+}
+
+/// What a job needs from the repository it works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Shared,
+    Exclusive,
+}
+
 /// What to do with one job now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::orchestrate::deadline::{Alert, Verdict};
 use crate::orchestrate::hooks::HookStage;
 use crate::orchestrate::queue::Phase;
-use crate::schedule::Trigger;
+use crate::schedule::{JobKind, Trigger};
 
 /// An enum stored as text. `ALL` lists every value, for parsing and for the
 /// error's "is not one of" list.
@@ -137,6 +137,8 @@ stored!(Outcome {
 });
 
 stored!(Trigger { Schedule => "schedule", CatchUp => "catch-up", Manual => "manual" });
+
+stored!(JobKind { Backup => "backup", Replicate => "replicate", Prune => "prune", Check => "check", Drill => "drill" });
 
 // Stored inside the `hooks` column's JSON through serde; the test below keeps
 // the two texts equal.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{collect, RowRef, Stored};
 use super::{db_err, State};
 use crate::error::{Error, Result};
-use crate::schedule::Trigger;
+use crate::schedule::{JobKind, Trigger};
 
 /// How a run ended (or that it has not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +35,7 @@ impl Outcome {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobRun {
     pub id: i64,
-    /// backup | replicate | prune | check | drill
-    pub job: String,
+    pub job: JobKind,
     pub system: Option<String>,
     pub trigger: Trigger,
     pub started_at: DateTime<Utc>,
@@ -62,7 +61,7 @@ pub struct RunEnd {
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
     pub system: Option<String>,
-    pub job: Option<String>,
+    pub job: Option<JobKind>,
     pub limit: Option<usize>,
 }
 
@@ -99,12 +98,12 @@ fn row_to_run(r: &Row<'_>) -> rusqlite::Result<Result<JobRun>> {
     let (trigger, outcome): (String, String) = (r.get(3)?, r.get(6)?);
     let (started_at, ended_at): (String, Option<String>) = (r.get(4)?, r.get(5)?);
     let detail: Option<String> = r.get(10)?;
-    let (job, system, error, snapshot) = (r.get(1)?, r.get(2)?, r.get(9)?, r.get(8)?);
+    let (job, system, error, snapshot): (String, _, _, _) = (r.get(1)?, r.get(2)?, r.get(9)?, r.get(8)?);
     let bytes = r.get::<_, Option<i64>>(7)?.map(|b| b.max(0) as u64);
     Ok((|| {
         Ok(JobRun {
             id,
-            job,
+            job: at.parse("job", &job)?,
             system,
             trigger: at.parse("trigger", &trigger)?,
             started_at: at.time("started_at", &started_at)?,
@@ -124,11 +123,11 @@ impl State {
     }
 
     /// Records that a run started; returns its id. Committed before the job starts.
-    pub fn start_run(&self, job: &str, system: Option<&str>, trigger: Trigger, at: DateTime<Utc>) -> Result<i64> {
+    pub fn start_run(&self, job: JobKind, system: Option<&str>, trigger: Trigger, at: DateTime<Utc>) -> Result<i64> {
         self.conn
             .execute(
                 "INSERT INTO job_runs (job, system, trigger, started_at, outcome) VALUES (?1, ?2, ?3, ?4, 'running')",
-                params![job, system, trigger.as_str(), ts(at)],
+                params![job.as_str(), system, trigger.as_str(), ts(at)],
             )
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
@@ -170,7 +169,8 @@ impl State {
                  ORDER BY started_at DESC, id DESC LIMIT ?3"
             ))
             .map_err(|e| self.err(e))?;
-        let rows = st.query_map(params![f.system, f.job, limit], row_to_run).map_err(|e| self.err(e))?;
+        let rows =
+            st.query_map(params![f.system, f.job.map(JobKind::as_str), limit], row_to_run).map_err(|e| self.err(e))?;
         collect(self.path(), rows)
     }
 
@@ -223,7 +223,7 @@ impl State {
     }
 
     /// The newest run of `job` (any system) with one of `outcomes`.
-    pub fn last_run_with(&self, job: &str, outcomes: &[Outcome]) -> Result<Option<JobRun>> {
+    pub fn last_run_with(&self, job: JobKind, outcomes: &[Outcome]) -> Result<Option<JobRun>> {
         let list: Vec<String> = outcomes.iter().map(|o| format!("'{}'", o.stored())).collect();
         self.conn
             .query_row(
@@ -232,7 +232,7 @@ impl State {
                      ORDER BY started_at DESC, id DESC LIMIT 1",
                     list.join(", ")
                 ),
-                [job],
+                [job.as_str()],
                 row_to_run,
             )
             .optional()
@@ -289,10 +289,10 @@ mod tests {
     fn runs_are_recorded_listed_and_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("state.db")).unwrap();
-        let a = s.start_run("backup", Some("web"), Trigger::Schedule, t(1)).unwrap();
+        let a = s.start_run(JobKind::Backup, Some("web"), Trigger::Schedule, t(1)).unwrap();
         s.finish_run(a, t(2), &ok(100, "aaaa")).unwrap();
-        let b = s.start_run("backup", Some("db"), Trigger::CatchUp, t(3)).unwrap();
-        let c = s.start_run("prune", None, Trigger::Manual, t(4)).unwrap();
+        let b = s.start_run(JobKind::Backup, Some("db"), Trigger::CatchUp, t(3)).unwrap();
+        let c = s.start_run(JobKind::Prune, None, Trigger::Manual, t(4)).unwrap();
         s.finish_run(
             c,
             t(5),
@@ -326,19 +326,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("state.db")).unwrap();
         assert!(s.last_good_backup("web").unwrap().is_none());
-        let a = s.start_run("backup", Some("web"), Trigger::Schedule, t(1)).unwrap();
+        let a = s.start_run(JobKind::Backup, Some("web"), Trigger::Schedule, t(1)).unwrap();
         s.finish_run(a, t(2), &ok(1, "first")).unwrap();
-        let b = s.start_run("backup", Some("web"), Trigger::Schedule, t(3)).unwrap();
+        let b = s.start_run(JobKind::Backup, Some("web"), Trigger::Schedule, t(3)).unwrap();
         s.finish_run(
             b,
             t(4),
             &RunEnd { outcome: Outcome::Failed, bytes: None, snapshot: None, error: None, detail: None },
         )
         .unwrap();
-        let c = s.start_run("backup", Some("other"), Trigger::Schedule, t(5)).unwrap();
+        let c = s.start_run(JobKind::Backup, Some("other"), Trigger::Schedule, t(5)).unwrap();
         s.finish_run(c, t(6), &ok(1, "other")).unwrap();
         assert_eq!(s.last_good_backup("web").unwrap().unwrap().snapshot.as_deref(), Some("first"));
-        assert_eq!(s.last_run_with("backup", &[Outcome::Failed]).unwrap().unwrap().id, b);
+        assert_eq!(s.last_run_with(JobKind::Backup, &[Outcome::Failed]).unwrap().unwrap().id, b);
     }
 
     #[test]

@@ -351,16 +351,10 @@ pub(crate) fn db_err(path: &Path, e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::ReadOnly) => Error::ReadOnlyState { path: path.to_path_buf(), reason: e.to_string() },
-        Some(ErrorCode::DatabaseBusy) => Error::invalid(
-            format!("state database {}", path.display()),
-            format!(
-                "{e}: another kura process kept its write lock (kura waited up to {} s); \
-                 see what runs with `fuser {}` and retry",
-                BUSY_TIMEOUT.as_secs(),
-                path.display()
-            ),
-        ),
-        _ => Error::invalid(format!("state database {}", path.display()), e.to_string()),
+        Some(ErrorCode::DatabaseBusy) => {
+            Error::StateBusy { path: path.to_path_buf(), waited_secs: BUSY_TIMEOUT.as_secs(), cause: e }
+        }
+        _ => Error::State { path: path.to_path_buf(), cause: e },
     }
 }
 
@@ -416,7 +410,9 @@ mod tests {
         let e = s.run_system(run, "b").unwrap_err().to_string();
         assert!(e.contains(&format!("recovery_systems row {row}: hooks is not valid")), "{e}");
 
-        let job = s.start_run("check", None, crate::schedule::Trigger::Manual, chrono::Utc::now()).unwrap();
+        let job = s
+            .start_run(crate::schedule::JobKind::Check, None, crate::schedule::Trigger::Manual, chrono::Utc::now())
+            .unwrap();
         raw.execute("UPDATE job_runs SET outcome = 'okay' WHERE id = ?1", [job]).unwrap();
         let e = s.run(job).unwrap_err().to_string();
         assert!(e.contains(&format!("job_runs row {job}: outcome \"okay\" is not one of running, ok,")), "{e}");
@@ -452,7 +448,8 @@ mod tests {
                     for n in 0..40 {
                         // Each append reads the chain's end, then writes after it.
                         s.append_event(id, at, &Event::Note { text: format!("{t}/{n}") }).unwrap();
-                        s.start_run("check", None, crate::schedule::Trigger::Manual, at).unwrap();
+                        s.start_run(crate::schedule::JobKind::Check, None, crate::schedule::Trigger::Manual, at)
+                            .unwrap();
                     }
                 })
             })

@@ -64,8 +64,8 @@ struct Inner {
     client: Client,
     s: S3Settings,
     throttle: Option<Throttle>,
-    /// Result of probing the bucket's object-lock configuration (only when retention is set).
-    lock_probe: tokio::sync::OnceCell<std::result::Result<(), String>>,
+    /// Whether the bucket has object lock enabled, once a probe has answered.
+    lock_probe: tokio::sync::OnceCell<bool>,
 }
 
 impl S3Backend {

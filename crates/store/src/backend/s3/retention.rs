@@ -16,9 +16,11 @@ impl Inner {
         if self.s.lock_days.is_none() {
             return Ok(());
         }
-        let r = self
+        // Only the answer is kept: a failed probe (the server unreachable for a
+        // moment) is asked again next time instead of refusing for good.
+        let enabled = *self
             .lock_probe
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let out = self
                     .retry(|| async {
                         self.client
@@ -29,33 +31,34 @@ impl Inner {
                             .map_err(|e| classify(e, format!("bucket {}", self.s.bucket), &self.endpoint()))
                     })
                     .await;
-                let enabled = match &out {
-                    Ok(o) => o
+                match out {
+                    Ok(o) => Ok(o
                         .object_lock_configuration()
                         .and_then(|c| c.object_lock_enabled())
-                        .is_some_and(|e| *e == ObjectLockEnabled::Enabled),
-                    Err(BackendError::NotFound { .. }) => false,
+                        .is_some_and(|e| *e == ObjectLockEnabled::Enabled)),
+                    Err(BackendError::NotFound { .. }) => Ok(false),
                     Err(BackendError::Permanent { reason, .. })
-                        if reason.contains("ObjectLockConfigurationNotFound") =>
+                        if reason.contains("ObjectLockConfigurationNotFound")
+                            || reason.contains("does not implement") =>
                     {
-                        false
+                        Ok(false)
                     }
-                    Err(BackendError::Permanent { reason, .. }) if reason.contains("does not implement") => false,
-                    Err(e) => return Err(e.to_string()),
-                };
-                if enabled {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "object_lock_days is set, but bucket {} at {} has no object lock enabled (it must be created \
-                         with object lock; some servers, e.g. Garage, do not support it)",
-                        self.s.bucket,
-                        self.endpoint()
-                    ))
+                    Err(e) => Err(e),
                 }
             })
-            .await;
-        r.clone().map_err(|reason| BackendError::Permanent { object: format!("bucket {}", self.s.bucket), reason })
+            .await?;
+        if enabled {
+            return Ok(());
+        }
+        Err(BackendError::Permanent {
+            object: format!("bucket {}", self.s.bucket),
+            reason: format!(
+                "object_lock_days is set, but bucket {} at {} has no object lock enabled (it must be created \
+                 with object lock; some servers, e.g. Garage, do not support it)",
+                self.s.bucket,
+                self.endpoint()
+            ),
+        })
     }
 
     /// Retention for a new object. Locks and pending-deletion records are working
