@@ -111,6 +111,41 @@ fn make_target(target: &Path) -> Result<()> {
     std::fs::create_dir_all(target).map_err(|e| Error::io(target, e))
 }
 
+/// A restore, planned and not yet started: what it will write (from the snapshot's
+/// trees; no file data is read), the index it was planned on, and the reader lock
+/// that keeps a prune from deleting packs it names until it is executed or dropped.
+pub struct PreparedRestore {
+    repo: Arc<Repository>,
+    snap_id: FileId,
+    opts: RestoreOptions,
+    index: Index,
+    plan: RestorePlan,
+    started: Instant,
+    _lock: Option<crate::repo::lock::LockGuard>,
+}
+
+impl PreparedRestore {
+    pub fn plan(&self) -> &RestorePlan {
+        &self.plan
+    }
+}
+
+/// Plans a restore: refuses hostile trees (depth, expansion, sizes) before anything
+/// is written. `execute` then writes it.
+pub fn prepare(
+    repo: &Arc<Repository>,
+    snap_id: &FileId,
+    snap: &Snapshot,
+    opts: &RestoreOptions,
+) -> Result<PreparedRestore> {
+    let started = Instant::now();
+    let lock = crate::repo::lock::reader_lock(repo, "restore");
+    let index = repo.load_index()?;
+    let plan = make_plan(repo, &index, snap_id, snap, opts)?;
+    Ok(PreparedRestore { repo: repo.clone(), snap_id: *snap_id, opts: opts.clone(), index, plan, started, _lock: lock })
+}
+
+/// Plans, then executes.
 pub fn run(
     repo: &Arc<Repository>,
     snap_id: &FileId,
@@ -118,10 +153,14 @@ pub fn run(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    let started = Instant::now();
-    let _lock = crate::repo::lock::reader_lock(repo, "restore");
-    let index = repo.load_index()?;
-    let plan = make_plan(repo, &index, snap_id, snap, opts)?;
+    execute(prepare(repo, snap_id, snap, opts)?, progress)
+}
+
+/// Writes a prepared restore: directories, then files pack by pack on worker
+/// threads (atomic temp files, verified blobs), links, then metadata.
+pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<RestoreSummary> {
+    let PreparedRestore { repo, snap_id, opts, index, plan, started, _lock } = prepared;
+    let (repo, snap_id, opts) = (&repo, &snap_id, &opts);
     let target = &opts.target;
     make_target(target)?;
     let dirs = fs::Dirs::open(target, &plan.dirs)?;
@@ -555,6 +594,23 @@ mod tests {
         }
         blobs.store();
         snapshot_of(tree)
+    }
+
+    /// The plan can be looked at before anything is written: preparing writes
+    /// nothing, executing writes what the plan says.
+    #[test]
+    fn a_prepared_restore_writes_nothing_until_executed() {
+        let repo = repo();
+        let snap = deep(&repo, 3);
+        let scratch = tempfile::tempdir().unwrap();
+        let target = scratch.path().join("t");
+        let opts = RestoreOptions { target: target.clone(), threads: Some(1), ..Default::default() };
+        let prepared = prepare(&repo, &FileId([7; 32]), &snap, &opts).unwrap();
+        assert_eq!((prepared.plan().files.len(), prepared.plan().dirs.len()), (1, 3));
+        assert!(!target.exists(), "preparing wrote the target");
+        let sum = execute(prepared, &NoProgress).unwrap();
+        assert_eq!((sum.files_restored, sum.dirs), (1, 3));
+        assert_eq!(std::fs::read(target.join("d/d/d/leaf")).unwrap(), b"leaf\n");
     }
 
     /// Recovery runs restore on threads with the default 2 MiB stack: the deepest
