@@ -181,3 +181,104 @@ fn man_pages_cover_the_command_tree_and_render() {
         }
     }
 }
+
+/// Whether a file name matches a pattern with at most one `*` (the asset globs of
+/// [package.metadata.deb] are `*.toml`, `*.md`, `*.1`).
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, tail)) => {
+            assert!(!tail.contains('*'), "pattern {pattern} has more than one *");
+            name.len() >= head.len() + tail.len() && name.starts_with(head) && name.ends_with(tail)
+        }
+    }
+}
+
+/// The package's assets without a release build: `scripts/deb.sh --assets-only` with
+/// the test binary generates target/assets/ (here a temp directory), and every source
+/// that [package.metadata.deb] lists exists and is not empty, so a renamed doc or
+/// example cannot break the package unnoticed. The unit is the contrib one with the
+/// packaged path, and systemd-analyze (where installed) finds nothing wrong with it.
+#[test]
+fn deb_assets_exist_for_every_listed_source() {
+    if !installed("bash") || !installed("sed") {
+        eprintln!("bash or sed is not installed: skipped");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    let out = tool(
+        Command::new("bash")
+            .arg(root.join("scripts/deb.sh"))
+            .arg("--assets-only")
+            .env("KURA_BIN", KURA)
+            .env("KURA_DEB_ASSETS", &assets)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+    out.ok();
+
+    let manifest: toml_edit::DocumentMut = std::fs::read_to_string(root.join("Cargo.toml")).unwrap().parse().unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    for field in ["maintainer", "depends", "extended-description", "section"] {
+        assert!(deb[field].as_str().is_some_and(|v| !v.is_empty()), "[package.metadata.deb] has no {field}");
+    }
+    let list = deb["assets"].as_array().expect("[package.metadata.deb] assets");
+    let mut dests = Vec::new();
+    for entry in list.iter() {
+        let entry = entry.as_array().expect("an asset is [source, dest, mode]");
+        let field = |i: usize| entry.get(i).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{entry}")).to_string();
+        let (src, dest, mode) = (field(0), field(1), field(2));
+        assert!(mode == "644" || mode == "755", "{src}: mode {mode}");
+        dests.push(dest.clone());
+        if src == "target/release/kura" {
+            assert_eq!((dest.as_str(), mode.as_str()), ("usr/bin/", "755"));
+            continue;
+        }
+        let path = match src.strip_prefix("target/assets/") {
+            Some(rest) => assets.join(rest),
+            None => root.join(&src),
+        };
+        let (parent, pattern) = (path.parent().unwrap(), path.file_name().unwrap().to_str().unwrap());
+        let matches: Vec<PathBuf> = std::fs::read_dir(parent)
+            .unwrap_or_else(|e| panic!("{src}: {}: {e}", parent.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| glob_matches(pattern, p.file_name().unwrap().to_str().unwrap()))
+            .collect();
+        assert!(!matches.is_empty(), "asset {src} matches no file");
+        for m in &matches {
+            assert!(std::fs::metadata(m).unwrap().len() > 0, "asset {} is empty", m.display());
+        }
+        if src.contains('*') {
+            assert!(dest.ends_with('/'), "{src}: a glob goes to a directory, not {dest}");
+        }
+    }
+    for want in [
+        "lib/systemd/system/kura.service",
+        "usr/share/man/man1/",
+        "usr/share/bash-completion/completions/kura",
+        "usr/share/zsh/vendor-completions/_kura",
+        "usr/share/fish/vendor_completions.d/kura.fish",
+        "usr/share/doc/kura/examples/",
+    ] {
+        assert!(dests.iter().any(|d| d == want), "no asset is installed to {want}: {dests:?}");
+    }
+
+    // One page per command, and the completion scripts are the binary's.
+    assert_eq!(std::fs::read_dir(assets.join("man")).unwrap().count(), command_tree().len());
+    let bash = std::fs::read_to_string(assets.join("completions/kura.bash")).unwrap();
+    assert_eq!(bash, run(bare_kura().args(["completions", "bash"])).ok().stdout);
+
+    let unit = std::fs::read_to_string(assets.join("kura.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/kura daemon") && !unit.contains("/usr/local/bin"), "{unit}");
+    if installed("systemd-analyze") {
+        // The unit as packaged, with the binary under test in /usr/bin/kura's place.
+        let here = dir.path().join("kura.service");
+        std::fs::write(&here, unit.replace("/usr/bin/kura", KURA)).unwrap();
+        let out = tool(Command::new("systemd-analyze").arg("verify").arg(&here));
+        out.ok();
+        assert!(out.stderr.trim().is_empty() && out.stdout.trim().is_empty(), "{out}");
+    } else {
+        eprintln!("systemd-analyze is not installed: the unit is not verified");
+    }
+}
