@@ -13,6 +13,7 @@ mod incident;
 mod key;
 mod ls;
 mod output;
+mod packaging;
 mod plan;
 mod prune;
 mod recover;
@@ -108,6 +109,10 @@ enum Command {
     Run(daemon::RunArgs),
     /// Copy the repository to another location (a remote site): only what is missing, verified
     Copy(copy::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
+    Completions(packaging::CompletionsArgs),
+    /// Write man pages (kura.1 and one per subcommand) into a directory
+    Man(packaging::ManArgs),
 }
 
 /// What every command needs: global options and a way to open the repository.
@@ -248,5 +253,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(a) => daemon::jobs(&ctx, a),
         Command::Run(a) => daemon::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
+        Command::Completions(a) => packaging::completions(a),
+        Command::Man(a) => packaging::man(&ctx, a),
     }
 }

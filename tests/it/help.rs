@@ -3,7 +3,7 @@
 use crate::util::*;
 
 /// The subcommands a `--help` page lists under "Commands:" (without `help`).
-fn subcommands(help: &str) -> Vec<String> {
+pub fn subcommands(help: &str) -> Vec<String> {
     help.lines()
         .skip_while(|l| l.trim() != "Commands:")
         .skip(1)
@@ -12,6 +12,24 @@ fn subcommands(help: &str) -> Vec<String> {
         .filter(|c| *c != "help")
         .map(str::to_string)
         .collect()
+}
+
+/// Every command path of the clap tree (`[]`, `["backup"]`, `["repair", "index"]`, ...),
+/// walked through the binary's `--help` pages.
+pub fn command_tree() -> Vec<Vec<String>> {
+    let mut todo: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = Vec::new();
+    while let Some(cmd) = todo.pop() {
+        let out = run(bare_kura().args(&cmd).arg("--help"));
+        out.ok();
+        for sub in subcommands(&out.stdout) {
+            let mut next = cmd.clone();
+            next.push(sub);
+            todo.push(next);
+        }
+        seen.push(cmd);
+    }
+    seen
 }
 
 /// Walks the whole command tree through the binary, so that a new command cannot be

@@ -18,6 +18,7 @@ mod help;
 mod incident_chain;
 mod keys;
 mod listing;
+mod packaging;
 mod partial;
 mod passphrase;
 mod plans;
