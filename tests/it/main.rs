@@ -31,5 +31,6 @@ mod s3;
 mod security;
 mod servers;
 mod state_db;
+mod streams;
 mod traversal;
 mod util;

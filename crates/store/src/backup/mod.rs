@@ -2,6 +2,7 @@
 //! hash on this thread, compress and encrypt on workers (`saver`), snapshot last.
 
 mod saver;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -22,6 +23,7 @@ use crate::repo::tree::{Node, RawName, Tree};
 use crate::repo::Repository;
 use crate::types::{BlobId, BlobType, FileId};
 pub use saver::{BlobSaver, SaverStats};
+pub use stream::{StreamInput, StreamSource};
 pub use walk::estimate_size;
 
 #[derive(Clone, Debug, Default)]
@@ -36,6 +38,8 @@ pub struct BackupOptions {
     pub compression: Option<i32>,
     /// Compression/encryption threads; defaults to the number of cores.
     pub threads: Option<usize>,
+    /// Back up one stream (a command's stdout, or stdin) instead of `paths`.
+    pub stream: Option<StreamSource>,
 }
 
 pub struct BackupOutcome {
@@ -47,9 +51,21 @@ pub struct BackupOutcome {
 /// Runs one backup and writes its snapshot.
 pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let (paths, dropped) = normalize_paths(&opts.paths)?;
+    let (paths, dropped) = match &opts.stream {
+        Some(s) if !opts.paths.is_empty() => {
+            return Err(Error::invalid("backup", format!("give either paths or a stream ({}), not both", s.filename)))
+        }
+        Some(s) => {
+            s.validate()?;
+            (Vec::new(), Vec::new())
+        }
+        None => normalize_paths(&opts.paths)?,
+    };
     let host = opts.host.clone().unwrap_or_else(crate::host_name);
-    let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let path_strings: Vec<String> = match &opts.stream {
+        Some(s) => vec![s.snapshot_path()],
+        None => paths.iter().map(|p| p.display().to_string()).collect(),
+    };
 
     // The lock goes first: prune must know this backup may rely on the index it
     // is about to read (see repo::lock).
@@ -91,7 +107,10 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
         warnings: Vec::new(),
     };
     dropped.into_iter().for_each(|w| a.warn(w));
-    let root = a.archive_root(&paths, parent_tree.as_ref());
+    let root = match &opts.stream {
+        Some(s) => a.archive_stream(s),
+        None => a.archive_root(&paths, parent_tree.as_ref()),
+    };
     let saver = a.saver.take().unwrap();
     let stats = match root {
         Err(Error::WriterStopped) => return Err(saver.finish().err().unwrap_or(Error::WriterStopped)),
@@ -241,6 +260,35 @@ impl Archiver<'_> {
         self.archive_virtual(Path::new("/"), &root, parent)
     }
 
+    /// The stream becomes the one file at the root; its command must succeed.
+    fn archive_stream(&mut self, s: &StreamSource) -> Result<BlobId> {
+        let name = s.validate()?;
+        let mut running = stream::Running::start(&s.input)?;
+        let chunked = self.chunk_reader(running.reader());
+        let read_failed = !matches!(chunked, Ok(Ok(_)));
+        let finished = running.finish(read_failed);
+        let (ids, size) = chunked?.map_err(|e| Error::io(format!("<{}>", s.filename), e))?;
+        finished?;
+        let now = self.repo.now().timestamp_nanos_opt().unwrap_or(0);
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let node = Node {
+            mode: 0o600,
+            uid,
+            gid,
+            mtime_ns: now,
+            ctime_ns: now,
+            links: 1,
+            size,
+            content: ids,
+            ..Node::new(name, crate::repo::tree::NodeType::File)
+        };
+        self.summary.files_new += 1;
+        self.summary.bytes_total += size;
+        self.progress.file_done(Path::new(&s.snapshot_path()));
+        self.save_tree(vec![node])
+    }
+
     fn archive_virtual(&mut self, dir: &Path, v: &Virtual, parent: Option<&Tree>) -> Result<BlobId> {
         let mut nodes = Vec::new();
         for (name, child) in &v.children {
@@ -369,12 +417,16 @@ impl Archiver<'_> {
 
     /// Outer error: the repository failed. Inner error: this file could not be read.
     fn chunk_file(&mut self, path: &Path) -> Result<std::io::Result<(Vec<BlobId>, u64)>> {
+        match std::fs::File::open(path) {
+            Ok(mut f) => self.chunk_reader(&mut f),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Chunks everything `f` yields, in 1 MiB reads: memory stays flat whatever the size.
+    fn chunk_reader(&mut self, f: &mut dyn std::io::Read) -> Result<std::io::Result<(Vec<BlobId>, u64)>> {
         use std::io::Read;
         const READ: u64 = 1 << 20;
-        let mut f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(e)),
-        };
         let max = self.chunker.params().max as usize;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -389,7 +441,7 @@ impl Archiver<'_> {
                     buf.truncate(buf.len() - start);
                     start = 0;
                 }
-                match f.by_ref().take(READ).read_to_end(&mut buf) {
+                match (&mut *f).take(READ).read_to_end(&mut buf) {
                     Ok(n) => {
                         eof = (n as u64) < READ;
                         self.summary.bytes_read += n as u64;
