@@ -77,3 +77,43 @@ fn stdin_is_stored_as_a_file() {
     r.restore("latest", &target, &[]).ok();
     assert_eq!(fs::read(target.join("notes.txt")).unwrap(), b"hello from stdin\n");
 }
+
+/// A system whose config declares a command: `kura run backup:NAME` through a real
+/// daemon stores the command's output beside the paths; a failing command's run is
+/// recorded as failed with its status and stderr, and leaves no snapshot.
+#[test]
+fn daemon_backs_up_a_systems_command_and_records_a_failing_one() {
+    use crate::daemon::{eventually, Setup};
+    let setup = Setup::new();
+    let etc = setup.src("etc");
+    setup.configure(
+        "",
+        &format!(
+            "[[system]]\nname = \"db\"\npriority = 3\npaths = [\"{}\"]\n\
+             command = [\"sh\", \"-c\", \"echo header; seq 1 200000\"]\nstdin_filename = \"db.dump\"\n\n\
+             [[system]]\nname = \"bad\"\npriority = 1\ncommand = [\"sh\", \"-c\", \"echo broken >&2; exit 4\"]\n",
+            s(&etc)
+        ),
+    );
+    let _d = setup.daemon();
+    let run = eventually(60, "a manual run of backup:db", || {
+        let out = setup.cli(&["--json", "run", "backup:db"]);
+        (!out.stderr.contains("is already running")).then(|| out.ok().json())
+    });
+    let snap = text(&run, "snapshot").to_string();
+    let target = setup.repo.base().join("out");
+    setup.repo.restore(&snap, &target, &[]).ok();
+    let mut want = b"header\n".to_vec();
+    (1..=200000).for_each(|i| want.extend(format!("{i}\n").into_bytes()));
+    assert_eq!(fs::read(target.join("db.dump")).unwrap(), want);
+    assert_eq!(fs::read(restored(&target, &etc).join("file.txt")).unwrap(), b"data of etc\n");
+
+    let out = setup.cli(&["--json", "run", "backup:bad"]);
+    assert_ne!(out.code, 0, "{out}");
+    let failed = eventually(30, "a failed run of bad", || {
+        setup.jobs(&[]).into_iter().find(|r| r["system"] == "bad" && r["outcome"] == "failed")
+    });
+    let err = text(&failed, "error");
+    assert!(err.contains("exit status 4") && err.contains("broken"), "{failed:#}");
+    assert_eq!(setup.repo.snapshots(&["--tag", "system:bad"]).len(), 0);
+}

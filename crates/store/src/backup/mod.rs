@@ -51,19 +51,21 @@ pub struct BackupOutcome {
 /// Runs one backup and writes its snapshot.
 pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
     let started = Instant::now();
+    if let Some(s) = &opts.stream {
+        s.validate()?;
+    }
     let (paths, dropped) = match &opts.stream {
-        Some(s) if !opts.paths.is_empty() => {
-            return Err(Error::invalid("backup", format!("give either paths or a stream ({}), not both", s.filename)))
-        }
-        Some(s) => {
-            s.validate()?;
-            (Vec::new(), Vec::new())
-        }
-        None => normalize_paths(&opts.paths)?,
+        Some(_) if opts.paths.is_empty() => (Vec::new(), Vec::new()),
+        _ => normalize_paths(&opts.paths)?,
     };
     let host = opts.host.clone().unwrap_or_else(crate::host_name);
     let path_strings: Vec<String> = match &opts.stream {
-        Some(s) => vec![s.snapshot_path()],
+        Some(s) => {
+            let mut all: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            all.push(s.snapshot_path());
+            all.sort();
+            all
+        }
         None => paths.iter().map(|p| p.display().to_string()).collect(),
     };
 
@@ -108,8 +110,8 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     };
     dropped.into_iter().for_each(|w| a.warn(w));
     let root = match &opts.stream {
-        Some(s) => a.archive_stream(s),
-        None => a.archive_root(&paths, parent_tree.as_ref()),
+        Some(s) => a.stream_node(s).and_then(|n| a.archive_root(&paths, parent_tree.as_ref(), Some(n))),
+        None => a.archive_root(&paths, parent_tree.as_ref(), None),
     };
     let saver = a.saver.take().unwrap();
     let stats = match root {
@@ -240,7 +242,8 @@ impl Archiver<'_> {
         self.warnings.push(msg);
     }
 
-    fn archive_root(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<BlobId> {
+    /// `extra`: a stream's node, placed at the root beside the paths.
+    fn archive_root(&mut self, paths: &[PathBuf], parent: Option<&Tree>, extra: Option<Node>) -> Result<BlobId> {
         use std::os::unix::ffi::OsStrExt;
         let mut root = Virtual::default();
         for p in paths {
@@ -249,6 +252,20 @@ impl Archiver<'_> {
                 v = v.children.entry(c.as_os_str().as_bytes().to_vec()).or_default();
             }
             v.leaf = true;
+        }
+        if let Some(n) = extra {
+            if root.leaf || root.children.contains_key(&n.name.0) {
+                return Err(Error::invalid(
+                    "backup",
+                    format!(
+                        "the stream's file /{} clashes with a backed-up path: give it another name",
+                        n.name.lossy()
+                    ),
+                ));
+            }
+            let mut nodes = self.virtual_nodes(Path::new("/"), &root, parent)?;
+            nodes.push(n);
+            return self.save_tree(nodes);
         }
         if root.leaf {
             // Backing up `/` itself.
@@ -260,8 +277,8 @@ impl Archiver<'_> {
         self.archive_virtual(Path::new("/"), &root, parent)
     }
 
-    /// The stream becomes the one file at the root; its command must succeed.
-    fn archive_stream(&mut self, s: &StreamSource) -> Result<BlobId> {
+    /// The stream as a file node for the root; its command must succeed.
+    fn stream_node(&mut self, s: &StreamSource) -> Result<Node> {
         let name = s.validate()?;
         let mut running = stream::Running::start(&s.input)?;
         let chunked = self.chunk_reader(running.reader());
@@ -286,10 +303,15 @@ impl Archiver<'_> {
         self.summary.files_new += 1;
         self.summary.bytes_total += size;
         self.progress.file_done(Path::new(&s.snapshot_path()));
-        self.save_tree(vec![node])
+        Ok(node)
     }
 
     fn archive_virtual(&mut self, dir: &Path, v: &Virtual, parent: Option<&Tree>) -> Result<BlobId> {
+        let nodes = self.virtual_nodes(dir, v, parent)?;
+        self.save_tree(nodes)
+    }
+
+    fn virtual_nodes(&mut self, dir: &Path, v: &Virtual, parent: Option<&Tree>) -> Result<Vec<Node>> {
         let mut nodes = Vec::new();
         for (name, child) in &v.children {
             let name = RawName(name.clone());
@@ -308,7 +330,7 @@ impl Archiver<'_> {
             let sub = self.archive_virtual(&full, child, old_tree.as_ref())?;
             nodes.push(walk::dir_node(name, &meta, sub));
         }
-        self.save_tree(nodes)
+        Ok(nodes)
     }
 
     fn parent_subtree(&self, old: Option<&Node>) -> Option<Tree> {
