@@ -21,6 +21,7 @@ mod listing;
 mod partial;
 mod passphrase;
 mod plans;
+mod postgres;
 mod prune;
 mod recover;
 mod repair;
