@@ -7,6 +7,7 @@ mod copy;
 mod daemon;
 mod drill;
 mod export;
+mod find;
 mod forecast;
 mod forget;
 mod incident;
@@ -106,6 +107,8 @@ enum Command {
     Jobs(daemon::JobsArgs),
     /// Ask the daemon to run a job or a system's backup now
     Run(daemon::RunArgs),
+    /// Which snapshots hold a path matching a glob (name or full path), newest first
+    Find(find::Args),
     /// Copy the repository to another location (a remote site): only what is missing, verified
     Copy(copy::Args),
 }
@@ -231,6 +234,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
+        Command::Find(a) => find::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),

@@ -12,6 +12,7 @@ mod daemon_jobs;
 mod damage;
 mod dedup;
 mod errors;
+mod find;
 mod forget;
 mod fuzz_replay;
 mod help;

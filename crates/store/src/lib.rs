@@ -18,6 +18,7 @@ pub mod clock;
 pub mod compress;
 pub mod crypto;
 pub mod error;
+pub mod find;
 pub mod forget;
 pub mod pathmatch;
 pub mod progress;

@@ -1,0 +1,55 @@
+//! `kura find` (which snapshots hold a path matching a glob) and `kura dump`.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn find(r: &TestRepo, args: &[&str]) -> Vec<Value> {
+    let mut a = vec!["--json", "find"];
+    a.extend_from_slice(args);
+    match r.kura(a).ok().json() {
+        Value::Array(v) => v,
+        v => panic!("find --json is not a list: {v}"),
+    }
+}
+
+fn paths(row: &Value) -> Vec<String> {
+    row["matches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn find_matches_names_and_full_paths_newest_snapshot_first() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    sample_tree(&src, 1000);
+    let first = r.backup(&[&src], &["--tag", "one"]);
+    write(&src.join("notes/new.txt"), "new\n");
+    let second = r.backup(&[&src], &["--tag", "two", "--host", "other"]);
+
+    // By name, anywhere: both snapshots, the newest first.
+    let rows = find(&r, &["*.txt"]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0]["snapshot"], second["snapshot"]);
+    assert_eq!(rows[1]["snapshot"], first["snapshot"]);
+    let newest = paths(&rows[0]);
+    let leaf = format!("{}/notes/deep/er/est/leaf.txt", s(&src));
+    assert!(newest.contains(&leaf) && newest.contains(&format!("{}/notes/new.txt", s(&src))), "{newest:#?}");
+    assert!(!paths(&rows[1]).iter().any(|p| p.ends_with("new.txt")));
+    let m = rows[0]["matches"].as_array().unwrap().iter().find(|m| m["path"] == leaf.as_str()).unwrap();
+    assert_eq!((m["type"].as_str(), m["size"].as_u64()), (Some("file"), Some(7)), "{m:#}");
+    assert!(m["mtime"].as_str().unwrap().contains('T'), "{m:#}");
+
+    // By full path (`*` does not cross `/`), a directory, and the snapshot filters.
+    let rows = find(&r, &[&format!("{}/notes/*", s(&src)), "--host", "other"]);
+    assert_eq!(rows.len(), 1);
+    let p = paths(&rows[0]);
+    assert!(p.contains(&format!("{}/notes/deep", s(&src))) && !p.contains(&leaf), "{p:#?}");
+    assert_eq!(find(&r, &["new.txt", "--tag", "one"]).len(), 0);
+    assert_eq!(find(&r, &["new.txt", "--snapshot", text(&first, "snapshot")]).len(), 0);
+    assert_eq!(find(&r, &["new.txt", "--snapshot", "latest"]).len(), 1);
+
+    r.kura(["find", "leaf.txt"]).ok().stdout_has("leaf.txt").stdout_has("snapshot ");
+    r.kura(["find", "nothing-like-this"]).ok().stdout_has("no snapshot holds a path matching");
+    r.kura(["find", "a["]).code(2).stderr_has("invalid find pattern");
+    r.kura(["find", "x", "--snapshot", "ffff0000"]).code(2).stderr_has("no snapshot matches");
+}
