@@ -6,6 +6,7 @@ mod config;
 mod copy;
 mod daemon;
 mod drill;
+mod dump;
 mod export;
 mod find;
 mod forecast;
@@ -109,6 +110,8 @@ enum Command {
     Run(daemon::RunArgs),
     /// Which snapshots hold a path matching a glob (name or full path), newest first
     Find(find::Args),
+    /// Write a file of a snapshot to stdout, or a directory as a tar archive
+    Dump(dump::Args),
     /// Copy the repository to another location (a remote site): only what is missing, verified
     Copy(copy::Args),
 }
@@ -235,6 +238,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Find(a) => find::run(&ctx, a),
+        Command::Dump(a) => dump::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
