@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
     let bar = output::Bar::new(ctx.show_progress(), "backing up");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let res = std::thread::scope(|s| {
-        if ctx.show_progress() {
+        if ctx.show_progress() && opts.stream.is_none() {
             // The total arrives when this scan ends; until then a spinner shows.
             s.spawn(|| {
                 let total = backup::estimate_size(&opts.paths, &opts.excludes, &stop);

@@ -50,31 +50,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let mut finder = Finder::new(&repo, &index, &a.pattern)?;
     let found = finder.search(filter.select(list))?;
     if ctx.json {
-        let rows: Vec<_> = found
-            .iter()
-            .map(|f| {
-                let matches: Vec<_> = f
-                    .matches
-                    .iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "path": m.path,
-                            "type": m.node_type,
-                            "size": m.size,
-                            "mode": format!("{:04o}", m.mode),
-                            "mtime": chrono::DateTime::from_timestamp_nanos(m.mtime_ns).to_rfc3339(),
-                        })
-                    })
-                    .collect();
-                serde_json::json!({
-                    "snapshot": f.id.to_hex(),
-                    "short_id": f.id.short(),
-                    "time": f.snapshot.time,
-                    "host": f.snapshot.host,
-                    "matches": matches,
-                })
-            })
-            .collect();
+        let rows: Vec<_> = found.iter().map(json_row).collect();
         output::print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -96,4 +72,27 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn json_row(f: &kura::find::SnapshotMatches) -> serde_json::Value {
+    let matches: Vec<_> = f
+        .matches
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "path": m.path,
+                "type": m.node_type,
+                "size": m.size,
+                "mode": format!("{:04o}", m.mode),
+                "mtime": chrono::DateTime::from_timestamp_nanos(m.mtime_ns).to_rfc3339(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "snapshot": f.id.to_hex(),
+        "short_id": f.id.short(),
+        "time": f.snapshot.time,
+        "host": f.snapshot.host,
+        "matches": matches,
+    })
 }

@@ -51,23 +51,8 @@ pub struct BackupOutcome {
 /// Runs one backup and writes its snapshot.
 pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
     let started = Instant::now();
-    if let Some(s) = &opts.stream {
-        s.validate()?;
-    }
-    let (paths, dropped) = match &opts.stream {
-        Some(_) if opts.paths.is_empty() => (Vec::new(), Vec::new()),
-        _ => normalize_paths(&opts.paths)?,
-    };
+    let (paths, dropped, path_strings) = sources(opts)?;
     let host = opts.host.clone().unwrap_or_else(crate::host_name);
-    let path_strings: Vec<String> = match &opts.stream {
-        Some(s) => {
-            let mut all: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            all.push(s.snapshot_path());
-            all.sort();
-            all
-        }
-        None => paths.iter().map(|p| p.display().to_string()).collect(),
-    };
 
     // The lock goes first: prune must know this backup may rely on the index it
     // is about to read (see repo::lock).
@@ -143,6 +128,24 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     let id = repo.save_json(Kind::Snapshot, &snapshot)?;
     drop(lock);
     Ok(BackupOutcome { id, snapshot, warnings: a.warnings })
+}
+
+/// The paths to walk (normalized), warnings about dropped ones, and the paths the
+/// snapshot records: those and the stream's `/NAME`, sorted.
+fn sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, Vec<String>, Vec<String>)> {
+    if let Some(s) = &opts.stream {
+        s.validate()?;
+    }
+    let (paths, dropped) = match &opts.stream {
+        Some(_) if opts.paths.is_empty() => (Vec::new(), Vec::new()),
+        _ => normalize_paths(&opts.paths)?,
+    };
+    let mut recorded: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if let Some(s) = &opts.stream {
+        recorded.push(s.snapshot_path());
+        recorded.sort();
+    }
+    Ok((paths, dropped, recorded))
 }
 
 /// Absolute, without trailing slashes, nested paths dropped (their parent covers
