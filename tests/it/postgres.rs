@@ -2,7 +2,8 @@
 //! pg_dump ...`, restored, loaded into a fresh database and compared row by row.
 //! The cluster is a throwaway one in a temp dir, reached only through a unix socket
 //! there. PostgreSQL refuses to run as root: as root, the cluster belongs to the
-//! `postgres` user (created by the package) and its tools run through `runuser`.
+//! `postgres` user (created by the package; else `nobody`) and its tools run
+//! through `runuser`.
 //! scripts/deps/postgresql.sh installs the package; without it the test skips.
 
 use std::os::unix::fs::PermissionsExt;
@@ -11,15 +12,25 @@ use std::process::Command;
 
 use crate::util::*;
 
-/// The newest PostgreSQL's bin directory (Debian keeps them out of PATH).
+/// The newest PostgreSQL's bin directory (Debian keeps them out of PATH), else the
+/// directory on PATH that holds `initdb`.
 fn pg_bin() -> Option<PathBuf> {
+    let complete = |b: &Path| ["initdb", "pg_ctl", "pg_dump", "pg_restore", "psql"].iter().all(|p| b.join(p).is_file());
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path().join("bin")))
-        .filter(|b| b.join("initdb").is_file() && b.join("pg_dump").is_file())
-        .collect();
+        .map(|rd| rd.filter_map(|e| Some(e.ok()?.path().join("bin"))).filter(|b| complete(b)).collect())
+        .unwrap_or_default();
     dirs.sort_by_key(|d| d.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()));
-    dirs.pop()
+    dirs.pop().or_else(|| std::env::split_paths(&std::env::var_os("PATH")?).find(|d| complete(d)))
+}
+
+/// Who owns the cluster when the tests run as root (PostgreSQL refuses root): the
+/// package's `postgres` user, else `nobody`.
+fn cluster_owner() -> Option<&'static str> {
+    if !is_root() {
+        return None;
+    }
+    let has_postgres = Command::new("id").arg("postgres").output().is_ok_and(|o| o.status.success());
+    Some(if has_postgres { "postgres" } else { "nobody" })
 }
 
 struct Cluster {
@@ -33,7 +44,7 @@ struct Cluster {
 impl Cluster {
     /// `initdb` + `pg_ctl start` under `base`, listening on a unix socket only.
     fn start(bin: PathBuf, base: &Path) -> Cluster {
-        let owner = is_root().then_some("postgres");
+        let owner = cluster_owner();
         let dir = base.join("pg");
         std::fs::create_dir_all(dir.join("sock")).unwrap();
         if let Some(u) = owner {
