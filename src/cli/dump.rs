@@ -32,17 +32,24 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     if is_dir && stdout.is_terminal() {
         bail!("{path} in snapshot {} is a directory: its tar archive is binary; redirect stdout to a file or pipe it into tar -x", id.short());
     }
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    match &node {
-        None => kura::dump::tar(&repo, &index, &snap.tree, None, &mut out)?,
-        Some(n) => match (n.node_type, &n.subtree) {
-            (NodeType::Dir, Some(t)) => kura::dump::tar(&repo, &index, t, Some(n), &mut out)?,
-            (NodeType::File, _) => {
-                kura::dump::file(&repo, &index, n, &mut out)?;
-            }
-            _ => bail!("{path} in snapshot {} is a symlink: dump writes files and directories", id.short()),
-        },
+    if node.as_ref().is_some_and(|n| n.node_type == NodeType::Symlink) {
+        bail!("{path} in snapshot {} is a symlink: dump writes files and directories", id.short());
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let res = match &node {
+        Some(n) if n.node_type == NodeType::File => kura::dump::file(&repo, &index, n, &mut out).map(|_| ()),
+        Some(n) => match &n.subtree {
+            Some(t) => kura::dump::tar(&repo, &index, t, Some(n), &mut out),
+            None => Err(kura::Error::corrupt(format!("directory {path}"), "it has no tree")),
+        },
+        None => kura::dump::tar(&repo, &index, &snap.tree, None, &mut out),
+    };
+    let res = res.and_then(|()| out.flush().map_err(|e| kura::Error::io("<output>", e)));
+    match res {
+        // The reader went away (`kura dump ... | head`): quiet, as a SIGPIPE death.
+        Err(kura::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::from(128 + libc::SIGPIPE as u8))
+        }
+        r => Ok(r.map(|()| ExitCode::SUCCESS)?),
+    }
 }

@@ -84,6 +84,20 @@ fn dump_writes_a_file_and_a_directory_as_tar() {
     let all = r.cmd(["dump", "latest:/"]).output().unwrap();
     assert!(all.status.success() && all.stdout.len() > 3 << 20);
 
+    // A reader that goes away early: a quiet exit, as a SIGPIPE death.
+    let mut early = r
+        .cmd(["dump", &format!("latest:{}", s(&random))])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    std::io::Read::read_exact(early.stdout.as_mut().unwrap(), &mut head).unwrap();
+    drop(early.stdout.take());
+    let out = early.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
     r.kura(["dump", "latest"]).code(2).stderr_has("give SNAPSHOT:PATH");
     r.kura(["dump", "latest:/no/such/path"]).code(2).stderr_has("not found in snapshot");
     r.kura(["dump", &format!("latest:{}", s(&src.join("link_rel")))]).code(2).stderr_has("is a symlink");
