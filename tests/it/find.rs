@@ -102,3 +102,21 @@ fn dump_writes_a_file_and_a_directory_as_tar() {
     r.kura(["dump", "latest:/no/such/path"]).code(2).stderr_has("not found in snapshot");
     r.kura(["dump", &format!("latest:{}", s(&src.join("link_rel")))]).code(2).stderr_has("is a symlink");
 }
+
+/// A flipped byte inside a file's data: dump stops with an error naming the damage
+/// (exit 2) instead of writing wrong bytes.
+#[test]
+fn dump_of_damaged_data_is_an_error() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("big.bin"), 3 << 20, 5);
+    r.backup(&[&src], &[]);
+    let (pack, _) = r.packs()[0].clone();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&pack, &bytes).unwrap();
+    let out = run(r.cmd(["dump", &format!("latest:{}", s(&src.join("big.bin")))]).stdout(std::process::Stdio::null()));
+    out.code(2).stderr_has("damaged");
+}
