@@ -163,6 +163,7 @@ pub fn seeds(root: &Path) -> Vec<(&'static str, Vec<u8>)> {
         excludes: vec![],
         compression: None,
         threads: Some(1),
+        stream: None,
     };
     crate::backup::run(repo, &opts, &crate::progress::NoProgress).expect("seed backup");
     std::fs::remove_dir_all(&dir).ok();

@@ -3,16 +3,26 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
-use kura::backup::{self, BackupOptions};
+use anyhow::{bail, Result};
+use kura::backup::{self, BackupOptions, StreamInput, StreamSource};
 
 use super::{output, Ctx, EXIT_PARTIAL};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Files and directories to back up
-    #[arg(required = true)]
+    /// Files and directories to back up; with --stdin-from-command, the command and its arguments (after `--`)
+    #[arg(required_unless_present = "stdin")]
     paths: Vec<PathBuf>,
+    /// Run the command given after `--` (no shell) and back up its stdout as the file /NAME;
+    /// if the command fails, no snapshot is written and kura exits 1
+    #[arg(long, conflicts_with = "stdin")]
+    stdin_from_command: bool,
+    /// Back up kura's own standard input as the file /NAME
+    #[arg(long)]
+    stdin: bool,
+    /// NAME of the file a stream is stored as (at the snapshot's root)
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    stdin_filename: String,
     /// Tag the snapshot (repeatable)
     #[arg(long = "tag")]
     tags: Vec<String>,
@@ -27,9 +37,11 @@ pub struct Args {
     compression: Option<i32>,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
+    let stream = stream_source(&mut a)?;
     let repo = ctx.open()?;
     let opts = BackupOptions {
+        stream,
         paths: a.paths,
         tags: a.tags,
         host: a.host,
@@ -40,7 +52,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let bar = output::Bar::new(ctx.show_progress(), "backing up");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let res = std::thread::scope(|s| {
-        if ctx.show_progress() {
+        if ctx.show_progress() && opts.stream.is_none() {
             // The total arrives when this scan ends; until then a spinner shows.
             s.spawn(|| {
                 let total = backup::estimate_size(&opts.paths, &opts.excludes, &stop);
@@ -54,7 +66,37 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         r
     });
     bar.finish();
-    let out = res?;
+    let out = match res {
+        Err(e @ kura::Error::CommandFailed { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_PARTIAL));
+        }
+        r => r?,
+    };
+    print_outcome(ctx, &out)
+}
+
+/// The stream to back up, from --stdin / --stdin-from-command (the positional
+/// arguments are then the command, not paths).
+fn stream_source(a: &mut Args) -> Result<Option<StreamSource>> {
+    let input = if a.stdin_from_command {
+        let argv: Vec<String> = std::mem::take(&mut a.paths).into_iter().map(|p| p.display().to_string()).collect();
+        StreamInput::Command(argv)
+    } else if a.stdin {
+        if !a.paths.is_empty() {
+            bail!("--stdin backs up standard input only: drop the paths, or back them up in another run");
+        }
+        StreamInput::Stdin
+    } else {
+        if a.stdin_filename != "stdin" {
+            bail!("--stdin-filename needs --stdin or --stdin-from-command");
+        }
+        return Ok(None);
+    };
+    Ok(Some(StreamSource { filename: a.stdin_filename.clone(), input }))
+}
+
+fn print_outcome(ctx: &Ctx, out: &backup::BackupOutcome) -> Result<ExitCode> {
     let s = out.snapshot.summary.clone().unwrap_or_default();
     if ctx.json {
         output::print_json(&serde_json::json!({

@@ -6,7 +6,9 @@ mod config;
 mod copy;
 mod daemon;
 mod drill;
+mod dump;
 mod export;
+mod find;
 mod forecast;
 mod forget;
 mod incident;
@@ -107,6 +109,10 @@ enum Command {
     Jobs(daemon::JobsArgs),
     /// Ask the daemon to run a job or a system's backup now
     Run(daemon::RunArgs),
+    /// Which snapshots hold a path matching a glob (name or full path), newest first
+    Find(find::Args),
+    /// Write a file of a snapshot to stdout, or a directory as a tar archive
+    Dump(dump::Args),
     /// Copy the repository to another location (a remote site): only what is missing, verified
     Copy(copy::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
@@ -236,6 +242,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
+        Command::Find(a) => find::run(&ctx, a),
+        Command::Dump(a) => dump::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),

@@ -175,7 +175,8 @@ fn the_documented_example_parses() {
     let end = start + doc[start..].find("```").unwrap();
     let c = kura::config::parse_str(Path::new("/etc/kura/kura.toml"), &doc[start..end])
         .unwrap_or_else(|e| panic!("docs/CONFIG.md example:\n{e}"));
-    assert_eq!(c.systems.len(), 2);
+    assert_eq!(c.systems.len(), 3);
+    assert!(c.system("crm-db").is_some_and(|s| s.stream.is_some()), "the example shows a command");
     assert!(c.jobs.replicate.is_some() && c.jobs.prune.is_some() && c.jobs.check.is_some() && c.jobs.drill.is_some());
 }
 

@@ -266,6 +266,7 @@ fn backup(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunO
         excludes: sys.excludes.clone(),
         compression: None,
         threads: None,
+        stream: sys.stream.clone(),
     };
     // The total (for `kura status`) comes from a scan beside the backup, as in the CLI.
     let stop = std::sync::atomic::AtomicBool::new(false);

@@ -37,6 +37,7 @@ fn system(name: &str, priority: u8, expr: Option<&str>) -> SystemConfig {
         paths: vec![format!("/srv/{name}").into()],
         excludes: vec![],
         schedule: expr.map(sched),
+        stream: None,
     }
 }
 

@@ -100,6 +100,10 @@ pub enum Error {
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
 
+    /// A backup's stream command failed: no snapshot was written.
+    #[error("command `{command}` failed ({status}); no snapshot was written{}", if .stderr.is_empty() { String::new() } else { format!(". Its stderr ended with:\n{}", .stderr) })]
+    CommandFailed { command: String, status: String, stderr: String },
+
     /// The backup writer thread stopped; its own error says why.
     #[error("the repository writer stopped")]
     WriterStopped,

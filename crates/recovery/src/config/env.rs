@@ -86,6 +86,23 @@ impl Config {
                 }
             }
         }
+        for (i, s) in self.systems.iter().enumerate() {
+            if let Some(prog) = s.stream.as_ref().and_then(|st| match &st.input {
+                kura_store::backup::StreamInput::Command(argv) => argv.first(),
+                kura_store::backup::StreamInput::Stdin => None,
+            }) {
+                if !program_exists(prog) {
+                    push(
+                        Severity::Warning,
+                        format!("system[{i}].command"),
+                        format!(
+                            "program {prog:?} of system {:?} is not found on PATH here: its backups will fail",
+                            s.name
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(dj) = &self.jobs.drill {
             if !dj.plan.is_file() {
                 push(Severity::Error, "jobs.drill.plan".into(), format!("no plan file at {}", dj.plan.display()));
@@ -93,6 +110,15 @@ impl Config {
         }
         Problems(out)
     }
+}
+
+/// Whether `prog` (a path, or a name looked up on `PATH`) is a file here.
+fn program_exists(prog: &str) -> bool {
+    if prog.contains('/') {
+        return Path::new(prog).is_file();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| crate::orchestrate::hooks::DEFAULT_PATH.into());
+    std::env::split_paths(&path).any(|d| d.join(prog).is_file())
 }
 
 /// Field (dotted, as in problems) -> line, read again from the file; empty when the

@@ -65,12 +65,22 @@ pub struct SystemConfig {
     pub excludes: Vec<String>,
     /// Backup schedule; `None` = only on demand (`kura run`).
     pub schedule: Option<Schedule>,
+    /// A command whose stdout each backup stores as `/NAME` (beside `paths`).
+    pub stream: Option<kura_store::backup::StreamSource>,
 }
 
 impl SystemConfig {
     /// The tag every backup of this system carries; recovery selects snapshots by it.
     pub fn tag(&self) -> String {
         format!("system:{}", self.name)
+    }
+
+    /// The paths its snapshots record: `paths`, and the stream's `/NAME`, sorted.
+    pub fn snapshot_paths(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        out.extend(self.stream.as_ref().map(|s| s.snapshot_path()));
+        out.sort();
+        out
     }
 }
 

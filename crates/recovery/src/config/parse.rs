@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use chrono::Duration;
 use kura_store::backend::Location;
+use kura_store::backup::{StreamInput, StreamSource};
 use kura_store::check::rotation::MAX_PARTS;
 
 use super::tree::{self, At, Diag, Obj};
@@ -17,7 +18,7 @@ use crate::plan::problems::Severity;
 const TOP: &[&str] =
     &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify"];
 const REPO: &[&str] = &["location", "password_file"];
-const SYSTEM: &[&str] = &["name", "priority", "host", "paths", "exclude", "schedule"];
+const SYSTEM: &[&str] = &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename"];
 const JOBS: &[&str] = &["replicate", "prune", "check", "drill"];
 const PRIORITY_KEYS: &[&str] = &["p3", "p2", "p1", "p0"];
 
@@ -230,28 +231,17 @@ fn system(d: &mut Diag, o: &Obj) -> Option<SystemConfig> {
         }
     };
     let host = o.req_opt_str(d, "host").map(|h| h.value);
-    let mut paths = Vec::new();
-    match o.str_list(d, "paths") {
-        None => {
-            if o.get("paths").is_none() {
-                o.missing(d, "paths", "the absolute paths to back up");
-            }
-        }
-        Some(list) => {
-            if list.value.is_empty() {
-                d.error(list.line, &list.field, "the paths list is empty: give at least one absolute path");
-            }
-            for p in list.value {
-                if !Path::new(&p.value).is_absolute() {
-                    d.error(
-                        p.line,
-                        &p.field,
-                        format!("{:?} is not an absolute path: backup paths must start with /", p.value),
-                    );
-                } else {
-                    paths.push(PathBuf::from(p.value));
-                }
-            }
+    let stream = stream_fields(d, o);
+    let paths = paths_field(d, o, stream.is_some() || o.get("command").is_some());
+    if let Some(st) = &stream {
+        let clash = paths.iter().any(|p| p.components().nth(1).is_some_and(|c| c.as_os_str() == st.filename.as_str()));
+        if clash {
+            let at = o.get("stdin_filename").map_or(o.line, |e| e.node.line);
+            d.error(
+                at,
+                &o.field("stdin_filename"),
+                format!("/{} is also under `paths`: give the stream another file name", st.filename),
+            );
         }
     }
     let mut excludes = Vec::new();
@@ -264,7 +254,60 @@ fn system(d: &mut Diag, o: &Obj) -> Option<SystemConfig> {
         }
     }
     let schedule = schedule_field(d, o, "schedule");
-    Some(SystemConfig { name: name?.value, priority: priority?, host, paths, excludes, schedule })
+    Some(SystemConfig { name: name?.value, priority: priority?, host, paths, excludes, schedule, stream })
+}
+
+/// `paths`: required unless the system backs up a command's output (`has_command`).
+fn paths_field(d: &mut Diag, o: &Obj, has_command: bool) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    let Some(list) = o.str_list(d, "paths") else {
+        if o.get("paths").is_none() && !has_command {
+            o.missing(d, "paths", "the absolute paths to back up (or a `command` whose output is backed up)");
+        }
+        return paths;
+    };
+    if list.value.is_empty() && !has_command {
+        d.error(list.line, &list.field, "the paths list is empty: give at least one absolute path");
+    }
+    for p in list.value {
+        if !Path::new(&p.value).is_absolute() {
+            d.error(p.line, &p.field, format!("{:?} is not an absolute path: backup paths must start with /", p.value));
+        } else {
+            paths.push(PathBuf::from(p.value));
+        }
+    }
+    paths
+}
+
+/// `command` (program and arguments, no shell) and `stdin_filename` (the file its
+/// output is stored as, default `stdin`).
+fn stream_fields(d: &mut Diag, o: &Obj) -> Option<StreamSource> {
+    let filename = o.str(d, "stdin_filename");
+    let Some(cmd) = o.str_list(d, "command") else {
+        if let Some(f) = filename {
+            d.error(f.line, &f.field, "stdin_filename needs a `command` whose output it names");
+        }
+        return None;
+    };
+    if cmd.value.first().is_none_or(|p| p.value.is_empty()) {
+        d.error(
+            cmd.line,
+            &cmd.field,
+            "the command is empty: give the program and its arguments, e.g. [\"pg_dump\", \"-Fc\", \"mydb\"]",
+        );
+        return None;
+    }
+    let argv = cmd.value.into_iter().map(|a| a.value).collect();
+    let (name, line, field) = match filename {
+        Some(f) => (f.value, f.line, f.field),
+        None => ("stdin".to_string(), cmd.line, cmd.field),
+    };
+    let src = StreamSource { filename: name, input: StreamInput::Command(argv) };
+    if let Err(e) = src.validate() {
+        d.error(line, &field, e.to_string());
+        return None;
+    }
+    Some(src)
 }
 
 fn schedule_field(d: &mut Diag, o: &Obj, key: &str) -> Option<Schedule> {

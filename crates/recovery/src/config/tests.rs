@@ -244,7 +244,9 @@ fn environment_check_finds_missing_paths_and_password_files() {
     let text = format!(
         "[repository]\nlocation = \"repo\"\npassword_file = \"pass\"\n\n\
          [remote]\nlocation = \"remote\"\npassword_file = \"nope\"\n\n\
-         [[system]]\nname = \"a\"\npriority = 1\npaths = [\"{}\", \"/definitely/not/here\"]\n",
+         [[system]]\nname = \"a\"\npriority = 1\npaths = [\"{}\", \"/definitely/not/here\"]\n\n\
+         [[system]]\nname = \"b\"\npriority = 1\ncommand = [\"no-such-dump-tool-here\"]\n\n\
+         [[system]]\nname = \"c\"\npriority = 1\ncommand = [\"sh\", \"-c\", \"true\"]\n",
         d.join("data").display()
     );
     std::fs::write(d.join("kura.toml"), &text).unwrap();
@@ -253,9 +255,43 @@ fn environment_check_finds_missing_paths_and_password_files() {
     has(&ps, 6, "remote.location", "no directory at");
     has(&ps, 7, "remote.password_file", "cannot read password file");
     has(&ps, 12, "system[0].paths[1]", "/definitely/not/here of system \"a\" does not exist");
-    assert_eq!(ps.len(), 3, "{}", Problems(ps.clone()));
+    has(&ps, 17, "system[1].command", "\"no-such-dump-tool-here\" of system \"b\" is not found on PATH");
+    assert_eq!(ps.len(), 4, "{}", Problems(ps.clone()));
 
     std::fs::set_permissions(d.join("pass"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let ps = c.check_environment().0;
     assert!(ps.iter().any(|p| p.severity == Severity::Warning && p.field == "repository.password_file"));
+}
+
+#[test]
+fn a_system_can_back_up_a_command_beside_or_instead_of_paths() {
+    let c = parse(&format!(
+        "{HEAD}[[system]]\nname = \"db\"\npriority = 3\ncommand = [\"pg_dump\", \"-Fc\", \"mydb\"]\n\
+         stdin_filename = \"mydb.dump\"\n\n[[system]]\nname = \"both\"\npriority = 1\npaths = [\"/etc\"]\n\
+         command = [\"true\"]\n"
+    ))
+    .unwrap();
+    let db = c.system("db").unwrap();
+    assert!(db.paths.is_empty());
+    let st = db.stream.as_ref().unwrap();
+    assert_eq!(st.filename, "mydb.dump");
+    assert!(matches!(&st.input, kura_store::backup::StreamInput::Command(a) if a == &["pg_dump", "-Fc", "mydb"]));
+    assert_eq!(db.snapshot_paths(), vec!["/mydb.dump"]);
+    assert_eq!(c.system("both").unwrap().snapshot_paths(), vec!["/etc", "/stdin"]);
+}
+
+#[test]
+fn stream_fields_are_checked_with_line_and_field() {
+    let ps = problems(&format!(
+        "{HEAD}[[system]]\nname = \"a\"\npriority = 1\ncommand = []\n\n\
+         [[system]]\nname = \"b\"\npriority = 1\ncommand = [\"x\"]\nstdin_filename = \"a/b\"\n\n\
+         [[system]]\nname = \"c\"\npriority = 1\npaths = [\"/c\"]\nstdin_filename = \"c.dump\"\n\n\
+         [[system]]\nname = \"d\"\npriority = 1\npaths = [\"/d.dump/x\"]\ncommand = [\"x\"]\nstdin_filename = \"d.dump\"\n\n\
+         [[system]]\nname = \"e\"\npriority = 1\ncommand = \"pg_dump mydb\"\n"
+    ));
+    has(&ps, 7, "system[0].command", "the command is empty");
+    has(&ps, 13, "system[1].stdin_filename", "one plain file name");
+    has(&ps, 19, "system[2].stdin_filename", "needs a `command`");
+    has(&ps, 26, "system[3].stdin_filename", "also under `paths`");
+    has(&ps, 31, "system[4].command", "expected an array of strings");
 }

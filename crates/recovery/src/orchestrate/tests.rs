@@ -198,3 +198,47 @@ fn host_paths_choose_snapshots_by_the_store_path_rule() {
     assert_eq!(chosen(&["/etc/", "/srv/www//"]), Some(1));
     assert_eq!(chosen(&["/srv"]), None);
 }
+
+/// A system backed up from a command's output (a dump stored as `/db.dump`) is
+/// recovered like any other: the engine restores the file into its target.
+#[test]
+fn a_stream_backed_system_recovers_its_dump_file() {
+    use kura_store::backup::{StreamInput, StreamSource};
+    let dir = tempfile::tempdir().unwrap();
+    let start = "2026-03-01T00:00:00Z".parse().unwrap();
+    let clock = ManualClock::new(start);
+    let repo = Arc::new(Repository::init(Arc::new(MemoryBackend::new()), b"stream").unwrap());
+    let argv = ["sh", "-c", "echo dump; seq 1 50000"].map(String::from).to_vec();
+    let opts = BackupOptions {
+        tags: vec!["system:pg".into()],
+        threads: Some(1),
+        stream: Some(StreamSource { filename: "db.dump".into(), input: StreamInput::Command(argv) }),
+        ..Default::default()
+    };
+    backup::run(&repo, &opts, &NoProgress).unwrap();
+    let target = dir.path().join("restore");
+    let plan = Plan {
+        path: dir.path().join("plan.toml"),
+        name: "streams".into(),
+        description: String::new(),
+        allow_overlap: false,
+        hook_env: vec![],
+        on_failure: OnFailure::Continue,
+        systems: vec![system("pg", 3, Duration::hours(1), &target)],
+    };
+    let mut state = State::open(&dir.path().join("state.db")).unwrap();
+    let options = RunOptions { parallel: 1, ..Default::default() };
+    let run = prepare(&mut state, &repo, &plan, RunKind::Recovery, None, start, start, &options).unwrap();
+    let engine = Engine {
+        repo: repo.clone(),
+        clock: Arc::new(clock),
+        runner: Arc::new(ShellRunner),
+        observer: Arc::new(Alerts::default()),
+        restore_threads: Some(1),
+    };
+    let out = execute(&mut state, &engine, &plan, run).unwrap();
+    assert_eq!(out.done, 1, "{out:?}");
+    let mut want = String::from("dump\n");
+    (1..=50000).for_each(|i| want.push_str(&format!("{i}\n")));
+    assert_eq!(std::fs::read_to_string(target.join("pg/db.dump")).unwrap(), want);
+}

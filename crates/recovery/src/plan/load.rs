@@ -202,9 +202,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                 (None, None) => Source::Tag(s.tag()),
                 (host, paths) => Source::HostPaths {
                     host: host.clone().or_else(|| s.host.clone()).unwrap_or_else(kura_store::host_name),
-                    paths: paths
-                        .clone()
-                        .unwrap_or_else(|| s.paths.iter().map(|p| p.to_string_lossy().into_owned()).collect()),
+                    paths: paths.clone().unwrap_or_else(|| s.snapshot_paths()),
                 },
             };
             Some(PlanSystem {

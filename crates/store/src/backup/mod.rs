@@ -2,6 +2,7 @@
 //! hash on this thread, compress and encrypt on workers (`saver`), snapshot last.
 
 mod saver;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -22,6 +23,7 @@ use crate::repo::tree::{Node, RawName, Tree};
 use crate::repo::Repository;
 use crate::types::{BlobId, BlobType, FileId};
 pub use saver::{BlobSaver, SaverStats};
+pub use stream::{StreamInput, StreamSource};
 pub use walk::estimate_size;
 
 #[derive(Clone, Debug, Default)]
@@ -36,6 +38,8 @@ pub struct BackupOptions {
     pub compression: Option<i32>,
     /// Compression/encryption threads; defaults to the number of cores.
     pub threads: Option<usize>,
+    /// Back up one stream (a command's stdout, or stdin) instead of `paths`.
+    pub stream: Option<StreamSource>,
 }
 
 pub struct BackupOutcome {
@@ -47,9 +51,8 @@ pub struct BackupOutcome {
 /// Runs one backup and writes its snapshot.
 pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let (paths, dropped) = normalize_paths(&opts.paths)?;
+    let (paths, dropped, path_strings) = sources(opts)?;
     let host = opts.host.clone().unwrap_or_else(crate::host_name);
-    let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
 
     // The lock goes first: prune must know this backup may rely on the index it
     // is about to read (see repo::lock).
@@ -91,7 +94,10 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
         warnings: Vec::new(),
     };
     dropped.into_iter().for_each(|w| a.warn(w));
-    let root = a.archive_root(&paths, parent_tree.as_ref());
+    let root = match &opts.stream {
+        Some(s) => a.stream_node(s).and_then(|n| a.archive_root(&paths, parent_tree.as_ref(), Some(n))),
+        None => a.archive_root(&paths, parent_tree.as_ref(), None),
+    };
     let saver = a.saver.take().unwrap();
     let stats = match root {
         Err(Error::WriterStopped) => return Err(saver.finish().err().unwrap_or(Error::WriterStopped)),
@@ -122,6 +128,24 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     let id = repo.save_json(Kind::Snapshot, &snapshot)?;
     drop(lock);
     Ok(BackupOutcome { id, snapshot, warnings: a.warnings })
+}
+
+/// The paths to walk (normalized), warnings about dropped ones, and the paths the
+/// snapshot records: those and the stream's `/NAME`, sorted.
+fn sources(opts: &BackupOptions) -> Result<(Vec<PathBuf>, Vec<String>, Vec<String>)> {
+    if let Some(s) = &opts.stream {
+        s.validate()?;
+    }
+    let (paths, dropped) = match &opts.stream {
+        Some(_) if opts.paths.is_empty() => (Vec::new(), Vec::new()),
+        _ => normalize_paths(&opts.paths)?,
+    };
+    let mut recorded: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if let Some(s) = &opts.stream {
+        recorded.push(s.snapshot_path());
+        recorded.sort();
+    }
+    Ok((paths, dropped, recorded))
 }
 
 /// Absolute, without trailing slashes, nested paths dropped (their parent covers
@@ -221,7 +245,8 @@ impl Archiver<'_> {
         self.warnings.push(msg);
     }
 
-    fn archive_root(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<BlobId> {
+    /// `extra`: a stream's node, placed at the root beside the paths.
+    fn archive_root(&mut self, paths: &[PathBuf], parent: Option<&Tree>, extra: Option<Node>) -> Result<BlobId> {
         use std::os::unix::ffi::OsStrExt;
         let mut root = Virtual::default();
         for p in paths {
@@ -230,6 +255,20 @@ impl Archiver<'_> {
                 v = v.children.entry(c.as_os_str().as_bytes().to_vec()).or_default();
             }
             v.leaf = true;
+        }
+        if let Some(n) = extra {
+            if root.leaf || root.children.contains_key(&n.name.0) {
+                return Err(Error::invalid(
+                    "backup",
+                    format!(
+                        "the stream's file /{} clashes with a backed-up path: give it another name",
+                        n.name.lossy()
+                    ),
+                ));
+            }
+            let mut nodes = self.virtual_nodes(Path::new("/"), &root, parent)?;
+            nodes.push(n);
+            return self.save_tree(nodes);
         }
         if root.leaf {
             // Backing up `/` itself.
@@ -241,7 +280,41 @@ impl Archiver<'_> {
         self.archive_virtual(Path::new("/"), &root, parent)
     }
 
+    /// The stream as a file node for the root; its command must succeed.
+    fn stream_node(&mut self, s: &StreamSource) -> Result<Node> {
+        let name = s.validate()?;
+        let mut running = stream::Running::start(&s.input)?;
+        let chunked = self.chunk_reader(running.reader());
+        let read_failed = !matches!(chunked, Ok(Ok(_)));
+        let finished = running.finish(read_failed);
+        let (ids, size) = chunked?.map_err(|e| Error::io(format!("<{}>", s.filename), e))?;
+        finished?;
+        let now = self.repo.now().timestamp_nanos_opt().unwrap_or(0);
+        // SAFETY: getuid/getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let node = Node {
+            mode: 0o600,
+            uid,
+            gid,
+            mtime_ns: now,
+            ctime_ns: now,
+            links: 1,
+            size,
+            content: ids,
+            ..Node::new(name, crate::repo::tree::NodeType::File)
+        };
+        self.summary.files_new += 1;
+        self.summary.bytes_total += size;
+        self.progress.file_done(Path::new(&s.snapshot_path()));
+        Ok(node)
+    }
+
     fn archive_virtual(&mut self, dir: &Path, v: &Virtual, parent: Option<&Tree>) -> Result<BlobId> {
+        let nodes = self.virtual_nodes(dir, v, parent)?;
+        self.save_tree(nodes)
+    }
+
+    fn virtual_nodes(&mut self, dir: &Path, v: &Virtual, parent: Option<&Tree>) -> Result<Vec<Node>> {
         let mut nodes = Vec::new();
         for (name, child) in &v.children {
             let name = RawName(name.clone());
@@ -260,7 +333,7 @@ impl Archiver<'_> {
             let sub = self.archive_virtual(&full, child, old_tree.as_ref())?;
             nodes.push(walk::dir_node(name, &meta, sub));
         }
-        self.save_tree(nodes)
+        Ok(nodes)
     }
 
     fn parent_subtree(&self, old: Option<&Node>) -> Option<Tree> {
@@ -369,12 +442,16 @@ impl Archiver<'_> {
 
     /// Outer error: the repository failed. Inner error: this file could not be read.
     fn chunk_file(&mut self, path: &Path) -> Result<std::io::Result<(Vec<BlobId>, u64)>> {
+        match std::fs::File::open(path) {
+            Ok(mut f) => self.chunk_reader(&mut f),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// Chunks everything `f` yields, in 1 MiB reads: memory stays flat whatever the size.
+    fn chunk_reader(&mut self, f: &mut dyn std::io::Read) -> Result<std::io::Result<(Vec<BlobId>, u64)>> {
         use std::io::Read;
         const READ: u64 = 1 << 20;
-        let mut f = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(e)),
-        };
         let max = self.chunker.params().max as usize;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -389,7 +466,7 @@ impl Archiver<'_> {
                     buf.truncate(buf.len() - start);
                     start = 0;
                 }
-                match f.by_ref().take(READ).read_to_end(&mut buf) {
+                match (&mut *f).take(READ).read_to_end(&mut buf) {
                     Ok(n) => {
                         eof = (n as u64) < READ;
                         self.summary.bytes_read += n as u64;
