@@ -20,7 +20,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
-    let repo = ctx.open()?;
+    // Check reads what the repository holds, never a cached copy.
+    let repo = ctx.open_with_cache(false)?;
     // The daemon's check job keeps the same rotation (check::rotation).
     let rotation = Rotation::for_repository(&repo.config().id);
     let mut turn = None;

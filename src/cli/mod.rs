@@ -58,6 +58,13 @@ pub struct Cli {
     /// /var/lib/kura/state.db for root, else ~/.local/state/kura/state.db]
     #[arg(long, global = true)]
     state: Option<PathBuf>,
+    /// Where a remote repository's metadata (index, snapshots, tree packs; all
+    /// encrypted) is cached [default: $KURA_CACHE_DIR, else $XDG_CACHE_HOME/kura, else ~/.cache/kura]
+    #[arg(long, env = "KURA_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Read every object from the repository, without the local metadata cache
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -128,6 +135,8 @@ pub struct Ctx {
     pub json: bool,
     quiet: bool,
     state: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    no_cache: bool,
 }
 
 impl Ctx {
@@ -167,13 +176,30 @@ impl Ctx {
             (false, Some(f)) => read_password_file(f)?,
             _ => self.passphrase(false)?,
         };
-        Repository::open(backend, &pass).map(Arc::new).with_context(|| format!("opening the repository {location}"))
+        let repo = Repository::open(backend, &pass).with_context(|| format!("opening the repository {location}"))?;
+        Ok(Arc::new(self.cached(repo, location, false)))
     }
 
     pub fn open(&self) -> Result<Arc<Repository>> {
+        self.open_with_cache(true)
+    }
+
+    /// Opens the `--repo` repository; `cache: false` reads every object from it (check).
+    pub fn open_with_cache(&self, cache: bool) -> Result<Arc<Repository>> {
         let backend = self.backend()?;
         let pass = self.passphrase(false)?;
-        Ok(Arc::new(Repository::open(backend, &pass)?))
+        let repo = Repository::open(backend, &pass)?;
+        let location = kura::backend::Location::parse(self.repo_path()?)?;
+        Ok(Arc::new(self.cached(repo, &location, !cache)))
+    }
+
+    /// The repository with its metadata cache, where one applies (remote locations).
+    fn cached(&self, repo: Repository, location: &kura::backend::Location, disabled: bool) -> Repository {
+        let root = kura::repo::cache::root_for(location, self.cache_dir.as_deref(), disabled || self.no_cache);
+        match root {
+            Some(root) => repo.with_cache(&root),
+            None => repo,
+        }
     }
 
     /// Opens the state database (creating it on first use).
@@ -235,8 +261,15 @@ impl Cli {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let ctx =
-        Ctx { repo: cli.repo, password_file: cli.password_file, json: cli.json, quiet: cli.quiet, state: cli.state };
+    let ctx = Ctx {
+        repo: cli.repo,
+        password_file: cli.password_file,
+        json: cli.json,
+        quiet: cli.quiet,
+        state: cli.state,
+        cache_dir: cli.cache_dir,
+        no_cache: cli.no_cache,
+    };
     match cli.command {
         Command::Init => key::init(&ctx),
         Command::Backup(a) => backup::run(&ctx, a),

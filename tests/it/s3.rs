@@ -3,6 +3,7 @@
 //! unreachable endpoints and wrong credentials, and object lock on moto.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -374,4 +375,62 @@ fn stray_objects_on_garage_are_skipped_named_and_quarantined() {
     assert_eq!(names, vec![id.clone()]);
     check_clean(&loc, &["--read-data"]);
     restore_and_compare(&loc, &src, &dir.path().join("t2"));
+}
+
+/// A remote repository's metadata is cached locally, encrypted and checked on use:
+/// a second `ls` reads no tree from the server (it still works once the server lost
+/// every tree pack), damage in the cache is noticed and read around, and `check`
+/// never trusts the cache.
+#[test]
+fn remote_metadata_is_cached_encrypted_and_checked_on_use() {
+    let g = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (src, cache) = (dir.path().join("src"), dir.path().join("cache"));
+    sample_tree(&src, 64 << 10);
+    let loc = g.location("kura-repo/cached", "");
+    kura_at(&loc, &["init"]).ok();
+    kura_at(&loc, &["backup", s(&src)]).ok();
+    let ls = |extra: &[&str]| {
+        let mut args = vec!["--cache-dir", s(&cache)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["ls", "latest"]);
+        kura_at(&loc, &args)
+    };
+    let first = ls(&[]).ok().stdout.clone();
+    assert!(first.contains("leaf.txt"), "{first}");
+
+    // One folder per repository id, owner-only; what it holds is sealed.
+    let repo_dir = std::fs::read_dir(&cache).unwrap().flatten().find(|e| e.path().is_dir()).unwrap().path();
+    assert_eq!(std::fs::metadata(&repo_dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let packs: Vec<PathBuf> = std::fs::read_dir(repo_dir.join("packs")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(!packs.is_empty(), "no tree pack was cached");
+    for f in std::fs::read_dir(repo_dir.join("index")).unwrap().flatten().map(|e| e.path()).chain(packs.clone()) {
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!bytes.windows(8).any(|w| w == b"leaf.txt"), "{} holds a file name in the clear", f.display());
+    }
+
+    // A damaged cached pack is noticed, dropped, and read around.
+    for p in &packs {
+        let mut b = std::fs::read(p).unwrap();
+        b[20] ^= 1;
+        std::fs::write(p, b).unwrap();
+    }
+    let out = ls(&[]);
+    out.ok().stderr_has("damaged");
+    assert_eq!(out.stdout, first);
+    assert!(packs.iter().all(|p| !p.exists()), "damaged cached packs were kept");
+    assert_eq!(ls(&[]).ok().stdout, first);
+    assert!(packs.iter().all(|p| p.exists()), "tree packs were not cached again");
+
+    // The server loses every tree pack: the cache alone answers `ls`; without it
+    // the loss shows, and check (which never reads the cache) reports it.
+    let b = S3Backend::open(&loc).unwrap();
+    for p in &packs {
+        b.delete(Kind::Pack, p.file_name().unwrap().to_str().unwrap()).unwrap();
+    }
+    assert_eq!(ls(&[]).ok().stdout, first);
+    assert_ne!(ls(&["--no-cache"]).code, 0);
+    let out = kura_at(&loc, &["--cache-dir", s(&cache), "--json", "check"]);
+    assert_ne!(out.code, 0, "{out}");
 }

@@ -14,9 +14,19 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-/// A free loopback TCP port (bound, then released for the server to take).
+/// A free loopback TCP port (bound, then released for the server to take), never
+/// one handed out before in this process: tests start servers in parallel, and two
+/// servers given the same port would have one of them answer for both.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn home() -> PathBuf {

@@ -96,6 +96,8 @@ pub fn bare_kura() -> Command {
     for v in KURA_VARS {
         c.env_remove(v);
     }
+    // Remote repositories' metadata caches go under the build's temp dir, not ~/.cache.
+    c.env("KURA_CACHE_DIR", concat!(env!("CARGO_TARGET_TMPDIR"), "/kura-cache"));
     c.stdin(std::process::Stdio::null());
     c
 }

@@ -153,7 +153,11 @@ fn open_repo(cfg: &Config) -> Result<Arc<Repository>> {
 fn open_spec(spec: &kura_recovery::config::RepoSpec) -> Result<Arc<Repository>> {
     let pass = read_password_file(&spec.password_file)?;
     let backend = kura_store::backend::open_location(&spec.location)?;
-    Ok(Arc::new(Repository::open(backend, &pass)?))
+    let repo = Repository::open(backend, &pass)?;
+    Ok(Arc::new(match kura_store::repo::cache::root_for(&spec.location, None, false) {
+        Some(root) => repo.with_cache(&root),
+        None => repo,
+    }))
 }
 
 /// Copies what the remote site lacks (mirror: the remote holds the same master key).

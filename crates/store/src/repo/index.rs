@@ -219,6 +219,16 @@ impl Index {
         v
     }
 
+    /// The packs that hold at least one tree blob, with their sizes: what a walk of
+    /// the snapshots' trees reads (the metadata cache fetches these whole).
+    pub fn tree_packs(&self) -> Vec<(PackId, u64)> {
+        let mut has_tree = vec![false; self.packs.len()];
+        for s in self.sorted.iter().chain(self.recent.values()).filter(|s| s.flags & F_TREE != 0) {
+            has_tree[s.pack as usize] = true;
+        }
+        self.packs().zip(has_tree).filter(|(_, t)| *t).map(|(p, _)| p).collect()
+    }
+
     pub fn blob_count(&self) -> usize {
         self.sorted.len() + self.recent.len()
     }

@@ -5,6 +5,7 @@
 //! backend and named by a content hash, so concurrent writers never conflict.
 
 pub mod anchor;
+pub mod cache;
 pub mod index;
 pub mod keys;
 pub mod lock;
@@ -31,6 +32,9 @@ use snapshot::Snapshot;
 use tree::Tree;
 
 pub const FORMAT_VERSION: u32 = 1;
+/// Metadata objects fetched at once from a remote repository: each is mostly a
+/// round trip, so more in flight than cores.
+const METADATA_FETCHES: usize = 16;
 /// Packs are closed once they reach this size.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
@@ -65,6 +69,10 @@ pub struct Repository {
     /// What locks, pending records, snapshots and key files are stamped with, and
     /// what lock ages are measured against: injected so that tests move time.
     clock: Arc<dyn Clock>,
+    /// The local metadata cache (remote repositories; see `with_cache`).
+    cache: Option<cache::Cache>,
+    /// Set once the tree packs of the index were brought into the cache.
+    trees_cached: std::sync::atomic::AtomicBool,
 }
 
 /// An object left out of every decision: a stray name, or content that does not
@@ -97,6 +105,35 @@ impl Repository {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    fn assemble(backend: Arc<dyn Backend>, key: MasterKey, key_name: String, config: RepoConfig) -> Self {
+        Repository {
+            backend,
+            key,
+            key_name,
+            config,
+            damaged: Default::default(),
+            clock: Arc::new(SystemClock),
+            cache: None,
+            trees_cached: Default::default(),
+        }
+    }
+
+    /// The same repository handle, keeping its metadata in a local cache under
+    /// `root` (see `cache`). For remote repositories: a local one is read from disk
+    /// anyway. A cache that cannot be created is warned about and not used.
+    pub fn with_cache(mut self, root: &std::path::Path) -> Self {
+        match cache::Cache::open(root, &self.config.id) {
+            Ok(c) => self.cache = Some(c),
+            Err(e) => tracing::warn!("not using a metadata cache: {e}"),
+        }
+        self
+    }
+
+    /// The metadata cache in use, if any.
+    pub fn cache(&self) -> Option<&cache::Cache> {
+        self.cache.as_ref()
     }
 
     /// The time, as this repository's clock says.
@@ -135,7 +172,7 @@ impl Repository {
         // The config goes last: its presence marks a complete repository.
         let sealed = key.encrypt(&serde_json::to_vec(&config).expect("config serializes"));
         backend.put(Kind::Config, "config", &sealed)?;
-        Ok(Repository { backend, key, key_name, config, damaged: Default::default(), clock: Arc::new(SystemClock) })
+        Ok(Repository::assemble(backend, key, key_name, config))
     }
 
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
@@ -158,7 +195,7 @@ impl Repository {
             ));
         }
         config.chunker.validate()?;
-        Ok(Repository { backend, key, key_name, config, damaged: Default::default(), clock: Arc::new(SystemClock) })
+        Ok(Repository::assemble(backend, key, key_name, config))
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -273,7 +310,7 @@ impl Repository {
     /// Loads a metadata file, checking its content hash against its name.
     pub fn load_json<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<T> {
         let object = object_name(kind, name);
-        let sealed = self.backend.get(kind, name)?;
+        let sealed = self.get_metadata(kind, name)?;
         if blake3::hash(&sealed).to_hex().as_str() != name {
             return Err(Error::corrupt(object, "content does not match its name"));
         }
@@ -290,9 +327,8 @@ impl Repository {
     /// Reads every index file, leaving out the packs in `skip`.
     pub fn load_index_without(&self, skip: &std::collections::HashSet<crate::types::PackId>) -> Result<Index> {
         let mut index = Index::new();
-        for (name, _) in self.list_objects(Kind::Index)? {
-            let Some(file) = self.load_json_or_skip::<IndexFile>(Kind::Index, &name)? else { continue };
-            for p in file.packs.iter().filter(|p| !skip.contains(&p.id)) {
+        for file in self.load_all::<IndexFile>(Kind::Index)?.into_iter().flatten() {
+            for p in file.1.packs.iter().filter(|p| !skip.contains(&p.id)) {
                 index.add_pack(p);
             }
         }
@@ -303,13 +339,25 @@ impl Repository {
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(FileId, Snapshot)>> {
         let mut out = Vec::new();
-        for (name, _) in self.list_objects(Kind::Snapshot)? {
-            // None: damaged (reported), or removed by a concurrent forget meanwhile.
-            let Some(snap) = self.load_json_or_skip::<Snapshot>(Kind::Snapshot, &name)? else { continue };
+        // None: damaged (reported), or removed by a concurrent forget meanwhile.
+        for (name, snap) in self.load_all::<Snapshot>(Kind::Snapshot)?.into_iter().flatten() {
             out.push((FileId::from_hex(&name)?, snap));
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)
+    }
+
+    /// Lists a folder of metadata files and loads each (`load_json_or_skip`), several
+    /// at a time: on a remote repository each is a round trip. In listing order.
+    fn load_all<T: DeserializeOwned + Send>(&self, kind: Kind) -> Result<Vec<Option<(String, T)>>> {
+        let names: Vec<String> = self.list_objects(kind)?.into_iter().map(|(n, _)| n).collect();
+        if let Some(c) = &self.cache {
+            c.retain(kind, &names.iter().cloned().collect());
+        }
+        let threads = if self.cache.is_some() { METADATA_FETCHES } else { 1 };
+        crate::parallel::map(&names, threads, |name| {
+            Ok(self.load_json_or_skip::<T>(kind, name)?.map(|v| (name.clone(), v)))
+        })
     }
 
     pub fn find_snapshot(&self, query: &str) -> Result<(FileId, Snapshot)> {
@@ -325,7 +373,67 @@ impl Repository {
 
     pub fn load_tree(&self, index: &Index, id: &BlobId) -> Result<Tree> {
         let loc = index.get(id).ok_or_else(|| Error::MissingBlob { blob: format!("tree {id}") })?;
+        if let Some(c) = &self.cache {
+            self.cache_tree_packs(c, index);
+            if let Some(bytes) = self.cached_blob(c, id, &loc)? {
+                return Tree::decode(&bytes, id);
+            }
+        }
         Tree::decode(&self.read_blob(id, &loc)?, id)
+    }
+
+    /// An object's bytes: from the cache when it holds it (index files and
+    /// snapshots, checked against their names by the caller), else from the backend,
+    /// then kept in the cache.
+    fn get_metadata(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
+        let Some(c) = self.cache.as_ref().filter(|_| matches!(kind, Kind::Index | Kind::Snapshot)) else {
+            return Ok(self.backend.get(kind, name)?);
+        };
+        if let Some(bytes) = c.get(kind, name) {
+            return Ok(bytes);
+        }
+        let bytes = self.backend.get(kind, name)?;
+        c.put(kind, name, &bytes);
+        Ok(bytes)
+    }
+
+    /// Brings every pack holding trees into the cache, whole and several at a time,
+    /// the first time a tree is read: a walk of the trees then fetches nothing. Packs
+    /// that fail to download are left to per-blob reads (which report the error).
+    fn cache_tree_packs(&self, c: &cache::Cache, index: &Index) {
+        if self.trees_cached.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let packs = index.tree_packs();
+        c.retain(Kind::Pack, &packs.iter().map(|(p, _)| p.to_hex()).collect());
+        let missing: Vec<String> =
+            packs.iter().map(|(p, _)| p.to_hex()).filter(|name| !c.has(Kind::Pack, name)).collect();
+        let _ = crate::parallel::map(&missing, METADATA_FETCHES, |name| {
+            match self.backend.get(Kind::Pack, name) {
+                Ok(bytes) => c.put(Kind::Pack, name, &bytes),
+                Err(e) => tracing::debug!("tree pack {name} not cached: {e}"),
+            }
+            Ok(())
+        });
+    }
+
+    /// A blob from a cached pack, authenticated; `None` when the pack is not cached.
+    /// A blob that fails is not trusted: the pack leaves the cache, and the caller
+    /// reads the blob from the backend.
+    fn cached_blob(&self, c: &cache::Cache, id: &BlobId, loc: &Location) -> Result<Option<Vec<u8>>> {
+        let name = loc.pack.to_hex();
+        let Some(sealed) = c.read_range(Kind::Pack, &name, loc.offset as u64, loc.length as u64) else {
+            return Ok(None);
+        };
+        match pack::open_blob(&self.key, &loc.entry(*id), &sealed, &loc.pack) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(Error::Corrupt { .. }) => {
+                tracing::warn!("cached pack {name} is damaged: removed, read from the repository");
+                c.remove(Kind::Pack, &name);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
