@@ -149,12 +149,17 @@ fn open_repo(cfg: &Config) -> Result<Arc<Repository>> {
     open_spec(&cfg.repository)
 }
 
-/// Opens a repository of the config (local, or the remote site) with its passphrase file.
+/// Opens a repository of the config (local, or the remote site) with its passphrase
+/// file, and the metadata cache where one applies.
 fn open_spec(spec: &kura_recovery::config::RepoSpec) -> Result<Arc<Repository>> {
+    open_spec_cached(spec, true)
+}
+
+fn open_spec_cached(spec: &kura_recovery::config::RepoSpec, cache: bool) -> Result<Arc<Repository>> {
     let pass = read_password_file(&spec.password_file)?;
     let backend = kura_store::backend::open_location(&spec.location)?;
     let repo = Repository::open(backend, &pass)?;
-    Ok(Arc::new(match kura_store::repo::cache::root_for(&spec.location, None, false) {
+    Ok(Arc::new(match kura_store::repo::cache::root_for(&spec.location, None, !cache) {
         Some(root) => repo.with_cache(&root),
         None => repo,
     }))
@@ -329,7 +334,8 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
 }
 
 fn check(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
-    let repo = open_repo(cfg)?;
+    // Check reads what the repository holds, never a cached copy.
+    let repo = open_spec_cached(&cfg.repository, false)?;
     let rotation = Rotation::for_repository(&repo.config().id);
     let turn = req.check_parts.map(|m| rotation.next(m)).transpose()?;
     let part = turn.as_ref().map(|t| t.part);

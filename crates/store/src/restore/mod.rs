@@ -445,6 +445,9 @@ struct Files<'a> {
 
 /// Blobs closer than this are fetched in one read.
 const MAX_GAP: u64 = 1 << 20;
+/// A read stops growing past this: what each worker holds at once (a pack is up to
+/// 20 MiB), so that memory stays bounded with many workers on a remote repository.
+const MAX_SPAN: u64 = 4 << 20;
 
 fn restore_pack(
     repo: &Repository,
@@ -466,7 +469,7 @@ fn restore_pack(
         let start = job.blobs[i].1.offset as u64;
         let mut end = start + job.blobs[i].1.length as u64;
         let mut j = i + 1;
-        while j < job.blobs.len() && (job.blobs[j].1.offset as u64) <= end + MAX_GAP {
+        while j < job.blobs.len() && (job.blobs[j].1.offset as u64) <= end + MAX_GAP && end - start < MAX_SPAN {
             end = end.max(job.blobs[j].1.offset as u64 + job.blobs[j].1.length as u64);
             j += 1;
         }

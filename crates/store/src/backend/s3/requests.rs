@@ -14,6 +14,10 @@ use super::classify::classify;
 use super::Inner;
 use crate::backend::{object_name, BResult, BackendError, Kind};
 
+/// The most a GET reserves up front from the size the server announces (a bogus
+/// size must not allocate gigabytes; a larger body still grows the buffer).
+const MAX_PREALLOC: u64 = 64 << 20;
+
 /// The Content-MD5 header of an upload, which the server checks.
 pub(super) fn md5_b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
@@ -53,15 +57,21 @@ impl Inner {
                 req = req.range(format!("bytes={}-{}", off, off + len - 1));
             }
             let out = req.send().await.map_err(|e| classify(e, object_name(kind, name), &self.endpoint()))?;
-            let body = out.body.collect().await.map_err(|e| BackendError::Transient {
+            // The body's chunks go straight into one buffer of the expected size: one
+            // copy (a pack range is megabytes, and a restore has several in flight).
+            let expected = range.map_or(out.content_length.unwrap_or(0).max(0) as u64, |(_, len)| len);
+            let mut bytes = Vec::with_capacity(expected.min(MAX_PREALLOC) as usize);
+            let mut body = out.body;
+            while let Some(chunk) = body.try_next().await.map_err(|e| BackendError::Transient {
                 object: object_name(kind, name),
                 reason: format!("connection to {} lost while reading: {e}", self.endpoint()),
-            })?;
-            let bytes = body.into_bytes();
+            })? {
+                bytes.extend_from_slice(&chunk);
+            }
             if let Some(t) = &self.throttle {
                 t.take(bytes.len() as u64).await;
             }
-            Ok(bytes.to_vec())
+            Ok(bytes)
         })
         .await
     }

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Restore from the remote site, side by side: kura, restic and a plain parallel
+# download of the same objects, from one single-node Garage on loopback.
+#
+#   SIZE_MB=400 FILES=5000 RUNS=3 benches/remote_restore.sh
+#
+# Needs: garage (scripts/deps/garage.sh), restic and curl (Debian packages), python3.
+# Builds kura in release mode, makes a mixed corpus with make_corpus.py
+# ($CORPUS_SCRIPT), backs it up with kura and with restic straight into Garage, then
+# RUNS times, each with empty caches and an empty target:
+#   * kura restore latest   (no local cache: the first thing a fresh machine does)
+#   * restic restore latest (no local cache)
+#   * download: every object of kura's repository, 16 at a time, with curl
+#   * kura ls latest, cold (no cache) and warm (cache from the cold run)
+# It checks the first restores against the corpus, and prints every run, the
+# medians, peak memory and the ratios. Targets go in $TARGET_BASE (default: beside
+# the corpus, on the same file system).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB=${SIZE_MB:-400}
+FILES=${FILES:-5000}
+RUNS=${RUNS:-3}
+PARALLEL=${PARALLEL:-16}
+CORPUS_SCRIPT=${CORPUS_SCRIPT:-/work/shared/bench/make_corpus.py}
+GARAGE=${KURA_GARAGE:-$(command -v garage || echo "$HOME/.cargo/bin/garage")}
+for tool in restic curl python3 "$GARAGE"; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
+done
+
+cargo build --release --quiet
+KURA=$PWD/target/release/kura
+W=$(mktemp -d /tmp/kura-remote-restore.XXXXXX)
+TARGET_BASE=${TARGET_BASE:-$W}
+cleanup() { [ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W" "$TARGET_BASE"/rr-*; }
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RPC=$(port); S3=$(port); ADMIN=$(port)
+KEY=GK$(openssl rand -hex 12); SECRET=$(openssl rand -hex 32)
+cat > "$W/garage.toml" <<EOF
+metadata_dir = "$W/garage/meta"
+data_dir = "$W/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$RPC"
+rpc_public_addr = "127.0.0.1:$RPC"
+rpc_secret = "$(openssl rand -hex 32)"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$S3"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:$ADMIN"
+EOF
+printf 'aws_access_key_id = %s\naws_secret_access_key = %s\n' "$KEY" "$SECRET" > "$W/creds"
+GARAGE_DEFAULT_ACCESS_KEY=$KEY GARAGE_DEFAULT_SECRET_KEY=$SECRET RUST_LOG=warn \
+  "$GARAGE" -c "$W/garage.toml" server --single-node --default-access-key > "$W/garage.log" 2>&1 &
+GPID=$!
+for _ in $(seq 100); do curl -s "http://127.0.0.1:$S3/" >/dev/null && break; sleep 0.1; done
+
+python3 "$CORPUS_SCRIPT" "$W/corpus" --size-mb "$SIZE_MB" --files "$FILES" > /dev/null
+export KURA_PASSWORD=bench RESTIC_PASSWORD=bench
+export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=garage
+LOC="s3:http://127.0.0.1:$S3/kura/bench?region=garage&credentials_file=$W/creds"
+RREPO="s3:http://127.0.0.1:$S3/restic/bench"
+"$KURA" --repo "$LOC" init > /dev/null
+"$KURA" --repo "$LOC" --no-cache backup -q "$W/corpus" > /dev/null
+restic -r "$RREPO" init -q > /dev/null
+restic -r "$RREPO" --no-cache backup -q "$W/corpus" > /dev/null
+CORPUS_BYTES=$(du -sb "$W/corpus" | cut -f1)
+
+s3get() { curl -sf --aws-sigv4 "aws:amz:garage:s3" --user "$KEY:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
+s3get "http://127.0.0.1:$S3/kura?list-type=2&max-keys=1000&prefix=bench%2F" \
+  | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' > "$W/objects"
+REPO_BYTES=$(s3get "http://127.0.0.1:$S3/kura?list-type=2&max-keys=1000&prefix=bench%2F" \
+  | grep -o '<Size>[0-9]*</Size>' | sed 's/<[^>]*>//g' | paste -sd+ | bc)
+echo "corpus $((CORPUS_BYTES / 1048576)) MiB in $FILES files; kura repository $((REPO_BYTES / 1048576)) MiB in $(wc -l < "$W/objects") objects"
+
+# seconds and peak KiB of a command: "S KB"
+timed() { /usr/bin/time -f "%e %M" -o "$W/time" "$@" > /dev/null; cat "$W/time"; }
+cat > "$W/download.sh" <<EOF
+#!/usr/bin/env bash
+xargs -P $PARALLEL -I{} curl -sf -o /dev/null --aws-sigv4 "aws:amz:garage:s3" --user "$KEY:$SECRET" \\
+  -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://127.0.0.1:$S3/kura/{}" < "$W/objects"
+EOF
+chmod +x "$W/download.sh"
+
+declare -a kura_s kura_kb restic_s restic_kb dl_s lsc_s lsw_s
+for i in $(seq "$RUNS"); do
+  rm -rf "$TARGET_BASE"/rr-* "$W/cache" "$W/rcache"
+  read -r s kb < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" restore latest --target "$TARGET_BASE/rr-kura")
+  kura_s+=("$s"); kura_kb+=("$kb")
+  read -r s kb < <(timed restic -r "$RREPO" --cache-dir "$W/rcache" restore latest --target "$TARGET_BASE/rr-restic" -q)
+  restic_s+=("$s"); restic_kb+=("$kb")
+  read -r s _ < <(timed "$W/download.sh"); dl_s+=("$s")
+  rm -rf "$W/cache"
+  read -r s _ < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" ls latest); lsc_s+=("$s")
+  read -r s _ < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" ls latest); lsw_s+=("$s")
+  if [ "$i" = 1 ]; then
+    diff -r "$W/corpus" "$TARGET_BASE/rr-kura$W/corpus" > /dev/null || { echo "kura's restore differs from the corpus" >&2; exit 1; }
+    diff -r "$W/corpus" "$TARGET_BASE/rr-restic$W/corpus" > /dev/null || { echo "restic's restore differs" >&2; exit 1; }
+  fi
+  echo "run $i: kura ${kura_s[-1]}s ${kura_kb[-1]}KiB | restic ${restic_s[-1]}s ${restic_kb[-1]}KiB | download ${dl_s[-1]}s | ls cold ${lsc_s[-1]}s warm ${lsw_s[-1]}s"
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+mk=$(median "${kura_s[@]}"); mr=$(median "${restic_s[@]}"); md=$(median "${dl_s[@]}")
+mib() { echo "scale=0; $CORPUS_BYTES / 1048576 / $1" | bc; }
+echo "median kura restore:   ${mk}s ($(mib "$mk") MiB/s), peak $(median "${kura_kb[@]}") KiB"
+echo "median restic restore: ${mr}s ($(mib "$mr") MiB/s), peak $(median "${restic_kb[@]}") KiB"
+echo "median plain download: ${md}s ($(echo "scale=0; $REPO_BYTES / 1048576 / $md" | bc) MiB/s of repository bytes)"
+echo "median kura ls latest: cold $(median "${lsc_s[@]}")s, warm $(median "${lsw_s[@]}")s"
+echo "kura vs restic: $(echo "scale=2; $mr / $mk" | bc)x faster"
+echo "kura vs download: $(echo "scale=0; 100 * $md / $mk" | bc)% of the download's throughput"
