@@ -56,6 +56,7 @@ fn config(systems: Vec<SystemConfig>) -> Config {
         systems,
         jobs: Jobs::default(),
         notify: Notify::default(),
+        http: None,
     }
 }
 
@@ -130,6 +131,7 @@ async fn daemon(cfg: Config, clock: &ManualClock, exec: Arc<TestExec>, dir: &Pat
         clock: Arc::new(clock.clone()),
         executor: exec,
         reload: None,
+        http: None,
     };
     Daemon::new(options, dir.join("kura.sock")).await.unwrap()
 }

@@ -42,6 +42,22 @@ pub fn time_secs(clock_start: DateTime<Utc>, back_at: DateTime<Utc>) -> i64 {
     (back_at - clock_start).num_milliseconds().saturating_add(999).div_euclid(1000)
 }
 
+/// When a system's deadline falls: the clock start plus its deadline.
+pub fn due_at(clock_start: DateTime<Utc>, deadline_secs: Option<i64>) -> Option<DateTime<Utc>> {
+    deadline_secs.map(|d| clock_start + Duration::seconds(d))
+}
+
+/// Seconds until a system's deadline (negative: past it), only while it is not
+/// finished (`finished`: done, failed or skipped) and has a deadline.
+pub fn time_left_secs(
+    clock_start: DateTime<Utc>,
+    deadline_secs: Option<i64>,
+    finished: bool,
+    now: DateTime<Utc>,
+) -> Option<i64> {
+    due_at(clock_start, deadline_secs).filter(|_| !finished).map(|d| (d - now).num_seconds())
+}
+
 /// Met when back within the deadline (`time <= deadline`; with priority 3's
 /// deadline of zero, only if it never went down), with the margin (deadline
 /// minus time: positive = to spare, negative = how late).
