@@ -70,7 +70,7 @@ function renderSystems(systems) {
     rows.push(el("tr", { class: "tier" }, el("td", { colspan: 8 }, "Priority " + tier)));
     inTier.forEach((s) => rows.push(systemRow(s)));
   }
-  const head = ["system", "last good backup", "allowed age", "RPO", "last run", "took", "stored", "next run"];
+  const head = ["system", "backup age", "allowed age", "RPO", "last run", "took", "stored", "next run"];
   replace("systems", table(head, rows, { id: "systems-table" }));
 }
 
@@ -124,12 +124,12 @@ function renderRecovery(rec, now) {
 
 function renderGantt(rec, now) {
   const start = Date.parse(rec.run.clock_start);
-  let end = now;
+  let end = rec.run.ended_at ? Date.parse(rec.run.ended_at) : now;
   for (const s of rec.systems) {
     if (s.ended_at) end = Math.max(end, Date.parse(s.ended_at));
-    if (s.deadline_at) end = Math.max(end, Math.min(Date.parse(s.deadline_at), now + 3600e3));
   }
-  const span = Math.max(end - start, 1000);
+  // The chart spans the run so far plus a quarter; deadlines beyond it are in the table.
+  const span = Math.max((end - start) * 1.25, 10000);
   const pct = (t) => Math.max(0, Math.min(100, ((t - start) * 100) / span)).toFixed(2) + "%";
   const rows = rec.systems.map((s) => {
     const track = el("div", { class: "track" });
@@ -140,7 +140,8 @@ function renderGantt(rec, now) {
       const width = Math.max(0.3, (Math.max(b - a, 0) * 100) / span).toFixed(2) + "%";
       track.append(el("div", { class: "span " + s.state, "data-system": s.name, style: "left:" + left + ";width:" + width }));
     }
-    if (s.deadline_at) track.append(el("div", { class: "deadline", style: "left:" + pct(Date.parse(s.deadline_at)) }));
+    const due = s.deadline_at ? Date.parse(s.deadline_at) : null;
+    if (due !== null && due <= start + span) track.append(el("div", { class: "deadline", style: "left:" + pct(due) }));
     return el("div", { class: "row" }, el("div", { class: "label" }, s.name), track);
   });
   replace("gantt", rows, el("div", { class: "axis" }, "0 … " + human(span / 1000) + " since the clock started"));
@@ -150,7 +151,7 @@ function eventText(ev) {
   const parts = [];
   for (const [k, v] of Object.entries(ev)) {
     if (k === "kind" || v === null || typeof v === "object") continue;
-    parts.push(k + ": " + v);
+    parts.push(k + ": " + (k === "snapshot" ? String(v).slice(0, 8) : v));
   }
   return parts.join(", ");
 }
