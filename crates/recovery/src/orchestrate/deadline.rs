@@ -171,6 +171,18 @@ mod tests {
     }
 
     #[test]
+    fn due_at_and_time_left() {
+        let start = t("2026-03-01T00:00:00Z");
+        assert_eq!(due_at(start, Some(3600)), Some(t("2026-03-01T01:00:00Z")));
+        assert_eq!(due_at(start, None), None);
+        let now = t("2026-03-01T00:20:00Z");
+        assert_eq!(time_left_secs(start, Some(3600), false, now), Some(2400));
+        assert_eq!(time_left_secs(start, Some(600), false, now), Some(-600), "past the deadline: negative");
+        assert_eq!(time_left_secs(start, Some(3600), true, now), None, "finished systems have none");
+        assert_eq!(time_left_secs(start, None, false, now), None);
+    }
+
+    #[test]
     fn at_risk_and_breach() {
         let start = t("2026-03-01T00:00:00Z");
         let clock = ManualClock::new(start + Duration::hours(10));
