@@ -254,8 +254,11 @@ fn the_dashboard_follows_a_real_recovery_without_a_reload() {
     eventually(120, "the page to show web done", || (page_state(&mut b, "web") == "done").then_some(()));
     assert_eq!(page_state(&mut b, "db"), "done");
     assert_eq!(b.eval("window.kuraLoadedOnce"), "yes", "the page was not reloaded");
-    let bars = b.eval("document.querySelectorAll('#gantt .span.done').length");
-    assert_eq!(bars, 2, "the Gantt chart has a finished bar per system");
+    let bars = b.eval("[...document.querySelectorAll('#gantt .span.done')].map(e => e.getBoundingClientRect().width)");
+    let widths: Vec<f64> = bars.as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    assert_eq!(widths.len(), 2, "the Gantt chart has a finished bar per system: {bars}");
+    assert!(widths.iter().all(|w| *w > 0.5), "the bars are drawn (styles pass the page's CSP): {bars}");
+    assert_eq!(b.eval("location.search"), "", "the token is taken out of the address bar");
     let kinds = b.eval("[...document.querySelectorAll('#timeline li')].map(li => li.dataset.kind).join(' ')");
     let kinds = kinds.as_str().unwrap_or_default().to_string();
     assert!(kinds.contains("opened") && kinds.contains("recovery-started"), "{kinds}");

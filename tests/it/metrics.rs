@@ -131,6 +131,7 @@ fn metrics_and_the_token_over_plain_http() {
     assert!(v["recovery"].is_null(), "no recovery has run");
     let page = get(port, &format!("/?token={token}"), &[]).unwrap();
     assert_eq!(page.status, 200);
+    assert!(page.header("content-security-policy").is_some_and(|c| c.contains("script-src 'self'")));
     let cookie = page.header("set-cookie").expect("the page sets the token cookie");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     let cookie_pair = cookie.split(';').next().unwrap();

@@ -15,13 +15,20 @@ const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
 
 const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");
+/// The page runs only its own script and style, and is never framed.
+const CSP: (header::HeaderName, &str) = (
+    header::CONTENT_SECURITY_POLICY,
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+);
+const NOSNIFF: (header::HeaderName, &str) = (header::X_CONTENT_TYPE_OPTIONS, "nosniff");
 
 /// `/`: the page; `?token=` sets the cookie the script's requests then carry.
 pub async fn page(State(ctx): State<Ctx>, headers: HeaderMap, q: Query<TokenQuery>) -> Response {
     if !auth::allowed(&ctx.token, &headers, q.token.as_deref()) {
         return auth::unauthorized();
     }
-    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), NO_STORE], PAGE).into_response();
+    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), NO_STORE, CSP, NOSNIFF], PAGE).into_response();
     if let Some(c) = q.token.as_deref().and_then(auth::set_cookie) {
         r.headers_mut().insert(header::SET_COOKIE, c);
     }
@@ -40,7 +47,7 @@ fn asset(ctx: &Ctx, headers: &HeaderMap, kind: &'static str, body: &'static str)
     if !auth::allowed(&ctx.token, headers, None) {
         return auth::unauthorized();
     }
-    ([(header::CONTENT_TYPE, kind), NO_STORE], body).into_response()
+    ([(header::CONTENT_TYPE, kind), NO_STORE, NOSNIFF], body).into_response()
 }
 
 /// `/api/dashboard`: everything the page shows, as JSON.

@@ -132,7 +132,7 @@ pub struct Notify {
 }
 
 /// `[http]`: where the daemon serves `/metrics` and the dashboard.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Http {
     /// Default `127.0.0.1:9187`.
     pub listen: std::net::SocketAddr,

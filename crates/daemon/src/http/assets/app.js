@@ -10,7 +10,9 @@ let offsetMs = 0; // server clock minus this browser's clock
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (v !== null && v !== undefined) e.setAttribute(k, v);
+    // Styles through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+    if (k === "style") Object.assign(e.style, v);
+    else if (v !== null && v !== undefined) e.setAttribute(k, v);
   }
   for (const c of children.flat()) {
     if (c === null || c === undefined) continue;
@@ -86,7 +88,7 @@ function renderJobs(running) {
 function progress(s) {
   if (s.progress_percent === null) return "-";
   const pct = Math.round(s.progress_percent);
-  return el("span", {}, el("span", { class: "bar-bg" }, el("div", { class: "bar-fg", style: "width:" + pct + "%" })),
+  return el("span", {}, el("span", { class: "bar-bg" }, el("div", { class: "bar-fg", style: { width: pct + "%" } })),
     " " + pct + " %");
 }
 
@@ -138,10 +140,10 @@ function renderGantt(rec, now) {
       const b = s.ended_at ? Date.parse(s.ended_at) : now;
       const left = pct(a);
       const width = Math.max(0.3, (Math.max(b - a, 0) * 100) / span).toFixed(2) + "%";
-      track.append(el("div", { class: "span " + s.state, "data-system": s.name, style: "left:" + left + ";width:" + width }));
+      track.append(el("div", { class: "span " + s.state, "data-system": s.name, style: { left: left, width: width } }));
     }
     const due = s.deadline_at ? Date.parse(s.deadline_at) : null;
-    if (due !== null && due <= start + span) track.append(el("div", { class: "deadline", style: "left:" + pct(due) }));
+    if (due !== null && due <= start + span) track.append(el("div", { class: "deadline", style: { left: pct(due) } }));
     return el("div", { class: "row" }, el("div", { class: "label" }, s.name), track);
   });
   replace("gantt", rows, el("div", { class: "axis" }, "0 … " + human(span / 1000) + " since the clock started"));
@@ -209,5 +211,7 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+// The token has set its cookie: take it out of the address bar and the history.
+if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", "/");
 setInterval(tick, TICK_MS);
 poll();
