@@ -235,6 +235,24 @@ fn the_dashboard_follows_a_real_recovery_without_a_reload() {
         (states == ["pre", "waiting"]).then_some(())
     });
 
+    // /metrics shows the running recovery too.
+    let m = get(port, "/metrics", &[]).unwrap().body;
+    for line in [
+        "kura_recovery_running 1",
+        "kura_recovery_system_state{run=\"1\",system=\"db\",state=\"pre\"} 1",
+        "kura_recovery_system_state{run=\"1\",system=\"web\",state=\"waiting\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line:?} missing from /metrics:\n{m}");
+    }
+    let left = m.lines().find_map(|l| l.strip_prefix("kura_recovery_system_seconds_left{run=\"1\",system=\"web\"} "));
+    let left: i64 = left.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("web's seconds left:\n{m}"));
+    assert!(left > 0 && left <= 7200, "web's deadline is 2 h from the incident clock: {left}");
+    let due = m
+        .lines()
+        .find_map(|l| l.strip_prefix("kura_recovery_system_deadline_timestamp_seconds{run=\"1\",system=\"db\"} "));
+    let due: i64 = due.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("db's deadline:\n{m}"));
+    assert!((due - chrono::Utc::now().timestamp() - 3600).abs() < 600, "db's deadline is about 1 h ahead: {due}");
+
     let profile = tempfile::tempdir().unwrap();
     let mut b = Browser::start(profile.path());
     b.open(&format!("http://127.0.0.1:{port}/?token={token}"));
