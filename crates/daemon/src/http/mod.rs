@@ -13,9 +13,9 @@
 
 mod auth;
 mod dashboard;
-mod metrics;
+pub(crate) mod metrics;
 mod token;
-mod view;
+pub(crate) mod view;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
