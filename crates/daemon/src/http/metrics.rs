@@ -1,5 +1,6 @@
 //! `/metrics`: OpenMetrics text (Prometheus scrapes it), built from a fresh
 //! [`View`] on every scrape. Names, types and labels are listed in docs/DAEMON.md.
+//! Not yet: agents and standby lag (kura has no fleet of agents to measure).
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
