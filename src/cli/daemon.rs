@@ -160,6 +160,14 @@ async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, 
     // The socket first: a second daemon on the same socket stops here, before it
     // touches the state database.
     let listener = daemon::api::bind(&socket)?;
+    let http = match daemon::http::Listener::bind(&cfg, &state).await {
+        Ok(h) => h,
+        Err(e) => {
+            drop(listener);
+            let _ = std::fs::remove_file(&socket);
+            return Err(e.into());
+        }
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -185,6 +193,7 @@ async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, 
         clock: Arc::new(kura::clock::SystemClock),
         executor: Arc::new(daemon::LibraryExecutor { state }),
         reload: Some(reload_rx),
+        http,
     };
     daemon::serve(listener, options, shutdown).await?;
     tracing::info!("kura daemon stopped");

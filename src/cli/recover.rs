@@ -14,7 +14,7 @@ use super::incident::local;
 use super::{output, Ctx};
 use kura::config::Config;
 use kura::human::human_secs;
-use kura::orchestrate::deadline::{Alert, Verdict};
+use kura::orchestrate::deadline::{self, Alert, Verdict};
 use kura::orchestrate::queue::Phase;
 use kura::orchestrate::{self, gate, Engine, Observer};
 use kura::plan::Plan;
@@ -284,15 +284,11 @@ fn status(ctx: &Ctx, incident: Option<i64>, run: Option<i64>) -> Result<ExitCode
     if ctx.json {
         let rows: Vec<StatusRow> = systems
             .iter()
-            .map(|s| {
-                let due = s.deadline_secs.map(|d| run.clock_start + chrono::Duration::seconds(d));
-                StatusRow {
-                    record: s,
-                    deadline_at: due,
-                    time_left_secs: due.filter(|_| !s.state.is_terminal()).map(|d| (d - now).num_seconds()),
-                    progress_percent: (s.bytes_total > 0)
-                        .then(|| (s.bytes as f64 * 100.0 / s.bytes_total as f64).min(100.0)),
-                }
+            .map(|s| StatusRow {
+                record: s,
+                deadline_at: deadline::due_at(run.clock_start, s.deadline_secs),
+                time_left_secs: deadline::time_left_secs(run.clock_start, s.deadline_secs, s.state.is_terminal(), now),
+                progress_percent: s.progress_percent(),
             })
             .collect();
         output::print_json(&serde_json::json!({ "run": run, "systems": rows }))?;
@@ -331,8 +327,8 @@ pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>
             (true, _, Some(Verdict::Met), Some(m)) => format!("met, {} spare", human_secs(m)),
             (true, _, Some(Verdict::Missed), Some(m)) => format!("MISSED by {}", human_secs(-m)),
             (true, _, _, _) => "-".to_string(),
-            (false, Some(d), _, _) => {
-                let left = (run.clock_start + chrono::Duration::seconds(d) - now).num_seconds();
+            (false, Some(_), _, _) => {
+                let left = deadline::time_left_secs(run.clock_start, s.deadline_secs, false, now).unwrap_or(0);
                 if left >= 0 {
                     format!("{} left", human_secs(left))
                 } else {

@@ -146,6 +146,9 @@ impl Daemon {
     pub fn reload(&self) -> std::result::Result<(), Problems> {
         let path = self.config().path.clone();
         let cfg = Arc::new((self.loader)(&path)?);
+        if self.config().http != cfg.http {
+            tracing::warn!("[http] changed: the listener keeps its address and token until the next start");
+        }
         let names: Vec<&str> = cfg.systems.iter().map(|s| s.name.as_str()).collect();
         self.with_book(|b| {
             b.late.retain(&names);

@@ -23,12 +23,15 @@
 //!   old one kept.
 //! * The control protocol is one typed set (`api.rs`), spoken by `serve.rs` and
 //!   `client.rs`.
+//! * Optionally (`[http]`), an HTTP listener bound by the caller serves metrics and
+//!   a read-only dashboard on the same runtime, behind a token (`http/`).
 
 pub mod api;
 pub mod client;
 mod daemon;
 mod db;
 pub mod error;
+pub mod http;
 pub mod jobs;
 mod runs;
 mod scheduler;
@@ -66,6 +69,8 @@ pub struct Options {
     pub executor: Arc<dyn Executor>,
     /// Each message reloads the config file (the binary sends one per SIGHUP).
     pub reload: Option<tokio::sync::mpsc::Receiver<()>>,
+    /// The `[http]` listener (metrics and dashboard), bound by the caller.
+    pub http: Option<http::Listener>,
 }
 
 /// "3 h 2 min", "45 s", "52 h": kura's one duration formatter

@@ -29,6 +29,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     let socket: PathBuf =
         listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf())).unwrap_or_default();
     let mut reloads = options.reload.take();
+    let http = options.http.take();
     let daemon = match Daemon::new(options, socket.clone()).await {
         Ok(d) => d,
         Err(e) => {
@@ -46,6 +47,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     );
     let accept = tokio::spawn(accept_loop(listener, daemon.clone()));
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
+    let http = http.map(|l| tokio::spawn(crate::http::serve(l, daemon.clone())));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -63,6 +65,12 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     }
     let _ = scheduler.await;
     let _ = accept.await;
+    if let Some(h) = http {
+        // Open dashboard connections get a moment to finish their request.
+        if tokio::time::timeout(std::time::Duration::from_secs(5), h).await.is_err() {
+            tracing::warn!("the http listener did not stop within 5 s");
+        }
+    }
     let _ = std::fs::remove_file(&socket);
     daemon.drain(daemon.shutdown_timeout).await;
     Ok(())

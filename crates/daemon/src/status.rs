@@ -47,6 +47,12 @@ pub struct SystemStatus {
     pub max_age_secs: Option<i64>,
     pub late: bool,
     pub last_outcome: Option<Outcome>,
+    /// The last backup run's duration, once it ended.
+    #[serde(default)]
+    pub last_run_secs: Option<i64>,
+    /// What the last backup run stored.
+    #[serde(default)]
+    pub last_run_bytes: Option<u64>,
     pub next_run: Option<DateTime<Utc>>,
     pub running: bool,
 }
@@ -198,6 +204,8 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
                 age_secs: r.age.map(|a| a.num_seconds()),
                 max_age_secs: max.map(|m| m.num_seconds()),
                 late: r.late,
+                last_run_secs: last_run.as_ref().and_then(|r| Some((r.ended_at? - r.started_at).num_seconds())),
+                last_run_bytes: last_run.as_ref().and_then(|r| r.bytes),
                 last_outcome: last_run.map(|r| r.outcome),
                 next_run: next_of(&key, s.schedule.as_ref()),
                 running: is_running(&key),

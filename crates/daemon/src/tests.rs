@@ -56,6 +56,7 @@ fn config(systems: Vec<SystemConfig>) -> Config {
         systems,
         jobs: Jobs::default(),
         notify: Notify::default(),
+        http: None,
     }
 }
 
@@ -130,6 +131,7 @@ async fn daemon(cfg: Config, clock: &ManualClock, exec: Arc<TestExec>, dir: &Pat
         clock: Arc::new(clock.clone()),
         executor: exec,
         reload: None,
+        http: None,
     };
     Daemon::new(options, dir.join("kura.sock")).await.unwrap()
 }
@@ -399,6 +401,40 @@ async fn a_system_becoming_late_notifies_once() {
     assert_eq!(late.len(), 1, "{all:?}");
     assert_eq!(late[0]["system"], "db");
     assert_eq!(late[0]["max_age_secs"], 7200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_status_and_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let mut cfg = config(vec![system("db", 3, Some("0 0 * * * *")), system("wiki", 1, None)]);
+    cfg.max_backup_age[3] = Some(Duration::hours(2));
+    let d = daemon(cfg, &clock, TestExec::new(|_| ok_output()), dir.path()).await;
+    d.tick().await;
+    clock.advance(Duration::hours(1));
+    d.tick().await;
+    settle(&d).await;
+    let text = |v: &crate::http::view::View| crate::http::metrics::render(v).unwrap();
+    let m = text(&crate::http::view::gather(&d).await.unwrap());
+    for line in [
+        "kura_system_priority{system=\"db\"} 3",
+        "kura_system_priority{system=\"wiki\"} 1",
+        "kura_system_late{system=\"db\"} 0",
+        "kura_system_backup_age_seconds{system=\"db\"} 0",
+        "kura_system_backup_max_age_seconds{system=\"db\"} 7200",
+        "kura_system_last_backup_bytes{system=\"db\"} 10",
+        "kura_job_runs_total{kind=\"backup\",outcome=\"ok\"} 1",
+        "kura_recovery_running 0",
+        "# EOF",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line:?} missing:\n{m}");
+    }
+    assert!(!m.contains("kura_system_backup_max_age_seconds{system=\"wiki\"}"), "not watched: no sample\n{m}");
+    // Three hours without a backup (no schedule fires: the clock jumps past the ticks).
+    clock.advance(Duration::hours(3));
+    let m = text(&crate::http::view::gather(&d).await.unwrap());
+    assert!(m.lines().any(|l| l == "kura_system_late{system=\"db\"} 1"), "{m}");
+    assert!(m.lines().any(|l| l == "kura_system_backup_age_seconds{system=\"db\"} 10800"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,6 +75,7 @@ fn start(dir: &Path, config: &Path, clock: &ManualClock) -> Running {
         clock: Arc::new(clock.clone()),
         executor: Arc::new(Quick),
         reload: Some(reload_rx),
+        http: None,
     };
     let served = tokio::spawn(kura_daemon::serve(listener, options, async move {
         let _ = stop_rx.await;

@@ -28,6 +28,8 @@ pub struct Config {
     pub systems: Vec<SystemConfig>,
     pub jobs: Jobs,
     pub notify: Notify,
+    /// The metrics and dashboard listener; `None` (no `[http]` table) = off.
+    pub http: Option<Http>,
 }
 
 impl Config {
@@ -128,6 +130,18 @@ pub struct Notify {
     /// Run through `sh -c` with the JSON event on stdin and KURA_EVENT set.
     pub command: Option<String>,
 }
+
+/// `[http]`: where the daemon serves `/metrics` and the dashboard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Http {
+    /// Default `127.0.0.1:9187`.
+    pub listen: std::net::SocketAddr,
+    /// The bearer token's file; `None` = `http-token` beside the state database.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The port `[http]` listens on when `listen` is not given.
+pub const DEFAULT_HTTP_PORT: u16 = 9187;
 
 mod env;
 mod error;

@@ -16,7 +16,7 @@ use super::*;
 use crate::plan::problems::Severity;
 
 const TOP: &[&str] =
-    &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify"];
+    &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify", "http"];
 const REPO: &[&str] = &["location", "password_file"];
 const SYSTEM: &[&str] = &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename"];
 const JOBS: &[&str] = &["replicate", "prune", "check", "drill"];
@@ -134,6 +134,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
 
     let jobs = top.table(d, "jobs", JOBS).map(|o| jobs(d, &o, base, remote_given)).unwrap_or_default();
     let notify = top.table(d, "notify", &["webhook", "command"]).map(|o| notify(d, &o)).unwrap_or_default();
+    let http = top.table(d, "http", &["listen", "token_file"]).and_then(|o| http(d, &o, base));
 
     Some(Config {
         path: path.to_path_buf(),
@@ -146,6 +147,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
         systems,
         jobs,
         notify,
+        http,
     })
 }
 
@@ -498,4 +500,21 @@ fn notify(d: &mut Diag, o: &Obj) -> Notify {
     });
     let command = o.req_opt_str(d, "command").map(|c| c.value);
     Notify { webhook, command }
+}
+
+/// `[http]`: the metrics and dashboard listener; given at all means on.
+fn http(d: &mut Diag, o: &Obj, base: &Path) -> Option<Http> {
+    let listen = match o.req_opt_str(d, "listen") {
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+        Some(l) => match l.value.parse::<std::net::SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let msg = format!("{:?} is not an address and port, e.g. \"127.0.0.1:{DEFAULT_HTTP_PORT}\"", l.value);
+                d.error(l.line, &l.field, msg);
+                return None;
+            }
+        },
+    };
+    let token_file = o.req_opt_str(d, "token_file").map(|t| resolve(base, &t.value));
+    Some(Http { listen, token_file })
 }

@@ -218,6 +218,10 @@ fn type_errors_and_missing_fields() {
     has(&ps, 5, "notify.webhook", "not an http:// or https:// URL");
     has(&ps, 7, "jobs.backup", "unknown field `backup`");
 
+    let ps = problems(&format!("{HEAD}[http]\nlisten = \"localhost\"\ntoken = \"x\"\n"));
+    has(&ps, 5, "http.listen", "not an address and port");
+    has(&ps, 6, "http.token", "unknown field `token`");
+
     let ps = problems("[repository\n");
     has(&ps, 1, "(syntax)", "invalid TOML");
 }
@@ -294,4 +298,18 @@ fn stream_fields_are_checked_with_line_and_field() {
     has(&ps, 19, "system[2].stdin_filename", "needs a `command`");
     has(&ps, 26, "system[3].stdin_filename", "also under `paths`");
     has(&ps, 31, "system[4].command", "expected an array of strings");
+}
+
+#[test]
+fn http_listener() {
+    let c = parse_str(Path::new("/etc/kura/kura.toml"), HEAD).unwrap();
+    assert!(c.http.is_none(), "off unless [http] is given");
+    let c = parse_str(Path::new("/etc/kura/kura.toml"), &format!("{HEAD}[http]\n")).unwrap();
+    let h = c.http.unwrap();
+    assert_eq!(h.listen.to_string(), "127.0.0.1:9187");
+    assert_eq!(h.token_file, None);
+    let text = format!("{HEAD}[http]\nlisten = \"0.0.0.0:8080\"\ntoken_file = \"tok\"\n");
+    let h = parse_str(Path::new("/etc/kura/kura.toml"), &text).unwrap().http.unwrap();
+    assert_eq!(h.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(h.token_file.as_deref(), Some(Path::new("/etc/kura/tok")));
 }

@@ -42,6 +42,22 @@ pub fn time_secs(clock_start: DateTime<Utc>, back_at: DateTime<Utc>) -> i64 {
     (back_at - clock_start).num_milliseconds().saturating_add(999).div_euclid(1000)
 }
 
+/// When a system's deadline falls: the clock start plus its deadline.
+pub fn due_at(clock_start: DateTime<Utc>, deadline_secs: Option<i64>) -> Option<DateTime<Utc>> {
+    deadline_secs.map(|d| clock_start + Duration::seconds(d))
+}
+
+/// Seconds until a system's deadline (negative: past it), only while it is not
+/// finished (`finished`: done, failed or skipped) and has a deadline.
+pub fn time_left_secs(
+    clock_start: DateTime<Utc>,
+    deadline_secs: Option<i64>,
+    finished: bool,
+    now: DateTime<Utc>,
+) -> Option<i64> {
+    due_at(clock_start, deadline_secs).filter(|_| !finished).map(|d| (d - now).num_seconds())
+}
+
 /// Met when back within the deadline (`time <= deadline`; with priority 3's
 /// deadline of zero, only if it never went down), with the margin (deadline
 /// minus time: positive = to spare, negative = how late).
@@ -152,6 +168,18 @@ mod tests {
         assert_eq!(verdict(start, Some(Duration::zero()), start + Duration::seconds(1)).0, Verdict::Missed);
         let late = verdict(start, Some(Duration::zero()), start + Duration::milliseconds(300));
         assert_eq!(late, (Verdict::Missed, Some(-1)), "a fraction of a second late is late");
+    }
+
+    #[test]
+    fn due_at_and_time_left() {
+        let start = t("2026-03-01T00:00:00Z");
+        assert_eq!(due_at(start, Some(3600)), Some(t("2026-03-01T01:00:00Z")));
+        assert_eq!(due_at(start, None), None);
+        let now = t("2026-03-01T00:20:00Z");
+        assert_eq!(time_left_secs(start, Some(3600), false, now), Some(2400));
+        assert_eq!(time_left_secs(start, Some(600), false, now), Some(-600), "past the deadline: negative");
+        assert_eq!(time_left_secs(start, Some(3600), true, now), None, "finished systems have none");
+        assert_eq!(time_left_secs(start, None, false, now), None);
     }
 
     #[test]

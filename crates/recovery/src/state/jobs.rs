@@ -222,6 +222,23 @@ impl State {
             .transpose()
     }
 
+    /// How many runs each job kind has, by outcome (running ones included), in
+    /// job then outcome order.
+    pub fn run_counts(&self) -> Result<Vec<(JobKind, Outcome, u64)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT MIN(id), job, outcome, COUNT(*) FROM job_runs GROUP BY job, outcome ORDER BY job, outcome")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                let at = RowRef { table: "job_runs", row: r.get(0)? };
+                let (job, outcome, n): (String, String, i64) = (r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok((|| Ok((at.parse("job", &job)?, at.parse("outcome", &outcome)?, n.max(0) as u64)))())
+            })
+            .map_err(|e| self.err(e))?;
+        collect(self.path(), rows)
+    }
+
     /// The newest run of `job` (any system) with one of `outcomes`.
     pub fn last_run_with(&self, job: JobKind, outcomes: &[Outcome]) -> Result<Option<JobRun>> {
         let list: Vec<String> = outcomes.iter().map(|o| format!("'{}'", o.stored())).collect();

@@ -133,6 +133,14 @@ pub struct SystemRecord {
     pub error: Option<String>,
 }
 
+impl SystemRecord {
+    /// How much of its snapshot is restored, in percent (capped at 100); `None`
+    /// while the size is unknown.
+    pub fn progress_percent(&self) -> Option<f64> {
+        (self.bytes_total > 0).then(|| (self.bytes as f64 * 100.0 / self.bytes_total as f64).min(100.0))
+    }
+}
+
 /// A drill review: when, the evaluation, the improvement actions.
 pub type DrillReview = (DateTime<Utc>, String, Vec<String>);
 
