@@ -3,7 +3,7 @@
 //! scripts/deps/prometheus.sh), and the token that guards everything else.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,12 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::daemon::{eventually, Setup};
+pub use crate::servers::free_port;
 use crate::util::*;
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// An answer: status code, header lines (lower-case names), body.
 pub struct Answer {
