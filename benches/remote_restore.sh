@@ -87,18 +87,26 @@ chmod +x "$W/download.sh"
 
 declare -a kura_s kura_kb restic_s restic_kb dl_s lsc_s lsw_s
 for i in $(seq "$RUNS"); do
-  rm -rf "$TARGET_BASE"/rr-* "$W/cache" "$W/rcache"
-  read -r s kb < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" restore latest --target "$TARGET_BASE/rr-kura")
-  kura_s+=("$s"); kura_kb+=("$kb")
-  read -r s kb < <(timed restic -r "$RREPO" --cache-dir "$W/rcache" restore latest --target "$TARGET_BASE/rr-restic" -q)
-  restic_s+=("$s"); restic_kb+=("$kb")
+  # Targets are kept until the end: on ext4, creating files soon after deleting
+  # many costs more (the allocator skips recently freed inodes), which would tax
+  # whichever tool ran first. The order alternates between runs too.
+  rm -rf "$W/cache" "$W/rcache"
+  for tool in $( ((i % 2)) && echo "kura restic" || echo "restic kura"); do
+    if [ "$tool" = kura ]; then
+      read -r s kb < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" restore latest --target "$TARGET_BASE/rr-kura$i")
+      kura_s+=("$s"); kura_kb+=("$kb")
+    else
+      read -r s kb < <(timed restic -r "$RREPO" --cache-dir "$W/rcache" restore latest --target "$TARGET_BASE/rr-restic$i" -q)
+      restic_s+=("$s"); restic_kb+=("$kb")
+    fi
+  done
   read -r s _ < <(timed "$W/download.sh"); dl_s+=("$s")
   rm -rf "$W/cache"
   read -r s _ < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" ls latest); lsc_s+=("$s")
   read -r s _ < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" ls latest); lsw_s+=("$s")
   if [ "$i" = 1 ]; then
-    diff -r "$W/corpus" "$TARGET_BASE/rr-kura$W/corpus" > /dev/null || { echo "kura's restore differs from the corpus" >&2; exit 1; }
-    diff -r "$W/corpus" "$TARGET_BASE/rr-restic$W/corpus" > /dev/null || { echo "restic's restore differs" >&2; exit 1; }
+    diff -r "$W/corpus" "$TARGET_BASE/rr-kura1$W/corpus" > /dev/null || { echo "kura's restore differs from the corpus" >&2; exit 1; }
+    diff -r "$W/corpus" "$TARGET_BASE/rr-restic1$W/corpus" > /dev/null || { echo "restic's restore differs" >&2; exit 1; }
   fi
   echo "run $i: kura ${kura_s[-1]}s ${kura_kb[-1]}KiB | restic ${restic_s[-1]}s ${restic_kb[-1]}KiB | download ${dl_s[-1]}s | ls cold ${lsc_s[-1]}s warm ${lsw_s[-1]}s"
 done

@@ -49,6 +49,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             s.packs_read,
             output::duration_ms(s.duration_ms)
         );
+        if s.files_resumed > 0 {
+            println!(
+                "resumed: {} file(s) an interrupted restore had started ({} already written, not fetched again)",
+                s.files_resumed,
+                output::bytes(s.bytes_resumed)
+            );
+        }
         if opts.verify {
             println!("verify: {} files match the snapshot, {} differ", s.files_verified, s.verify_failures.len());
             for f in &s.verify_failures {

@@ -30,6 +30,7 @@ mod prune;
 mod recover;
 mod repair;
 mod report_html;
+mod resume;
 mod rotation;
 mod roundtrip;
 mod s3;

@@ -243,6 +243,21 @@ pub fn create_temp(dir: &OwnedFd, tmp: &OsStr, size: u64, shown: &Path) -> Resul
     Ok(f)
 }
 
+/// The temp file an interrupted restore left for a file, reopened to resume it: a
+/// regular file (never followed), with one link, owned by this user and of the
+/// file's size. `None` when there is no such file; anything else at that name is
+/// replaced by `create_temp`.
+pub fn reopen_temp(dir: &OwnedFd, tmp: &OsStr, size: u64, shown: &Path) -> Result<Option<File>> {
+    let c = cstr(tmp, shown)?;
+    let Ok(fd) = openat(dir.as_raw_fd(), &c, libc::O_RDWR | libc::O_NONBLOCK, 0) else { return Ok(None) };
+    let f = File::from(fd);
+    let st = fstat(f.as_raw_fd()).map_err(|e| Error::io(shown, e))?;
+    // SAFETY: geteuid has no preconditions.
+    let mine = st.st_uid == unsafe { libc::geteuid() };
+    let usable = is_type(&st, libc::S_IFREG) && st.st_nlink == 1 && mine && st.st_size as u64 == size;
+    Ok(usable.then_some(f))
+}
+
 /// Reopens a temp file made by `create_temp`; it must still be the same file.
 pub fn open_temp(dir: &OwnedFd, tmp: &OsStr, id: Identity, shown: &Path) -> Result<File> {
     let c = cstr(tmp, shown)?;

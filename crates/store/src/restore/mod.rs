@@ -29,7 +29,7 @@ use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::pack::open_blob;
 use crate::repo::snapshot::Snapshot;
-use crate::repo::tree::NodeType;
+use crate::repo::tree::{Node, NodeType};
 use crate::repo::Repository;
 use crate::types::{BlobId, FileId, PackId};
 pub use fs::temp_name;
@@ -54,6 +54,10 @@ pub struct RestoreSummary {
     pub files_restored: u64,
     /// Files already present and matching (a resumed restore).
     pub files_skipped: u64,
+    /// Files an interrupted restore had started, continued from what it wrote.
+    pub files_resumed: u64,
+    /// Bytes of those files found already written (not fetched again).
+    pub bytes_resumed: u64,
     pub dirs: u64,
     pub symlinks: u64,
     pub hardlinks: u64,
@@ -197,26 +201,43 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
             todo.push(i);
         }
     }
-    progress.set_total(todo.iter().map(|&i| plan.files[i].node.size).sum());
-    let jobs = plan::pack_jobs(&index, &plan.files, &todo)?;
-    sum.packs_read = jobs.len() as u64;
+    let mut jobs = plan::pack_jobs(&index, &plan.files, &todo)?;
     // Files whose blobs come from one pack are created by the worker that reads it;
-    // files spread over several packs are created here, before workers share them.
-    let mut packs_per_file = vec![0u32; plan.files.len()];
-    for j in &jobs {
-        let mut files: Vec<usize> = j.blobs.iter().flat_map(|b| b.2.iter().map(|t| t.0)).collect();
-        files.sort_unstable();
-        files.dedup();
-        files.into_iter().for_each(|f| packs_per_file[f] += 1);
-    }
-    // Which file each shared temp file is: a worker reopening it checks it is the same.
+    // files spread over several packs are created here, before workers share them,
+    // or resumed: what an interrupted run already wrote into their temp file stays.
     let mut shared: Vec<Option<fs::Identity>> = vec![None; plan.files.len()];
-    for (i, f) in plan.files.iter().enumerate().filter(|(i, _)| packs_per_file[*i] > 1) {
-        let shown = dirs.shown(&f.rel);
-        let dir = dirs.get(f.dir)?;
-        let file = fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?;
+    let mut resumed = Vec::new();
+    let mut done = std::collections::HashSet::new();
+    for i in spread_over_packs(&jobs, plan.files.len()) {
+        let f = &plan.files[i];
+        let (shown, dir) = (dirs.shown(&f.rel), dirs.get(f.dir)?);
+        let file = match fs::reopen_temp(&dir, &f.tmp, f.node.size, &shown)? {
+            Some(file) => {
+                for (at, len) in written_blobs(repo, &index, &file, &f.node, &shown)? {
+                    done.insert((i, at));
+                    sum.bytes_resumed += len;
+                }
+                resumed.push((i, file.try_clone().map_err(|e| Error::io(&shown, e))?));
+                file
+            }
+            None => fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?,
+        };
         shared[i] = Some(fs::identity(&file, &shown)?);
     }
+    plan::drop_done(&mut jobs, &done);
+    sum.files_resumed = resumed.len() as u64;
+    // A resumed file may need nothing more.
+    let mut pending = vec![false; plan.files.len()];
+    jobs.iter().flat_map(|j| j.blobs.iter().flat_map(|b| b.2.iter())).for_each(|t| pending[t.0] = true);
+    for (i, file) in resumed.into_iter().filter(|(i, _)| !pending[*i]) {
+        let f = &plan.files[i];
+        let (shown, dir) = (dirs.shown(&f.rel), dirs.get(f.dir)?);
+        fs::finish_file(&file, &dir, &f.tmp, f.node.name.as_os_str(), &f.node, &shown)?;
+        sum.files_restored += 1;
+    }
+    let todo: Vec<usize> = todo.into_iter().filter(|&i| pending[i]).collect();
+    progress.set_total(todo.iter().map(|&i| plan.files[i].node.size).sum::<u64>() - sum.bytes_resumed);
+    sum.packs_read = jobs.len() as u64;
     // Remote repositories wait on the network, not the CPU: more workers keep more
     // range GETs in flight.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -228,8 +249,9 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
             damage
         }
         Err(e) => {
-            // Nothing half-written is left behind: a rerun starts these files afresh.
-            for &i in &todo {
+            // Files spread over several packs keep their temp file, for the next run
+            // to resume; the others are started afresh.
+            for &i in todo.iter().filter(|&&i| shared[i].is_none()) {
                 discard_temp(&dirs, &plan.files[i]);
             }
             return Err(e);
@@ -298,6 +320,45 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
     sum.damaged.sort_by(|a, b| a.path.cmp(&b.path));
     sum.duration_ms = started.elapsed().as_millis() as u64;
     Ok(sum)
+}
+
+/// Files whose blobs come from more than one pack (plan indexes, ascending).
+fn spread_over_packs(jobs: &[PackJob], n_files: usize) -> Vec<usize> {
+    let mut packs_per_file = vec![0u32; n_files];
+    for j in jobs {
+        let mut files: Vec<usize> = j.blobs.iter().flat_map(|b| b.2.iter().map(|t| t.0)).collect();
+        files.sort_unstable();
+        files.dedup();
+        files.into_iter().for_each(|f| packs_per_file[f] += 1);
+    }
+    (0..n_files).filter(|&f| packs_per_file[f] > 1).collect()
+}
+
+/// The (offset, length) of a file's blobs that its temp file already holds, as a resumed
+/// restore finds them: each blob's range is read back and hashed like a backup
+/// would (`--verify`'s proof), so only blobs written in full count.
+fn written_blobs(
+    repo: &Repository,
+    index: &Index,
+    file: &std::fs::File,
+    node: &Node,
+    shown: &Path,
+) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let (mut at, mut buf) = (0u64, Vec::new());
+    for id in &node.content {
+        let len = index
+            .get(id)
+            .ok_or_else(|| Error::MissingBlob { blob: format!("{id} of {}", shown.display()) })?
+            .raw_length;
+        buf.resize(len as usize, 0);
+        file.read_exact_at(&mut buf, at).map_err(|e| Error::io(shown, e))?;
+        if repo.key().blob_id(&buf) == *id {
+            out.push((at, len as u64));
+        }
+        at += len as u64;
+    }
+    Ok(out)
 }
 
 /// The path in the snapshot of `rel` (relative to the target) when `base` (the

@@ -340,3 +340,16 @@ pub fn pack_jobs(index: &Index, files: &[FileItem], todo: &[usize]) -> Result<Ve
     jobs.sort_by_key(|j| j.pack);
     Ok(jobs)
 }
+
+/// Takes out of the jobs the (file, offset) targets in `done` (blobs a resumed
+/// restore finds already written), then the blobs left with no target, then the
+/// packs left with no blob.
+pub fn drop_done(jobs: &mut Vec<PackJob>, done: &std::collections::HashSet<Target>) {
+    for j in jobs.iter_mut() {
+        for b in j.blobs.iter_mut() {
+            b.2.retain(|t| !done.contains(t));
+        }
+        j.blobs.retain(|b| !b.2.is_empty());
+    }
+    jobs.retain(|j| !j.blobs.is_empty());
+}

@@ -68,3 +68,30 @@ fn the_deepest_tree_allowed_restores_on_a_small_stack() {
     let Err(err) = run(&repo, &id, &snap, &opts, &NoProgress) else { panic!("one level too deep") };
     assert!(err.to_string().contains("more than 1024 levels"), "{err}");
 }
+
+/// A resumed restore drops the targets already written, then the blobs and packs
+/// left with nothing to do.
+#[test]
+fn drop_done_removes_written_targets_then_empty_blobs_and_packs() {
+    let loc = |pack: u8, offset: u32| crate::repo::index::Location {
+        pack: PackId([pack; 32]),
+        offset,
+        length: 10,
+        raw_length: 10,
+        blob_type: BlobType::Data,
+        compressed: false,
+    };
+    let (a, b, c) = (BlobId([1; 32]), BlobId([2; 32]), BlobId([3; 32]));
+    let mut jobs = vec![
+        PackJob {
+            pack: PackId([1; 32]),
+            blobs: vec![(a, loc(1, 0), vec![(0, 0), (1, 0)]), (b, loc(1, 10), vec![(0, 10)])],
+        },
+        PackJob { pack: PackId([2; 32]), blobs: vec![(c, loc(2, 0), vec![(0, 20)])] },
+    ];
+    plan::drop_done(&mut jobs, &[(0, 0), (0, 10), (0, 20)].into_iter().collect());
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].blobs.len(), 1);
+    assert_eq!(jobs[0].blobs[0].0, a);
+    assert_eq!(jobs[0].blobs[0].2, vec![(1, 0)]);
+}
