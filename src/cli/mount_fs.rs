@@ -35,6 +35,9 @@ enum What {
     Node(Arc<Node>),
 }
 
+/// A directory entry: its name and what it is.
+type Named = (Vec<u8>, What);
+
 #[derive(Default)]
 struct Inodes {
     /// Inode `n` is `list[n - 1]`; inode 1 is the mount's root.
@@ -112,7 +115,7 @@ impl MountFs {
     }
 
     /// The entries of a directory (`None`: not a directory), names with what they are.
-    fn entries(&self, what: &What) -> kura::Result<Option<Vec<(Vec<u8>, What)>>> {
+    fn entries(&self, what: &What) -> kura::Result<Option<Vec<Named>>> {
         if let What::Layout(d) = what {
             let dir = &self.layout.dirs[*d];
             return Ok(Some(dir.entries.iter().map(|(n, e)| (n.as_bytes().to_vec(), self.layout_what(e))).collect()));
