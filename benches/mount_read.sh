@@ -35,6 +35,7 @@ trap stop_mount EXIT
 
 # Starts `kura mount` in the background and returns once it printed that it is live.
 start_mount() {
+  : > "$WORK/mount.out"
   "$KURA" mount "$MNT" > "$WORK/mount.out" 2> "$WORK/mount.err" &
   MOUNT_PID=$!
   until grep -q '^mounted' "$WORK/mount.out"; do
