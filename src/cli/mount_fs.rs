@@ -277,6 +277,7 @@ impl Filesystem for MountFs {
     ) {
         let file = self.files.lock().unwrap_or_else(|e| e.into_inner()).get(&fh.0).cloned();
         let Some(file) = file else { return reply.error(Errno::EBADF) };
+        tracing::trace!(offset, size, "read");
         match self.source.read(&file, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(self.fail(&format!("reading {} at offset {offset}", file.node.name.lossy()), e)),
