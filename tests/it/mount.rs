@@ -155,3 +155,31 @@ fn mount_refuses_a_missing_or_non_empty_mount_point() {
     r.kura(["mount", s(&full.join("file"))]).code(2).stderr_has("is not a directory");
     r.kura(["mount", "--help"]).ok().stdout_has("hosts/<host>/<time>/");
 }
+
+/// A flipped byte in a file's data: reading that file through the mount fails with
+/// EIO, kura's stderr names the file, and the rest of the mount keeps working.
+#[test]
+fn mount_read_of_damaged_data_is_eio_and_named() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("big.bin"), 3 << 20, 5);
+    write(&src.join("small.txt"), "fine\n");
+    r.backup(&[&src], &[]);
+    let (pack, _) = r.packs()[0].clone();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&pack, &bytes).unwrap();
+    let mnt = r.base().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let Some(m) = mount(&r, &mnt) else { return };
+    let view = mnt.join("snapshots/latest").join(src.strip_prefix("/").unwrap());
+    let err = std::fs::read(view.join("big.bin")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(names(&view), ["big.bin", "small.txt"]);
+    let (code, stderr, gone) = m.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(gone);
+    assert!(stderr.contains("reading big.bin at offset"), "{stderr}");
+}
