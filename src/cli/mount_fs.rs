@@ -22,6 +22,9 @@ use kura::types::{BlobId, FileId};
 /// Snapshots never change: the kernel may keep what it was told this long.
 const TTL: Duration = Duration::from_secs(300);
 
+/// Most entries one `readdir` call copies; the kernel asks again for the rest.
+const READDIR_BATCH: usize = 512;
+
 /// What an inode stands for.
 #[derive(Clone)]
 enum What {
@@ -114,11 +117,14 @@ impl MountFs {
         }
     }
 
-    /// The entries of a directory (`None`: not a directory), names with what they are.
-    fn entries(&self, what: &What) -> kura::Result<Option<Vec<Named>>> {
+    /// Up to `READDIR_BATCH` entries of a directory from number `skip` on (`None`: not
+    /// a directory), names with what they are. Only these are copied, so listing a
+    /// large directory in many calls stays linear.
+    fn entries(&self, what: &What, skip: usize) -> kura::Result<Option<Vec<Named>>> {
         if let What::Layout(d) = what {
             let dir = &self.layout.dirs[*d];
-            return Ok(Some(dir.entries.iter().map(|(n, e)| (n.as_bytes().to_vec(), self.layout_what(e))).collect()));
+            let page = dir.entries.iter().skip(skip).take(READDIR_BATCH);
+            return Ok(Some(page.map(|(n, e)| (n.as_bytes().to_vec(), self.layout_what(e))).collect()));
         }
         if let What::Node(n) = what {
             if n.node_type == NodeType::Dir && n.subtree.is_none() {
@@ -127,7 +133,8 @@ impl MountFs {
         }
         let Some(tree) = Self::subtree(what) else { return Ok(None) };
         let t = self.source.tree(&tree)?;
-        Ok(Some(t.nodes.iter().map(|n| (n.name.0.clone(), What::Node(Arc::new(n.clone())))).collect()))
+        let page = t.nodes.iter().skip(skip).take(READDIR_BATCH);
+        Ok(Some(page.map(|n| (n.name.0.clone(), What::Node(Arc::new(n.clone())))).collect()))
     }
 
     /// One entry of a directory by name.
@@ -326,23 +333,25 @@ impl Filesystem for MountFs {
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let Some(dir) = self.what(ino) else { return reply.error(Errno::ENOENT) };
-        let entries = match self.entries(&dir) {
+        // Offsets 0 and 1 are `.` and `..`; entry k of the directory is offset k + 2.
+        let mut next = offset as usize;
+        while next < 2 {
+            let name = if next == 0 { "." } else { ".." };
+            next += 1;
+            if reply.add(ino, next as u64, FileType::Directory, name) {
+                return reply.ok();
+            }
+        }
+        let entries = match self.entries(&dir, next - 2) {
             Ok(Some(e)) => e,
             Ok(None) => return reply.error(Errno::ENOTDIR),
             Err(e) => return reply.error(self.fail("listing a directory", e)),
         };
-        let dots = [(ino.0, FileType::Directory, &b"."[..]), (ino.0, FileType::Directory, &b".."[..])];
-        let mut all = dots.to_vec();
-        let named: Vec<(u64, FileType, Vec<u8>)> = entries
-            .into_iter()
-            .map(|(name, what)| {
-                let kind = self.attr(0, &what).kind;
-                (self.child(ino.0, &name, what), kind, name)
-            })
-            .collect();
-        all.extend(named.iter().map(|(i, k, n)| (*i, *k, n.as_slice())));
-        for (i, (child, kind, name)) in all.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child), (i + 1) as u64, kind, OsStr::from_bytes(name)) {
+        for (name, what) in entries {
+            let kind = self.attr(0, &what).kind;
+            let child = self.child(ino.0, &name, what);
+            next += 1;
+            if reply.add(INodeNo(child), next as u64, kind, OsStr::from_bytes(&name)) {
                 break;
             }
         }

@@ -87,6 +87,10 @@ fn mount_shows_snapshots_by_id_host_tag_and_time_and_unmounts_on_sigterm() {
     let r = TestRepo::new();
     let src = r.base().join("src");
     let sample = sample_tree(&src, 3 << 20);
+    // More entries than one readdir call returns.
+    for i in 0..1300 {
+        write(&src.join(format!("many/f{i:04}")), format!("{i}\n"));
+    }
     let first = r.backup(&[&src], &["--tag", "one"]);
     let before = metadata(&src);
     write(&src.join("notes/new.txt"), "new\n");
@@ -126,6 +130,7 @@ fn mount_shows_snapshots_by_id_host_tag_and_time_and_unmounts_on_sigterm() {
     let rel = src.strip_prefix("/").unwrap();
     let view = mnt.join("snapshots/latest").join(rel);
     assert_eq!(metadata(&view), metadata(&src));
+    assert_eq!(names(&view.join("many")).len(), 1300);
     assert_eq!(hash_file(&view.join(sample.random)), hash_file(&src.join(sample.random)));
     assert_eq!(std::fs::read_link(view.join("link_rel")).unwrap(), Path::new("hello.txt"));
     // The older snapshot by id and by tag: without the later file.
