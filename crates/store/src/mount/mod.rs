@@ -107,7 +107,7 @@ impl Source {
     /// Up to `len` bytes of `file` from `offset` (fewer only at the end of the file).
     pub fn read(&self, file: &OpenFile, offset: u64, len: u32) -> Result<Vec<u8>> {
         let spans = file.map.spans(offset, u64::from(len));
-        let sequential = file.next.swap(offset + u64::from(len), Ordering::Relaxed) == offset;
+        let sequential = file.next.swap(offset.saturating_add(u64::from(len)), Ordering::Relaxed) == offset;
         if let (true, Some(last)) = (sequential, spans.last()) {
             self.fetch_ahead(file, last.blob + 1);
         }
