@@ -31,7 +31,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     check_mount_point(&a.dir)?;
-    check_dev_fuse()?;
+    check_device(Path::new(DEV_FUSE))?;
     // Before any thread starts, so that every thread inherits the mask and the
     // signals wait for `sigwait` below.
     let signals = block_stop_signals()?;
@@ -87,11 +87,13 @@ fn check_mount_point(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn check_dev_fuse() -> Result<()> {
-    if !Path::new(DEV_FUSE).exists() {
+/// The FUSE device must exist (it does not in most containers by default).
+fn check_device(dev: &Path) -> Result<()> {
+    if !dev.exists() {
         bail!(
-            "{DEV_FUSE} does not exist: this system offers no FUSE. Load the kernel module (`modprobe fuse`), \
-             or in a container pass the device (`--device /dev/fuse --cap-add SYS_ADMIN`)"
+            "{} does not exist: this system offers no FUSE. Load the kernel module (`modprobe fuse`), \
+             or in a container pass the device (`--device /dev/fuse --cap-add SYS_ADMIN`)",
+            dev.display()
         );
     }
     Ok(())
@@ -151,5 +153,19 @@ fn detach(dir: &Path) {
     // SAFETY: c is a valid NUL-terminated path.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
         eprintln!("error: detaching {}: {}", dir.display(), std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_fuse_device_is_named_with_what_to_do() {
+        let e = check_device(Path::new("/nonexistent/kura-test/fuse")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/kura-test/fuse does not exist") && e.contains("modprobe fuse"), "{e}");
+        assert!(e.contains("--device /dev/fuse"), "{e}");
+        let e = mount_error(Path::new("/mnt/x"), std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(e.to_string().contains("mounting on /mnt/x is not permitted"), "{e}");
     }
 }
