@@ -17,6 +17,10 @@ pub struct Args {
     /// if the command fails, no snapshot is written and kura exits 1
     #[arg(long, conflicts_with = "stdin")]
     stdin_from_command: bool,
+    /// With --stdin-from-command: kill the command (its whole process group) if it runs
+    /// longer than this (`90s`, `30m`, `2h`); no snapshot is written and kura exits 1
+    #[arg(long, value_name = "DURATION", requires = "stdin_from_command", value_parser = parse_timeout)]
+    command_timeout: Option<std::time::Duration>,
     /// Back up kura's own standard input as the file /NAME
     #[arg(long)]
     stdin: bool,
@@ -67,7 +71,7 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
     });
     bar.finish();
     let out = match res {
-        Err(e @ kura::Error::CommandFailed { .. }) => {
+        Err(e @ (kura::Error::CommandFailed { .. } | kura::Error::CommandTimedOut { .. })) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_PARTIAL));
         }
@@ -93,7 +97,7 @@ fn stream_source(a: &mut Args) -> Result<Option<StreamSource>> {
         }
         return Ok(None);
     };
-    Ok(Some(StreamSource { filename: a.stdin_filename.clone(), input }))
+    Ok(Some(StreamSource { filename: a.stdin_filename.clone(), input, timeout: a.command_timeout }))
 }
 
 fn print_outcome(ctx: &Ctx, out: &backup::BackupOutcome) -> Result<ExitCode> {
@@ -128,4 +132,13 @@ fn print_outcome(ctx: &Ctx, out: &backup::BackupOutcome) -> Result<ExitCode> {
         println!("took:   {}", output::duration_ms(s.duration_ms));
     }
     Ok(if out.snapshot.partial { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
+}
+
+/// A positive duration (`0` would kill every command at once).
+fn parse_timeout(text: &str) -> std::result::Result<std::time::Duration, String> {
+    match kura::config::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("a timeout of 0 would stop every command at once: give e.g. 30m".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }

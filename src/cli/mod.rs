@@ -14,6 +14,8 @@ mod forget;
 mod incident;
 mod key;
 mod ls;
+mod mount;
+mod mount_fs;
 mod output;
 mod packaging;
 mod plan;
@@ -120,6 +122,8 @@ enum Command {
     Find(find::Args),
     /// Write a file of a snapshot to stdout, or a directory as a tar archive
     Dump(dump::Args),
+    /// Mount the snapshots as a read-only file system (FUSE) on an empty directory
+    Mount(mount::Args),
     /// Copy the repository to another location (a remote site): only what is missing, verified
     Copy(copy::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
@@ -294,6 +298,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(a) => daemon::jobs(&ctx, a),
         Command::Run(a) => daemon::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
+        Command::Mount(a) => mount::run(&ctx, a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man(a) => packaging::man(&ctx, a),
     }

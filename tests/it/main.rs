@@ -21,6 +21,7 @@ mod incident_chain;
 mod keys;
 mod listing;
 mod metrics;
+mod mount;
 mod packaging;
 mod partial;
 mod passphrase;

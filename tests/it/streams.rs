@@ -51,6 +51,25 @@ fn failing_command_writes_no_snapshot_and_exits_1() {
     assert!(r.snapshots(&[]).is_empty());
 }
 
+/// `--command-timeout`: a command still running at the deadline is killed, no
+/// snapshot is written, and the error names the command and the timeout.
+#[test]
+fn a_command_past_its_timeout_is_killed_and_writes_no_snapshot() {
+    let r = TestRepo::new();
+    let out = r.kura(["backup", "--stdin-from-command", "--command-timeout", "1s", "--", "sleep", "30"]);
+    out.code(1).stderr_has("`sleep 30`").stderr_has("timeout of 1s").stderr_has("no snapshot was written");
+    assert!(r.snapshots(&[]).is_empty());
+    // A command that ends in time is backed up as usual.
+    let out = r.kura(["backup", "--stdin-from-command", "--command-timeout", "10m", "--", "echo", "in time"]);
+    out.ok();
+    assert_eq!(r.snapshots(&[]).len(), 1);
+    r.kura(["backup", "--stdin-from-command", "--command-timeout", "soon", "--", "true"]).code(2).stderr_has("soon");
+    r.kura(["backup", "--stdin-from-command", "--command-timeout", "0", "--", "true"])
+        .code(2)
+        .stderr_has("timeout of 0");
+    r.kura(["backup", "--command-timeout", "1s", s(r.base())]).code(2).stderr_has("--stdin-from-command");
+}
+
 #[test]
 fn bad_stream_arguments_are_errors() {
     let r = TestRepo::new();

@@ -104,6 +104,10 @@ pub enum Error {
     #[error("command `{command}` failed ({status}); no snapshot was written{}", if .stderr.is_empty() { String::new() } else { format!(". Its stderr ended with:\n{}", .stderr) })]
     CommandFailed { command: String, status: String, stderr: String },
 
+    /// A backup's stream command ran past its timeout: it was killed, no snapshot was written.
+    #[error("command `{command}` did not finish within its timeout of {timeout} (--command-timeout, or command_timeout in the config): it was killed with its process group; no snapshot was written")]
+    CommandTimedOut { command: String, timeout: String },
+
     /// The backup writer thread stopped; its own error says why.
     #[error("the repository writer stopped")]
     WriterStopped,

@@ -21,6 +21,7 @@ pub mod dump;
 pub mod error;
 pub mod find;
 pub mod forget;
+pub mod mount;
 pub mod parallel;
 pub mod pathmatch;
 pub mod progress;

@@ -18,7 +18,8 @@ use crate::plan::problems::Severity;
 const TOP: &[&str] =
     &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify", "http"];
 const REPO: &[&str] = &["location", "password_file"];
-const SYSTEM: &[&str] = &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename"];
+const SYSTEM: &[&str] =
+    &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout"];
 const JOBS: &[&str] = &["replicate", "prune", "check", "drill"];
 const PRIORITY_KEYS: &[&str] = &["p3", "p2", "p1", "p0"];
 
@@ -289,6 +290,9 @@ fn stream_fields(d: &mut Diag, o: &Obj) -> Option<StreamSource> {
         if let Some(f) = filename {
             d.error(f.line, &f.field, "stdin_filename needs a `command` whose output it names");
         }
+        if let Some(e) = o.get("command_timeout") {
+            d.error(e.node.line, &o.field("command_timeout"), "command_timeout needs a `command` to time");
+        }
         return None;
     };
     if cmd.value.first().is_none_or(|p| p.value.is_empty()) {
@@ -304,12 +308,29 @@ fn stream_fields(d: &mut Diag, o: &Obj) -> Option<StreamSource> {
         Some(f) => (f.value, f.line, f.field),
         None => ("stdin".to_string(), cmd.line, cmd.field),
     };
-    let src = StreamSource { filename: name, input: StreamInput::Command(argv) };
+    let timeout = command_timeout(d, o);
+    let src = StreamSource { filename: name, input: StreamInput::Command(argv), timeout };
     if let Err(e) = src.validate() {
         d.error(line, &field, e.to_string());
         return None;
     }
     Some(src)
+}
+
+/// `command_timeout`: how long the stream command may run (`30m`, `2h`).
+fn command_timeout(d: &mut Diag, o: &Obj) -> Option<std::time::Duration> {
+    let s = o.str(d, "command_timeout")?;
+    match tree::parse_duration(&s.value) {
+        Ok(v) if v.is_zero() => {
+            d.error(s.line, &s.field, "a timeout of 0 would stop every command at once: give e.g. \"30m\"");
+            None
+        }
+        Ok(v) => Some(v),
+        Err(e) => {
+            d.error(s.line, &s.field, e.to_string());
+            None
+        }
+    }
 }
 
 fn schedule_field(d: &mut Diag, o: &Obj, key: &str) -> Option<Schedule> {

@@ -271,7 +271,7 @@ fn environment_check_finds_missing_paths_and_password_files() {
 fn a_system_can_back_up_a_command_beside_or_instead_of_paths() {
     let c = parse(&format!(
         "{HEAD}[[system]]\nname = \"db\"\npriority = 3\ncommand = [\"pg_dump\", \"-Fc\", \"mydb\"]\n\
-         stdin_filename = \"mydb.dump\"\n\n[[system]]\nname = \"both\"\npriority = 1\npaths = [\"/etc\"]\n\
+         stdin_filename = \"mydb.dump\"\ncommand_timeout = \"1h30m\"\n\n[[system]]\nname = \"both\"\npriority = 1\npaths = [\"/etc\"]\n\
          command = [\"true\"]\n"
     ))
     .unwrap();
@@ -279,6 +279,8 @@ fn a_system_can_back_up_a_command_beside_or_instead_of_paths() {
     assert!(db.paths.is_empty());
     let st = db.stream.as_ref().unwrap();
     assert_eq!(st.filename, "mydb.dump");
+    assert_eq!(st.timeout, Some(std::time::Duration::from_secs(5400)));
+    assert_eq!(c.system("both").unwrap().stream.as_ref().unwrap().timeout, None);
     assert!(matches!(&st.input, kura_store::backup::StreamInput::Command(a) if a == &["pg_dump", "-Fc", "mydb"]));
     assert_eq!(db.snapshot_paths(), vec!["/mydb.dump"]);
     assert_eq!(c.system("both").unwrap().snapshot_paths(), vec!["/etc", "/stdin"]);
@@ -291,13 +293,17 @@ fn stream_fields_are_checked_with_line_and_field() {
          [[system]]\nname = \"b\"\npriority = 1\ncommand = [\"x\"]\nstdin_filename = \"a/b\"\n\n\
          [[system]]\nname = \"c\"\npriority = 1\npaths = [\"/c\"]\nstdin_filename = \"c.dump\"\n\n\
          [[system]]\nname = \"d\"\npriority = 1\npaths = [\"/d.dump/x\"]\ncommand = [\"x\"]\nstdin_filename = \"d.dump\"\n\n\
-         [[system]]\nname = \"e\"\npriority = 1\ncommand = \"pg_dump mydb\"\n"
+         [[system]]\nname = \"e\"\npriority = 1\ncommand = \"pg_dump mydb\"\n\n\
+         [[system]]\nname = \"f\"\npriority = 1\ncommand = [\"x\"]\ncommand_timeout = \"soon\"\n\n\
+         [[system]]\nname = \"g\"\npriority = 1\npaths = [\"/g\"]\ncommand_timeout = \"5m\"\n"
     ));
     has(&ps, 7, "system[0].command", "the command is empty");
     has(&ps, 13, "system[1].stdin_filename", "one plain file name");
     has(&ps, 19, "system[2].stdin_filename", "needs a `command`");
     has(&ps, 26, "system[3].stdin_filename", "also under `paths`");
     has(&ps, 31, "system[4].command", "expected an array of strings");
+    has(&ps, 37, "system[5].command_timeout", "soon");
+    has(&ps, 43, "system[6].command_timeout", "needs a `command`");
 }
 
 #[test]

@@ -212,7 +212,7 @@ fn a_stream_backed_system_recovers_its_dump_file() {
     let opts = BackupOptions {
         tags: vec!["system:pg".into()],
         threads: Some(1),
-        stream: Some(StreamSource { filename: "db.dump".into(), input: StreamInput::Command(argv) }),
+        stream: Some(StreamSource { filename: "db.dump".into(), input: StreamInput::Command(argv), timeout: None }),
         ..Default::default()
     };
     backup::run(&repo, &opts, &NoProgress).unwrap();

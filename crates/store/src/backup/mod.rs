@@ -283,7 +283,7 @@ impl Archiver<'_> {
     /// The stream as a file node for the root; its command must succeed.
     fn stream_node(&mut self, s: &StreamSource) -> Result<Node> {
         let name = s.validate()?;
-        let mut running = stream::Running::start(&s.input)?;
+        let mut running = stream::Running::start(&s.input, s.timeout)?;
         let chunked = self.chunk_reader(running.reader());
         let read_failed = !matches!(chunked, Ok(Ok(_)));
         let finished = running.finish(read_failed);

@@ -4,8 +4,13 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::repo::tree::RawName;
@@ -23,6 +28,9 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub struct StreamSource {
     pub filename: String,
     pub input: StreamInput,
+    /// A command still running after this long is killed (its whole process group)
+    /// and the backup fails without a snapshot. `None`: no limit.
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -60,12 +68,48 @@ impl StreamSource {
 
 /// A running stream: read it to the end, then `finish` says whether it succeeded.
 pub enum Running {
-    Command { child: Child, argv: Vec<String>, stderr: Option<JoinHandle<Vec<u8>>> },
+    Command { child: Child, argv: Vec<String>, stderr: Option<JoinHandle<Vec<u8>>>, watchdog: Option<Watchdog> },
     Stdin(std::io::Stdin),
 }
 
+/// Kills a command's process group once its time is up, unless stopped first.
+pub struct Watchdog {
+    timeout: Duration,
+    fired: Arc<AtomicBool>,
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Watchdog {
+    fn start(pgid: u32, timeout: Duration) -> Result<Watchdog> {
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let fired = Arc::new(AtomicBool::new(false));
+        let f = fired.clone();
+        let thread = std::thread::Builder::new()
+            .name("kura-stream-timeout".into())
+            .spawn(move || {
+                if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                    f.store(true, Ordering::SeqCst);
+                    // SAFETY: a negative pid names the process group the command leads.
+                    unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
+                }
+            })
+            .map_err(|e| Error::io("<stream command timeout thread>", e))?;
+        Ok(Watchdog { timeout, fired, stop, thread })
+    }
+
+    /// Stops the watchdog; true when it had already killed the command.
+    fn stop(self) -> bool {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
 impl Running {
-    pub fn start(input: &StreamInput) -> Result<Running> {
+    /// Starts the stream; a command with a timeout runs in a process group of its own,
+    /// so that the whole group (a shell's children too) is killed when time is up.
+    pub fn start(input: &StreamInput, timeout: Option<Duration>) -> Result<Running> {
         let argv = match input {
             StreamInput::Stdin => return Ok(Running::Stdin(std::io::stdin())),
             StreamInput::Command(argv) => argv.clone(),
@@ -80,6 +124,9 @@ impl Running {
         if std::env::var_os("PATH").is_none() {
             cmd.env("PATH", DEFAULT_PATH);
         }
+        if timeout.is_some() {
+            cmd.process_group(0);
+        }
         let mut child = cmd.spawn().map_err(|e| Error::CommandFailed {
             command: argv.join(" "),
             status: format!("could not start: {e}"),
@@ -88,7 +135,18 @@ impl Running {
         let stderr = child.stderr.take().map(|s| {
             std::thread::Builder::new().name("kura-stream-stderr".into()).spawn(move || tail(s)).expect("spawn")
         });
-        Ok(Running::Command { child, argv, stderr })
+        let watchdog = match timeout {
+            Some(t) => match Watchdog::start(child.id(), t) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        Ok(Running::Command { child, argv, stderr, watchdog })
     }
 
     pub fn reader(&mut self) -> &mut dyn Read {
@@ -101,12 +159,17 @@ impl Running {
     /// Waits for the command; an error when it exited non-zero or was killed.
     /// `read_failed` stops a command still writing (kura could not take its output).
     pub fn finish(self, read_failed: bool) -> Result<()> {
-        let Running::Command { mut child, argv, stderr } = self else { return Ok(()) };
+        let Running::Command { mut child, argv, stderr, watchdog } = self else { return Ok(()) };
         if read_failed {
             let _ = child.kill();
         }
         drop(child.stdout.take());
-        let status = child.wait().map_err(|e| Error::io(&argv[0], e))?;
+        let status = child.wait().map_err(|e| Error::io(&argv[0], e));
+        let timed_out = watchdog.map(|w| (w.timeout, w.stop()));
+        let status = status?;
+        if let Some((timeout, true)) = timed_out {
+            return Err(Error::CommandTimedOut { command: argv.join(" "), timeout: human_secs(timeout) });
+        }
         let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
         if status.success() {
             return Ok(());
@@ -122,6 +185,23 @@ impl Running {
             status,
             stderr: String::from_utf8_lossy(&stderr).trim_end().to_string(),
         })
+    }
+}
+
+/// A timeout as given: `90s`, `5m`, `1h30m`.
+fn human_secs(d: Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (sec, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        format!("{}ms", d.as_millis())
+    } else {
+        out
     }
 }
 
@@ -150,20 +230,38 @@ mod tests {
 
     #[test]
     fn failing_command_reports_status_and_stderr_tail() {
-        let mut r = Running::start(&cmd(&["sh", "-c", "yes x | head -c 20000 >&2; echo oops >&2; exit 3"])).unwrap();
+        let mut r =
+            Running::start(&cmd(&["sh", "-c", "yes x | head -c 20000 >&2; echo oops >&2; exit 3"]), None).unwrap();
         std::io::copy(r.reader(), &mut std::io::sink()).unwrap();
         let e = r.finish(false).unwrap_err().to_string();
         assert!(e.contains("exit status 3") && e.ends_with("oops"), "{e}");
         assert!(e.len() < STDERR_TAIL + 300, "{}", e.len());
     }
 
+    /// The whole process group goes: the shell and the `sleep` it started, which
+    /// holds the pipe open too (the read would not end if only the shell died).
+    #[test]
+    fn a_command_past_its_timeout_is_killed_with_its_children() {
+        let mut r =
+            Running::start(&cmd(&["sh", "-c", "sleep 30; echo late"]), Some(Duration::from_millis(200))).unwrap();
+        let mut out = Vec::new();
+        r.reader().read_to_end(&mut out).unwrap();
+        let e = r.finish(false).unwrap_err();
+        assert!(
+            matches!(&e, Error::CommandTimedOut { command, timeout } if command == "sh -c sleep 30; echo late" && timeout == "200ms"),
+            "{e}"
+        );
+        assert!(out.is_empty());
+        assert_eq!(human_secs(Duration::from_secs(5430)), "1h30m30s");
+    }
+
     #[test]
     fn names_must_be_one_component() {
         for bad in ["", ".", "..", "a/b", "/x"] {
-            let s = StreamSource { filename: bad.into(), input: StreamInput::Stdin };
+            let s = StreamSource { filename: bad.into(), input: StreamInput::Stdin, timeout: None };
             assert!(s.validate().is_err(), "{bad:?}");
         }
-        let s = StreamSource { filename: "db.dump".into(), input: cmd(&[]) };
+        let s = StreamSource { filename: "db.dump".into(), input: cmd(&[]), timeout: None };
         assert!(s.validate().is_err());
     }
 }
