@@ -46,6 +46,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     );
     let accept = tokio::spawn(accept_loop(listener, daemon.clone()));
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
+    let outbox = tokio::spawn(daemon.clone().run_outbox());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -62,6 +63,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
         }
     }
     let _ = scheduler.await;
+    let _ = outbox.await;
     let _ = accept.await;
     let _ = std::fs::remove_file(&socket);
     daemon.drain(daemon.shutdown_timeout).await;

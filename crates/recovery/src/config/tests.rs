@@ -218,6 +218,16 @@ fn type_errors_and_missing_fields() {
     has(&ps, 5, "notify.webhook", "not an http:// or https:// URL");
     has(&ps, 7, "jobs.backup", "unknown field `backup`");
 
+    let ps = problems(&format!(
+        "{HEAD}[notify]\nwebhook = \"ftp://u:pw@x/?token=t\"\nretry_initial = \"0\"\nretry_max = \"soon\"\nrepeat_after = \"1h\"\n"
+    ));
+    let text = Problems(ps.clone()).to_string();
+    assert!(!text.contains("pw") && !text.contains("token=t"), "{text}");
+    has(&ps, 6, "notify.retry_initial", "must be longer than 0");
+    has(&ps, 7, "notify.retry_max", "not a duration");
+    let ps = problems(&format!("{HEAD}[notify]\nretry_initial = \"10m\"\nretry_max = \"1m\"\n"));
+    has(&ps, 6, "notify.retry_max", "must not be shorter than retry_initial");
+
     let ps = problems("[repository\n");
     has(&ps, 1, "(syntax)", "invalid TOML");
 }
