@@ -122,12 +122,6 @@ fn load_config(path: &Path) -> Result<kura::config::Config, kura::config::Proble
     for p in &env.0 {
         tracing::warn!("{p}");
     }
-    if cfg.notify.webhook.as_deref().is_some_and(|w| w.starts_with("https://")) {
-        tracing::warn!(
-            "notify.webhook is an https:// URL, which the built-in client cannot post to: \
-             use notify.command with curl instead (docs/DAEMON.md, Notifications)"
-        );
-    }
     Ok(cfg)
 }
 

@@ -14,6 +14,7 @@ mod forget;
 mod incident;
 mod key;
 mod ls;
+mod notify;
 mod output;
 mod packaging;
 mod plan;
@@ -109,6 +110,9 @@ enum Command {
     Jobs(daemon::JobsArgs),
     /// Ask the daemon to run a job or a system's backup now
     Run(daemon::RunArgs),
+    /// Test the notifications of a config (webhook, command)
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Which snapshots hold a path matching a glob (name or full path), newest first
     Find(find::Args),
     /// Write a file of a snapshot to stdout, or a directory as a tar archive
@@ -260,6 +264,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(a) => daemon::status(&ctx, a),
         Command::Jobs(a) => daemon::jobs(&ctx, a),
         Command::Run(a) => daemon::run(&ctx, a),
+        Command::Notify(c) => notify::run(&ctx, c),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man(a) => packaging::man(&ctx, a),

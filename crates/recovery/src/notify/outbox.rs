@@ -156,6 +156,11 @@ impl State {
         Ok(out)
     }
 
+    /// The pending rows of one event.
+    pub fn outbox_pending_of(&self, event_id: &str) -> Result<Vec<Pending>> {
+        Ok(self.outbox_due(DateTime::<Utc>::MAX_UTC, usize::MAX >> 1)?.into_iter().filter(|p| p.event_id == event_id).collect())
+    }
+
     /// When the next pending row is due, if any.
     pub fn outbox_next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let next: Option<String> = self
@@ -197,6 +202,32 @@ impl State {
             )
             .map_err(|e| db_err(self.path(), e))
     }
+}
+
+/// For processes other than the daemon (a recovery's deadline alerts): writes the
+/// event to the outbox and tries each channel once right away. What fails stays
+/// pending for the daemon's worker, when one runs on this state database.
+pub fn send_through(
+    state: &mut State,
+    notify: &crate::config::Notify,
+    o: &Outgoing,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Channel, std::result::Result<(), super::DeliveryError>)>> {
+    let Some(id) = state.enqueue(o, now)? else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for p in state.outbox_pending_of(&id)? {
+        let res = super::deliver(notify, p.channel, &p.kind, &p.event_id, &p.body);
+        let (status, err, retry) = match &res {
+            Ok(()) => (Status::Delivered, None, now),
+            Err(e) => {
+                let delay = backoff(1, notify.retry_initial, notify.retry_max);
+                (Status::Pending, Some(e.to_string()), now + chrono::Duration::from_std(delay).unwrap_or_default())
+            }
+        };
+        state.outbox_record(p.row, now, status, err.as_deref(), retry)?;
+        out.push((p.channel, res));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
