@@ -19,6 +19,7 @@ mod help;
 mod incident_chain;
 mod keys;
 mod listing;
+mod notify;
 mod packaging;
 mod partial;
 mod passphrase;
