@@ -206,7 +206,10 @@ fn events_are_delivered_exactly_once_with_retries_across_a_kill_9() {
 
     // A new daemon sends what is pending, and does not announce the late systems again.
     r.failing.store(false, Ordering::SeqCst);
+    // The config check at start wants the path; it vanishes again afterwards.
+    let gone = setup.src("gone");
     let d2 = setup.daemon();
+    std::fs::remove_dir_all(&gone).unwrap();
     eventually(60, "the second failure accepted after the restart", || {
         (failed_runs(&r.accepted()) == [run1, run2]).then_some(())
     });
@@ -217,9 +220,7 @@ fn events_are_delivered_exactly_once_with_retries_across_a_kill_9() {
     // A third failure, after the lateness was seen: what was written before it is
     // delivered before it.
     let run3 = fail_once(&setup);
-    eventually(60, "the third failure accepted", || {
-        (failed_runs(&r.accepted()) == [run1, run2, run3]).then_some(())
-    });
+    eventually(60, "the third failure accepted", || (failed_runs(&r.accepted()) == [run1, run2, run3]).then_some(()));
     exactly_once(&r);
     let accepted = r.accepted();
     assert_eq!(of_kind(&accepted, "system_late").len(), 2, "a still-late system was announced again: {accepted:#?}");
@@ -244,16 +245,14 @@ fn tls_server() -> (String, Arc<rustls::ServerConfig>) {
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let cert =
+        CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca_cert, &ca_key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
         .unwrap();
     (ca_cert.pem(), Arc::new(cfg))
 }

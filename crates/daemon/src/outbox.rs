@@ -94,10 +94,8 @@ impl Daemon {
         let n: Notify = self.config().notify.clone();
         let (initial, max) = (n.retry_initial, n.retry_max);
         let q = p.clone();
-        let sent = tokio::task::spawn_blocking(move || {
-            notify::deliver(&n, q.channel, &q.kind, &q.event_id, &q.body)
-        })
-        .await;
+        let sent =
+            tokio::task::spawn_blocking(move || notify::deliver(&n, q.channel, &q.kind, &q.event_id, &q.body)).await;
         let now = self.clock.now();
         let (status, error, retry_at) = match sent {
             Ok(Ok(())) => {

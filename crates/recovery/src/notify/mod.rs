@@ -149,10 +149,7 @@ pub fn send_now(notify: &Notify, event: &mut Event) -> Vec<(Channel, Result<(), 
         event.id = outbox::new_event_id();
     }
     let json = serde_json::to_string(&*event).expect("events serialize");
-    channels(notify)
-        .into_iter()
-        .map(|c| (c, deliver(notify, c, event.event.as_str(), &event.id, &json)))
-        .collect()
+    channels(notify).into_iter().map(|c| (c, deliver(notify, c, event.event.as_str(), &event.id, &json))).collect()
 }
 
 /// A URL fit for logs and messages: userinfo replaced by `***`, every query value

@@ -80,9 +80,11 @@ pub(crate) fn enqueue(conn: &Connection, o: &Outgoing, now: DateTime<Utc>) -> ru
     let window = chrono::Duration::from_std(o.repeat_after).unwrap_or(chrono::Duration::MAX);
     let since = now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let recent: Option<i64> = conn
-        .query_row("SELECT id FROM outbox WHERE dedup_key = ?1 AND created_at > ?2 LIMIT 1", params![o.key, ts(since)], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT id FROM outbox WHERE dedup_key = ?1 AND created_at > ?2 LIMIT 1",
+            params![o.key, ts(since)],
+            |r| r.get(0),
+        )
         .optional()?;
     if recent.is_some() {
         return Ok(None);
@@ -158,7 +160,11 @@ impl State {
 
     /// The pending rows of one event.
     pub fn outbox_pending_of(&self, event_id: &str) -> Result<Vec<Pending>> {
-        Ok(self.outbox_due(DateTime::<Utc>::MAX_UTC, usize::MAX >> 1)?.into_iter().filter(|p| p.event_id == event_id).collect())
+        Ok(self
+            .outbox_due(DateTime::<Utc>::MAX_UTC, usize::MAX >> 1)?
+            .into_iter()
+            .filter(|p| p.event_id == event_id)
+            .collect())
     }
 
     /// When the next pending row is due, if any.

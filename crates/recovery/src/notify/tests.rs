@@ -41,8 +41,7 @@ fn server(status: &'static str) -> (String, std::thread::JoinHandle<String>) {
                 break;
             }
         }
-        s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
-            .unwrap();
+        s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
         String::from_utf8(req).unwrap()
     });
     (url, h)
