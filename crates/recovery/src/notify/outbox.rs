@@ -135,15 +135,21 @@ impl State {
 
     /// Pending rows due at `now`, oldest first, at most `limit`.
     pub fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, event_id, dedup_key, channel, kind, body, attempts FROM outbox
-                 WHERE status = 'pending' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2",
-            )
-            .map_err(|e| db_err(self.path(), e))?;
+        self.pending_where("next_at <= ?1 ORDER BY next_at, id LIMIT ?2", params![ts(now), limit as i64])
+    }
+
+    /// The pending rows of one event.
+    pub fn outbox_pending_of(&self, event_id: &str) -> Result<Vec<Pending>> {
+        self.pending_where("event_id = ?1 ORDER BY id", params![event_id])
+    }
+
+    fn pending_where(&self, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Pending>> {
+        let sql = format!(
+            "SELECT id, event_id, dedup_key, channel, kind, body, attempts FROM outbox WHERE status = 'pending' AND {filter}"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| db_err(self.path(), e))?;
         let rows = st
-            .query_map(params![ts(now), limit as i64], |r| {
+            .query_map(args, |r| {
                 let row: i64 = r.get(0)?;
                 let channel: String = r.get(3)?;
                 Ok((row, channel, r.get(1)?, r.get(2)?, r.get(4)?, r.get(5)?, r.get::<_, i64>(6)?))
@@ -156,15 +162,6 @@ impl State {
             out.push(Pending { row, event_id, key, channel, kind, body, attempts: attempts.max(0) as u32 });
         }
         Ok(out)
-    }
-
-    /// The pending rows of one event.
-    pub fn outbox_pending_of(&self, event_id: &str) -> Result<Vec<Pending>> {
-        Ok(self
-            .outbox_due(DateTime::<Utc>::MAX_UTC, usize::MAX >> 1)?
-            .into_iter()
-            .filter(|p| p.event_id == event_id)
-            .collect())
     }
 
     /// When the next pending row is due, if any.
@@ -287,6 +284,27 @@ mod tests {
         s.outbox_record(p.row, retry, Status::Delivered, None, retry).unwrap();
         assert!(s.outbox_due(retry + chrono::Duration::days(1), 10).unwrap().is_empty());
         assert_eq!(s.outbox_counts().unwrap(), (0, 1, 0));
+    }
+
+    #[test]
+    fn send_through_delivers_at_once_and_keeps_failures_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("state.db")).unwrap();
+        let out = dir.path().join("ev.json");
+        let n = crate::config::Notify {
+            command: Some(format!("cat > '{}'", out.display())),
+            webhook: Some("http://127.0.0.1:1/".into()),
+            ..Default::default()
+        };
+        let mut o = outgoing("deadline_breach:1:dns");
+        o.channels = crate::notify::channels(&n);
+        let now = Utc::now();
+        let res = send_through(&mut s, &n, &o, now).unwrap();
+        assert_eq!(res.len(), 2);
+        assert!(res[0].1.is_err() && res[1].1.is_ok(), "{res:?}");
+        assert!(std::fs::read_to_string(&out).unwrap().contains("deadline_breach:1:dns"));
+        assert_eq!(s.outbox_counts().unwrap(), (1, 1, 0), "the webhook stays pending for the daemon");
+        assert!(send_through(&mut s, &n, &o, now).unwrap().is_empty(), "once per key");
     }
 
     #[test]
