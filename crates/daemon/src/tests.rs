@@ -463,3 +463,47 @@ async fn every_reply_reads_back_as_the_variant_sent() {
         serde_json::from_str(&serde_json::to_string(&Response::from(Err(DaemonError::ShuttingDown))).unwrap()).unwrap();
     assert_eq!((refused.ok, refused.error.as_deref()), (false, Some("the daemon is shutting down")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_back_off_and_are_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let exec = TestExec::new(|_| Err(Error::invalid("backup", "simulated failure")));
+    let mut cfg = config(vec![system("err", 1, None)]);
+    let (tries, flag, out) = (dir.path().join("tries"), dir.path().join("up"), dir.path().join("events"));
+    std::fs::create_dir(&out).unwrap();
+    cfg.notify.command = Some(format!(
+        "echo x >> '{}'; test -e '{}' && cat > \"$(mktemp '{}/ev.XXXXXX')\"",
+        tries.display(),
+        flag.display(),
+        out.display()
+    ));
+    cfg.notify.retry_initial = StdDuration::from_secs(10);
+    cfg.notify.retry_max = StdDuration::from_secs(40);
+    let d = daemon(cfg, &clock, exec.clone(), dir.path()).await;
+    let spec = jobs::resolve(&d.config(), "err").unwrap();
+    let done = d.dispatch(spec, Trigger::Manual, None, serde_json::json!({}), None).unwrap();
+    assert_eq!(done.await.unwrap().unwrap().outcome, Outcome::Failed);
+    let attempts = || std::fs::read_to_string(&tries).unwrap_or_default().lines().count();
+
+    // Attempt 1 fails: the next is due 10 s later, then 20 s after attempt 2.
+    assert_eq!(d.deliver_due().await, Some(t0() + Duration::seconds(10)));
+    assert_eq!(d.deliver_due().await, Some(t0() + Duration::seconds(10)), "not due yet: no attempt");
+    assert_eq!(attempts(), 1);
+    clock.advance(Duration::seconds(10));
+    assert_eq!(d.deliver_due().await, Some(t0() + Duration::seconds(30)));
+    assert_eq!(attempts(), 2);
+    std::fs::write(&flag, "").unwrap();
+    clock.advance(Duration::seconds(19));
+    d.deliver_due().await;
+    assert_eq!(attempts(), 2);
+    clock.advance(Duration::seconds(1));
+    assert_eq!(d.deliver_due().await, None, "delivered: nothing pending");
+    assert_eq!(attempts(), 3);
+    let got = events(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0]["event"].as_str(), got[0]["system"].as_str()), (Some("job_failed"), Some("err")));
+    clock.advance(Duration::hours(1));
+    assert_eq!(d.deliver_due().await, None);
+    assert_eq!(attempts(), 3, "a delivered event is not sent again");
+}

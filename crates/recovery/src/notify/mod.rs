@@ -23,7 +23,7 @@ use crate::config::Notify;
 
 mod command;
 pub mod outbox;
-mod webhook;
+pub(crate) mod webhook;
 
 pub use command::run_command;
 pub use outbox::{Channel, Outgoing, Pending};

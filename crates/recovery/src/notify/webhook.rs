@@ -46,17 +46,22 @@ fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<Client, DeliveryE
         // A redirect would re-send the event elsewhere; the receiver must answer itself.
         .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = ca_file {
-        let bad = |cause: String| DeliveryError::CaFile { path: path.display().to_string(), cause };
-        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(describe(e)))?;
-        if certs.is_empty() {
-            return Err(bad("no PEM certificate in it".into()));
-        }
-        for c in certs {
+        for c in ca_certs(path)? {
             b = b.add_root_certificate(c);
         }
     }
     b.build().map_err(|e| DeliveryError::Http { url: String::new(), cause: describe(e) })
+}
+
+/// The certificates of a PEM file (at least one).
+pub(crate) fn ca_certs(path: &Path) -> Result<Vec<reqwest::Certificate>, DeliveryError> {
+    let bad = |cause: String| DeliveryError::CaFile { path: path.display().to_string(), cause };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(describe(e)))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// The error and its causes on one line, without the URL (it may hold secrets):
