@@ -202,6 +202,11 @@ fn events_are_delivered_exactly_once_with_retries_across_a_kill_9() {
         let tries = r.all().iter().filter(|g| g.body["run"] == run2 && !g.accepted).count();
         (tries >= 2).then_some(())
     });
+    // `kura status` shows what is pending and why.
+    let n = setup.status()["notifications"].clone();
+    assert!(n["pending"].as_u64().unwrap() >= 1 && n["oldest_pending"].is_string(), "{n}");
+    assert!(text(&n, "last_error").contains("500") && !text(&n, "last_error").contains("hunter2"), "{n}");
+    setup.cli(&["status"]).stdout_has("PENDING").stdout_has("last error");
     d.kill9();
 
     // A new daemon sends what is pending, and does not announce the late systems again.
@@ -222,6 +227,7 @@ fn events_are_delivered_exactly_once_with_retries_across_a_kill_9() {
     let run3 = fail_once(&setup);
     eventually(60, "the third failure accepted", || (failed_runs(&r.accepted()) == [run1, run2, run3]).then_some(()));
     exactly_once(&r);
+    eventually(30, "nothing pending", || (setup.status()["notifications"]["pending"] == 0).then_some(()));
     let accepted = r.accepted();
     assert_eq!(of_kind(&accepted, "system_late").len(), 2, "a still-late system was announced again: {accepted:#?}");
     assert!(d2.log().contains("already notified"), "{}", d2.log());

@@ -56,6 +56,18 @@ pub struct Pending {
     pub attempts: u32,
 }
 
+/// The outbox at a glance: rows per status, and the oldest pending one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    /// When the oldest pending event was written.
+    pub oldest_pending: Option<DateTime<Utc>>,
+    /// Why its last attempt failed.
+    pub last_error: Option<String>,
+}
+
 /// A new event id: 128 random bits, UUID-shaped (version 4).
 pub fn new_event_id() -> String {
     let mut b: [u8; 16] = rand::random();
@@ -194,7 +206,26 @@ impl State {
         Ok(())
     }
 
-    /// How many rows are in each status.
+    /// The outbox at a glance, for `kura status`.
+    pub fn outbox_summary(&self) -> Result<Summary> {
+        let (pending, delivered, dropped) = self.outbox_counts()?;
+        let oldest: Option<(String, Option<String>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT created_at, last_error, id FROM outbox WHERE status = 'pending' ORDER BY created_at, id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| db_err(self.path(), e))?;
+        let (oldest_pending, last_error) = match oldest {
+            Some((t, err, row)) => (Some(RowRef { table: "outbox", row }.time("created_at", &t)?), err),
+            None => (None, None),
+        };
+        Ok(Summary { pending, delivered, dropped, oldest_pending, last_error })
+    }
+
+    /// How many rows are in each status: (pending, delivered, dropped).
     pub fn outbox_counts(&self) -> Result<(u64, u64, u64)> {
         self.conn
             .query_row(
@@ -284,6 +315,7 @@ mod tests {
         s.outbox_record(p.row, retry, Status::Delivered, None, retry).unwrap();
         assert!(s.outbox_due(retry + chrono::Duration::days(1), 10).unwrap().is_empty());
         assert_eq!(s.outbox_counts().unwrap(), (0, 1, 0));
+        assert_eq!(s.outbox_summary().unwrap(), Summary { delivered: 1, ..Summary::default() });
     }
 
     #[test]
@@ -305,6 +337,9 @@ mod tests {
         assert!(std::fs::read_to_string(&out).unwrap().contains("deadline_breach:1:dns"));
         assert_eq!(s.outbox_counts().unwrap(), (1, 1, 0), "the webhook stays pending for the daemon");
         assert!(send_through(&mut s, &n, &o, now).unwrap().is_empty(), "once per key");
+        let sum = s.outbox_summary().unwrap();
+        assert_eq!((sum.pending, sum.oldest_pending.map(|t| t.timestamp_millis())), (1, Some(now.timestamp_millis())));
+        assert!(sum.last_error.unwrap().contains("127.0.0.1:1"));
     }
 
     #[test]
