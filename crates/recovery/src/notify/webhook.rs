@@ -20,7 +20,7 @@ pub fn post_json(
     timeout: Duration,
 ) -> Result<(), DeliveryError> {
     let shown = redact(url);
-    let client = client(ca_file, timeout)?;
+    let client = client(&shown, ca_file, timeout)?;
     let answer = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -37,7 +37,7 @@ pub fn post_json(
     }
 }
 
-fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<Client, DeliveryError> {
+fn client(shown: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<Client, DeliveryError> {
     let mut b = Client::builder()
         .use_rustls_tls()
         .timeout(timeout)
@@ -50,7 +50,7 @@ fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<Client, DeliveryE
             b = b.add_root_certificate(c);
         }
     }
-    b.build().map_err(|e| DeliveryError::Http { url: String::new(), cause: describe(e) })
+    b.build().map_err(|e| DeliveryError::Http { url: shown.to_string(), cause: describe(e) })
 }
 
 /// The certificates of a PEM file (at least one).

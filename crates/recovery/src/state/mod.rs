@@ -1,5 +1,6 @@
 //! The state database (SQLite, WAL): job runs, the last run of each schedule,
-//! incidents and their timelines, recovery runs and drills.
+//! incidents and their timelines, recovery runs and drills, and the notification
+//! outbox (`crate::notify::outbox`).
 //!
 //! Every state change is committed before kura acts on it, so a `kill -9` at any
 //! moment leaves a database that the next run continues from. The schema is
