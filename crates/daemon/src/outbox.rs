@@ -19,6 +19,9 @@ use kura_recovery::notify::{self, Event, Outgoing, Pending};
 /// How many due rows one pass reads.
 const BATCH: usize = 16;
 
+/// How long delivered rows stay in the outbox (for `kura status` and inspection).
+const KEEP: chrono::Duration = chrono::Duration::days(30);
+
 /// The outbox entry for `ev` on the channels `cfg` configures.
 pub(crate) fn outgoing(cfg: &Config, event: Event, key: String) -> Outgoing {
     Outgoing { event, key, channels: notify::channels(&cfg.notify), repeat_after: cfg.notify.repeat_after }
@@ -51,9 +54,14 @@ impl Daemon {
 
     /// The delivery worker: runs until a stop is requested.
     pub async fn run_outbox(self: Arc<Self>) {
+        let mut pruned: Option<DateTime<Utc>> = None;
         loop {
             if self.is_stopping() {
                 break;
+            }
+            if pruned.is_none_or(|t| self.clock.now() - t >= chrono::Duration::hours(1)) {
+                self.prune_outbox().await;
+                pruned = Some(self.clock.now());
             }
             let wake = self.wake.notified();
             let next = self.deliver_due().await;
@@ -65,6 +73,18 @@ impl Daemon {
                 _ = wake => {}
                 _ = self.stopping() => {}
             }
+        }
+    }
+
+    /// Forgets delivered and dropped rows older than `KEEP` (or than `repeat_after`,
+    /// which deduplication needs, when that is longer).
+    pub(crate) async fn prune_outbox(&self) {
+        let keep = chrono::Duration::from_std(self.config().notify.repeat_after).unwrap_or(KEEP).max(KEEP);
+        let before = self.clock.now().checked_sub_signed(keep).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match self.db.query(move |st| st.outbox_prune(before)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "removed old delivered notifications from the outbox"),
+            Err(e) => tracing::error!(error = %e, "pruning the outbox"),
         }
     }
 

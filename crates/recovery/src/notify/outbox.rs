@@ -206,6 +206,14 @@ impl State {
         Ok(())
     }
 
+    /// Removes delivered and dropped rows written before `before` (pending rows are
+    /// kept whatever their age). Returns how many were removed.
+    pub fn outbox_prune(&self, before: DateTime<Utc>) -> Result<usize> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE status != 'pending' AND created_at < ?1", params![ts(before)])
+            .map_err(|e| db_err(self.path(), e))
+    }
+
     /// The outbox at a glance, for `kura status`.
     pub fn outbox_summary(&self) -> Result<Summary> {
         let (pending, delivered, dropped) = self.outbox_counts()?;
@@ -316,6 +324,11 @@ mod tests {
         assert!(s.outbox_due(retry + chrono::Duration::days(1), 10).unwrap().is_empty());
         assert_eq!(s.outbox_counts().unwrap(), (0, 1, 0));
         assert_eq!(s.outbox_summary().unwrap(), Summary { delivered: 1, ..Summary::default() });
+        // Pruning keeps pending rows and rows written since the bound.
+        s.enqueue(&outgoing("job_failed:backup:web:2"), t0).unwrap().unwrap();
+        assert_eq!(s.outbox_prune(t0).unwrap(), 0);
+        assert_eq!(s.outbox_prune(t0 + chrono::Duration::days(40)).unwrap(), 1);
+        assert_eq!(s.outbox_counts().unwrap(), (2, 0, 0));
     }
 
     #[test]
