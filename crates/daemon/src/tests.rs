@@ -507,3 +507,46 @@ async fn failed_deliveries_back_off_and_are_delivered_once() {
     assert_eq!(d.deliver_due().await, None);
     assert_eq!(attempts(), 3, "a delivered event is not sent again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_system_is_announced_again_after_repeat_after_not_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let mut cfg = config(vec![system("db", 3, None)]);
+    cfg.max_backup_age[3] = Some(Duration::hours(2));
+    cfg.notify.repeat_after = StdDuration::from_secs(3 * 3600);
+    let out = dir.path().join("events");
+    std::fs::create_dir(&out).unwrap();
+    cfg.notify.command = Some(format!("cat > \"$(mktemp '{}/ev.XXXXXX')\"", out.display()));
+    let late = |out: &Path| events(out).into_iter().filter(|e| e["event"] == "system_late").count();
+    let step = |d: Arc<Daemon>, by: Duration| {
+        clock.advance(by);
+        async move {
+            d.tick().await;
+            d.deliver_due().await;
+        }
+    };
+
+    let d = daemon(cfg.clone(), &clock, TestExec::new(|_| ok_output()), dir.path()).await;
+    step(d.clone(), Duration::zero()).await;
+    step(d.clone(), Duration::minutes(121)).await;
+    assert_eq!(late(&out), 1, "late after 2 h without a backup");
+    step(d.clone(), Duration::minutes(30)).await;
+    assert_eq!(late(&out), 1, "not again on every tick");
+    drop(d);
+
+    // A new daemon on the same state: late again 2 h after its own start, but the
+    // system was announced less than repeat_after (3 h) ago: not again.
+    let d = daemon(cfg.clone(), &clock, TestExec::new(|_| ok_output()), dir.path()).await;
+    step(d.clone(), Duration::zero()).await;
+    step(d.clone(), Duration::minutes(121)).await;
+    assert!(d.status().await.unwrap().systems[0].late);
+    assert_eq!(late(&out), 1, "a restart does not announce a still-late system again");
+    // While it stays late, it is announced again repeat_after later.
+    step(d.clone(), Duration::minutes(179)).await;
+    assert_eq!(late(&out), 1);
+    step(d.clone(), Duration::minutes(2)).await;
+    assert_eq!(late(&out), 2, "still late 3 h later: announced again");
+    let keys: Vec<String> = events(&out).iter().map(|e| e["key"].as_str().unwrap().to_string()).collect();
+    assert!(keys.iter().all(|k| k == "system_late:db@never"), "{keys:?}");
+}
