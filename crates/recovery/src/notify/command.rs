@@ -8,8 +8,8 @@ use super::DeliveryError;
 
 /// Runs `sh -c CMD` with the event on stdin; fails on a non-zero exit or after `timeout`.
 /// The command gets a clean environment (as plan hooks do): PATH, HOME, LANG and a
-/// few more, KURA_EVENT and KURA_EVENT_KIND; never kura's passphrase.
-pub fn run_command(cmd: &str, kind: &str, json: &str, timeout: Duration) -> Result<(), DeliveryError> {
+/// few more, KURA_EVENT, KURA_EVENT_KIND and KURA_EVENT_ID; never kura's passphrase.
+pub fn run_command(cmd: &str, kind: &str, event_id: &str, json: &str, timeout: Duration) -> Result<(), DeliveryError> {
     let mut command = Command::new("sh");
     crate::orchestrate::hooks::clean_env(&mut command);
     let mut child = command
@@ -17,6 +17,7 @@ pub fn run_command(cmd: &str, kind: &str, json: &str, timeout: Duration) -> Resu
         .arg(cmd)
         .env("KURA_EVENT", json)
         .env("KURA_EVENT_KIND", kind)
+        .env("KURA_EVENT_ID", event_id)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -125,7 +125,7 @@ pub fn deliver(notify: &Notify, channel: Channel, kind: &str, event_id: &str, js
         }
         Channel::Command => {
             let cmd = notify.command.as_deref().ok_or(DeliveryError::NotConfigured("command"))?;
-            run_command(cmd, kind, json, COMMAND_TIMEOUT)
+            run_command(cmd, kind, event_id, json, COMMAND_TIMEOUT)
         }
     }
 }

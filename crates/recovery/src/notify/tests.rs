@@ -116,7 +116,7 @@ fn command_gets_the_event_on_stdin_and_in_the_environment() {
     let f = send_now(&only(None, Some("echo nope >&2; exit 3".into())), &mut event());
     let msg = f[0].1.as_ref().unwrap_err().to_string();
     assert!(msg.contains("exit status: 3") && msg.contains("nope"), "{msg}");
-    let e = run_command("sleep 5", "system_late", "{}", Duration::from_millis(200)).unwrap_err();
+    let e = run_command("sleep 5", "system_late", "x", "{}", Duration::from_millis(200)).unwrap_err();
     assert!(e.to_string().contains("killed"), "{e}");
 }
 
@@ -134,9 +134,11 @@ fn command_gets_a_clean_environment() {
             continue; // the rest of a multi-line value
         }
         assert!(
-            allowed.contains(&name) || ["KURA_EVENT", "KURA_EVENT_KIND", "PWD", "OLDPWD", "SHLVL", "_"].contains(&name),
+            allowed.contains(&name)
+                || ["KURA_EVENT", "KURA_EVENT_KIND", "KURA_EVENT_ID", "PWD", "OLDPWD", "SHLVL", "_"].contains(&name),
             "{name} reached the notification command:\n{text}"
         );
     }
     assert!(text.lines().any(|l| l == "KURA_EVENT_KIND=job_failed"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("KURA_EVENT_ID=") && l.len() == "KURA_EVENT_ID=".len() + 36), "{text}");
 }
