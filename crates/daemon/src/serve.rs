@@ -63,10 +63,12 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
         }
     }
     let _ = scheduler.await;
-    let _ = outbox.await;
     let _ = accept.await;
     let _ = std::fs::remove_file(&socket);
     daemon.drain(daemon.shutdown_timeout).await;
+    // A delivery in progress ends (within its timeout) and is recorded; what is
+    // still pending is sent by the next daemon.
+    let _ = outbox.await;
     Ok(())
 }
 
