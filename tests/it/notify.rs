@@ -287,6 +287,25 @@ fn https_webhook_with_a_custom_ca_and_a_clear_certificate_error_without_it() {
     let o = run(bare_kura().args(["notify", "test", "--config", s(&config)]));
     o.code(2).stderr_has(&r.url).stderr_has("certificate");
     assert_eq!(r.accepted().len(), 1);
+
+    // The daemon posts over https with the same CA.
+    let setup = Setup::new();
+    write(&setup.repo.base().join("ca.pem"), &ca_pem);
+    let gone = setup.src("gone");
+    setup.configure(
+        "",
+        &format!(
+            "[[system]]\nname = \"gone\"\npriority = 1\npaths = [\"{}\"]\n\n\
+             [notify]\nwebhook = \"{}\"\nca_file = \"ca.pem\"\n",
+            s(&gone),
+            r.url
+        ),
+    );
+    let _d = setup.daemon();
+    std::fs::remove_dir_all(&gone).unwrap();
+    let run1 = fail_once(&setup);
+    eventually(30, "the failure posted over https", || (failed_runs(&r.accepted()) == [run1]).then_some(()));
+    exactly_once(&r);
 }
 
 #[test]
