@@ -122,12 +122,6 @@ fn load_config(path: &Path) -> Result<kura::config::Config, kura::config::Proble
     for p in &env.0 {
         tracing::warn!("{p}");
     }
-    if cfg.notify.webhook.as_deref().is_some_and(|w| w.starts_with("https://")) {
-        tracing::warn!(
-            "notify.webhook is an https:// URL, which the built-in client cannot post to: \
-             use notify.command with curl instead (docs/DAEMON.md, Notifications)"
-        );
-    }
     Ok(cfg)
 }
 
@@ -287,6 +281,7 @@ fn print_status(st: &Status) {
         }
     }
     println!();
+    print_notifications(&st.notifications);
     if st.running.is_empty() {
         println!("no job is running");
     }
@@ -303,6 +298,23 @@ fn print_status(st: &Status) {
             ),
             _ => println!("waiting: {} ({}): prune runs alone on the repository", r.job, r.trigger.as_str()),
         }
+    }
+}
+
+/// One line about the outbox; a second with the oldest pending event's last error.
+fn print_notifications(n: &kura::notify::outbox::Summary) {
+    let dropped = if n.dropped > 0 { format!(", {} dropped", n.dropped) } else { String::new() };
+    match n.oldest_pending {
+        Some(t) => println!(
+            "notifications: {} PENDING (oldest written {}), {} delivered{dropped}",
+            n.pending,
+            local(Some(t)),
+            n.delivered
+        ),
+        None => println!("notifications: none pending, {} delivered{dropped}", n.delivered),
+    }
+    if let Some(e) = &n.last_error {
+        println!("  last error: {e}");
     }
 }
 

@@ -16,6 +16,7 @@ mod key;
 mod ls;
 mod mount;
 mod mount_fs;
+mod notify;
 mod output;
 mod packaging;
 mod plan;
@@ -118,6 +119,9 @@ enum Command {
     Jobs(daemon::JobsArgs),
     /// Ask the daemon to run a job or a system's backup now
     Run(daemon::RunArgs),
+    /// Test the notifications of a config (webhook, command)
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Which snapshots hold a path matching a glob (name or full path), newest first
     Find(find::Args),
     /// Write a file of a snapshot to stdout, or a directory as a tar archive
@@ -297,6 +301,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(a) => daemon::status(&ctx, a),
         Command::Jobs(a) => daemon::jobs(&ctx, a),
         Command::Run(a) => daemon::run(&ctx, a),
+        Command::Notify(c) => notify::run(&ctx, c),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Mount(a) => mount::run(&ctx, a),
         Command::Completions(a) => packaging::completions(a),

@@ -125,6 +125,8 @@ pub struct Printer {
     pub json: bool,
     pub notify: kura::config::Notify,
     pub run: i64,
+    /// The state database: alerts go through its outbox.
+    pub state: PathBuf,
 }
 
 impl Observer for Printer {
@@ -159,8 +161,27 @@ impl Observer for Printer {
         let mut ev = kura::notify::Event::new(kind, Utc::now(), format!("{system}: {detail}"));
         ev.system = Some(system.to_string());
         ev.run = Some(self.run);
-        for failure in kura::notify::send(&self.notify, &ev) {
-            eprintln!("warning: notification not delivered: {failure}");
+        let key = format!("{}:{}:{system}", kind.as_str(), self.run);
+        let o = kura::notify::Outgoing {
+            event: ev,
+            key,
+            channels: kura::notify::channels(&self.notify),
+            repeat_after: self.notify.repeat_after,
+        };
+        if o.channels.is_empty() {
+            return;
+        }
+        let sent = kura::state::State::open(&self.state)
+            .and_then(|mut st| kura::notify::outbox::send_through(&mut st, &self.notify, &o, Utc::now()));
+        match sent {
+            Ok(results) => {
+                for (_, r) in results {
+                    if let Err(e) = r {
+                        eprintln!("warning: notification not delivered (kept in the outbox for the daemon): {e}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("warning: notification not written to the outbox: {e}"),
         }
     }
 }
@@ -229,7 +250,12 @@ pub fn finish_run(
         repo: repo.clone(),
         clock: Arc::new(kura::clock::SystemClock),
         runner: Arc::new(kura::orchestrate::hooks::ShellRunner),
-        observer: Arc::new(Printer { json: ctx.json, notify: config.notify.clone(), run: run_id }),
+        observer: Arc::new(Printer {
+            json: ctx.json,
+            notify: config.notify.clone(),
+            run: run_id,
+            state: state.path().to_path_buf(),
+        }),
         restore_threads: None,
     };
     let outcome = orchestrate::execute(state, &engine, plan, run_id)?;

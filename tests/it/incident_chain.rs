@@ -193,12 +193,16 @@ fn entries_written_without_the_repository_are_anchored_later() {
 fn legacy_unkeyed_chain_from_before_the_migration_verifies_with_a_warning() {
     let site = Site::new();
     // An incident recorded without any repository, then the database taken back to
-    // schema version 1 (before keyed chains): its rows become legacy on migration.
+    // schema version 1 (before keyed chains and the outbox): its rows become legacy
+    // on migration.
     let mut c = bare_kura();
     c.arg("--state").arg(&site.state).args(["--json", "incident", "open", "--title", "old one"]);
     let id = run(&mut c).ok().json()["id"].to_string();
     let conn = site.db();
-    conn.execute_batch("ALTER TABLE timeline DROP COLUMN mac; DROP TABLE meta; PRAGMA user_version = 1;").unwrap();
+    conn.execute_batch(
+        "ALTER TABLE timeline DROP COLUMN mac; DROP TABLE meta; DROP TABLE outbox; PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let out = site.kura(&["incident", "verify", &id]);
     out.ok().stdout_has("timeline intact").stdout_has("unkeyed (legacy)");

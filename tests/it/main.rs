@@ -22,6 +22,7 @@ mod keys;
 mod listing;
 mod metrics;
 mod mount;
+mod notify;
 mod packaging;
 mod partial;
 mod passphrase;

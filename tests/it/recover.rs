@@ -174,7 +174,7 @@ fn recovery_follows_tiers_and_dependencies_and_restores_identical_trees() {
     assert!(kinds.contains(&"recovery-finished") && kinds.contains(&"deadline-alert"), "{kinds:?}");
     site.kura(&["incident", "verify", &id.to_string()]).ok();
     // The breach of priority 3's zero deadline went to the configured notification command.
-    let sent = fs::read_to_string(&alerts).expect("a notification was sent");
+    let sent = fs::read_to_string(&alerts).unwrap_or_else(|_| panic!("a notification was sent: {out}"));
     let ev: Value = serde_json::from_str(sent.lines().next().unwrap()).unwrap();
     assert_eq!((ev["event"].as_str(), ev["system"].as_str()), (Some("deadline_breach"), Some("dns")), "{sent}");
 }

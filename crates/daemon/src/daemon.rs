@@ -45,6 +45,8 @@ pub(crate) struct Book {
     /// The slot each job last ran (or is running) for; filled from the state on a miss.
     pub last_slot: HashMap<String, Option<DateTime<Utc>>>,
     pub late: LateTracker,
+    /// When each late system was last announced (written to the outbox).
+    pub announced: HashMap<String, DateTime<Utc>>,
 }
 
 impl Book {
@@ -98,6 +100,7 @@ impl Daemon {
                 watching: HashMap::new(),
                 last_slot: HashMap::new(),
                 late: LateTracker::default(),
+                announced: HashMap::new(),
             }),
             db: Db::start(state)?,
             loader: o.loader,

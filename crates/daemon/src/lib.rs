@@ -19,6 +19,9 @@
 //!   the shutdown timeout to finish; those still running are recorded `interrupted`.
 //!   A scheduled slot is remembered as done only when its run ends, so an
 //!   interrupted slot is made up on the next start (catch-up).
+//! * Notifications go to the outbox of the state database first (with a failed
+//!   run's end, in one transaction); a delivery worker sends them with retries and
+//!   marks them delivered after the receiver accepted them (`outbox.rs`).
 //! * A reload message reloads the config; an invalid new config is logged and the
 //!   old one kept.
 //! * The control protocol is one typed set (`api.rs`), spoken by `serve.rs` and
@@ -33,6 +36,7 @@ mod db;
 pub mod error;
 pub mod http;
 pub mod jobs;
+mod outbox;
 mod runs;
 mod scheduler;
 mod serve;

@@ -117,7 +117,8 @@ impl Daemon {
         self.finish(&cfg, &l, id, now, end).await
     }
 
-    /// Records the end (and the slot as done), logs it, notifies a failure.
+    /// Records the end (and the slot as done) and, for a failure, its event in the
+    /// outbox, in the same transaction; logs it.
     async fn finish(
         &self,
         cfg: &kura_recovery::config::Config,
@@ -127,32 +128,35 @@ impl Daemon {
         end: RunEnd,
     ) -> Result<JobRun> {
         let ended = self.clock.now();
+        let event = (end.outcome == Outcome::Failed).then(|| failed_event(cfg, l, id, &end, ended));
         let (slot, key, rec) = (l.slot, l.spec.key.clone(), end.clone());
-        let run = self
+        let (run, queued) = self
             .db
             .call(move |st| {
-                if let Err(e) = st.finish_run(id, ended, &rec) {
-                    tracing::error!(error = %e, "recording the end of a run");
-                }
+                // The run's end and its event are one transaction: a failure is never
+                // recorded without its notification, nor notified without being recorded.
+                let queued = match st.finish_run_with_event(id, ended, &rec, event.as_ref()) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        tracing::error!(error = %e, "recording the end of a run");
+                        None
+                    }
+                };
                 if let Some(slot) = slot {
                     if let Err(e) = st.set_schedule_state(&key, slot, Some(started)) {
                         tracing::error!(error = %e, "saving schedule state");
                     }
                 }
-                st.run(id).ok().flatten()
+                (st.run(id).ok().flatten(), queued)
             })
             .await?;
+        if queued.is_some() {
+            self.wake.notify_waiters();
+        }
         match end.outcome {
             Outcome::Failed => {
                 let err = end.error.clone().unwrap_or_default();
                 tracing::error!(job = %l.spec.key, run = id, error = %err, "job failed");
-                let mut ev = Event::new(EventKind::JobFailed, ended, format!("{} failed: {err}", l.spec.key));
-                ev.job = Some(l.spec.kind.as_str().to_string());
-                ev.system = l.spec.system.clone();
-                ev.priority = l.spec.system.as_deref().and_then(|s| cfg.system(s)).map(|s| s.priority.get());
-                ev.run = Some(id);
-                ev.error = Some(err);
-                self.notify(cfg, ev);
             }
             o => tracing::info!(job = %l.spec.key, run = id, outcome = o.as_str(), bytes = end.bytes, "job ended"),
         }
@@ -183,6 +187,24 @@ impl Daemon {
         tracing::warn!(runs = n, "stopped with runs still going: recorded as interrupted");
         n
     }
+}
+
+/// The `job_failed` event of a run, for the outbox: one per run (its key holds the run id).
+fn failed_event(
+    cfg: &kura_recovery::config::Config,
+    l: &Launch,
+    id: i64,
+    end: &RunEnd,
+    ended: DateTime<Utc>,
+) -> kura_recovery::notify::Outgoing {
+    let err = end.error.clone().unwrap_or_default();
+    let mut ev = Event::new(EventKind::JobFailed, ended, format!("{} failed: {err}", l.spec.key));
+    ev.job = Some(l.spec.kind.as_str().to_string());
+    ev.system = l.spec.system.clone();
+    ev.priority = l.spec.system.as_deref().and_then(|s| cfg.system(s)).map(|s| s.priority.get());
+    ev.run = Some(id);
+    ev.error = Some(err);
+    crate::outbox::outgoing(cfg, ev, format!("job_failed:{}:{id}", l.spec.key))
 }
 
 /// Sends `e` to whoever waits for the start, and returns it for whoever waits for the end.

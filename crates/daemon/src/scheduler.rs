@@ -112,26 +112,38 @@ impl Daemon {
                 b.late.update(&s.name, schedule::rpo(last_at, max, since, now).late)
             });
             match transition {
-                Some(Transition::BecameLate) => self.notify(cfg, late_event(s, last_at, max, now)),
                 Some(Transition::BackOnTime) => {
+                    self.with_book(|b| b.announced.remove(&s.name));
                     tracing::info!(system = %s.name, "system is back within its allowed backup age")
                 }
+                Some(Transition::BecameLate) => self.announce_late(cfg, s, last_at, max, now).await,
+                None if self.repeat_due(cfg, &s.name, now) => self.announce_late(cfg, s, last_at, max, now).await,
                 None => {}
             }
         }
     }
 
-    /// Sends an event on a blocking thread (webhook or command); failures are logged.
-    pub(crate) fn notify(&self, cfg: &Config, ev: Event) {
-        let n = cfg.notify.clone();
-        if n.webhook.is_none() && n.command.is_none() {
-            return;
-        }
-        tokio::task::spawn_blocking(move || {
-            for f in kura_recovery::notify::send(&n, &ev) {
-                tracing::warn!(event = ev.event.as_str(), "notification not delivered: {f}");
-            }
-        });
+    /// Whether a system still late was last announced `repeat_after` ago.
+    fn repeat_due(&self, cfg: &Config, system: &str, now: DateTime<Utc>) -> bool {
+        let every = chrono::Duration::from_std(cfg.notify.repeat_after).unwrap_or(chrono::Duration::MAX);
+        self.with_book(|b| b.announced.get(system).is_some_and(|t| now - *t >= every))
+    }
+
+    /// Writes the `system_late` event to the outbox. Its key names the system and its
+    /// last good backup: a daemon restarted while the system is still late finds the
+    /// key written and does not announce it again before `repeat_after`.
+    async fn announce_late(
+        &self,
+        cfg: &Config,
+        s: &SystemConfig,
+        last_at: Option<DateTime<Utc>>,
+        max: Option<chrono::Duration>,
+        now: DateTime<Utc>,
+    ) {
+        self.with_book(|b| b.announced.insert(s.name.clone(), now));
+        let since = last_at.map_or("never".to_string(), kura_recovery::state::jobs::ts);
+        let key = format!("system_late:{}@{since}", s.name);
+        self.enqueue(cfg, late_event(s, last_at, max, now), key).await;
     }
 
     /// Runs the scheduler until a stop is requested.

@@ -47,6 +47,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     );
     let accept = tokio::spawn(accept_loop(listener, daemon.clone()));
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
+    let outbox = tokio::spawn(daemon.clone().run_outbox());
     let http = http.map(|l| tokio::spawn(crate::http::serve(l, daemon.clone())));
     tokio::pin!(shutdown);
     loop {
@@ -73,6 +74,9 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     }
     let _ = std::fs::remove_file(&socket);
     daemon.drain(daemon.shutdown_timeout).await;
+    // A delivery in progress ends (within its timeout) and is recorded; what is
+    // still pending is sent by the next daemon.
+    let _ = outbox.await;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use crate::daemon::Daemon;
 use crate::error::Result;
 use crate::jobs::{self, JobKind, JobSpec};
 use kura_recovery::config::{Config, Schedule};
+use kura_recovery::notify::outbox::Summary;
 use kura_recovery::schedule::{self, Decision, Trigger};
 use kura_recovery::state::jobs::{JobRun, Outcome, RunFilter};
 
@@ -20,6 +21,9 @@ pub struct Status {
     pub systems: Vec<SystemStatus>,
     pub jobs: Vec<JobStatus>,
     pub running: Vec<RunningStatus>,
+    /// The notification outbox: pending, delivered, dropped, the oldest pending.
+    #[serde(default)]
+    pub notifications: Summary,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,6 +100,7 @@ pub struct RunningStatus {
 struct Facts {
     systems: Vec<(Option<JobRun>, Option<JobRun>)>,
     jobs: Vec<Option<JobRun>>,
+    notifications: Summary,
 }
 
 /// The book's part of the answer, copied under its lock.
@@ -147,6 +152,10 @@ fn read_facts(st: &mut kura_recovery::state::State, systems: &[String], kinds: &
             })
             .collect(),
         jobs: kinds.iter().map(|k| last(RunFilter { job: Some(*k), ..Default::default() })).collect(),
+        notifications: st
+            .outbox_summary()
+            .map_err(|e| tracing::error!(error = %e, "reading the outbox"))
+            .unwrap_or_default(),
     }
 }
 
@@ -225,5 +234,5 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
         })
         .collect();
     seen.running.sort_by_key(|a| a.queued_at);
-    Status { daemon: info, systems, jobs, running: seen.running }
+    Status { daemon: info, systems, jobs, running: seen.running, notifications: facts.notifications }
 }

@@ -259,13 +259,9 @@ async fn failures_and_panics_are_recorded_and_the_scheduler_goes_on() {
     assert!(bad[0].error.as_deref().unwrap().contains("panicked: simulated bug"), "{:?}", bad[0]);
     let err = all.iter().find(|r| r.system.as_deref() == Some("err")).unwrap();
     assert!(err.error.as_deref().unwrap().contains("simulated failure"));
-    // Four failures, four job_failed events (the command runs on a blocking thread).
-    for _ in 0..200 {
-        if events(&out).len() == 4 {
-            break;
-        }
-        tokio::time::sleep(StdDuration::from_millis(10)).await;
-    }
+    // Four failures, four job_failed events, written to the outbox and delivered by
+    // one pass of the worker (the command runs on a blocking thread).
+    assert_eq!(d.deliver_due().await, None, "nothing is left pending");
     let got = events(&out);
     assert_eq!(got.len(), 4);
     assert!(got.iter().all(|e| e["event"] == "job_failed"));
@@ -395,7 +391,7 @@ async fn a_system_becoming_late_notifies_once() {
     assert_eq!(db.age_secs, Some(6 * 3600));
     assert_eq!(db.max_age_secs, Some(2 * 3600));
     assert!(!st.systems.iter().find(|s| s.name == "wiki").unwrap().late, "priority 0 is not watched here");
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    d.deliver_due().await;
     let all = events(&out);
     let late: Vec<_> = all.iter().filter(|e| e["event"] == "system_late").collect();
     assert_eq!(late.len(), 1, "{all:?}");
@@ -502,4 +498,91 @@ async fn every_reply_reads_back_as_the_variant_sent() {
     let refused: Response =
         serde_json::from_str(&serde_json::to_string(&Response::from(Err(DaemonError::ShuttingDown))).unwrap()).unwrap();
     assert_eq!((refused.ok, refused.error.as_deref()), (false, Some("the daemon is shutting down")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deliveries_back_off_and_are_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let exec = TestExec::new(|_| Err(Error::invalid("backup", "simulated failure")));
+    let mut cfg = config(vec![system("err", 1, None)]);
+    let (tries, flag, out) = (dir.path().join("tries"), dir.path().join("up"), dir.path().join("events"));
+    std::fs::create_dir(&out).unwrap();
+    cfg.notify.command = Some(format!(
+        "echo x >> '{}'; test -e '{}' && cat > \"$(mktemp '{}/ev.XXXXXX')\"",
+        tries.display(),
+        flag.display(),
+        out.display()
+    ));
+    cfg.notify.retry_initial = StdDuration::from_secs(10);
+    cfg.notify.retry_max = StdDuration::from_secs(40);
+    let d = daemon(cfg, &clock, exec.clone(), dir.path()).await;
+    let spec = jobs::resolve(&d.config(), "err").unwrap();
+    let done = d.dispatch(spec, Trigger::Manual, None, serde_json::json!({}), None).unwrap();
+    assert_eq!(done.await.unwrap().unwrap().outcome, Outcome::Failed);
+    let attempts = || std::fs::read_to_string(&tries).unwrap_or_default().lines().count();
+
+    // Attempt 1 fails: the next is due 10 s later, then 20 s after attempt 2.
+    assert_eq!(d.deliver_due().await, Some(t0() + Duration::seconds(10)));
+    assert_eq!(d.deliver_due().await, Some(t0() + Duration::seconds(10)), "not due yet: no attempt");
+    assert_eq!(attempts(), 1);
+    clock.advance(Duration::seconds(10));
+    assert_eq!(d.deliver_due().await, Some(t0() + Duration::seconds(30)));
+    assert_eq!(attempts(), 2);
+    std::fs::write(&flag, "").unwrap();
+    clock.advance(Duration::seconds(19));
+    d.deliver_due().await;
+    assert_eq!(attempts(), 2);
+    clock.advance(Duration::seconds(1));
+    assert_eq!(d.deliver_due().await, None, "delivered: nothing pending");
+    assert_eq!(attempts(), 3);
+    let got = events(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0]["event"].as_str(), got[0]["system"].as_str()), (Some("job_failed"), Some("err")));
+    clock.advance(Duration::hours(1));
+    assert_eq!(d.deliver_due().await, None);
+    assert_eq!(attempts(), 3, "a delivered event is not sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_system_is_announced_again_after_repeat_after_not_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(t0());
+    let mut cfg = config(vec![system("db", 3, None)]);
+    cfg.max_backup_age[3] = Some(Duration::hours(2));
+    cfg.notify.repeat_after = StdDuration::from_secs(3 * 3600);
+    let out = dir.path().join("events");
+    std::fs::create_dir(&out).unwrap();
+    cfg.notify.command = Some(format!("cat > \"$(mktemp '{}/ev.XXXXXX')\"", out.display()));
+    let late = |out: &Path| events(out).into_iter().filter(|e| e["event"] == "system_late").count();
+    let step = |d: Arc<Daemon>, by: Duration| {
+        clock.advance(by);
+        async move {
+            d.tick().await;
+            d.deliver_due().await;
+        }
+    };
+
+    let d = daemon(cfg.clone(), &clock, TestExec::new(|_| ok_output()), dir.path()).await;
+    step(d.clone(), Duration::zero()).await;
+    step(d.clone(), Duration::minutes(121)).await;
+    assert_eq!(late(&out), 1, "late after 2 h without a backup");
+    step(d.clone(), Duration::minutes(30)).await;
+    assert_eq!(late(&out), 1, "not again on every tick");
+    drop(d);
+
+    // A new daemon on the same state: late again 2 h after its own start, but the
+    // system was announced less than repeat_after (3 h) ago: not again.
+    let d = daemon(cfg.clone(), &clock, TestExec::new(|_| ok_output()), dir.path()).await;
+    step(d.clone(), Duration::zero()).await;
+    step(d.clone(), Duration::minutes(121)).await;
+    assert!(d.status().await.unwrap().systems[0].late);
+    assert_eq!(late(&out), 1, "a restart does not announce a still-late system again");
+    // While it stays late, it is announced again repeat_after later.
+    step(d.clone(), Duration::minutes(179)).await;
+    assert_eq!(late(&out), 1);
+    step(d.clone(), Duration::minutes(2)).await;
+    assert_eq!(late(&out), 2, "still late 3 h later: announced again");
+    let keys: Vec<String> = events(&out).iter().map(|e| e["key"].as_str().unwrap().to_string()).collect();
+    assert!(keys.iter().all(|k| k == "system_late:db@never"), "{keys:?}");
 }

@@ -103,6 +103,11 @@ impl Config {
                 }
             }
         }
+        if let Some(ca) = &self.notify.ca_file {
+            if let Err(e) = crate::notify::webhook::ca_certs(ca) {
+                push(Severity::Error, "notify.ca_file".into(), e.to_string());
+            }
+        }
         if let Some(dj) = &self.jobs.drill {
             if !dj.plan.is_file() {
                 push(Severity::Error, "jobs.drill.plan".into(), format!("no plan file at {}", dj.plan.display()));

@@ -123,12 +123,32 @@ pub struct DrillJob {
     pub plan: PathBuf,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Notify {
-    /// HTTP POST of a JSON event.
+    /// HTTP(S) POST of a JSON event.
     pub webhook: Option<String>,
     /// Run through `sh -c` with the JSON event on stdin and KURA_EVENT set.
     pub command: Option<String>,
+    /// PEM file of CA certificates trusted for the webhook, besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// First delay before a failed delivery is tried again; it doubles up to `retry_max`.
+    pub retry_initial: std::time::Duration,
+    pub retry_max: std::time::Duration,
+    /// A `system_late` event for a system still late is sent again after this long.
+    pub repeat_after: std::time::Duration,
+}
+
+impl Default for Notify {
+    fn default() -> Notify {
+        Notify {
+            webhook: None,
+            command: None,
+            ca_file: None,
+            retry_initial: std::time::Duration::from_secs(1),
+            retry_max: std::time::Duration::from_secs(300),
+            repeat_after: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// `[http]`: where the daemon serves `/metrics` and the dashboard.

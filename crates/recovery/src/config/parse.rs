@@ -134,7 +134,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
     }
 
     let jobs = top.table(d, "jobs", JOBS).map(|o| jobs(d, &o, base, remote_given)).unwrap_or_default();
-    let notify = top.table(d, "notify", &["webhook", "command"]).map(|o| notify(d, &o)).unwrap_or_default();
+    let notify = top.table(d, "notify", NOTIFY).map(|o| notify(d, &o, base)).unwrap_or_default();
     let http = top.table(d, "http", &["listen", "token_file"]).and_then(|o| http(d, &o, base));
 
     Some(Config {
@@ -510,17 +510,39 @@ fn jobs(d: &mut Diag, o: &Obj, base: &Path, remote_given: bool) -> Jobs {
     jobs
 }
 
-fn notify(d: &mut Diag, o: &Obj) -> Notify {
+const NOTIFY: &[&str] = &["webhook", "command", "ca_file", "retry_initial", "retry_max", "repeat_after"];
+
+fn notify(d: &mut Diag, o: &Obj, base: &Path) -> Notify {
     let webhook = o.req_opt_str(d, "webhook").and_then(|w| {
         if w.value.starts_with("http://") || w.value.starts_with("https://") {
             Some(w.value)
         } else {
-            d.error(w.line, &w.field, format!("{:?} is not an http:// or https:// URL", w.value));
+            let shown = crate::notify::redact(&w.value);
+            d.error(w.line, &w.field, format!("{shown:?} is not an http:// or https:// URL"));
             None
         }
     });
     let command = o.req_opt_str(d, "command").map(|c| c.value);
-    Notify { webhook, command }
+    let ca_file = o.req_opt_str(d, "ca_file").map(|c| resolve(base, &c.value));
+    let mut n = Notify { webhook, command, ca_file, ..Notify::default() };
+    for (key, slot) in [
+        ("retry_initial", &mut n.retry_initial),
+        ("retry_max", &mut n.retry_max),
+        ("repeat_after", &mut n.repeat_after),
+    ] {
+        if let Some(v) = o.str(d, key) {
+            match tree::parse_duration(&v.value) {
+                Ok(t) if !t.is_zero() => *slot = t,
+                Ok(_) => d.error(v.line, &v.field, "must be longer than 0 (e.g. \"1s\", \"5m\", \"24h\")"),
+                Err(e) => d.error(v.line, &v.field, e.to_string()),
+            }
+        }
+    }
+    if n.retry_max < n.retry_initial {
+        let line = o.get("retry_max").map_or(o.line, |e| e.node.line);
+        d.error(line, &o.field("retry_max"), "must not be shorter than retry_initial");
+    }
+    n
 }
 
 /// `[http]`: the metrics and dashboard listener; given at all means on.

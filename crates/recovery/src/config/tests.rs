@@ -221,6 +221,15 @@ fn type_errors_and_missing_fields() {
     let ps = problems(&format!("{HEAD}[http]\nlisten = \"localhost\"\ntoken = \"x\"\n"));
     has(&ps, 5, "http.listen", "not an address and port");
     has(&ps, 6, "http.token", "unknown field `token`");
+    let ps = problems(&format!(
+        "{HEAD}[notify]\nwebhook = \"ftp://u:pw@x/?token=t\"\nretry_initial = \"0\"\nretry_max = \"soon\"\nrepeat_after = \"1h\"\n"
+    ));
+    let text = Problems(ps.clone()).to_string();
+    assert!(!text.contains("pw") && !text.contains("token=t"), "{text}");
+    has(&ps, 6, "notify.retry_initial", "must be longer than 0");
+    has(&ps, 7, "notify.retry_max", "not a duration");
+    let ps = problems(&format!("{HEAD}[notify]\nretry_initial = \"10m\"\nretry_max = \"1m\"\n"));
+    has(&ps, 6, "notify.retry_max", "must not be shorter than retry_initial");
 
     let ps = problems("[repository\n");
     has(&ps, 1, "(syntax)", "invalid TOML");
@@ -250,7 +259,8 @@ fn environment_check_finds_missing_paths_and_password_files() {
          [remote]\nlocation = \"remote\"\npassword_file = \"nope\"\n\n\
          [[system]]\nname = \"a\"\npriority = 1\npaths = [\"{}\", \"/definitely/not/here\"]\n\n\
          [[system]]\nname = \"b\"\npriority = 1\ncommand = [\"no-such-dump-tool-here\"]\n\n\
-         [[system]]\nname = \"c\"\npriority = 1\ncommand = [\"sh\", \"-c\", \"true\"]\n",
+         [[system]]\nname = \"c\"\npriority = 1\ncommand = [\"sh\", \"-c\", \"true\"]\n\n\
+         [notify]\nca_file = \"ca.pem\"\n",
         d.join("data").display()
     );
     std::fs::write(d.join("kura.toml"), &text).unwrap();
@@ -260,7 +270,10 @@ fn environment_check_finds_missing_paths_and_password_files() {
     has(&ps, 7, "remote.password_file", "cannot read password file");
     has(&ps, 12, "system[0].paths[1]", "/definitely/not/here of system \"a\" does not exist");
     has(&ps, 17, "system[1].command", "\"no-such-dump-tool-here\" of system \"b\" is not found on PATH");
-    assert_eq!(ps.len(), 4, "{}", Problems(ps.clone()));
+    has(&ps, 25, "notify.ca_file", &format!("cannot read ca_file {}", d.join("ca.pem").display()));
+    assert_eq!(ps.len(), 5, "{}", Problems(ps.clone()));
+    std::fs::write(d.join("ca.pem"), "no certificate here\n").unwrap();
+    has(&c.check_environment().0, 25, "notify.ca_file", "no PEM certificate in it");
 
     std::fs::set_permissions(d.join("pass"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let ps = c.check_environment().0;

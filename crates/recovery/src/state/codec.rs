@@ -15,6 +15,7 @@ use serde::Serializer;
 use super::jobs::Outcome;
 use super::recovery::{RunKind, RunStatus};
 use crate::error::{Error, Result};
+use crate::notify::outbox::{Channel, Status as OutboxStatus};
 use crate::orchestrate::deadline::{Alert, Verdict};
 use crate::orchestrate::hooks::HookStage;
 use crate::orchestrate::queue::Phase;
@@ -139,6 +140,10 @@ stored!(Outcome {
 stored!(Trigger { Schedule => "schedule", CatchUp => "catch-up", Manual => "manual" });
 
 stored!(JobKind { Backup => "backup", Replicate => "replicate", Prune => "prune", Check => "check", Drill => "drill" });
+
+stored!(Channel { Webhook => "webhook", Command => "command" });
+
+stored!(OutboxStatus { Pending => "pending", Delivered => "delivered", Dropped => "dropped" });
 
 // Stored inside the `hooks` column's JSON through serde; the test below keeps
 // the two texts equal.

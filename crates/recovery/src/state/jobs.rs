@@ -89,6 +89,28 @@ fn opt_ts(s: Option<String>) -> rusqlite::Result<Option<DateTime<Utc>>> {
         .transpose()
 }
 
+/// Records how a run ended, on a connection or inside a transaction.
+pub(crate) fn finish_run_on(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    id: i64,
+    at: DateTime<Utc>,
+    end: &RunEnd,
+) -> Result<()> {
+    let detail = end.detail.as_ref().map(|d| d.to_string());
+    let n = conn
+        .execute(
+            "UPDATE job_runs SET ended_at = ?2, outcome = ?3, bytes = ?4, snapshot = ?5, error = ?6, detail = ?7
+             WHERE id = ?1",
+            params![id, ts(at), end.outcome.as_str(), end.bytes.map(|b| b as i64), end.snapshot, end.error, detail],
+        )
+        .map_err(|e| db_err(path, e))?;
+    if n == 0 {
+        return Err(Error::invalid(format!("job run {id}"), "no such run in the state database"));
+    }
+    Ok(())
+}
+
 const COLUMNS: &str = "id, job, system, trigger, started_at, ended_at, outcome, bytes, snapshot, error, detail";
 
 /// Reads a `job_runs` row: SQLite's error outside, a stored value's inside.
@@ -135,19 +157,7 @@ impl State {
 
     /// Records how a run ended.
     pub fn finish_run(&self, id: i64, at: DateTime<Utc>, end: &RunEnd) -> Result<()> {
-        let detail = end.detail.as_ref().map(|d| d.to_string());
-        let n = self
-            .conn
-            .execute(
-                "UPDATE job_runs SET ended_at = ?2, outcome = ?3, bytes = ?4, snapshot = ?5, error = ?6, detail = ?7
-                 WHERE id = ?1",
-                params![id, ts(at), end.outcome.as_str(), end.bytes.map(|b| b as i64), end.snapshot, end.error, detail],
-            )
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(Error::invalid(format!("job run {id}"), "no such run in the state database"));
-        }
-        Ok(())
+        finish_run_on(&self.conn, self.path(), id, at, end)
     }
 
     pub fn run(&self, id: i64) -> Result<Option<JobRun>> {

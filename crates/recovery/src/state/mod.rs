@@ -1,5 +1,6 @@
 //! The state database (SQLite, WAL): job runs, the last run of each schedule,
-//! incidents and their timelines, recovery runs and drills.
+//! incidents and their timelines, recovery runs and drills, and the notification
+//! outbox (`crate::notify::outbox`).
 //!
 //! Every state change is committed before kura acts on it, so a `kill -9` at any
 //! moment leaves a database that the next run continues from. The schema is
@@ -110,6 +111,27 @@ CREATE TABLE meta (
 );
 -- Names this database's incident anchors in the repository.
 INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
+"#,
+    r#"
+-- Notifications, written before they are sent (crate::notify::outbox): one row
+-- per event and channel.
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,       -- stable; receivers dedupe by it
+    dedup_key TEXT NOT NULL,      -- e.g. system_late:web@..., job_failed:backup:web:17
+    channel TEXT NOT NULL,        -- webhook | command
+    kind TEXT NOT NULL,           -- job_failed | system_late | ...
+    body TEXT NOT NULL,           -- the event JSON, as sent
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL,         -- pending | delivered | dropped
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at TEXT NOT NULL,        -- the next attempt, while pending
+    last_error TEXT,
+    delivered_at TEXT,
+    UNIQUE (event_id, channel)
+);
+CREATE INDEX outbox_due ON outbox(status, next_at);
+CREATE INDEX outbox_by_key ON outbox(dedup_key, created_at);
 "#,
 ];
 
