@@ -5,6 +5,7 @@ mod check;
 mod config;
 mod copy;
 mod daemon;
+mod diff;
 mod drill;
 mod dump;
 mod export;
@@ -124,6 +125,8 @@ enum Command {
     Notify(notify::NotifyCommand),
     /// Which snapshots hold a path matching a glob (name or full path), newest first
     Find(find::Args),
+    /// What changed between two snapshots: added, removed, modified paths
+    Diff(diff::Args),
     /// Write a file of a snapshot to stdout, or a directory as a tar archive
     Dump(dump::Args),
     /// Mount the snapshots as a read-only file system (FUSE) on an empty directory
@@ -284,6 +287,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Find(a) => find::run(&ctx, a),
+        Command::Diff(a) => diff::run(&ctx, a),
         Command::Dump(a) => dump::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),

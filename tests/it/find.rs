@@ -120,3 +120,63 @@ fn dump_of_damaged_data_is_an_error() {
     let out = run(r.cmd(["dump", &format!("latest:{}", s(&src.join("big.bin")))]).stdout(std::process::Stdio::null()));
     out.code(2).stderr_has("damaged");
 }
+
+/// `kura diff`: added, removed, modified, type-changed and (with `--metadata`)
+/// metadata-only paths, with sizes, as text and JSON.
+#[test]
+fn diff_lists_what_changed_between_two_snapshots() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    write(&src.join("keep.txt"), "same\n");
+    write(&src.join("edit.txt"), "before\n");
+    write(&src.join("gone/a.txt"), "a\n");
+    write(&src.join("mode.sh"), "#!/bin/sh\n");
+    write(&src.join("becomes_dir"), "file\n");
+    let first = text(&r.backup(&[&src], &[]), "snapshot").to_string();
+    write(&src.join("edit.txt"), "after, longer\n");
+    std::fs::remove_dir_all(src.join("gone")).unwrap();
+    write(&src.join("new/b.txt"), "bb\n");
+    std::fs::set_permissions(src.join("mode.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(src.join("becomes_dir")).unwrap();
+    write(&src.join("becomes_dir/inner.txt"), "x\n");
+    let second = text(&r.backup(&[&src], &[]), "snapshot").to_string();
+
+    let v = r.kura(["--json", "diff", &first, &second, "--metadata"]).ok().json();
+    let got: Vec<(String, String)> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let p = c["path"].as_str().unwrap();
+            (p[p.find("/src/").unwrap() + 5..].to_string(), c["change"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("becomes_dir", "type_changed"),
+        ("becomes_dir/inner.txt", "added"),
+        ("edit.txt", "modified"),
+        ("gone", "removed"),
+        ("gone/a.txt", "removed"),
+        ("mode.sh", "metadata"),
+        ("new", "added"),
+        ("new/b.txt", "added"),
+    ]
+    .iter()
+    .map(|(p, c)| (p.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want, "{v:#}");
+    assert_eq!(num(&v, "summary.added"), 3, "{v:#}");
+    assert_eq!(num(&v, "summary.bytes_added"), 7 + 3 + 2, "{v:#}");
+
+    // Text: restic's marks; metadata-only changes only with --metadata.
+    let out = r.kura(["diff", &first, "latest"]).ok().stdout.clone();
+    assert!(out.contains("M    ") && out.contains("edit.txt"), "{out}");
+    assert!(out.contains("+    ") && out.contains("new/b.txt"), "{out}");
+    assert!(out.contains("-    ") && out.contains("gone/"), "{out}");
+    assert!(!out.contains("mode.sh"), "{out}");
+    // Same snapshot: nothing; unknown snapshot: a clear error.
+    let none = r.kura(["--json", "diff", &first, &first]).ok().json();
+    assert_eq!(none["changes"], serde_json::json!([]));
+    r.kura(["diff", &first, "ffffffff"]).code(2).stderr_has("ffffffff");
+}

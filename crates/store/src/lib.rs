@@ -17,6 +17,7 @@ pub mod chunk;
 pub mod clock;
 pub mod compress;
 pub mod crypto;
+pub mod diff;
 pub mod dump;
 pub mod error;
 pub mod find;
