@@ -239,10 +239,11 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
     progress.set_total(todo.iter().map(|&i| plan.files[i].node.size).sum::<u64>() - sum.bytes_resumed);
     sum.packs_read = jobs.len() as u64;
     // Remote repositories wait on the network, not the CPU: more workers keep more
-    // range GETs in flight.
+    // range GETs in flight (the S3 backend's adaptive window decides how many
+    // really are, below its `connections=` ceiling).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let remote = crate::backend::Location::parse(&repo.location()).is_ok_and(|l| !l.is_local());
-    let threads = opts.threads.unwrap_or(if remote { (cores * 4).max(8) } else { cores });
+    let threads = opts.threads.unwrap_or(if remote { (cores * 4).max(16) } else { cores });
     let damage = match write_files(repo, &dirs, &plan, &jobs, &shared, threads, progress) {
         Ok((written, damage)) => {
             sum.bytes_written = written;

@@ -24,6 +24,7 @@
 
 mod classify;
 mod client;
+mod concurrency;
 mod multipart;
 mod requests;
 mod retention;
@@ -64,6 +65,8 @@ struct Inner {
     client: Client,
     s: S3Settings,
     throttle: Option<Throttle>,
+    /// Requests in flight, adapted to the server below `connections=`.
+    gate: concurrency::Gate,
     /// Whether the bucket has object lock enabled, once a probe has answered.
     lock_probe: tokio::sync::OnceCell<bool>,
 }
@@ -88,7 +91,16 @@ impl S3Backend {
         };
         let client = outside_runtime(|| rt.block_on(make_client(&s, file_creds)));
         let throttle = s.bandwidth.map(Throttle::new);
-        Ok(S3Backend { rt: Some(rt), inner: Arc::new(Inner { client, s, throttle, lock_probe: Default::default() }) })
+        Ok(S3Backend {
+            rt: Some(rt),
+            inner: Arc::new(Inner {
+                client,
+                gate: concurrency::Gate::new(s.connections),
+                s,
+                throttle,
+                lock_probe: Default::default(),
+            }),
+        })
     }
 
     pub fn settings(&self) -> &S3Settings {

@@ -1,5 +1,7 @@
 //! Retrying transient failures: the one layer that does (the SDK's retries are off).
-//! Each attempt is bounded by the settings' time-outs, and attempts by `attempts`.
+//! Each attempt is bounded by the settings' time-outs, and attempts by `attempts`;
+//! each waits for a place in the backend's adaptive window (`concurrency`), and
+//! tells it how the server answered.
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,7 +28,11 @@ impl Inner {
     {
         let mut attempt = 1;
         loop {
-            match op().await {
+            let slot = self.gate.enter().await;
+            let result = op().await;
+            self.gate.outcome(matches!(result, Err(BackendError::Transient { .. })));
+            drop(slot);
+            match result {
                 Err(BackendError::Transient { object, reason }) => {
                     if attempt >= self.s.attempts {
                         let reason = format!("{reason} (gave up after {attempt} attempts)");

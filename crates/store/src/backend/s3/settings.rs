@@ -47,6 +47,9 @@ pub struct S3Settings {
     pub attempt_timeout: Duration,
     /// Attempts per request (1 = no retry), with exponential backoff and jitter.
     pub attempts: u32,
+    /// The most requests in flight at once; below it, the backend adapts (see
+    /// `concurrency`).
+    pub connections: usize,
 }
 
 /// Every setting, its query key (env: `KURA_S3_` + upper case) and what it takes.
@@ -66,6 +69,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("read_timeout", "seconds without a byte before an attempt fails (default 60)"),
     ("attempt_timeout", "seconds per attempt (default 600)"),
     ("attempts", "tries per request, with backoff and jitter (default 5)"),
+    ("connections", "most requests in flight, 1 to 256; fewer while the server is slow or refusing (default 32)"),
 ];
 
 impl S3Settings {
@@ -169,6 +173,10 @@ impl S3Settings {
         if attempts == 0 || attempts > 100 {
             return Err(bad("attempts must be between 1 and 100".into()));
         }
+        let connections = number("connections", 32)?;
+        if connections == 0 || connections > 256 {
+            return Err(bad(format!("connections={connections}: expected 1 to 256")));
+        }
         let secs = |key: &str, default: u64| -> Result<Duration> {
             let n = number(key, default)?;
             if n == 0 {
@@ -202,6 +210,7 @@ impl S3Settings {
             read_timeout: secs("read_timeout", 60)?,
             attempt_timeout: secs("attempt_timeout", 600)?,
             attempts: attempts as u32,
+            connections: connections as usize,
         })
     }
 
@@ -305,6 +314,8 @@ mod tests {
             ("s3:bucket?colour=blue", "unknown setting \"colour\""),
             ("s3:bucket?part_size=1MiB", "at least 5MiB"),
             ("s3:bucket?attempts=0", "between 1 and 100"),
+            ("s3:bucket?connections=0", "expected 1 to 256"),
+            ("s3:bucket?connections=1000", "expected 1 to 256"),
             ("s3:bucket?object_lock_days=x", "object_lock_days"),
             ("s3:bucket?checksum=always", "when_required"),
             ("s3:bucket?path_style=maybe", "true or false"),
