@@ -3,6 +3,7 @@
 # download of the same objects, from one single-node Garage on loopback.
 #
 #   SIZE_MB=400 FILES=5000 RUNS=3 benches/remote_restore.sh
+#   BIG_MB=1024 RUNS=3 benches/remote_restore.sh     # one large file instead
 #
 # Needs: garage (scripts/deps/garage.sh), restic and curl (Debian packages), python3.
 # Builds kura in release mode, makes a mixed corpus with make_corpus.py
@@ -58,7 +59,14 @@ GARAGE_DEFAULT_ACCESS_KEY=$KEY GARAGE_DEFAULT_SECRET_KEY=$SECRET RUST_LOG=warn \
 GPID=$!
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$S3/" >/dev/null && break; sleep 0.1; done
 
-python3 "$CORPUS_SCRIPT" "$W/corpus" --size-mb "$SIZE_MB" --files "$FILES" > /dev/null
+if [ -n "${BIG_MB:-}" ]; then
+  # One large file (a disk image): half random, half compressible text.
+  mkdir -p "$W/corpus"
+  { head -c $((BIG_MB / 2))M /dev/urandom; yes 'a line of a database dump, 42, 2026-12-06' | head -c $((BIG_MB / 2))M; } > "$W/corpus/disk.img"
+  FILES=1
+else
+  python3 "$CORPUS_SCRIPT" "$W/corpus" --size-mb "$SIZE_MB" --files "$FILES" > /dev/null
+fi
 export KURA_PASSWORD=bench RESTIC_PASSWORD=bench
 export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=garage
 LOC="s3:http://127.0.0.1:$S3/kura/bench?region=garage&credentials_file=$W/creds"
