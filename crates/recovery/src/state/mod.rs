@@ -111,6 +111,12 @@ CREATE TABLE meta (
 -- Names this database's incident anchors in the repository.
 INSERT INTO meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
 "#,
+    r#"
+-- The shape of what a restore did, for forecasts that hold when the data changes:
+-- directories made and pack objects read. NULL in rows written before.
+ALTER TABLE recovery_systems ADD COLUMN dirs INTEGER;
+ALTER TABLE recovery_systems ADD COLUMN objects INTEGER;
+"#,
 ];
 
 pub struct State {
