@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::incident::Event;
 use crate::plan::{Hook, Plan, PlanSystem, Source};
-use crate::state::recovery::{NewSystem, RunKind, RunOptions, Restored, RunStatus, SystemRecord, VerifyRecord};
+use crate::state::recovery::{NewSystem, Restored, RunKind, RunOptions, RunStatus, SystemRecord, VerifyRecord};
 use crate::state::State;
 use deadline::{Alert, Verdict};
 use hooks::{run_with_retries, HookOutcome, HookRunner, HookStage};
