@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Does the forecast hold when the data changes in shape after the drill it learned from?
+# Four systems (priorities 3, 2, 2, 1) from make_corpus.py, two in parallel: drill once,
+# then grow `db` three times (two more corpora of its size) and add 20,000 small files
+# to `app`, back up again, forecast, drill again, and compare. Reports the whole plan's
+# error and each changed system's restore error, next to what a bytes-only forecast
+# (the drill's time scaled by bytes, the model before the cost model) would have said.
+# Usage: benches/forecast_shape.sh [WORKDIR]   (SCALE_MB=… sizes the largest system)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+KURA=$PWD/target/release/kura
+W=${1:-/tmp/kura-forecast-shape}
+SCALE=${SCALE_MB:-200}
+CORPUS=${CORPUS:-../shared/bench/make_corpus.py}
+rm -rf "$W" && mkdir -p "$W"
+export KURA_STATE=$W/state.db KURA_PASSWORD=bench
+echo bench > "$W/pass"
+i=0
+for spec in "dns 3 $((SCALE / 4))" "db 2 $SCALE" "app 2 $((SCALE / 2))" "files 1 $((SCALE * 3 / 4))"; do
+  set -- $spec
+  i=$((i + 1))
+  mkdir -p "$W/src/$1"
+  python3 "$CORPUS" "$W/src/$1/base" --size-mb "$3" --files $(( $3 * 40 )) --seed "$i" >/dev/null
+done
+cat > "$W/kura.toml" <<TOML
+[repository]
+location = "repo"
+password_file = "pass"
+TOML
+for s in dns db app files; do
+  printf '[[system]]\nname = "%s"\npaths = ["%s"]\n' "$s" "$W/src/$s" >> "$W/kura.toml"
+done
+cat > "$W/plan.toml" <<TOML
+name = "forecast-shape-bench"
+config = "kura.toml"
+[[system]]
+name = "dns"
+target = "/nonexistent/dns"
+[[system]]
+name = "db"
+target = "/nonexistent/db"
+[[system]]
+name = "app"
+target = "/nonexistent/app"
+depends_on = ["db"]
+[[system]]
+name = "files"
+target = "/nonexistent/files"
+TOML
+"$KURA" --repo "$W/repo" init >/dev/null
+backup() { for s in dns db app files; do "$KURA" --repo "$W/repo" -q backup "$W/src/$s" --tag "system:$s" >/dev/null; done; }
+backup
+drill() { "$KURA" -q drill run --plan "$W/plan.toml" --sandbox "$W/sandbox" --parallel 2 >/dev/null || true; rm -rf "$W/sandbox"; }
+drill
+"$KURA" --json plan forecast "$W/plan.toml" --parallel 2 > "$W/before.json"
+# The change in shape: db three times as big, 20,000 small files more in app.
+python3 "$CORPUS" "$W/src/db/grown1" --size-mb "$SCALE" --files $(( SCALE * 40 )) --seed 11 >/dev/null
+python3 "$CORPUS" "$W/src/db/grown2" --size-mb "$SCALE" --files $(( SCALE * 40 )) --seed 12 >/dev/null
+python3 "$CORPUS" "$W/src/app/small" --profile small --size-mb 20 --files 20000 --seed 13 >/dev/null
+backup
+"$KURA" plan forecast "$W/plan.toml" --parallel 2
+"$KURA" --json plan forecast "$W/plan.toml" --parallel 2 > "$W/after.json"
+drill
+"$KURA" --json drill show 1 > "$W/drill1.json"
+"$KURA" --json drill show 2 > "$W/drill2.json"
+python3 - "$W" <<'PY'
+import json, sys
+from datetime import datetime
+w = sys.argv[1]
+load = lambda n: json.load(open(f"{w}/{n}.json"))
+before, after, d1, d2 = load("before"), load("after"), load("drill1"), load("drill2")
+t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))
+def total(d):
+    start = t(d["run"]["started_at"])
+    return max((t(s["ended_at"]) - start).total_seconds() for s in d["systems"])
+m1, m2 = total(d1), total(d2)
+sys1 = {s["name"]: s for s in d1["systems"]}
+sys2 = {s["name"]: s for s in d2["systems"]}
+p = after["total_secs"]
+print(f"drill 1 (learned from): {m1:.2f} s; forecast before the change {before['total_secs']:.2f} s")
+print(f"after the change: forecast {p:.2f} s, drill 2 {m2:.2f} s: error {100 * (p - m2) / m2:+.1f}%")
+for r in after["systems"]:
+    n = r["name"]
+    a, b = sys1[n], sys2[n]
+    real = b["restore_ms"] / 1000
+    by_bytes = a["restore_ms"] / 1000 * r["bytes"] / max(a["bytes"], 1)
+    c = r["confidence"]
+    print(f"  {n:6} restore: drill 1 {a['restore_ms'] / 1000:6.2f} s ({a['files']} files), "
+          f"forecast {r['restore_secs']:6.2f} s, drill 2 {real:6.2f} s ({b['files']} files): "
+          f"error {100 * (r['restore_secs'] - real) / real:+6.1f}%; bytes-only {by_bytes:6.2f} s "
+          f"({100 * (by_bytes - real) / real:+6.1f}%); confidence {c['level']}, "
+          f"bytes x{c['bytes_ratio'] or 0:.2f} files x{c['files_ratio'] or 0:.2f}")
+PY
