@@ -604,7 +604,7 @@ fn a_forecast_learns_from_the_drill_and_follows_a_change_in_the_data() {
     // db gains 3,000 small files (it had a dozen) and is backed up again.
     let src = site.base().join("src/db/many");
     for i in 0..3000 {
-        write(&src.join(format!("d{}/f{i}", i / 50)), &format!("small file {i}\n"));
+        write(&src.join(format!("d{}/f{i}", i / 50)), format!("small file {i}\n"));
     }
     site.repo.backup(&[&site.base().join("src/db")], &["--tag", "system:db"]);
     let after = forecast();
@@ -619,5 +619,7 @@ fn a_forecast_learns_from_the_drill_and_follows_a_change_in_the_data() {
     assert!(c["warnings"][0].as_str().unwrap().contains("files changed"), "{c}");
     site.kura(&["plan", "forecast", s(&site.plan)])
         .ok()
-        .stdout_has("confidence").stdout_has("1 drill, newest").stderr_has("db: files changed");
+        .stdout_has("confidence")
+        .stdout_has("1 drill, newest")
+        .stderr_has("db: files changed");
 }
