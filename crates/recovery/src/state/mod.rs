@@ -386,6 +386,34 @@ mod tests {
     }
 
     #[test]
+    fn drill_samples_hold_the_restore_shape_and_old_rows_still_read() {
+        use crate::orchestrate::queue::Phase;
+        use recovery::{Restored, VerifyRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        let mut s = State::open(&p).unwrap();
+        let run = stored_run(&mut s);
+        let verify = VerifyRecord { ok: true, files_verified: 7, failures: vec![] };
+        let r = Restored { bytes: 1000, files: 7, dirs: 3, objects: 2, restore_ms: 250 };
+        s.set_restored(run, "a", &r, &verify).unwrap();
+        s.set_restored(run, "b", &Restored { restore_ms: 500, ..r }, &verify).unwrap();
+        let now = chrono::Utc::now();
+        s.finish_system(run, "a", Phase::Done, now, None, None, None).unwrap();
+        assert!(s.drill_samples("b").unwrap().is_empty(), "only systems that finished count");
+        let got = s.drill_samples("a").unwrap();
+        assert_eq!(got.len(), 1);
+        let d = &got[0];
+        assert_eq!((d.bytes, d.files, d.dirs, d.objects, d.restore_ms), (1000, 7, Some(3), Some(2), 250));
+        assert!((d.at - now).num_seconds().abs() < 2, "{:?}", d.at);
+        assert_eq!(s.drill_throughputs("a").unwrap(), vec![4000.0]);
+        // A row recorded before directories and objects were: they read as unknown.
+        let raw = Connection::open(&p).unwrap();
+        raw.execute("UPDATE recovery_systems SET dirs = NULL, objects = NULL WHERE name = 'a'", []).unwrap();
+        let d = &s.drill_samples("a").unwrap()[0];
+        assert_eq!((d.files, d.dirs, d.objects), (7, None, None));
+    }
+
+    #[test]
     fn a_stored_value_that_does_not_parse_names_table_row_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.db");
