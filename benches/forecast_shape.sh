@@ -13,7 +13,11 @@ KURA=$PWD/target/release/kura
 W=${1:-/tmp/kura-forecast-shape}
 SCALE=${SCALE_MB:-200}
 CORPUS=${CORPUS:-../shared/bench/make_corpus.py}
-rm -rf "$W" && mkdir -p "$W"
+# The base corpora are kept between runs of the same WORKDIR and SCALE_MB (slow to make).
+[ "$(cat "$W/scale" 2>/dev/null)" = "$SCALE" ] || rm -rf "$W"
+mkdir -p "$W" && echo "$SCALE" > "$W/scale"
+find "$W" -mindepth 1 -maxdepth 1 ! -name src ! -name scale -exec rm -rf {} +
+rm -rf "$W/src/db/grown1" "$W/src/db/grown2" "$W/src/app/small"
 export KURA_STATE=$W/state.db KURA_PASSWORD=bench
 echo bench > "$W/pass"
 i=0
@@ -21,15 +25,16 @@ for spec in "dns 3 $((SCALE / 4))" "db 2 $SCALE" "app 2 $((SCALE / 2))" "files 1
   set -- $spec
   i=$((i + 1))
   mkdir -p "$W/src/$1"
-  python3 "$CORPUS" "$W/src/$1/base" --size-mb "$3" --files $(( $3 * 40 )) --seed "$i" >/dev/null
+  [ -d "$W/src/$1/base" ] || python3 "$CORPUS" "$W/src/$1/base" --size-mb "$3" --files $(( $3 * 40 )) --seed "$i" >/dev/null
 done
 cat > "$W/kura.toml" <<TOML
 [repository]
 location = "repo"
 password_file = "pass"
 TOML
-for s in dns db app files; do
-  printf '[[system]]\nname = "%s"\npaths = ["%s"]\n' "$s" "$W/src/$s" >> "$W/kura.toml"
+for spec in "dns 3" "db 2" "app 2" "files 1"; do
+  set -- $spec
+  printf '[[system]]\nname = "%s"\npriority = %s\npaths = ["%s"]\n' "$1" "$2" "$W/src/$1" >> "$W/kura.toml"
 done
 cat > "$W/plan.toml" <<TOML
 name = "forecast-shape-bench"

@@ -48,12 +48,17 @@ pub struct Costs {
 }
 
 impl Costs {
-    /// What is assumed before any drill, measured on a 2-core VM with a local
-    /// repository (docs/PERFORMANCE.md, "Forecasts that hold when the data
-    /// changes"): 50 MiB/s, 100 µs per file (restored and verified), 1 ms per
-    /// pack, 50 ms per restore. Drills replace these by what they measure.
-    pub const PRIOR: Costs =
-        Costs { fixed_secs: 0.05, secs_per_byte: 1.0 / (50.0 * 1048576.0), secs_per_file: 1e-4, secs_per_object: 1e-3 };
+    /// What is assumed before any drill: 250 µs per file, restored and verified
+    /// (the median of five restores of 20,000 small files on a busy 2-core VM,
+    /// docs/PERFORMANCE.md, "Forecasts that hold when the data changes"); the
+    /// conservative 50 MiB/s of [`super::DEFAULT_THROUGHPUT`]; 1 ms per pack;
+    /// 50 ms per restore. Drills replace these by what they measure.
+    pub const PRIOR: Costs = Costs {
+        fixed_secs: 0.05,
+        secs_per_byte: 1.0 / super::DEFAULT_THROUGHPUT,
+        secs_per_file: 2.5e-4,
+        secs_per_object: 1e-3,
+    };
 
     /// The prior with a given byte rate (bytes per second; ignored unless positive and finite).
     pub fn with_throughput(self, bytes_per_sec: f64) -> Costs {
