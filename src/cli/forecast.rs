@@ -74,7 +74,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         );
         for r in &out.systems {
             let src = match r.throughput_source {
-                ThroughputSource::Drills { count } => format!("{count} drills"),
+                ThroughputSource::Drills { count } => format!("{count} drill{}", if count == 1 { "" } else { "s" }),
                 ThroughputSource::Default => "model".into(),
             };
             println!(
