@@ -198,7 +198,12 @@ fn legacy_unkeyed_chain_from_before_the_migration_verifies_with_a_warning() {
     c.arg("--state").arg(&site.state).args(["--json", "incident", "open", "--title", "old one"]);
     let id = run(&mut c).ok().json()["id"].to_string();
     let conn = site.db();
-    conn.execute_batch("ALTER TABLE timeline DROP COLUMN mac; DROP TABLE meta; PRAGMA user_version = 1;").unwrap();
+    conn.execute_batch(
+        "ALTER TABLE timeline DROP COLUMN mac; DROP TABLE meta;
+         ALTER TABLE recovery_systems DROP COLUMN dirs; ALTER TABLE recovery_systems DROP COLUMN objects;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
     drop(conn);
     let out = site.kura(&["incident", "verify", &id]);
     out.ok().stdout_has("timeline intact").stdout_has("unkeyed (legacy)");
