@@ -23,7 +23,7 @@ pub struct Args {
     /// Systems restored at the same time
     #[arg(long, default_value_t = 2)]
     parallel: usize,
-    /// Throughput assumed for systems never drilled, e.g. "80MiB/s" [default: the median of all past drills, else 50MiB/s]
+    /// Byte rate assumed for systems never drilled, e.g. "80MiB/s" [default: the cost model learned from all drills, else 50MiB/s]
     #[arg(long, value_parser = parse_rate)]
     throughput: Option<f64>,
     /// Write the forecast as a report: md, html, json or csv (see docs/REPORTS.md) [default: a table]
