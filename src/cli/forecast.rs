@@ -7,7 +7,7 @@ use anyhow::Result;
 use super::recover::{load_plan, open_repo, Loaded, PlanArgs};
 use super::{output, Ctx};
 use kura::human::human_secs;
-use kura::orchestrate::forecast::{self, ForecastOptions, ThroughputSource};
+use kura::orchestrate::forecast::{self, Confidence, ForecastOptions, ThroughputSource};
 use kura::report::Format;
 
 #[derive(clap::Args)]
@@ -23,7 +23,7 @@ pub struct Args {
     /// Systems restored at the same time
     #[arg(long, default_value_t = 2)]
     parallel: usize,
-    /// Throughput assumed for systems never drilled, e.g. "80MiB/s" [default: the median of all past drills, else 50MiB/s]
+    /// Byte rate assumed for systems never drilled, e.g. "80MiB/s" [default: the cost model learned from all drills, else 50MiB/s]
     #[arg(long, value_parser = parse_rate)]
     throughput: Option<f64>,
     /// Write the forecast as a report: md, html, json or csv (see docs/REPORTS.md) [default: a table]
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let format: Option<Format> = a.format.as_deref().map(str::parse).transpose()?;
     let (repo, _) = open_repo(ctx, &config, a.from)?;
     let state = ctx.state_read_only()?;
-    let opts = ForecastOptions { from: a.from, parallel: a.parallel, throughput: a.throughput };
+    let opts = ForecastOptions { from: a.from, parallel: a.parallel, throughput: a.throughput, now: ctx.now() };
     let out = forecast::assemble(&state, &repo, &plan, opts)?;
     for w in &out.warnings {
         eprintln!("warning: {w}");
@@ -74,8 +74,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         );
         for r in &out.systems {
             let src = match r.throughput_source {
-                ThroughputSource::Drills { count } => format!("{count} drills"),
-                ThroughputSource::Default => "default".into(),
+                ThroughputSource::Drills { count } => format!("{count} drill{}", if count == 1 { "" } else { "s" }),
+                ThroughputSource::Default => "model".into(),
             };
             println!(
                 "{:<16} {:>3} {:>10} {:>10}/s {:>10} {:>10} {:>9}  {} ({src})",
@@ -93,6 +93,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 }
             );
         }
+        println!("\nconfidence (what each figure learned from):");
+        for r in &out.systems {
+            println!("  {:<16} {}", r.name, confidence_line(&r.confidence, r.files, r.restore_secs));
+        }
+        let c = &out.costs;
+        println!(
+            "cost model ({} drills): {} ms per restore, {}/s, {:.0} µs per file or directory, {:.2} ms per pack object",
+            out.drills_learned_from,
+            (c.fixed_secs * 1000.0).round(),
+            output::bytes(if c.secs_per_byte > 0.0 { (1.0 / c.secs_per_byte) as u64 } else { 0 }),
+            c.secs_per_file * 1e6,
+            c.secs_per_object * 1000.0
+        );
         println!("\nwhole plan done after {} (predicted)", human_secs(total.ceil() as i64));
         if !out.deadlines_not_met.is_empty() {
             println!("deadlines that cannot be met as planned: {}", out.deadlines_not_met.join(", "));
@@ -110,4 +123,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One system's confidence in words: its level, drills, their age, the change since.
+fn confidence_line(c: &Confidence, files: u64, restore_secs: f64) -> String {
+    let mut line = format!("{:?}", c.level).to_lowercase();
+    line.push_str(&format!(": restore {restore_secs:.2} s for {files} files; "));
+    match (c.drills, c.newest_drill_age_secs) {
+        (0, _) | (_, None) => line.push_str("never drilled"),
+        (n, Some(age)) => {
+            line.push_str(&format!("{n} drill{}, newest {} ago", if n == 1 { "" } else { "s" }, human_secs(age)));
+            let r = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}x"));
+            line.push_str(&format!("; data since: bytes {}, files {}", r(c.bytes_ratio), r(c.files_ratio)));
+        }
+    }
+    line
 }

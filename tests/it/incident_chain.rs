@@ -200,7 +200,9 @@ fn legacy_unkeyed_chain_from_before_the_migration_verifies_with_a_warning() {
     let id = run(&mut c).ok().json()["id"].to_string();
     let conn = site.db();
     conn.execute_batch(
-        "ALTER TABLE timeline DROP COLUMN mac; DROP TABLE meta; DROP TABLE outbox; PRAGMA user_version = 1;",
+        "ALTER TABLE timeline DROP COLUMN mac; DROP TABLE meta; DROP TABLE outbox;
+         ALTER TABLE recovery_systems DROP COLUMN dirs; ALTER TABLE recovery_systems DROP COLUMN objects;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);

@@ -578,3 +578,48 @@ fn a_forecast_renders_as_a_report_in_every_format() {
     assert_eq!((own["plan"].as_str(), own["predicted"].as_bool()), (Some("test plan"), Some(true)));
     site.kura(&["plan", "forecast", s(&site.plan), "--format", "pdf"]).code(2).stderr_has("md, html, json or csv");
 }
+
+#[test]
+fn a_forecast_learns_from_the_drill_and_follows_a_change_in_the_data() {
+    let site = Site::new(&[sys("db", 2, &[]), sys("web", 1, &["db"])]);
+    let forecast = || site.kura(&["--json", "plan", "forecast", s(&site.plan)]).ok().json();
+    let never = forecast();
+    let db0 = system(&never, "db");
+    assert_eq!((db0["confidence"]["drills"].as_u64(), db0["confidence"]["level"].as_str()), (Some(0), Some("low")));
+    assert_eq!(db0["throughput_source"]["kind"], "default", "{db0}");
+
+    site.kura(&["drill", "run", "--plan", s(&site.plan), "--sandbox", s(&site.base().join("sb"))]).ok();
+    let before = forecast();
+    let db = system(&before, "db").clone();
+    let c = &db["confidence"];
+    assert_eq!((c["drills"].as_u64(), c["level"].as_str()), (Some(1), Some("high")), "{db}");
+    assert_eq!((c["bytes_ratio"].as_f64(), c["files_ratio"].as_f64()), (Some(1.0), Some(1.0)), "{db}");
+    assert!(c["newest_drill_age_secs"].as_i64().is_some_and(|a| (0..3600).contains(&a)), "{db}");
+    assert!(c["newest_drill_at"].is_string(), "{db}");
+    assert_eq!(db["throughput_source"], serde_json::json!({"kind": "drills", "count": 1}));
+    assert!(before["drills_learned_from"].as_u64() == Some(2), "{before}");
+    let files0 = db["files"].as_u64().unwrap();
+    assert!(db["dirs"].as_u64().unwrap() > 0 && db["objects"].as_u64().unwrap() > 0, "{db}");
+
+    // db gains 3,000 small files (it had a dozen) and is backed up again.
+    let src = site.base().join("src/db/many");
+    for i in 0..3000 {
+        write(&src.join(format!("d{}/f{i}", i / 50)), format!("small file {i}\n"));
+    }
+    site.repo.backup(&[&site.base().join("src/db")], &["--tag", "system:db"]);
+    let after = forecast();
+    let (db1, web0, web1) = (system(&after, "db"), system(&before, "web"), system(&after, "web"));
+    assert_eq!(db1["files"].as_u64().unwrap(), files0 + 3000, "{db1}");
+    let (t0, t1) = (db["restore_secs"].as_f64().unwrap(), db1["restore_secs"].as_f64().unwrap());
+    assert!(t1 > t0 * 2.0, "more files take longer: {t0} then, {t1} now");
+    assert_eq!(web1["restore_secs"], web0["restore_secs"], "an unchanged system keeps its figure");
+    let c = &db1["confidence"];
+    assert!(c["files_ratio"].as_f64().unwrap() > 3.0, "{c}");
+    assert_eq!(c["level"], "medium", "{c}");
+    assert!(c["warnings"][0].as_str().unwrap().contains("files changed"), "{c}");
+    site.kura(&["plan", "forecast", s(&site.plan)])
+        .ok()
+        .stdout_has("confidence")
+        .stdout_has("1 drill, newest")
+        .stderr_has("db: files changed");
+}

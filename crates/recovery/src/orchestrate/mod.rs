@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::incident::Event;
 use crate::plan::{Hook, Plan, PlanSystem, Source};
-use crate::state::recovery::{NewSystem, RunKind, RunOptions, RunStatus, SystemRecord, VerifyRecord};
+use crate::state::recovery::{NewSystem, Restored, RunKind, RunOptions, RunStatus, SystemRecord, VerifyRecord};
 use crate::state::State;
 use deadline::{Alert, Verdict};
 use hooks::{run_with_retries, HookOutcome, HookRunner, HookStage};
@@ -280,8 +280,8 @@ fn handle(
             state.set_hooks(run.id, &plan.systems[i].name, &h)?;
             let _ = ack.send(());
         }
-        Msg::Restored { i, bytes, files, ms, verify, ack } => {
-            state.set_restored(run.id, &plan.systems[i].name, bytes, files, ms, &verify)?;
+        Msg::Restored { i, figures, verify, ack } => {
+            state.set_restored(run.id, &plan.systems[i].name, &figures, &verify)?;
             let _ = ack.send(());
         }
         Msg::Total(i, total, began) => {

@@ -46,9 +46,7 @@ pub(super) enum Msg {
     Hooks(usize, Vec<HookOutcome>, Sender<()>),
     Restored {
         i: usize,
-        bytes: u64,
-        files: u64,
-        ms: u64,
+        figures: Restored,
         verify: VerifyRecord,
         ack: Sender<()>,
     },
@@ -255,9 +253,14 @@ impl SystemJob<'_> {
             failures: sum.verify_failures.iter().take(20).cloned().collect(),
         };
         let i = w.i;
-        let bytes = sum.bytes_written;
-        let files = sum.files_restored + sum.files_skipped;
-        w.commit(|ack| Msg::Restored { i, bytes, files, ms, verify, ack })?;
+        let figures = Restored {
+            bytes: sum.bytes_written,
+            files: sum.files_restored + sum.files_skipped,
+            dirs: sum.dirs,
+            objects: sum.packs_read,
+            restore_ms: ms,
+        };
+        w.commit(|ack| Msg::Restored { i, figures, verify, ack })?;
         if let Some(d) = sum.damaged.first() {
             return Err(SystemFailure::Damaged {
                 count: sum.damaged.len(),

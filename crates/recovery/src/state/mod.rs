@@ -133,6 +133,12 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox(status, next_at);
 CREATE INDEX outbox_by_key ON outbox(dedup_key, created_at);
 "#,
+    r#"
+-- The shape of what a restore did, for forecasts that hold when the data changes:
+-- directories made and pack objects read. NULL in rows written before.
+ALTER TABLE recovery_systems ADD COLUMN dirs INTEGER;
+ALTER TABLE recovery_systems ADD COLUMN objects INTEGER;
+"#,
 ];
 
 pub struct State {
@@ -399,6 +405,34 @@ mod tests {
         };
         let systems = [sys("a"), sys("b")];
         s.create_recovery_run(RunKind::Drill, None, "p.toml", "p", now, now, &RunOptions::default(), &systems).unwrap()
+    }
+
+    #[test]
+    fn drill_samples_hold_the_restore_shape_and_old_rows_still_read() {
+        use crate::orchestrate::queue::Phase;
+        use recovery::{Restored, VerifyRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.db");
+        let mut s = State::open(&p).unwrap();
+        let run = stored_run(&mut s);
+        let verify = VerifyRecord { ok: true, files_verified: 7, failures: vec![] };
+        let r = Restored { bytes: 1000, files: 7, dirs: 3, objects: 2, restore_ms: 250 };
+        s.set_restored(run, "a", &r, &verify).unwrap();
+        s.set_restored(run, "b", &Restored { restore_ms: 500, ..r }, &verify).unwrap();
+        let now = chrono::Utc::now();
+        s.finish_system(run, "a", Phase::Done, now, None, None, None).unwrap();
+        assert!(s.drill_samples("b").unwrap().is_empty(), "only systems that finished count");
+        let got = s.drill_samples("a").unwrap();
+        assert_eq!(got.len(), 1);
+        let d = &got[0];
+        assert_eq!((d.bytes, d.files, d.dirs, d.objects, d.restore_ms), (1000, 7, Some(3), Some(2), 250));
+        assert!((d.at - now).num_seconds().abs() < 2, "{:?}", d.at);
+        assert_eq!(s.drill_throughputs("a").unwrap(), vec![4000.0]);
+        // A row recorded before directories and objects were: they read as unknown.
+        let raw = Connection::open(&p).unwrap();
+        raw.execute("UPDATE recovery_systems SET dirs = NULL, objects = NULL WHERE name = 'a'", []).unwrap();
+        let d = &s.drill_samples("a").unwrap()[0];
+        assert_eq!((d.files, d.dirs, d.objects), (7, None, None));
     }
 
     #[test]

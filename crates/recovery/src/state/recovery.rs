@@ -141,6 +141,30 @@ impl SystemRecord {
     }
 }
 
+/// What a restore step did: the figures `set_restored` records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub bytes: u64,
+    pub files: u64,
+    pub dirs: u64,
+    /// Pack objects read.
+    pub objects: u64,
+    pub restore_ms: u64,
+}
+
+/// One successful drill of a system: what its restore did and when it ended.
+/// `dirs` and `objects` are `None` in rows recorded before they were.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrillSample {
+    pub bytes: u64,
+    pub files: u64,
+    pub dirs: Option<u64>,
+    pub objects: Option<u64>,
+    /// At least 1.
+    pub restore_ms: u64,
+    pub at: DateTime<Utc>,
+}
+
 /// A drill review: when, the evaluation, the improvement actions.
 pub type DrillReview = (DateTime<Utc>, String, Vec<String>);
 
@@ -385,26 +409,20 @@ impl State {
     }
 
     /// Records the restore step's figures.
-    pub fn set_restored(
-        &self,
-        run: i64,
-        name: &str,
-        bytes: u64,
-        files: u64,
-        restore_ms: u64,
-        verify: &VerifyRecord,
-    ) -> Result<()> {
+    pub fn set_restored(&self, run: i64, name: &str, r: &Restored, verify: &VerifyRecord) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE recovery_systems SET bytes = ?3, files = ?4, restore_ms = ?5, verify = ?6
-                 WHERE run = ?1 AND name = ?2",
+                "UPDATE recovery_systems SET bytes = ?3, files = ?4, restore_ms = ?5, verify = ?6, dirs = ?7,
+                   objects = ?8 WHERE run = ?1 AND name = ?2",
                 params![
                     run,
                     name,
-                    bytes as i64,
-                    files as i64,
-                    restore_ms as i64,
-                    serde_json::to_string(verify).expect("verify serializes")
+                    r.bytes as i64,
+                    r.files as i64,
+                    r.restore_ms as i64,
+                    serde_json::to_string(verify).expect("verify serializes"),
+                    r.dirs as i64,
+                    r.objects as i64
                 ],
             )
             .map_err(|e| db_err(self.path(), e))?;
@@ -470,21 +488,43 @@ impl State {
 
     /// Restore throughput (bytes per second) of past drills of one system, newest first.
     pub fn drill_throughputs(&self, system: &str) -> Result<Vec<f64>> {
+        Ok(self.drill_samples(system)?.iter().map(|d| d.bytes as f64 * 1000.0 / d.restore_ms as f64).collect())
+    }
+
+    /// What each successful drill of one system restored and how long the restore
+    /// took, newest first (the forecast's cost model learns from these).
+    pub fn drill_samples(&self, system: &str) -> Result<Vec<DrillSample>> {
         let mut st = self
             .conn
             .prepare(
-                "SELECT s.bytes, s.restore_ms FROM recovery_systems s JOIN recovery_runs r ON r.id = s.run
+                "SELECT s.rowid, s.bytes, s.files, s.dirs, s.objects, s.restore_ms, s.ended_at, r.started_at
+                 FROM recovery_systems s JOIN recovery_runs r ON r.id = s.run
                  WHERE r.kind = ?2 AND s.name = ?1 AND s.state = ?3 AND s.restore_ms > 0
                  ORDER BY r.id DESC",
             )
             .map_err(|e| db_err(self.path(), e))?;
         let rows = st
             .query_map(params![system, RunKind::Drill.stored(), Phase::Done.stored()], |r| {
-                let bytes: i64 = r.get(0)?;
-                let ms: i64 = r.get(1)?;
-                Ok(bytes as f64 * 1000.0 / ms as f64)
+                let row = RowRef { table: "recovery_systems", row: r.get(0)? };
+                let n = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(|v| v.max(0) as u64));
+                let (bytes, files, dirs, objects, ms) = (n(1)?, n(2)?, n(3)?, n(4)?, n(5)?);
+                let (ended, started): (Option<String>, String) = (r.get(6)?, r.get(7)?);
+                Ok((|| {
+                    let at = match ended {
+                        Some(e) => row.time("ended_at", &e)?,
+                        None => row.time("started_at", &started)?,
+                    };
+                    Ok(DrillSample {
+                        bytes: bytes.unwrap_or(0),
+                        files: files.unwrap_or(0),
+                        dirs,
+                        objects,
+                        restore_ms: ms.unwrap_or(1).max(1),
+                        at,
+                    })
+                })())
             })
             .map_err(|e| db_err(self.path(), e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| db_err(self.path(), e))
+        collect(self.path(), rows)
     }
 }

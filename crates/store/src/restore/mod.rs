@@ -613,6 +613,8 @@ pub struct Needs {
     /// Bytes of file content written.
     pub bytes: u64,
     pub files: u64,
+    /// Directories made.
+    pub dirs: u64,
     /// Every stored data blob read: (pack, blob, stored length).
     pub blobs: Vec<(crate::types::PackId, crate::types::BlobId, u32)>,
 }
@@ -631,6 +633,7 @@ pub fn needs(
     Ok(Needs {
         bytes: plan.files.iter().map(|f| f.node.size).sum(),
         files: plan.files.len() as u64,
+        dirs: plan.dirs.len() as u64,
         blobs: jobs.iter().flat_map(|j| j.blobs.iter().map(|(id, loc, _)| (j.pack, *id, loc.length))).collect(),
     })
 }

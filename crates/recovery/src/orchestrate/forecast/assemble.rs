@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{median, simulate, Row, SystemInput, ThroughputSource};
+use super::model::{self, Costs, Drill, Shape};
+use super::{simulate, Row, SystemInput, ThroughputSource};
 use crate::error::Result;
 use crate::orchestrate::queue::Phase;
 use crate::orchestrate::{choose_snapshot, target_for};
@@ -27,8 +28,10 @@ pub struct ForecastOptions {
     /// The repository the restore would read.
     pub from: Site,
     pub parallel: usize,
-    /// Bytes per second for systems never drilled (else the median of all drills).
+    /// Bytes per second for systems never drilled (else the cost model learned from all drills).
     pub throughput: Option<f64>,
+    /// When the forecast is made (the age of the drills counts from here).
+    pub now: DateTime<Utc>,
 }
 
 /// What a full recovery needs besides time.
@@ -54,6 +57,10 @@ pub struct Forecast {
     pub total_secs: f64,
     pub deadlines_not_met: Vec<String>,
     pub resources: Resources,
+    /// The costs the model learned from every drill of the plan's systems (else assumed).
+    pub costs: Costs,
+    /// Drills the costs were learned from.
+    pub drills_learned_from: usize,
     /// What the forecast had to guess (e.g. a system without a snapshot), for the caller to show.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -63,25 +70,43 @@ pub struct Forecast {
 pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOptions) -> Result<Forecast> {
     let snapshots = repo.snapshots()?;
     let index = repo.load_index()?;
-    let mut all = vec![];
+    let mut drills: Vec<Vec<Drill>> = vec![];
     for s in &plan.systems {
-        all.extend(state.drill_throughputs(&s.name)?);
+        let samples = state.drill_samples(&s.name)?;
+        drills.push(
+            samples
+                .into_iter()
+                .map(|d| Drill {
+                    bytes: d.bytes,
+                    files: d.files,
+                    dirs: d.dirs,
+                    objects: d.objects,
+                    secs: d.restore_ms as f64 / 1000.0,
+                    at: d.at,
+                })
+                .collect(),
+        );
     }
-    let default = opts.throughput.or_else(|| median(all)).unwrap_or(DEFAULT_THROUGHPUT);
+    let all: Vec<Drill> = drills.iter().flatten().cloned().collect();
+    let costs = model::fit(&all, Costs::PRIOR);
+    // A system never drilled: the learned costs, at the given throughput if one is.
+    let undrilled = opts.throughput.map_or(costs, |t| costs.with_throughput(t));
     let (mut inputs, mut warnings) = (vec![], vec![]);
     let mut disk: BTreeMap<String, u64> = BTreeMap::new();
     let mut blobs: HashMap<BlobId, u32> = HashMap::new();
     let mut packs: HashSet<PackId> = HashSet::new();
-    for s in &plan.systems {
-        let bytes = match choose_snapshot(&snapshots, &s.source, None) {
+    for (s, drilled) in plan.systems.iter().zip(&drills) {
+        let shape = match choose_snapshot(&snapshots, &s.source, None) {
             Some((id, snap)) => {
                 let sub = s.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
                 let needs = kura_store::restore::needs(repo, &index, id, snap, sub)?;
+                let mut own: HashSet<PackId> = HashSet::new();
                 for (pack, blob, len) in needs.blobs {
+                    own.insert(pack);
                     packs.insert(pack);
                     blobs.insert(blob, len);
                 }
-                needs.bytes
+                Shape { bytes: needs.bytes, files: needs.files, dirs: needs.dirs, objects: own.len() as u64 }
             }
             None => {
                 let what = match &s.source {
@@ -89,17 +114,22 @@ pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOpt
                     Source::HostPaths { host, .. } => format!("of host {host}"),
                 };
                 warnings.push(format!("{}: no snapshot {what}; predicted as 0 bytes", s.name));
-                0
+                Shape::default()
             }
         };
-        *disk.entry(target_for(s, None).display().to_string()).or_default() += bytes;
-        let measured = state.drill_throughputs(&s.name)?;
-        let count = measured.len();
+        *disk.entry(target_for(s, None).display().to_string()).or_default() += shape.bytes;
         let overhead_secs = last_overhead(state, &s.name)?;
-        inputs.push(match median(measured) {
-            Some(t) => SystemInput { bytes, throughput: t, source: ThroughputSource::Drills { count }, overhead_secs },
-            None => SystemInput { bytes, throughput: default, source: ThroughputSource::Default, overhead_secs },
-        });
+        let confidence = model::confidence(drilled, &shape, opts.now);
+        for w in &confidence.warnings {
+            if !drilled.is_empty() {
+                warnings.push(format!("{}: {w}; the figure is less sure", s.name));
+            }
+        }
+        let (restore_secs, source) = match model::predict(drilled, &shape, &costs) {
+            Some(t) => (t, ThroughputSource::Drills { count: drilled.len() }),
+            None => (undrilled.secs(&shape), ThroughputSource::Default),
+        };
+        inputs.push(SystemInput { shape, restore_secs, source, overhead_secs, confidence });
     }
     let parallel = opts.parallel.max(1);
     let rows = simulate(plan, &inputs, parallel);
@@ -110,13 +140,15 @@ pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOpt
         deadlines_not_met: rows.iter().filter(|r| r.fits == Some(false)).map(|r| r.name.clone()).collect(),
         total_secs: rows.iter().map(|r| r.end_secs).fold(0.0, f64::max),
         resources: Resources {
-            bytes_to_restore: inputs.iter().map(|i| i.bytes).sum(),
+            bytes_to_restore: inputs.iter().map(|i| i.shape.bytes).sum(),
             disk_per_target: disk,
             bytes_to_fetch: blobs.values().map(|&l| l as u64).sum(),
             objects_to_fetch: packs.len(),
             from: opts.from,
         },
         systems: rows,
+        costs,
+        drills_learned_from: all.len(),
         warnings,
     })
 }

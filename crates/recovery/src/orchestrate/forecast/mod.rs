@@ -1,16 +1,21 @@
 //! Predicting a recovery before it happens: the same `Queue` as the real engine,
 //! driven by predicted durations instead of real restores (pure, no I/O).
 //!
-//! A system's predicted duration is its snapshot size over its restore throughput,
-//! plus the time its hooks took in its last drill. The throughput is the one
-//! measured in past drills of that system when there are any, else a default.
-//! `assemble` gathers these inputs from the repository and the state database.
+//! A system's predicted duration is its restore time plus the time its hooks took
+//! in its last drill. The restore time comes from the cost model (`model`): bytes,
+//! files and directories, pack objects, each with a cost learned from the plan's
+//! drills, anchored on the system's own drills when it has any. Each figure
+//! carries its confidence: the drills it learned from, their age, how far the
+//! data changed since. `assemble` gathers these inputs from the repository and
+//! the state database.
 
 mod assemble;
+pub mod model;
 
 use serde::Serialize;
 
 pub use assemble::{assemble, Forecast, ForecastOptions, Resources, DEFAULT_THROUGHPUT};
+pub use model::{Confidence, Costs, Level, Shape};
 
 use super::queue::{Phase, Queue};
 use crate::plan::Plan;
@@ -18,21 +23,22 @@ use crate::plan::Plan;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum ThroughputSource {
-    /// Median of this many past drills of the system.
+    /// This many past drills of the system, scaled by the cost model to its data now.
     Drills { count: usize },
-    /// The configured or assumed default.
+    /// The cost model alone (its costs learned from the plan's other drills, else assumed).
     Default,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SystemInput {
-    /// Bytes the restore writes.
-    pub bytes: u64,
-    /// Bytes per second.
-    pub throughput: f64,
+    /// What the restore does now: bytes written, files, directories, pack objects.
+    pub shape: Shape,
+    /// Predicted seconds of the restore step.
+    pub restore_secs: f64,
     pub source: ThroughputSource,
     /// Seconds spent outside the restore itself (hooks), from the last drill.
     pub overhead_secs: f64,
+    pub confidence: Confidence,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -41,6 +47,13 @@ pub struct Row {
     pub priority: u8,
     pub deadline_secs: Option<i64>,
     pub bytes: u64,
+    pub files: u64,
+    pub dirs: u64,
+    /// Pack objects the restore reads.
+    pub objects: u64,
+    /// Predicted seconds of the restore step (without hooks).
+    pub restore_secs: f64,
+    /// Bytes over the predicted restore seconds.
     pub throughput_bytes_per_sec: f64,
     pub throughput_source: ThroughputSource,
     /// Predicted start and completion, seconds after the incident clock starts.
@@ -49,6 +62,7 @@ pub struct Row {
     /// `None` without a deadline.
     pub fits: Option<bool>,
     pub margin_secs: Option<i64>,
+    pub confidence: Confidence,
 }
 
 /// Simulates the plan; `inputs` is indexed like `plan.systems`.
@@ -56,7 +70,7 @@ pub fn simulate(plan: &Plan, inputs: &[SystemInput], parallel: usize) -> Vec<Row
     let n = plan.systems.len();
     let dur: Vec<f64> = inputs
         .iter()
-        .map(|x| x.overhead_secs + if x.bytes == 0 { 0.0 } else { x.bytes as f64 / x.throughput.max(1.0) })
+        .map(|x| x.overhead_secs.max(0.0) + if x.restore_secs.is_finite() { x.restore_secs.max(0.0) } else { 0.0 })
         .collect();
     let mut queue = Queue::new(plan, vec![Phase::Waiting; n], parallel);
     let mut start = vec![0.0; n];
@@ -85,17 +99,27 @@ pub fn simulate(plan: &Plan, inputs: &[SystemInput], parallel: usize) -> Vec<Row
         .map(|(i, s)| {
             let deadline = s.deadline.map(|d| d.num_seconds());
             let margin = deadline.map(|d| (d as f64 - end[i]).floor() as i64);
+            let x = &inputs[i];
             Row {
                 name: s.name.clone(),
                 priority: s.priority.get(),
                 deadline_secs: deadline,
-                bytes: inputs[i].bytes,
-                throughput_bytes_per_sec: inputs[i].throughput,
-                throughput_source: inputs[i].source,
+                bytes: x.shape.bytes,
+                files: x.shape.files,
+                dirs: x.shape.dirs,
+                objects: x.shape.objects,
+                restore_secs: x.restore_secs,
+                throughput_bytes_per_sec: if x.restore_secs > 0.0 {
+                    x.shape.bytes as f64 / x.restore_secs
+                } else {
+                    0.0
+                },
+                throughput_source: x.source,
                 start_secs: start[i],
                 end_secs: end[i],
                 fits: margin.map(|m| m >= 0),
                 margin_secs: margin,
+                confidence: x.confidence.clone(),
             }
         })
         .collect()
@@ -119,7 +143,14 @@ mod tests {
     const MB: u64 = 1_000_000;
 
     fn input(bytes: u64, mbps: f64) -> SystemInput {
-        SystemInput { bytes, throughput: mbps * MB as f64, source: ThroughputSource::Default, overhead_secs: 0.0 }
+        let shape = Shape { bytes, ..Shape::default() };
+        SystemInput {
+            shape,
+            restore_secs: bytes as f64 / (mbps * MB as f64),
+            source: ThroughputSource::Default,
+            overhead_secs: 0.0,
+            confidence: model::confidence(&[], &shape, chrono::Utc::now()),
+        }
     }
 
     #[test]
