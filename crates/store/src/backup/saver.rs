@@ -1,11 +1,12 @@
 //! The write half of a backup: compress + encrypt on worker threads, one packer
-//! thread that owns the open packs, uploads them, and only then records them in
-//! index files. Bounded channels keep memory flat whatever the input size.
+//! thread that owns the open packs, and one upload thread that stores each full
+//! pack and only then records it in an index file. Bounded channels keep memory
+//! flat whatever the input size; the packer fills the next pack while the last one
+//! is written and synced.
 //!
 //! ```text
-//! caller --(id, type, bytes)--> [workers: zstd + seal] --(sealed)--> [packer] --> backend
-//!                                                                      |
-//!                                                 index file every N packs and at the end
+//! caller --(id, type, bytes)--> [workers: zstd + seal] --(sealed)--> [packer]
+//!     --(full pack)--> [upload] --> backend; index file every N packs and at the end
 //! ```
 
 use std::sync::Arc;
@@ -16,9 +17,9 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::repo::index::{IndexFile, IndexPack};
-use crate::repo::pack::PackBuilder;
+use crate::repo::pack::{PackBuilder, PackEntry};
 use crate::repo::Repository;
-use crate::types::{BlobId, BlobType};
+use crate::types::{BlobId, BlobType, PackId};
 
 /// Packs per index file written during a backup; bounds the work a crash loses.
 const PACKS_PER_INDEX: usize = 32;
@@ -55,8 +56,8 @@ pub struct BlobSaver {
 
 impl BlobSaver {
     pub fn start(repo: Arc<Repository>, threads: usize, level: i32) -> Self {
-        let (tx, rx) = bounded::<Job>(threads * 2);
-        let (stx, srx) = bounded::<Sealed>(threads * 2);
+        let (tx, rx) = bounded::<Job>(threads * 4);
+        let (stx, srx) = bounded::<Sealed>(threads * 4);
         let workers = (0..threads.max(1))
             .map(|i| {
                 let (rx, stx, repo) = (rx.clone(), stx.clone(), repo.clone());
@@ -109,26 +110,74 @@ fn seal_worker(repo: &Repository, level: i32, rx: Receiver<Job>, tx: Sender<Seal
     }
 }
 
-fn packer(repo: &Repository, rx: Receiver<Sealed>) -> Result<SaverStats> {
+/// Packs finished and waiting for the uploader: while one is written (and, on a
+/// local disk, synced), the packer fills the next, so the seal workers never wait
+/// on the disk.
+const PACKS_QUEUED: usize = 1;
+
+/// A sealed pack, ready to store.
+struct Finished {
+    id: PackId,
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// Fills one open pack per blob type and hands full ones to the uploader thread.
+/// Stops early when the uploader failed, and returns its error.
+fn packer(repo: &Arc<Repository>, rx: Receiver<Sealed>) -> Result<SaverStats> {
     let pack_size = repo.config().pack_size as usize;
+    let (ptx, prx) = bounded::<Finished>(PACKS_QUEUED);
+    let uploader = {
+        let repo = repo.clone();
+        std::thread::Builder::new()
+            .name("kura-upload".into())
+            .spawn(move || upload(&repo, prx))
+            .map_err(|e| Error::io("backup upload thread", e))?
+    };
+    let send = |p: PackBuilder| {
+        let (id, bytes, entries) = p.finish(repo.key());
+        ptx.send(Finished { id, bytes, entries }).is_ok()
+    };
     let mut open: [Option<PackBuilder>; 2] = [None, None];
-    let mut pending = IndexFile::default();
-    let mut stats = SaverStats::default();
+    let mut blobs = 0;
     let slot = |t: BlobType| if t == BlobType::Data { 0 } else { 1 };
+    let mut uploading = true;
     for s in rx {
         let p = open[slot(s.blob_type)].get_or_insert_with(|| PackBuilder::new(pack_size + 4 * 1024 * 1024));
         p.add(s.id, s.blob_type, &s.sealed, s.raw_len, s.compressed);
-        stats.blobs += 1;
+        blobs += 1;
         if p.len() >= pack_size {
-            let p = open[slot(s.blob_type)].take().unwrap();
-            write_pack(repo, p, &mut pending, &mut stats)?;
-            if pending.packs.len() >= PACKS_PER_INDEX {
-                repo.save_json(Kind::Index, &std::mem::take(&mut pending))?;
+            let p = open[slot(s.blob_type)].take().expect("just filled");
+            if !send(p) {
+                uploading = false;
+                break;
             }
         }
     }
-    for p in open.into_iter().flatten() {
-        write_pack(repo, p, &mut pending, &mut stats)?;
+    if uploading {
+        for p in open.into_iter().flatten() {
+            if !send(p) {
+                break;
+            }
+        }
+    }
+    drop(ptx);
+    let mut stats = uploader.join().unwrap_or_else(|_| Err(Error::invalid("backup", "upload thread panicked")))?;
+    stats.blobs = blobs;
+    Ok(stats)
+}
+
+/// Stores each finished pack, then records it in an index file (every
+/// `PACKS_PER_INDEX` packs, and at the end): an index never names a pack that is
+/// not stored.
+fn upload(repo: &Repository, rx: Receiver<Finished>) -> Result<SaverStats> {
+    let mut pending = IndexFile::default();
+    let mut stats = SaverStats::default();
+    for f in rx {
+        write_pack(repo, f, &mut pending, &mut stats)?;
+        if pending.packs.len() >= PACKS_PER_INDEX {
+            repo.save_json(Kind::Index, &std::mem::take(&mut pending))?;
+        }
     }
     if !pending.packs.is_empty() {
         repo.save_json(Kind::Index, &pending)?;
@@ -136,11 +185,10 @@ fn packer(repo: &Repository, rx: Receiver<Sealed>) -> Result<SaverStats> {
     Ok(stats)
 }
 
-fn write_pack(repo: &Repository, p: PackBuilder, pending: &mut IndexFile, stats: &mut SaverStats) -> Result<()> {
-    let (id, bytes, entries) = p.finish(repo.key());
-    repo.backend().put(Kind::Pack, &id.to_hex(), &bytes)?;
+fn write_pack(repo: &Repository, f: Finished, pending: &mut IndexFile, stats: &mut SaverStats) -> Result<()> {
+    repo.backend().put(Kind::Pack, &f.id.to_hex(), &f.bytes)?;
     stats.packs += 1;
-    stats.bytes += bytes.len() as u64;
-    pending.packs.push(IndexPack::new(id, bytes.len() as u64, &entries));
+    stats.bytes += f.bytes.len() as u64;
+    pending.packs.push(IndexPack::new(f.id, f.bytes.len() as u64, &f.entries));
     Ok(())
 }
