@@ -12,6 +12,7 @@
 
 mod fs;
 mod plan;
+mod resume;
 mod verify;
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use crate::progress::Progress;
 use crate::repo::index::Index;
 use crate::repo::pack::open_blob;
 use crate::repo::snapshot::Snapshot;
-use crate::repo::tree::{Node, NodeType};
+use crate::repo::tree::NodeType;
 use crate::repo::Repository;
 use crate::types::{BlobId, FileId, PackId};
 pub use fs::temp_name;
@@ -205,27 +206,11 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
     // Files whose blobs come from one pack are created by the worker that reads it;
     // files spread over several packs are created here, before workers share them,
     // or resumed: what an interrupted run already wrote into their temp file stays.
-    let mut shared: Vec<Option<fs::Identity>> = vec![None; plan.files.len()];
-    let mut resumed = Vec::new();
-    let mut done = std::collections::HashSet::new();
-    for i in spread_over_packs(&jobs, plan.files.len()) {
-        let f = &plan.files[i];
-        let (shown, dir) = (dirs.shown(&f.rel), dirs.get(f.dir)?);
-        let file = match fs::reopen_temp(&dir, &f.tmp, f.node.size, &shown)? {
-            Some(file) => {
-                for (at, len) in written_blobs(repo, &index, &file, &f.node, &shown)? {
-                    done.insert((i, at));
-                    sum.bytes_resumed += len;
-                }
-                resumed.push((i, file.try_clone().map_err(|e| Error::io(&shown, e))?));
-                file
-            }
-            None => fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?,
-        };
-        shared[i] = Some(fs::identity(&file, &shown)?);
-    }
-    plan::drop_done(&mut jobs, &done);
+    let spread = resume::open_spread_files(repo, &index, &dirs, &plan, &jobs)?;
+    plan::drop_done(&mut jobs, &spread.done);
+    let (shared, resumed) = (spread.ids, spread.resumed);
     sum.files_resumed = resumed.len() as u64;
+    sum.bytes_resumed = spread.bytes_resumed;
     // A resumed file may need nothing more.
     let mut pending = vec![false; plan.files.len()];
     jobs.iter().flat_map(|j| j.blobs.iter().flat_map(|b| b.2.iter())).for_each(|t| pending[t.0] = true);
@@ -321,45 +306,6 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
     sum.damaged.sort_by(|a, b| a.path.cmp(&b.path));
     sum.duration_ms = started.elapsed().as_millis() as u64;
     Ok(sum)
-}
-
-/// Files whose blobs come from more than one pack (plan indexes, ascending).
-fn spread_over_packs(jobs: &[PackJob], n_files: usize) -> Vec<usize> {
-    let mut packs_per_file = vec![0u32; n_files];
-    for j in jobs {
-        let mut files: Vec<usize> = j.blobs.iter().flat_map(|b| b.2.iter().map(|t| t.0)).collect();
-        files.sort_unstable();
-        files.dedup();
-        files.into_iter().for_each(|f| packs_per_file[f] += 1);
-    }
-    (0..n_files).filter(|&f| packs_per_file[f] > 1).collect()
-}
-
-/// The (offset, length) of a file's blobs that its temp file already holds, as a resumed
-/// restore finds them: each blob's range is read back and hashed like a backup
-/// would (`--verify`'s proof), so only blobs written in full count.
-fn written_blobs(
-    repo: &Repository,
-    index: &Index,
-    file: &std::fs::File,
-    node: &Node,
-    shown: &Path,
-) -> Result<Vec<(u64, u64)>> {
-    let mut out = Vec::new();
-    let (mut at, mut buf) = (0u64, Vec::new());
-    for id in &node.content {
-        let len = index
-            .get(id)
-            .ok_or_else(|| Error::MissingBlob { blob: format!("{id} of {}", shown.display()) })?
-            .raw_length;
-        buf.resize(len as usize, 0);
-        file.read_exact_at(&mut buf, at).map_err(|e| Error::io(shown, e))?;
-        if repo.key().blob_id(&buf) == *id {
-            out.push((at, len as u64));
-        }
-        at += len as u64;
-    }
-    Ok(out)
 }
 
 /// The path in the snapshot of `rel` (relative to the target) when `base` (the
@@ -465,34 +411,9 @@ fn write_files(
     }
     let bad: Vec<AtomicBool> = plan.files.iter().map(|_| AtomicBool::new(false)).collect();
     let damage: Mutex<Vec<Damage>> = Mutex::new(Vec::new());
-    let next = AtomicUsize::new(0);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    let written = std::sync::atomic::AtomicU64::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| loop {
-                if failed.lock().unwrap().is_some() {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { return };
-                let files = Files { shared, remaining: &remaining, bad: &bad, damage: &damage };
-                match restore_pack(repo, dirs, plan, job, &files, progress) {
-                    Ok(n) => {
-                        written.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        failed.lock().unwrap().get_or_insert(e);
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    match failed.into_inner().unwrap() {
-        Some(e) => Err(e),
-        None => Ok((written.into_inner(), damage.into_inner().unwrap())),
-    }
+    let files = Files { shared, remaining: &remaining, bad: &bad, damage: &damage };
+    let written = crate::parallel::map(jobs, threads, |job| restore_pack(repo, dirs, plan, job, &files, progress))?;
+    Ok((written.iter().sum(), damage.into_inner().unwrap_or_else(|e| e.into_inner())))
 }
 
 /// What the pack workers share about the files: which are spread over several

@@ -1,0 +1,90 @@
+//! Files spread over several packs, which the pack workers write together: each is
+//! created before the workers start, or resumed from the temp file an interrupted
+//! restore left, keeping every blob that file already holds.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::fs::{self, Dirs, Identity};
+use super::plan::{PackJob, RestorePlan, Target};
+use crate::error::{Error, Result};
+use crate::repo::index::Index;
+use crate::repo::tree::Node;
+use crate::repo::Repository;
+
+/// The files spread over several packs, opened for the workers.
+pub(super) struct SpreadFiles {
+    /// Per plan file: which file its shared temp file is (`None`: not spread).
+    pub ids: Vec<Option<Identity>>,
+    /// The resumed files, each with an open handle.
+    pub resumed: Vec<(usize, File)>,
+    /// (file, offset) targets their temp files already hold.
+    pub done: HashSet<Target>,
+    /// Bytes of those blobs, not fetched again.
+    pub bytes_resumed: u64,
+}
+
+/// Creates the temp file of each file spread over several packs, or reopens the one
+/// an interrupted run left and finds the blobs it already holds.
+pub(super) fn open_spread_files(
+    repo: &Repository,
+    index: &Index,
+    dirs: &Dirs,
+    plan: &RestorePlan,
+    jobs: &[PackJob],
+) -> Result<SpreadFiles> {
+    let mut out =
+        SpreadFiles { ids: vec![None; plan.files.len()], resumed: Vec::new(), done: HashSet::new(), bytes_resumed: 0 };
+    for i in spread_over_packs(jobs, plan.files.len()) {
+        let f = &plan.files[i];
+        let (shown, dir) = (dirs.shown(&f.rel), dirs.get(f.dir)?);
+        let file = match fs::reopen_temp(&dir, &f.tmp, f.node.size, &shown)? {
+            Some(file) => {
+                for (at, len) in written_blobs(repo, index, &file, &f.node, &shown)? {
+                    out.done.insert((i, at));
+                    out.bytes_resumed += len;
+                }
+                out.resumed.push((i, file.try_clone().map_err(|e| Error::io(&shown, e))?));
+                file
+            }
+            None => fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?,
+        };
+        out.ids[i] = Some(fs::identity(&file, &shown)?);
+    }
+    Ok(out)
+}
+
+/// Files whose blobs come from more than one pack (plan indexes, ascending).
+fn spread_over_packs(jobs: &[PackJob], n_files: usize) -> Vec<usize> {
+    let mut packs_per_file = vec![0u32; n_files];
+    for j in jobs {
+        let mut files: Vec<usize> = j.blobs.iter().flat_map(|b| b.2.iter().map(|t| t.0)).collect();
+        files.sort_unstable();
+        files.dedup();
+        files.into_iter().for_each(|f| packs_per_file[f] += 1);
+    }
+    (0..n_files).filter(|&f| packs_per_file[f] > 1).collect()
+}
+
+/// The (offset, length) of a file's blobs that its temp file already holds, as a
+/// resumed restore finds them: each blob's range is read back and hashed like a
+/// backup would (`--verify`'s proof), so only blobs written in full count.
+fn written_blobs(repo: &Repository, index: &Index, file: &File, node: &Node, shown: &Path) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let (mut at, mut buf) = (0u64, Vec::new());
+    for id in &node.content {
+        let len = index
+            .get(id)
+            .ok_or_else(|| Error::MissingBlob { blob: format!("{id} of {}", shown.display()) })?
+            .raw_length;
+        buf.resize(len as usize, 0);
+        file.read_exact_at(&mut buf, at).map_err(|e| Error::io(shown, e))?;
+        if repo.key().blob_id(&buf) == *id {
+            out.push((at, len as u64));
+        }
+        at += len as u64;
+    }
+    Ok(out)
+}
