@@ -29,10 +29,7 @@ fn one_flipped_byte_damages_one_file_which_check_and_restore_name() {
     assert!(pack.parent().unwrap().ends_with(&id[..2]), "packs live under data/XX/: {}", pack.display());
 
     // Flip one byte in the middle of the pack: inside the random file's data.
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    fs::write(&pack, &bytes).unwrap();
+    flip_middle_byte(&pack);
 
     let random = src.join("data/random.bin");
     let out = r.kura(["check", "--read-data"]);

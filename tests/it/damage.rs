@@ -167,10 +167,7 @@ fn repair_packs_takes_a_damaged_blob_out_so_the_next_backup_stores_it() {
     let id = text(&r.backup(&[&src], &[]), "snapshot").to_string();
     let pack = r.packs()[0].0.clone();
     let pack_id = pack.file_name().unwrap().to_str().unwrap().to_string();
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    fs::write(&pack, &bytes).unwrap();
+    flip_middle_byte(&pack);
     r.kura(["check", "--read-data"]).code(1).stdout_has(&pack_id);
 
     // A dry run changes nothing.
@@ -205,10 +202,7 @@ fn repair_packs_takes_a_damaged_blob_out_so_the_next_backup_stores_it() {
 fn repair_snapshots_keeps_the_original() {
     let (r, src, id, pack) = one_pack_of_many_files();
     // Damage one blob (the middle of the pack) and take it out of the index.
-    let mut bytes = fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    fs::write(&pack, &bytes).unwrap();
+    flip_middle_byte(&pack);
     r.kura(["repair", "packs"]).code(1);
 
     let rs = r.kura(["--json", "repair", "snapshots"]).ok().json();

@@ -113,10 +113,7 @@ fn dump_of_damaged_data_is_an_error() {
     write_random(&src.join("big.bin"), 3 << 20, 5);
     r.backup(&[&src], &[]);
     let (pack, _) = r.packs()[0].clone();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&pack, &bytes).unwrap();
+    flip_middle_byte(&pack);
     let out = run(r.cmd(["dump", &format!("latest:{}", s(&src.join("big.bin")))]).stdout(std::process::Stdio::null()));
     out.code(2).stderr_has("damaged");
 }

@@ -173,10 +173,7 @@ fn mount_read_of_damaged_data_is_eio_and_named() {
     write(&src.join("small.txt"), "fine\n");
     r.backup(&[&src], &[]);
     let (pack, _) = r.packs()[0].clone();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&pack, &bytes).unwrap();
+    flip_middle_byte(&pack);
     let mnt = r.base().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let Some(m) = mount(&r, &mnt) else { return };

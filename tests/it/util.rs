@@ -540,3 +540,12 @@ pub fn num(v: &Value, key: &str) -> u64 {
 pub fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {v:#}"))
 }
+
+/// Flips one bit in the middle of a file (a pack): the blob there no longer
+/// authenticates.
+pub fn flip_middle_byte(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(path, &bytes).unwrap();
+}
