@@ -23,7 +23,7 @@ FILES=${FILES:-5000}
 RUNS=${RUNS:-3}
 PARALLEL=${PARALLEL:-16}
 CORPUS_SCRIPT=${CORPUS_SCRIPT:-/work/shared/bench/make_corpus.py}
-GARAGE=${KURA_GARAGE:-$(command -v garage || echo "$HOME/.cargo/bin/garage")}
+source benches/lib/garage.sh
 for tool in restic curl python3 "$GARAGE"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
 done
@@ -35,29 +35,7 @@ TARGET_BASE=${TARGET_BASE:-$W}
 cleanup() { [ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W" "$TARGET_BASE"/rr-*; }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-RPC=$(port); S3=$(port); ADMIN=$(port)
-KEY=GK$(openssl rand -hex 12); SECRET=$(openssl rand -hex 32)
-cat > "$W/garage.toml" <<EOF
-metadata_dir = "$W/garage/meta"
-data_dir = "$W/garage/data"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:$RPC"
-rpc_public_addr = "127.0.0.1:$RPC"
-rpc_secret = "$(openssl rand -hex 32)"
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:$S3"
-root_domain = ".s3.garage.localhost"
-[admin]
-api_bind_addr = "127.0.0.1:$ADMIN"
-EOF
-printf 'aws_access_key_id = %s\naws_secret_access_key = %s\n' "$KEY" "$SECRET" > "$W/creds"
-GARAGE_DEFAULT_ACCESS_KEY=$KEY GARAGE_DEFAULT_SECRET_KEY=$SECRET RUST_LOG=warn \
-  "$GARAGE" -c "$W/garage.toml" server --single-node --default-access-key > "$W/garage.log" 2>&1 &
-GPID=$!
-for _ in $(seq 100); do curl -s "http://127.0.0.1:$S3/" >/dev/null && break; sleep 0.1; done
+start_garage "$W"
 
 if [ -n "${BIG_MB:-}" ]; then
   # One large file (a disk image): half random, half compressible text.
