@@ -125,17 +125,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One system's confidence in words: its level, drills, their age, the change since.
+/// One system's confidence in words: its level, its restore figure, what it learned from.
 fn confidence_line(c: &Confidence, files: u64, restore_secs: f64) -> String {
-    let mut line = format!("{:?}", c.level).to_lowercase();
-    line.push_str(&format!(": restore {restore_secs:.2} s for {files} files; "));
-    match (c.drills, c.newest_drill_age_secs) {
-        (0, _) | (_, None) => line.push_str("never drilled"),
-        (n, Some(age)) => {
-            line.push_str(&format!("{n} drill{}, newest {} ago", if n == 1 { "" } else { "s" }, human_secs(age)));
-            let r = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}x"));
-            line.push_str(&format!("; data since: bytes {}, files {}", r(c.bytes_ratio), r(c.files_ratio)));
-        }
-    }
-    line
+    format!("{}: restore {restore_secs:.2} s for {files} files; {}", c.level.as_str(), c.learned_from())
 }

@@ -563,14 +563,20 @@ fn a_forecast_renders_as_a_report_in_every_format() {
     let col = header.iter().position(|h| *h == "predicted").expect("predicted column");
     let db_line = csv.lines().find(|l| l.contains(",db,") || l.starts_with("db,")).expect("db row");
     assert_eq!(db_line.split(',').nth(col), Some("true"), "{csv}");
+    let col = header.iter().position(|h| *h == "confidence").expect("confidence column");
+    assert_eq!(db_line.split(',').nth(col), Some("low"), "never drilled: {csv}");
+    assert_eq!(db["confidence"]["level"], "low", "{db}");
 
     let md = forecast("md");
     assert!(md.lines().any(|l| l.starts_with("| db ") && l.contains("(predicted)")), "{md}");
+    assert!(md.contains("## Forecast confidence"), "{md}");
+    assert!(md.lines().any(|l| l.starts_with("| db | low | never drilled | never drilled")), "{md}");
 
     let html_path = site.base().join("forecast.html");
     site.kura(&["plan", "forecast", s(&site.plan), "--format", "html", "--output", s(&html_path)]).ok();
     let html = fs::read_to_string(&html_path).unwrap();
     assert!(html.contains("id=\"gantt\"") && html.contains("predicted"), "{html}");
+    assert!(html.contains("<table id=\"confidence\">") && html.contains("never drilled"), "{html}");
 
     // Without --format: the table, and --json keeps its own shape.
     site.kura(&["plan", "forecast", s(&site.plan)]).ok().stdout_has("forecast (PREDICTED) for plan test plan");
@@ -622,4 +628,11 @@ fn a_forecast_learns_from_the_drill_and_follows_a_change_in_the_data() {
         .stdout_has("confidence")
         .stdout_has("1 drill, newest")
         .stderr_has("db: files changed");
+    // The report formats carry the same confidence and the reason.
+    let md = site.kura(&["plan", "forecast", s(&site.plan), "--format", "md"]).ok().stdout.clone();
+    assert!(
+        md.lines().any(|l| l.starts_with("| db | medium | 1 drill, newest") && l.contains("files changed")),
+        "{md}"
+    );
+    assert!(md.lines().any(|l| l.starts_with("| web | high | 1 drill, newest")), "{md}");
 }

@@ -33,6 +33,7 @@ pub const COLUMNS: &[&str] = &[
     "verification_detail",
     "hooks",
     "error",
+    "confidence",
 ];
 
 /// Quotes a field when it holds a comma, a quote, a line break, or leading or
@@ -92,6 +93,7 @@ fn row_fields(
         r.verification.detail.clone().unwrap_or_default(),
         r.hooks_summary(),
         r.error.clone().unwrap_or_default(),
+        r.confidence.as_ref().map(|c| c.level.as_str().to_string()).unwrap_or_default(),
     ]
 }
 

@@ -3,7 +3,8 @@
 use std::fmt::Write;
 
 use super::text::{
-    deadline_text, html_escape, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time, verdict_label,
+    self, deadline_text, html_escape, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time,
+    verdict_label,
 };
 use super::{ReportFacts, ReportKind, SystemRow, TierSummary, Verdict};
 
@@ -241,6 +242,15 @@ pub(super) fn render(f: &ReportFacts) -> String {
             out.push_str("No system was recovered.\n\n");
         } else {
             table(&mut out, SYSTEM_HEADER, &system_rows(&f.systems));
+        }
+        let rows = text::confidence_rows(&f.systems);
+        if !rows.is_empty() {
+            out.push_str("## Forecast confidence\n\n");
+            table(
+                &mut out,
+                text::CONFIDENCE_HEADER,
+                &rows.into_iter().map(|r| r.map(|c| cell(&c)).to_vec()).collect::<Vec<_>>(),
+            );
         }
     }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{text, HookStage, Verdict};
 use crate::error::{Error, Result};
+use crate::orchestrate::forecast::Confidence;
 use crate::orchestrate::queue::Phase;
 use kura_store::types::Priority;
 
@@ -210,6 +211,10 @@ pub struct SystemRow {
     /// Why it failed, or why it was skipped.
     #[serde(default)]
     pub error: Option<String>,
+    /// A forecast row: how far its figure can be trusted (drills learned from, their
+    /// age, how far the data moved since). None for measured rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 impl SystemRow {
@@ -238,6 +243,7 @@ impl SystemRow {
             verification: Verification::default(),
             hooks: Vec::new(),
             error: None,
+            confidence: None,
         }
     }
 

@@ -53,6 +53,20 @@ pub fn row_outcome(row: &SystemRow) -> String {
     }
 }
 
+/// The columns of a forecast's confidence table (Markdown and HTML).
+pub const CONFIDENCE_HEADER: &[&str] = &["System", "Confidence", "Learned from", "Why less sure"];
+
+/// One row per system that carries a forecast confidence: name, level, what it
+/// learned from, and its warnings joined. Empty for measured reports.
+pub fn confidence_rows(rows: &[SystemRow]) -> Vec<[String; 4]> {
+    rows.iter()
+        .filter_map(|r| {
+            let c = r.confidence.as_ref()?;
+            Some([r.name.clone(), c.level.as_str().to_string(), c.learned_from(), c.warnings.join("; ")])
+        })
+        .collect()
+}
+
 pub fn hooks_summary(hooks: &[HookOutcome]) -> String {
     hooks
         .iter()

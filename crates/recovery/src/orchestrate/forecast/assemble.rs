@@ -186,6 +186,8 @@ impl Forecast {
                 row.start_secs = Some(r.start_secs.floor() as i64);
                 row.time_secs = Some(r.end_secs.ceil() as i64);
                 row.bytes = Some(r.bytes);
+                row.files = Some(r.files);
+                row.confidence = Some(r.confidence.clone());
                 row
             })
             .collect();

@@ -12,7 +12,7 @@
 //! times the time, and 20,000 more small files add about 20,000 per-file costs.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a restore does: bytes written, files and directories made, pack objects read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -190,7 +190,7 @@ pub fn predict(drills: &[Drill], now: &Shape, costs: &Costs) -> Option<f64> {
 
 /// How far a forecast figure can be trusted: what it learned from and how far
 /// the data moved since.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Confidence {
     /// Drills of this system the figure learned from.
     pub drills: usize,
@@ -205,7 +205,7 @@ pub struct Confidence {
     pub warnings: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Learned from a recent drill of data much like today's.
@@ -214,6 +214,37 @@ pub enum Level {
     Medium,
     /// No drill of this system: the model's costs alone.
     Low,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::High => "high",
+            Level::Medium => "medium",
+            Level::Low => "low",
+        }
+    }
+}
+
+impl Confidence {
+    /// What the figure learned from, in words: "2 drills, newest 3 days ago; data
+    /// since: bytes 1.02x, files 1.00x", or "never drilled". The one wording of the
+    /// CLI's table and of the reports.
+    pub fn learned_from(&self) -> String {
+        match (self.drills, self.newest_drill_age_secs) {
+            (0, _) | (_, None) => "never drilled".into(),
+            (n, Some(age)) => {
+                let r = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}x"));
+                format!(
+                    "{n} drill{}, newest {} ago; data since: bytes {}, files {}",
+                    if n == 1 { "" } else { "s" },
+                    crate::human::human_secs(age),
+                    r(self.bytes_ratio),
+                    r(self.files_ratio)
+                )
+            }
+        }
+    }
 }
 
 /// A drill older than this is old.

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use super::markdown::missed_names;
 use super::text::{
-    deadline_text, html_escape as e, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time, truncate,
-    verdict_label,
+    self, deadline_text, html_escape as e, human_secs, margin_text, opt_bytes, opt_secs, opt_time, relative, time,
+    truncate, verdict_label,
 };
 use super::{ReportFacts, ReportKind, SystemRow, SystemState, TierSummary, Verdict};
 
@@ -99,6 +99,33 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
 }
 
 /// "2026-05-04 07:10" (UTC), for table cells.
+/// A forecast's confidence per system (nothing for measured reports).
+fn confidence_table(out: &mut String, rows: &[SystemRow]) {
+    let rows = text::confidence_rows(rows);
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section id=\"confidence-section\"><h2>Forecast confidence</h2>\n<table id=\"confidence\"><thead><tr>",
+    );
+    for h in text::CONFIDENCE_HEADER {
+        let _ = write!(out, "<th>{}</th>", e(h));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    for [name, level, learned, warnings] in rows {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"confidence-{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            e(&name),
+            e(&level),
+            e(&level),
+            e(&learned),
+            e(&warnings)
+        );
+    }
+    out.push_str("</tbody></table></section>\n");
+}
+
 fn time_str(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
 }
@@ -234,6 +261,7 @@ pub(super) fn render(f: &ReportFacts) -> String {
         out.push_str("</section>\n<section id=\"systems-section\" class=\"long\"><h2>Systems</h2>\n");
         systems_table(&mut out, &f.systems, "systems");
         out.push_str("</section>\n");
+        confidence_table(&mut out, &f.systems);
     }
 
     if let Some(p) = &f.period {
