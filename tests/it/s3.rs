@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kura::backend::s3::S3Backend;
 use kura::backend::{Backend, Kind};
 
-use crate::servers::{free_port, Garage, HangupProxy, Moto};
+use crate::servers::{free_port, BusyProxy, Garage, HangupProxy, Moto};
 use crate::util::*;
 
 /// `kura --repo LOCATION ARGS...` with the test passphrase.
@@ -433,4 +433,40 @@ fn remote_metadata_is_cached_encrypted_and_checked_on_use() {
     assert_ne!(ls(&["--no-cache"]).code, 0);
     let out = kura_at(&loc, &["--cache-dir", s(&cache), "--json", "check"]);
     assert_ne!(out.code, 0, "{out}");
+}
+
+/// A busy server (2 requests at a time, each slow; 503 Slow Down beyond that, as S3
+/// answers): the backend's window shrinks to what the server takes instead of
+/// hammering it with 16 restore workers, and the restore completes byte for byte.
+/// With a fixed 16 requests in flight, most requests would be refused.
+#[test]
+fn a_restore_from_a_busy_server_adapts_its_parallelism() {
+    let g = Garage::start();
+    let r = TestRepo::new();
+    // One pack per backup, so that the restore has 32 packs to read in parallel.
+    let src = r.base().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..32 {
+        write_random(&src.join(format!("f{i}.bin")), 512 << 10, 700 + i);
+        r.backup(&[&src], &[]);
+    }
+    r.kura(["copy", "--to", &g.location("kura-busy/site", "")]).ok();
+
+    let proxy = BusyProxy::start(g.port, 2, Duration::from_millis(150));
+    let via = format!(
+        "s3:http://127.0.0.1:{}/kura-busy/site?region=garage&credentials_file={}&attempts=10",
+        proxy.port,
+        g.creds_file.display()
+    );
+    let target = r.base().join("target");
+    let out = kura_at(&via, &["--no-cache", "--json", "restore", "latest", "--target", s(&target), "--verify"]);
+    out.ok();
+    assert_eq!(out.json()["verify_failures"], serde_json::json!([]));
+    assert_same_tree(&src, &restored(&target, &src), Compare { times: true, root_meta: false });
+
+    let (served, refused) = proxy.counts();
+    eprintln!("busy server: {served} served, {refused} refused");
+    assert!(refused > 0, "the server never had to refuse: the test shows nothing ({served} served)");
+    assert!(served >= 32, "32 packs: {served} requests");
+    assert!(refused * 3 < served, "the window did not adapt: {refused} refused for {served} served");
 }

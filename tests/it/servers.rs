@@ -301,3 +301,118 @@ fn reset_on_close(s: &TcpStream) {
         );
     }
 }
+
+/// A loopback HTTP proxy in front of an S3 server that is busy: it serves at most
+/// `limit` requests at a time (each held `delay` longer, as a slow server would) and
+/// answers any request beyond that with 503 Slow Down, as S3 does. It forwards each
+/// request on a connection of its own, so that the count is of requests, not of the
+/// client's pooled connections.
+pub struct BusyProxy {
+    pub port: u16,
+    stats: std::sync::Arc<BusyStats>,
+}
+
+#[derive(Default)]
+struct BusyStats {
+    in_flight: std::sync::atomic::AtomicUsize,
+    served: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl BusyProxy {
+    pub fn start(upstream: u16, limit: usize, delay: Duration) -> BusyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stats = std::sync::Arc::new(BusyStats::default());
+        let st = stats.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let st = st.clone();
+                std::thread::spawn(move || while busy_one_request(&client, upstream, limit, delay, &st).is_some() {});
+            }
+        });
+        BusyProxy { port, stats }
+    }
+
+    /// (requests served, requests refused with 503).
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.stats.served.load(SeqCst), self.stats.refused.load(SeqCst))
+    }
+}
+
+/// Reads an HTTP head (up to the blank line) byte by byte; None at EOF.
+fn read_head(r: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if r.read(&mut b).ok()? == 0 {
+            return None;
+        }
+        head.push(b[0]);
+    }
+    Some(head)
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    String::from_utf8_lossy(head).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Serves one request of a client connection; None when the client is gone.
+fn busy_one_request(
+    mut client: &TcpStream,
+    upstream: u16,
+    limit: usize,
+    delay: Duration,
+    st: &BusyStats,
+) -> Option<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let head = read_head(&mut client)?;
+    let mut body = vec![0u8; content_length(&head).unwrap_or(0)];
+    client.read_exact(&mut body).ok()?;
+    if st.in_flight.fetch_add(1, SeqCst) >= limit {
+        st.in_flight.fetch_sub(1, SeqCst);
+        st.refused.fetch_add(1, SeqCst);
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
+                   <Message>Please reduce your request rate.</Message></Error>";
+        let reply = format!(
+            "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+            xml.len()
+        );
+        return client.write_all(reply.as_bytes()).ok();
+    }
+    let reply = (|| {
+        std::thread::sleep(delay);
+        let mut server = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+        // One request per upstream connection: it closes after the reply.
+        let end_of_request_line = head.windows(2).position(|w| w == b"\r\n")? + 2;
+        server.write_all(&head[..end_of_request_line]).ok()?;
+        server.write_all(b"Connection: close\r\n").ok()?;
+        server.write_all(&head[end_of_request_line..]).ok()?;
+        server.write_all(&body).ok()?;
+        let mut reply = Vec::new();
+        server.read_to_end(&mut reply).ok()?;
+        Some(reply)
+    })();
+    st.in_flight.fetch_sub(1, SeqCst);
+    let reply = reply?;
+    st.served.fetch_add(1, SeqCst);
+    // Keep the client's connection open: drop the server's "Connection: close".
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head: String = String::from_utf8_lossy(&reply[..split])
+        .split_inclusive("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    let framed = content_length(head.as_bytes()).is_some() || head.to_ascii_lowercase().contains("chunked");
+    let head = if framed {
+        head
+    } else {
+        head.replacen("\r\n\r\n", &format!("\r\nContent-Length: {}\r\n\r\n", reply.len() - split), 1)
+    };
+    client.write_all(head.as_bytes()).ok()?;
+    client.write_all(&reply[split..]).ok()
+}
