@@ -125,6 +125,23 @@ impl FleetDir {
         Ok(HostRepo { location: location.to_string(), passphrase })
     }
 
+    /// The passphrase of a repository a task names: the main one, or a host's
+    /// (`<repository>/hosts/H`). Anything else is refused: no task may name it.
+    pub fn passphrase_for(&self, cfg: &Config, location: &str) -> Result<String> {
+        let main = cfg.repository.location.to_string();
+        if location == main {
+            let pass = read_password_file(&cfg.repository.password_file)?;
+            return String::from_utf8(pass)
+                .map_err(|_| Error::invalid(cfg.repository.password_file.display().to_string(), "not UTF-8"));
+        }
+        let host = location
+            .strip_prefix(main.trim_end_matches('/'))
+            .and_then(|r| r.strip_prefix("/hosts/"))
+            .filter(|h| !h.contains('/'))
+            .ok_or_else(|| Error::invalid(format!("repository {location}"), "not the repository of a host of this config"))?;
+        self.host_passphrase(host)
+    }
+
     /// Opens host `host`'s repository (the coordinator reads snapshot lists there).
     pub fn open_host_repo(&self, cfg: &Config, host: &str) -> Result<Repository> {
         let r = self.host_repo(cfg, host)?;
