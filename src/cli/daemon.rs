@@ -162,6 +162,14 @@ async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, 
             return Err(e.into());
         }
     };
+    let fleet = match daemon::fleet::Listener::bind(&cfg, &state).await {
+        Ok(f) => f,
+        Err(e) => {
+            drop(listener);
+            let _ = std::fs::remove_file(&socket);
+            return Err(e.into());
+        }
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -188,6 +196,7 @@ async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, 
         executor: Arc::new(daemon::LibraryExecutor { state }),
         reload: Some(reload_rx),
         http,
+        fleet,
     };
     daemon::serve(listener, options, shutdown).await?;
     tracing::info!("kura daemon stopped");

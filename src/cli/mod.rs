@@ -1,5 +1,6 @@
 //! The command line: clap definitions, opening the repository, and all printing.
 
+mod agent;
 mod backup;
 mod check;
 mod config;
@@ -137,6 +138,9 @@ enum Command {
     Completions(packaging::CompletionsArgs),
     /// Write man pages (kura.1 and one per subcommand) into a directory
     Man(packaging::ManArgs),
+    /// The fleet: enrol hosts and operators on the coordinator, join and run the agent on a host
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 /// What every command needs: global options and a way to open the repository.
@@ -310,5 +314,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mount(a) => mount::run(&ctx, a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man(a) => packaging::man(&ctx, a),
+        Command::Agent(c) => agent::run(&ctx, c),
     }
 }

@@ -9,6 +9,7 @@
 //!   on every request, so a revocation takes effect at once.
 //! * Every state access goes through the daemon's state thread.
 
+pub(crate) mod backup;
 mod routes;
 
 use std::net::SocketAddr;

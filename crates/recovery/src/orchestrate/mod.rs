@@ -20,6 +20,7 @@ pub mod runlock;
 mod start_tests;
 #[cfg(test)]
 mod tests;
+pub mod executor;
 mod worker;
 
 use std::collections::HashMap;
