@@ -218,7 +218,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         reason: a.reason.clone(),
         config: Some(config.path.display().to_string()),
     };
-    let started = gate::start_recovery(&mut state, &lock, &repo, &plan, &incident, req, ctx.now())?;
+    let snaps = kura::orchestrate::executor::FleetSnapshots {
+        main: &repo,
+        config: &config,
+        dir: kura::fleet_dir::FleetDir::for_state(state.path()),
+    };
+    let started = gate::start_recovery(&mut state, &lock, &snaps, &plan, &incident, req, ctx.now())?;
     let run_id = started.run;
     if !ctx.json {
         match started.resumed_from {
@@ -257,6 +262,7 @@ pub fn finish_run(
             state: state.path().to_path_buf(),
         }),
         restore_threads: None,
+        fleet: kura::orchestrate::executor::FleetExecutor::for_config(config, state.path()),
     };
     let outcome = orchestrate::execute(state, &engine, plan, run_id)?;
     let run = state.recovery_run(run_id)?;

@@ -62,6 +62,7 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
         command: "true".into(),
         env: vec![],
         timeout_ms: 1000,
+        run: None,
     };
     let task = st.fleet_insert_task("web1", &spec, chrono::Utc::now()).unwrap();
     let db1 = kura::agent::identity::Identity::load(&base.join("db1")).unwrap();

@@ -234,13 +234,19 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
         parallel: 2,
         config: Some(cfg.path.display().to_string()),
     };
-    let started = drill::start_or_resume(&mut state, &lock, &repo, &plan, req, clock.now())?;
+    let snaps = orchestrate::executor::FleetSnapshots {
+        main: &repo,
+        config: cfg,
+        dir: kura_recovery::fleet_dir::FleetDir::for_state(state_path),
+    };
+    let started = drill::start_or_resume(&mut state, &lock, &snaps, &plan, req, clock.now())?;
     let engine = Engine {
         repo,
         clock,
         runner: Arc::new(orchestrate::hooks::ShellRunner),
         observer: Arc::new(orchestrate::Quiet),
         restore_threads: None,
+        fleet: orchestrate::executor::FleetExecutor::for_config(cfg, state_path),
     };
     let out = orchestrate::execute(&mut state, &engine, &plan, started.run);
     started.clean_up();

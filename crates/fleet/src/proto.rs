@@ -115,6 +115,9 @@ pub enum TaskSpec {
         target: String,
         subpath: Option<String>,
         repository: String,
+        /// The recovery or drill run it belongs to: a resumed run finds its task again.
+        #[serde(default)]
+        run: Option<i64>,
     },
     Hook {
         system: String,
@@ -122,6 +125,8 @@ pub enum TaskSpec {
         command: String,
         env: Vec<(String, String)>,
         timeout_ms: u64,
+        #[serde(default)]
+        run: Option<i64>,
     },
 }
 
@@ -226,6 +231,7 @@ mod tests {
                 target: "/t".into(),
                 subpath: None,
                 repository: "/r".into(),
+                run: Some(1),
             },
             passphrase: Some("hunter2".into()),
         };

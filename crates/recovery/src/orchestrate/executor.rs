@@ -6,14 +6,22 @@
 //! the task done (`Dispatch::run` picks up an open or finished task of the same
 //! spec instead of inserting a second one).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use kura_fleet::proto::TaskSpec;
+use kura_fleet::proto::{HookResult, TaskSpec};
+use kura_store::backend::Location;
 use kura_store::progress::Progress;
+use kura_store::repo::snapshot::Snapshot;
+use kura_store::repo::Repository;
+use kura_store::types::FileId;
 
+use super::hooks::{HookOutcome, HookRunner, HookStage};
+use crate::config::Config;
 use crate::error::Error;
+use crate::fleet_dir::FleetDir;
+use crate::plan::Hook;
 use crate::state::fleet::TaskState;
 use crate::state::State;
 
@@ -68,7 +76,13 @@ impl Dispatch {
         progress: &dyn Progress,
     ) -> std::result::Result<serde_json::Value, DispatchError> {
         let mut st = State::open(&self.state)?;
-        let existing = st.fleet_open_tasks(host)?.into_iter().find(|t| &t.spec == spec).map(|t| t.id);
+        let of_a_run = matches!(spec, TaskSpec::Restore { run: Some(_), .. } | TaskSpec::Hook { run: Some(_), .. });
+        let existing = match st.fleet_find_task(host, spec)? {
+            Some(t) if !t.state.is_terminal() => Some(t.id),
+            // A resumed run: the agent finished while nobody waited.
+            Some(t) if of_a_run && t.state == TaskState::Done => return Ok(t.result.unwrap_or_default()),
+            _ => None,
+        };
         let id = match existing {
             Some(id) => id,
             None => {
@@ -102,5 +116,131 @@ impl Dispatch {
                 TaskState::Queued | TaskState::Running => std::thread::sleep(POLL),
             }
         }
+    }
+}
+
+/// Where the engine finds a system's snapshots: the main repository, or the
+/// repository of the agent host that holds the system.
+pub trait SnapshotSource {
+    /// The snapshots (oldest first) of the repository that `host`'s systems back
+    /// up into; `None`: the coordinator's own systems.
+    fn snapshots_of(&self, host: Option<&str>) -> Result<Vec<(FileId, Snapshot)>, Error>;
+}
+
+impl SnapshotSource for Repository {
+    fn snapshots_of(&self, host: Option<&str>) -> Result<Vec<(FileId, Snapshot)>, Error> {
+        match host {
+            None => Ok(self.snapshots()?),
+            Some(h) => Err(Error::invalid(
+                format!("agent host {h}"),
+                "its systems' snapshots are in its own repository: recover with the config that has [fleet]",
+            )),
+        }
+    }
+}
+
+impl<T: SnapshotSource + ?Sized> SnapshotSource for std::sync::Arc<T> {
+    fn snapshots_of(&self, host: Option<&str>) -> Result<Vec<(FileId, Snapshot)>, Error> {
+        (**self).snapshots_of(host)
+    }
+}
+
+/// The fleet's snapshots: the main repository's, and each host's repository.
+pub struct FleetSnapshots<'a> {
+    pub main: &'a Repository,
+    pub config: &'a Config,
+    pub dir: FleetDir,
+}
+
+impl SnapshotSource for FleetSnapshots<'_> {
+    fn snapshots_of(&self, host: Option<&str>) -> Result<Vec<(FileId, Snapshot)>, Error> {
+        let shared = self.config.fleet.as_ref().is_some_and(|f| f.shared_repository);
+        match host {
+            Some(h) if !shared => Ok(self.dir.open_host_repo(self.config, h)?.snapshots()?),
+            _ => Ok(self.main.snapshots()?),
+        }
+    }
+}
+
+/// What the engine needs to run systems on agents.
+#[derive(Clone, Debug)]
+pub struct FleetExecutor {
+    pub dispatch: Dispatch,
+    /// The main repository; a host's is `<main>/hosts/HOST` unless shared.
+    pub main: Location,
+    pub shared: bool,
+}
+
+impl FleetExecutor {
+    /// For a config with `[fleet]`; `state` is the coordinator's state database.
+    pub fn for_config(config: &Config, state: &Path) -> Option<FleetExecutor> {
+        let f = config.fleet.as_ref()?;
+        Some(FleetExecutor {
+            dispatch: Dispatch { state: state.to_path_buf(), unreachable_after: f.heartbeat * 3 },
+            main: config.repository.location.clone(),
+            shared: f.shared_repository,
+        })
+    }
+
+    /// The repository host `host`'s systems are in.
+    pub fn repository_of(&self, host: &str) -> String {
+        if self.shared {
+            self.main.to_string()
+        } else {
+            crate::fleet_dir::host_location(&self.main, host).to_string()
+        }
+    }
+}
+
+/// Runs one attempt of a hook on the system's host, as a Hook task. Only the
+/// KURA_* variables go along: the plan's `hook_env` values stay on the coordinator
+/// (a task is stored in the state database).
+pub struct RemoteHooks {
+    pub fleet: FleetExecutor,
+    pub host: String,
+    pub system: String,
+    pub run: i64,
+}
+
+impl HookRunner for RemoteHooks {
+    fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
+        let stage = env.iter().find(|(k, _)| k == "KURA_PHASE").map(|(_, v)| v.clone()).unwrap_or_default();
+        let spec = TaskSpec::Hook {
+            system: self.system.clone(),
+            stage,
+            command: hook.command.clone(),
+            env: env.iter().filter(|(k, _)| k.starts_with("KURA_")).cloned().collect(),
+            timeout_ms: hook.timeout.as_millis() as u64,
+            run: Some(self.run),
+        };
+        let started = std::time::Instant::now();
+        let mut out = HookOutcome {
+            stage: HookStage::default(),
+            command: hook.command.clone(),
+            ok: false,
+            attempts: 1,
+            exit_code: None,
+            timed_out: false,
+            duration_ms: 0,
+            output: String::new(),
+            skipped: false,
+        };
+        match self.fleet.dispatch.run(&self.host, &spec, &kura_store::progress::NoProgress) {
+            Ok(v) => match serde_json::from_value::<HookResult>(v) {
+                Ok(r) => {
+                    out.ok = r.ok;
+                    out.exit_code = r.exit_code;
+                    out.timed_out = r.timed_out;
+                    out.duration_ms = r.duration_ms;
+                    out.output = r.output;
+                }
+                Err(e) => out.output = format!("unreadable result from {}: {e}", self.host),
+            },
+            Err(e) => {
+                out.output = e.to_string();
+                out.duration_ms = started.elapsed().as_millis() as u64;
+            }
+        }
+        out
     }
 }

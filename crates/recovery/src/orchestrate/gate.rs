@@ -18,7 +18,6 @@ use crate::incident::{Event, Incident, Status};
 use crate::plan::Plan;
 use crate::state::recovery::{RunKind, RunOptions, Site};
 use crate::state::State;
-use kura_store::repo::Repository;
 
 /// Why a recovery may not start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +73,7 @@ pub fn admit(state: &State, lock: &RunLock, incident: i64) -> Result<Incident> {
 pub fn start_recovery(
     state: &mut State,
     lock: &RunLock,
-    repo: &Repository,
+    repo: &dyn super::executor::SnapshotSource,
     plan: &Plan,
     incident: &Incident,
     req: RecoveryRequest,

@@ -226,6 +226,22 @@ impl State {
         Ok(self.fleet_tasks_where("id = ?1", &id.to_string())?.pop())
     }
 
+    /// The newest task of `host` with exactly this spec, in any state.
+    pub fn fleet_find_task(&self, host: &str, spec: &TaskSpec) -> Result<Option<TaskRecord>> {
+        let json = serde_json::to_string(spec).map_err(|e| Error::invalid("task spec", e.to_string()))?;
+        let p = self.path().to_path_buf();
+        let id: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM fleet_tasks WHERE host = ?1 AND spec = ?2 ORDER BY id DESC LIMIT 1",
+                params![host, json],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_err(&p, e))?;
+        id.map(|id| self.fleet_task(id)).transpose().map(Option::flatten)
+    }
+
     /// A host's tasks still to do (queued or running), oldest first.
     pub fn fleet_open_tasks(&self, host: &str) -> Result<Vec<TaskRecord>> {
         self.fleet_tasks_where("host = ?1 AND state IN ('queued', 'running')", host)
