@@ -51,6 +51,8 @@ fn spawn_agent(dir: &Path, log: &Path) -> Child {
     let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     bare_kura()
         .args(["agent", "run", "--dir", s(dir)])
+        // Hooks run in the agent's working directory: their relative files land there.
+        .current_dir(dir)
         .env("KURA_LOG", "info")
         .stdout(Stdio::null())
         .stderr(logf)
@@ -64,7 +66,7 @@ impl Fleet {
         let setup = Setup::new();
         let port = free_port();
         let tables = format!(
-            "[fleet]\nlisten = \"127.0.0.1:{port}\"\nname = \"coord\"\nheartbeat = \"2s\"\nagent_lost_after = \"20s\"\n\n{systems}"
+            "[deadlines]\np3 = \"1h\"\np2 = \"1h\"\np1 = \"1h\"\n\n[fleet]\nlisten = \"127.0.0.1:{port}\"\nname = \"coord\"\nheartbeat = \"2s\"\nagent_lost_after = \"20s\"\n\n{systems}"
         );
         setup.configure("", &tables);
         Fleet { setup, port }
@@ -176,4 +178,119 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
     assert!(fleet.setup.repo.snapshots(&[]).is_empty());
     let jobs = fleet.setup.jobs(&[]);
     assert_eq!(jobs.iter().filter(|j| j["outcome"] == "ok").count(), 3, "{jobs:?}");
+}
+
+/// Three hosts, one system each: dns (p3, h1), db (p2, h2), web (p1, h3, needs db).
+struct Site {
+    fleet: Fleet,
+    base: tempfile::TempDir,
+    srcs: Vec<(String, String, PathBuf)>,
+    plan: PathBuf,
+    global_log: PathBuf,
+}
+
+impl Site {
+    fn new(sizes: [usize; 3]) -> Site {
+        let base = tempfile::tempdir().unwrap();
+        let global_log = base.path().join("global.log");
+        let defs = [("dns", 3u8, "h1", ""), ("db", 2, "h2", ""), ("web", 1, "h3", "db")];
+        let mut systems = String::new();
+        let mut plan = String::new();
+        let mut srcs = Vec::new();
+        for ((name, prio, host, dep), size) in defs.into_iter().zip(sizes) {
+            let src = base.path().join(host).join(name);
+            sample_tree(&src, 20_000);
+            write_random(&src.join("big.bin"), size, prio as u64);
+            systems += &system(name, prio, host, &src);
+            let hook = |stage: &str| {
+                format!(
+                    "[[system.{stage}]]\ncommand = 'echo \"$KURA_PHASE $KURA_SYSTEM\" >> hooks.log; echo \"$KURA_PHASE $KURA_SYSTEM\" >> {}'\n",
+                    global_log.display()
+                )
+            };
+            let deps = if dep.is_empty() { String::new() } else { format!("'{dep}'") };
+            plan += &format!(
+                "[[system]]\nname = '{name}'\ntarget = '{}'\ndepends_on = [{deps}]\n{}{}{}\n",
+                base.path().join("restore").join(name).display(),
+                hook("pre"),
+                hook("verify"),
+                hook("post")
+            );
+            srcs.push((name.to_string(), host.to_string(), src));
+        }
+        let fleet = Fleet::new(&systems);
+        let plan_path = base.path().join("plan.toml");
+        write(&plan_path, format!("name = 'fleet plan'\nconfig = '{}'\n\n{plan}", s(&fleet.setup.config)));
+        Site { fleet, base, srcs, plan: plan_path, global_log }
+    }
+
+    fn kura(&self, args: &[&str]) -> std::process::Command {
+        let mut c = bare_kura();
+        c.arg("--state").arg(self.fleet.state()).args(args).env("KURA_CONFIG", &self.fleet.setup.config);
+        c
+    }
+
+    fn backups(&self) {
+        for (name, _, _) in &self.srcs {
+            self.fleet.setup.cli(&["run", name]).ok();
+        }
+    }
+
+    /// An incident with its cause resolved; returns its id.
+    fn incident(&self) -> String {
+        let o = run(&mut self.kura(&["--json", "incident", "open", "--title", "site down"])).ok().json();
+        let id = o["id"].as_i64().unwrap().to_string();
+        run(&mut self.kura(&["incident", "resolve-cause", &id, "--note", "fixed"])).ok();
+        id
+    }
+
+    fn recover(&self, id: &str) -> std::process::Command {
+        self.kura(&["--json", "recover", "--incident", id, "--plan", s(&self.plan), "--parallel", "1"])
+    }
+
+    fn assert_restored(&self) {
+        for (name, _, src) in &self.srcs {
+            assert_same_tree(src, &self.base.path().join("restore").join(name), Compare { times: true, root_meta: false });
+        }
+    }
+
+    fn global_log(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.global_log).unwrap_or_default().lines().map(String::from).collect()
+    }
+
+    /// (kind, system, state) of every task in the coordinator's table.
+    fn tasks(&self) -> Vec<(String, String, String)> {
+        let db = rusqlite::Connection::open(self.fleet.state()).unwrap();
+        let mut st = db.prepare("SELECT kind, system, state FROM fleet_tasks ORDER BY id").unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    }
+}
+
+#[test]
+fn recovery_across_three_hosts_in_priority_order_with_hooks_on_each_host() {
+    let site = Site::new([300_000, 300_000, 300_000]);
+    let _d = site.fleet.daemon();
+    let agents: Vec<AgentProc> = ["h1", "h2", "h3"].iter().map(|h| site.fleet.agent(h)).collect();
+    site.backups();
+    let id = site.incident();
+    let out = run(&mut site.recover(&id));
+    out.ok();
+    site.assert_restored();
+    // Priority order across hosts: every stage of dns, then db, then web.
+    let expected: Vec<String> = ["dns", "db", "web"]
+        .iter()
+        .flat_map(|s| ["pre", "verify", "post"].map(|st| format!("{st} {s}")))
+        .collect();
+    assert_eq!(site.global_log(), expected);
+    // Each system's hooks ran on its own host (in that agent's directory).
+    for ((name, host, _), a) in site.srcs.iter().zip(&agents) {
+        assert_eq!(&a.host, host);
+        let local = std::fs::read_to_string(a.dir.join("hooks.log")).unwrap_or_default();
+        assert_eq!(local, format!("pre {name}\nverify {name}\npost {name}\n"), "{}", a.log());
+    }
+    let status = run(&mut site.kura(&["--json", "recover", "status", "--incident", &id])).ok().json();
+    for sys in status["systems"].as_array().unwrap() {
+        assert_eq!(sys["state"], "done", "{sys}");
+        assert!(sys["bytes"].as_u64().unwrap_or(0) > 0 || sys["files"].as_u64().unwrap_or(0) > 0, "{sys}");
+    }
 }
