@@ -200,7 +200,12 @@ impl Site {
         for ((name, prio, host, dep), size) in defs.into_iter().zip(sizes) {
             let src = base.path().join(host).join(name);
             sample_tree(&src, 20_000);
-            write_random(&src.join("big.bin"), size, prio as u64);
+            // Many files, so that a restore takes a while and can be cut in the middle.
+            std::fs::create_dir_all(src.join("big")).unwrap();
+            for f in 0..size / 1_000_000 {
+                write_random(&src.join(format!("big/{f:03}.bin")), 1_000_000, prio as u64 * 1000 + f as u64);
+            }
+            write_random(&src.join("small.bin"), size % 1_000_000 + 1, prio as u64);
             systems += &system(name, prio, host, &src);
             let hook = |stage: &str| {
                 format!(
@@ -293,4 +298,49 @@ fn recovery_across_three_hosts_in_priority_order_with_hooks_on_each_host() {
         assert_eq!(sys["state"], "done", "{sys}");
         assert!(sys["bytes"].as_u64().unwrap_or(0) > 0 || sys["files"].as_u64().unwrap_or(0) > 0, "{sys}");
     }
+}
+
+/// Waits until `p` exists.
+fn wait_for(p: &Path, secs: u64) {
+    eventually(secs, &format!("{} to appear", p.display()), || p.exists().then_some(()));
+}
+
+#[test]
+fn agent_and_coordinator_killed_mid_restore_resume_without_redoing_finished_systems() {
+    let site = Site::new([300_000, 60_000_000, 60_000_000]);
+    let mut d = site.fleet.daemon();
+    let mut agents: Vec<AgentProc> = ["h1", "h2", "h3"].iter().map(|h| site.fleet.agent(h)).collect();
+    site.backups();
+    let id = site.incident();
+    let mut first = site.recover(&id).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+
+    // db's agent (h2) is killed as soon as its restore writes, then started again.
+    wait_for(&site.base.path().join("restore/db"), 120);
+    agents[1].kill9();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    agents[1].restart();
+
+    // The coordinator (daemon and the recovering CLI) is killed during web's restore.
+    wait_for(&site.base.path().join("restore/web"), 120);
+    d.kill9();
+    let _ = first.kill();
+    let _ = first.wait();
+    let _d2 = site.fleet.daemon();
+    let out = run(&mut site.recover(&id));
+    out.ok().stdout_has("\"done\": 3");
+    site.assert_restored();
+
+    // Nothing finished was done twice: each hook ran once, each system has one restore task.
+    let log = site.global_log();
+    for line in ["dns", "db", "web"].iter().flat_map(|s| ["pre", "verify", "post"].map(|st| format!("{st} {s}"))) {
+        assert_eq!(log.iter().filter(|l| **l == line).count(), 1, "{line}: {log:?}");
+    }
+    let tasks = site.tasks();
+    for sys in ["dns", "db", "web"] {
+        let restores: Vec<_> = tasks.iter().filter(|t| t.0 == "restore" && t.1 == sys).collect();
+        assert_eq!(restores.len(), 1, "{sys}: {tasks:?}");
+        assert_eq!(restores[0].2, "done");
+    }
+    // h2 started db's restore twice (the second one skipped what was in place).
+    assert!(agents[1].log().matches("task started").count() >= 2, "{}", agents[1].log());
 }
