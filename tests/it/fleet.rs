@@ -178,6 +178,33 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
     assert!(fleet.setup.repo.snapshots(&[]).is_empty());
     let jobs = fleet.setup.jobs(&[]);
     assert_eq!(jobs.iter().filter(|j| j["outcome"] == "ok").count(), 3, "{jobs:?}");
+
+    // Remote operators and viewers use the same commands over mutual TLS.
+    let remote = |dir: &Path, args: &[&str]| {
+        run(bare_kura().args(args).args(["--coordinator", &fleet.url(), "--identity", s(dir)]))
+    };
+    let ops = base.path().join("ops");
+    fleet.join(&fleet.enroll("ops", &["--role", "operator"]), &ops).ok();
+    let eve = base.path().join("eve");
+    fleet.join(&fleet.enroll("eve", &["--role", "viewer"]), &eve).ok();
+    let st = remote(&eve, &["--json", "status"]);
+    assert!(st.code == 0 || st.code == 1, "{st}");
+    assert_eq!(st.json()["systems"].as_array().unwrap().len(), 3);
+    remote(&eve, &["--json", "jobs"]).ok();
+    remote(&eve, &["run", "sys1"]).code(2).stderr_has("viewer certificate may not");
+    remote(&ops, &["--json", "run", "sys1"]).ok();
+    assert_eq!(fleet.host_snapshots("h1").len(), 2);
+    // A stolen agent certificate reads no status and starts nothing.
+    remote(&agents[0].dir, &["status"]).code(2).stderr_has("agent certificate may not");
+    remote(&agents[0].dir, &["run", "sys2"]).code(2).stderr_has("agent certificate may not");
+
+    // An agent that stopped: its system's backup fails at once, naming it and since when.
+    let mut agents = agents;
+    agents[2].kill9();
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    fleet.setup.cli(&["run", "sys3"]).code(2).stdout_has("agent h3 unreachable since");
+    let failed = fleet.setup.jobs(&["--system", "sys3"]);
+    assert!(failed[0]["error"].as_str().unwrap_or("").contains("agent h3 unreachable since"), "{failed:?}");
 }
 
 /// Three hosts, one system each: dns (p3, h1), db (p2, h2), web (p1, h3, needs db).

@@ -68,6 +68,13 @@ impl Listener {
     }
 }
 
+/// What `POST /v1/operator` carries: the control protocol's request (`api.rs`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct OperatorRequest {
+    pub version: kura_fleet::proto::Version,
+    pub request: crate::api::Request,
+}
+
 /// The peer certificate's SHA-256 (hex), when the client sent one (verified by TLS).
 #[derive(Clone, Debug)]
 pub(crate) struct Peer(pub Option<String>);

@@ -18,7 +18,8 @@ use kura_fleet::role::{allowed, Action, Role};
 use kura_recovery::fleet_dir::FleetDir;
 use kura_recovery::state::fleet::{AgentRecord, TaskState};
 
-use super::Peer;
+use super::{OperatorRequest, Peer};
+use crate::api::{Request, Response as ApiResponse};
 use crate::daemon::Daemon;
 
 #[derive(Clone)]
@@ -34,6 +35,7 @@ pub(crate) fn router(ctx: Ctx) -> Router {
         .route("/v1/join", post(join))
         .route("/v1/agent/poll", post(poll))
         .route("/v1/agent/report", post(report))
+        .route("/v1/operator", post(operator))
         .with_state(ctx)
 }
 
@@ -216,4 +218,22 @@ async fn report(
         .await
         .map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An operator's or viewer's request: the daemon's own control protocol, allowed
+/// by role (status and jobs read; run and stop change).
+async fn operator(
+    State(ctx): State<Ctx>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<OperatorRequest>,
+) -> Result<Json<ApiResponse>, Refused> {
+    version(req.version)?;
+    let (rec, role) = identify(&ctx, &peer).await?;
+    let action = match &req.request {
+        Request::Status | Request::Jobs { .. } => Action::Read,
+        Request::Run { .. } | Request::Stop => Action::Change,
+    };
+    forbid(&role, action)?;
+    tracing::info!(name = %rec.name, role = role.kind(), request = ?req.request, "remote request");
+    Ok(Json(ApiResponse::from(crate::serve::answer(&ctx.daemon, req.request).await)))
 }
