@@ -48,7 +48,8 @@ impl Conn {
         match self {
             Conn::Local(c) => Ok(c.request(&req)?),
             Conn::Remote(id) => {
-                let body = daemon::fleet::OperatorRequest { version: kura::fleet::proto::PROTOCOL_VERSION, request: req };
+                let body =
+                    daemon::fleet::OperatorRequest { version: kura::fleet::proto::PROTOCOL_VERSION, request: req };
                 let r: daemon::Response = id
                     .post("/v1/operator", &body)?
                     .ok_or_else(|| anyhow::anyhow!("the coordinator {} sent an empty answer", id.url))?;

@@ -270,6 +270,7 @@ impl Cli {
     pub fn log_setup(&self) -> (bool, &'static str) {
         match &self.command {
             Command::Daemon(a) => (a.log_format == daemon::LogFormat::Json, "info"),
+            Command::Agent(agent::AgentCommand::Run(_)) => (false, "info"),
             _ => (false, "warn"),
         }
     }

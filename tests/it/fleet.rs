@@ -170,8 +170,17 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
         // Byte-identical when restored from the host's repository.
         let (repo, key) = fleet.host_repo(&a.host);
         let target = base.path().join(format!("restored-{}", a.host));
-        run(bare_kura().args(["--repo", s(&repo), "--password-file", s(&key), "restore", "latest", "--target", s(&target)]))
-            .ok();
+        run(bare_kura().args([
+            "--repo",
+            s(&repo),
+            "--password-file",
+            s(&key),
+            "restore",
+            "latest",
+            "--target",
+            s(&target),
+        ]))
+        .ok();
         assert_same_tree(&srcs[i], &restored(&target, &srcs[i]), Compare { times: true, root_meta: false });
     }
     // The main repository holds none of them; the job history names the snapshots.
@@ -282,7 +291,11 @@ impl Site {
 
     fn assert_restored(&self) {
         for (name, _, src) in &self.srcs {
-            assert_same_tree(src, &self.base.path().join("restore").join(name), Compare { times: true, root_meta: false });
+            assert_same_tree(
+                src,
+                &self.base.path().join("restore").join(name),
+                Compare { times: true, root_meta: false },
+            );
         }
     }
 
@@ -309,10 +322,8 @@ fn recovery_across_three_hosts_in_priority_order_with_hooks_on_each_host() {
     out.ok();
     site.assert_restored();
     // Priority order across hosts: every stage of dns, then db, then web.
-    let expected: Vec<String> = ["dns", "db", "web"]
-        .iter()
-        .flat_map(|s| ["pre", "verify", "post"].map(|st| format!("{st} {s}")))
-        .collect();
+    let expected: Vec<String> =
+        ["dns", "db", "web"].iter().flat_map(|s| ["pre", "verify", "post"].map(|st| format!("{st} {s}"))).collect();
     assert_eq!(site.global_log(), expected);
     // Each system's hooks ran on its own host (in that agent's directory).
     for ((name, host, _), a) in site.srcs.iter().zip(&agents) {

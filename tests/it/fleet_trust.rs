@@ -43,15 +43,15 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
     let foreign = other.client_cert("db1", "agent", &pk).unwrap();
     let tls = kura::fleet::tls::client_config(&ca_pem, Some((&foreign, &k))).unwrap();
     let client = kura::agent::identity::client(tls).unwrap();
-    let e = kura::agent::identity::post::<_, PollReply>(&client, &fleet.url(), "/v1/agent/poll", &poll_req(0))
-        .unwrap_err();
+    let e =
+        kura::agent::identity::post::<_, PollReply>(&client, &fleet.url(), "/v1/agent/poll", &poll_req(0)).unwrap_err();
     assert!(matches!(e, kura::agent::AgentError::Unreachable { .. }), "{e}");
 
     // No certificate at all: the CA and join only.
     let tls = kura::fleet::tls::client_config(&ca_pem, None).unwrap();
     let anon = kura::agent::identity::client(tls).unwrap();
-    let e = kura::agent::identity::post::<_, PollReply>(&anon, &fleet.url(), "/v1/agent/poll", &poll_req(0))
-        .unwrap_err();
+    let e =
+        kura::agent::identity::post::<_, PollReply>(&anon, &fleet.url(), "/v1/agent/poll", &poll_req(0)).unwrap_err();
     assert!(matches!(e, kura::agent::AgentError::Refused { status: 401, .. }), "{e}");
 
     // Another host's work: db1 never gets web1's task and may not report on it.

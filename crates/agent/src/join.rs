@@ -29,7 +29,11 @@ pub fn join(url: Option<&str>, token: &str, dir: &Path) -> Result<JoinReply> {
     }
     let (key_pem, public_key) = generate_client_key()?;
     let http = client(kura_fleet::tls::pinned_client(token.ca_fingerprint)?)?;
-    let req = JoinRequest { version: PROTOCOL_VERSION, secret: hex::encode(token.secret), public_key: hex::encode(public_key) };
+    let req = JoinRequest {
+        version: PROTOCOL_VERSION,
+        secret: hex::encode(token.secret),
+        public_key: hex::encode(public_key),
+    };
     let reply: JoinReply = post(&http, &url, "/v1/join", &req)?
         .ok_or_else(|| AgentError::Invalid("the coordinator sent an empty answer".into()))?;
     if fingerprint(&pem_to_der(&reply.ca_pem)?) != token.ca_fingerprint {

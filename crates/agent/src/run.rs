@@ -128,8 +128,10 @@ fn flush_results(id: &Identity, tasks: &Path) -> Result<()> {
             let _ = std::fs::remove_file(&path);
             continue;
         };
-        match id.post::<_, serde_json::Value>("/v1/agent/report", &ReportRequest { version: PROTOCOL_VERSION, task, report })
-        {
+        match id.post::<_, serde_json::Value>(
+            "/v1/agent/report",
+            &ReportRequest { version: PROTOCOL_VERSION, task, report },
+        ) {
             Ok(_) | Err(AgentError::Refused { status: 404, .. }) => {
                 let _ = std::fs::remove_file(spec_path(tasks, task));
                 let _ = std::fs::remove_file(&path);

@@ -43,10 +43,9 @@ impl Token {
 
     pub fn parse(text: &str) -> Result<Token> {
         let bad = |why: &str| Error::invalid("enrolment token", why.to_string());
-        let body = text
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| bad("it does not start with \"kura1.\": copy the whole token `kura agent enroll` printed"))?;
+        let body = text.trim().strip_prefix(PREFIX).ok_or_else(|| {
+            bad("it does not start with \"kura1.\": copy the whole token `kura agent enroll` printed")
+        })?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| bad("it is not valid base64url: it was cut or changed while copying"))?;

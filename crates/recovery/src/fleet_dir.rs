@@ -138,14 +138,18 @@ impl FleetDir {
             .strip_prefix(main.trim_end_matches('/'))
             .and_then(|r| r.strip_prefix("/hosts/"))
             .filter(|h| !h.contains('/'))
-            .ok_or_else(|| Error::invalid(format!("repository {location}"), "not the repository of a host of this config"))?;
+            .ok_or_else(|| {
+                Error::invalid(format!("repository {location}"), "not the repository of a host of this config")
+            })?;
         self.host_passphrase(host)
     }
 
     /// Opens host `host`'s repository (the coordinator reads snapshot lists there).
     pub fn open_host_repo(&self, cfg: &Config, host: &str) -> Result<Repository> {
         let r = self.host_repo(cfg, host)?;
-        let backend = kura_store::backend::open_location(&Location::parse(&r.location).map_err(|e| Error::invalid(&r.location, e.to_string()))?)?;
+        let backend = kura_store::backend::open_location(
+            &Location::parse(&r.location).map_err(|e| Error::invalid(&r.location, e.to_string()))?,
+        )?;
         Ok(Repository::open(backend, r.passphrase.as_bytes())?)
     }
 }

@@ -36,7 +36,9 @@ pub(crate) fn on_agent(
         repository: repo.location.clone(),
     };
     let dispatch = Dispatch { state: state.to_path_buf(), unreachable_after: fleet.heartbeat * 3 };
-    let value = dispatch.run(host, &spec, progress).map_err(|e| Error::invalid(format!("backup of {}", sys.name), e.to_string()))?;
+    let value = dispatch
+        .run(host, &spec, progress)
+        .map_err(|e| Error::invalid(format!("backup of {}", sys.name), e.to_string()))?;
     let r: BackupResult = serde_json::from_value(value)
         .map_err(|e| Error::invalid(format!("backup of {} on {host}", sys.name), format!("unreadable result: {e}")))?;
     Ok(RunOutput {

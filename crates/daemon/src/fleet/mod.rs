@@ -109,7 +109,8 @@ pub(crate) async fn serve(l: Listener, daemon: Arc<Daemon>) {
                 }
                 Err(_) => return,
             };
-            let peer = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| hex::encode(fingerprint(c)));
+            let peer =
+                stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| hex::encode(fingerprint(c)));
             let svc = app.layer(axum::Extension(Peer(peer)));
             let svc = hyper_util::service::TowerToHyperService::new(svc);
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);

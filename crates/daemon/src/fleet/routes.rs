@@ -62,8 +62,8 @@ async fn ca(State(ctx): State<Ctx>) -> String {
 
 async fn join(State(ctx): State<Ctx>, Json(req): Json<JoinRequest>) -> Result<Json<JoinReply>, Refused> {
     version(req.version)?;
-    let pk = hex::decode(&req.public_key)
-        .map_err(|_| Refused(StatusCode::BAD_REQUEST, "public_key is not hex".into()))?;
+    let pk =
+        hex::decode(&req.public_key).map_err(|_| Refused(StatusCode::BAD_REQUEST, "public_key is not hex".into()))?;
     let hash = kura_fleet::token::hash_secret(&req.secret);
     let now = ctx.daemon.clock.now();
     let ca = ctx.ca.clone();

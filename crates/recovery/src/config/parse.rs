@@ -15,8 +15,19 @@ use super::tree::{self, At, Diag, Obj};
 use super::*;
 use crate::plan::problems::Severity;
 
-const TOP: &[&str] =
-    &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify", "http", "fleet"];
+const TOP: &[&str] = &[
+    "repository",
+    "remote",
+    "state",
+    "catch_up",
+    "deadlines",
+    "max_backup_age",
+    "system",
+    "jobs",
+    "notify",
+    "http",
+    "fleet",
+];
 const REPO: &[&str] = &["location", "password_file"];
 const SYSTEM: &[&str] =
     &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout"];
@@ -580,7 +591,8 @@ fn fleet(d: &mut Diag, o: &Obj) -> Option<Fleet> {
         },
     };
     let name = o.req_opt_str(d, "name").map(|n| n.value).unwrap_or_else(kura_store::host_name);
-    let advertise = o.str_list(d, "advertise").map(|l| l.value.into_iter().map(|a| a.value).collect()).unwrap_or_default();
+    let advertise =
+        o.str_list(d, "advertise").map(|l| l.value.into_iter().map(|a| a.value).collect()).unwrap_or_default();
     let mut f = Fleet {
         listen,
         name,

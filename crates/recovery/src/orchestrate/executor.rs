@@ -33,7 +33,9 @@ const POLL: StdDuration = StdDuration::from_millis(200);
 pub enum DispatchError {
     #[error("agent {host} unreachable since {since}")]
     Unreachable { host: String, since: String },
-    #[error("agent {host} has never connected: enrol it (`kura agent enroll {host}`) and start `kura agent run` there")]
+    #[error(
+        "agent {host} has never connected: enrol it (`kura agent enroll {host}`) and start `kura agent run` there"
+    )]
     NeverSeen { host: String },
     #[error("on {host}: {error}")]
     Failed { host: String, error: String },

@@ -11,6 +11,7 @@
 
 pub mod deadline;
 pub mod drill;
+pub mod executor;
 pub mod forecast;
 pub mod gate;
 pub mod hooks;
@@ -20,7 +21,6 @@ pub mod runlock;
 mod start_tests;
 #[cfg(test)]
 mod tests;
-pub mod executor;
 mod worker;
 
 use std::collections::HashMap;

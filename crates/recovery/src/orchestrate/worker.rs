@@ -318,8 +318,13 @@ impl SystemJob<'_> {
             files_verified: r.files_verified,
             failures: r.verify_failures.clone(),
         };
-        let figures =
-            Restored { bytes: r.bytes_written, files: r.files, dirs: r.dirs, objects: r.packs_read, restore_ms: r.restore_ms };
+        let figures = Restored {
+            bytes: r.bytes_written,
+            files: r.files,
+            dirs: r.dirs,
+            objects: r.packs_read,
+            restore_ms: r.restore_ms,
+        };
         let i = w.i;
         w.commit(|ack| Msg::Restored { i, figures, verify, ack })?;
         if let Some((count, path)) = r.damaged {

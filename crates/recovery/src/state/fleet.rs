@@ -96,7 +96,14 @@ fn time(col: &'static str, s: Option<String>) -> Result<Option<DateTime<Utc>>> {
 
 impl State {
     /// Stores a token's hash for `name` with `role`, valid until `expires`.
-    pub fn fleet_add_token(&mut self, hash: &str, name: &str, role: &str, now: DateTime<Utc>, expires: DateTime<Utc>) -> Result<()> {
+    pub fn fleet_add_token(
+        &mut self,
+        hash: &str,
+        name: &str,
+        role: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<()> {
         let p = self.path().to_path_buf();
         self.conn
             .execute(
@@ -119,11 +126,9 @@ impl State {
         let p = self.path().to_path_buf();
         let tx = self.write_tx()?;
         let row: Option<(String, String, String, Option<String>)> = tx
-            .query_row(
-                "SELECT name, role, expires_at, used_at FROM fleet_tokens WHERE hash = ?1",
-                params![hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
+            .query_row("SELECT name, role, expires_at, used_at FROM fleet_tokens WHERE hash = ?1", params![hash], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()
             .map_err(|e| db_err(&p, e))?;
         let Some((name, role, expires, used)) = row else { return Ok(Err(TokenRefused::Unknown)) };
@@ -164,7 +169,14 @@ impl State {
         let mut st = self.conn.prepare(&sql).map_err(|e| db_err(&p, e))?;
         let rows = st
             .query_map(params![arg], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .map_err(|e| db_err(&p, e))?;
         let mut out = Vec::new();
