@@ -320,6 +320,9 @@ fn print_status(st: &Status) {
             state,
             if s.schedule.is_none() { "on demand".to_string() } else { local(s.next_run) }
         );
+        if let Some(why) = &s.late_reason {
+            println!("{:<20} LATE: {why}", "");
+        }
     }
     if !st.jobs.is_empty() {
         println!();

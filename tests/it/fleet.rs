@@ -214,6 +214,12 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
     fleet.setup.cli(&["run", "sys3"]).code(2).stdout_has("agent h3 unreachable since");
     let failed = fleet.setup.jobs(&["--system", "sys3"]);
     assert!(failed[0]["error"].as_str().unwrap_or("").contains("agent h3 unreachable since"), "{failed:?}");
+    let st = fleet.setup.status();
+    let sys3 = st["systems"].as_array().unwrap().iter().find(|x| x["name"] == "sys3").unwrap().clone();
+    assert_eq!(sys3["late"], true, "{sys3}");
+    assert_eq!(sys3["host"], "h3");
+    assert!(sys3["late_reason"].as_str().unwrap().starts_with("agent h3 unreachable since"), "{sys3}");
+    fleet.setup.cli(&["status"]).code(1).stdout_has("LATE: agent h3 unreachable since");
 }
 
 /// Three hosts, one system each: dns (p3, h1), db (p2, h2), web (p1, h3, needs db).

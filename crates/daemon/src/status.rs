@@ -59,6 +59,12 @@ pub struct SystemStatus {
     pub last_run_bytes: Option<u64>,
     pub next_run: Option<DateTime<Utc>>,
     pub running: bool,
+    /// The agent host that runs it (`[fleet]`); absent: the coordinator's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Why it is late besides its age, e.g. "agent db1 unreachable since T".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -204,6 +210,12 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
             let since = seen.watching.get(&format!("rpo:{}", s.name)).copied().unwrap_or(info.started_at);
             let max = cfg.max_backup_age[s.priority.get() as usize];
             let r = schedule::rpo(last_at, max, since, now);
+            // The last run could not reach the system's agent: late, and why.
+            let late_reason = last_run
+                .as_ref()
+                .filter(|r| r.outcome == Outcome::Failed)
+                .filter(|r| r.detail.as_ref().is_some_and(|d| d.get("agent_unreachable").is_some()))
+                .and_then(|r| r.error.clone());
             SystemStatus {
                 name: s.name.clone(),
                 priority: s.priority.get(),
@@ -212,7 +224,9 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
                 last_snapshot: good.and_then(|r| r.snapshot),
                 age_secs: r.age.map(|a| a.num_seconds()),
                 max_age_secs: max.map(|m| m.num_seconds()),
-                late: r.late,
+                late: r.late || late_reason.is_some(),
+                host: cfg.agent_host(s).map(str::to_string),
+                late_reason,
                 last_run_secs: last_run.as_ref().and_then(|r| Some((r.ended_at? - r.started_at).num_seconds())),
                 last_run_bytes: last_run.as_ref().and_then(|r| r.bytes),
                 last_outcome: last_run.map(|r| r.outcome),

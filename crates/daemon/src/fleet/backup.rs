@@ -7,7 +7,7 @@ use kura_fleet::proto::{BackupResult, TaskSpec};
 use kura_recovery::config::{Config, SystemConfig};
 use kura_recovery::error::{Error, Result};
 use kura_recovery::fleet_dir::FleetDir;
-use kura_recovery::orchestrate::executor::Dispatch;
+use kura_recovery::orchestrate::executor::{Dispatch, DispatchError};
 use kura_recovery::state::jobs::Outcome;
 
 use crate::jobs::{JobProgress, RunOutput};
@@ -36,9 +36,19 @@ pub(crate) fn on_agent(
         repository: repo.location.clone(),
     };
     let dispatch = Dispatch { state: state.to_path_buf(), unreachable_after: fleet.heartbeat * 3 };
-    let value = dispatch
-        .run(host, &spec, progress)
-        .map_err(|e| Error::invalid(format!("backup of {}", sys.name), e.to_string()))?;
+    let value = match dispatch.run(host, &spec, progress) {
+        Ok(v) => v,
+        // Recorded as the run's error; `kura status` shows the system late with it.
+        Err(e @ (DispatchError::Unreachable { .. } | DispatchError::NeverSeen { .. })) => {
+            return Ok(RunOutput {
+                outcome: Some(Outcome::Failed),
+                error: Some(e.to_string()),
+                detail: serde_json::json!({ "agent_unreachable": host }),
+                ..Default::default()
+            })
+        }
+        Err(e) => return Err(Error::invalid(format!("backup of {} on {host}", sys.name), e.to_string())),
+    };
     let r: BackupResult = serde_json::from_value(value)
         .map_err(|e| Error::invalid(format!("backup of {} on {host}", sys.name), format!("unreadable result: {e}")))?;
     Ok(RunOutput {
