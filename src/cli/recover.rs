@@ -38,6 +38,30 @@ pub struct Args {
     /// Why the gate is overridden
     #[arg(long)]
     reason: Option<String>,
+    /// Restore SYSTEM on agent HOST instead of its own host (repeatable; with [fleet])
+    #[arg(long = "on", value_name = "SYSTEM=HOST")]
+    on: Vec<String>,
+}
+
+/// `--on SYSTEM=HOST` pairs, checked against the plan and the config.
+fn placements(on: &[String], plan: &Plan, config: &Config) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in on {
+        let Some((sys, host)) = item.split_once('=') else {
+            anyhow::bail!("--on {item:?}: write SYSTEM=HOST, e.g. --on db=db2");
+        };
+        if !plan.systems.iter().any(|s| s.name == sys) {
+            anyhow::bail!("--on {item:?}: the plan {} restores no system {sys:?}", plan.path.display());
+        }
+        if config.fleet.is_none() {
+            anyhow::bail!("--on {item:?}: the config {} has no [fleet], so there are no agent hosts", config.path.display());
+        }
+        if !kura::config::valid_system_name(host) {
+            anyhow::bail!("--on {item:?}: {host:?} is not a valid host name");
+        }
+        out.insert(sys.to_string(), host.to_string());
+    }
+    Ok(out)
 }
 
 /// Options shared by `recover`, `drill run` and `plan forecast`.
@@ -205,6 +229,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let mut state = ctx.state()?;
     let lock = exclusive(&state)?;
     let incident = gate::admit(&state, &lock, id)?;
+    let on = placements(&a.on, &plan, &config)?;
     let from = a.common.from.unwrap_or_default();
     let (repo, location) = open_repo(ctx, &config, from)?;
     // The timeline entries of this run are keyed with the repository's chain key.
@@ -217,6 +242,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         force: a.force,
         reason: a.reason.clone(),
         config: Some(config.path.display().to_string()),
+        on,
     };
     let snaps = kura::orchestrate::executor::FleetSnapshots {
         main: &repo,

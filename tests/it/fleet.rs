@@ -388,3 +388,35 @@ fn agent_and_coordinator_killed_mid_restore_resume_without_redoing_finished_syst
     // h2 started db's restore twice (the second one skipped what was in place).
     assert!(agents[1].log().matches("task started").count() >= 2, "{}", agents[1].log());
 }
+
+#[test]
+fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_agent_is_lost() {
+    let site = Site::new([300_000, 300_000, 300_000]);
+    let plan = std::fs::read_to_string(&site.plan).unwrap();
+    write(&site.plan, plan.replace("name = 'db'\n", "name = 'db'\nreplacement_host = 'h3'\n"));
+    let cfg = std::fs::read_to_string(&site.fleet.setup.config).unwrap();
+    write(&site.fleet.setup.config, cfg.replace("agent_lost_after = \"20s\"", "agent_lost_after = \"3s\""));
+    let _d = site.fleet.daemon();
+    let mut agents: Vec<AgentProc> = ["h1", "h2", "h3"].iter().map(|h| site.fleet.agent(h)).collect();
+    site.backups();
+    let hooks_of = |a: &AgentProc| std::fs::read_to_string(a.dir.join("hooks.log")).unwrap_or_default();
+
+    // --on: dns (home h1) is restored on h2, from h1's repository.
+    let id = site.incident();
+    let mut c = site.recover(&id);
+    run(c.args(["--on", "dns=h2"])).ok();
+    site.assert_restored();
+    assert!(hooks_of(&agents[1]).contains("pre dns"), "{}", hooks_of(&agents[1]));
+    assert!(!hooks_of(&agents[0]).contains("dns"), "{}", hooks_of(&agents[0]));
+    // --on names a system of the plan.
+    run(site.recover(&id).args(["--on", "nope=h2"])).code(2).stderr_has("no system \"nope\"");
+
+    // db's agent (h2) is lost past agent_lost_after: db goes to its replacement h3.
+    agents[1].kill9();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    std::fs::remove_dir_all(site.base.path().join("restore")).unwrap();
+    let id2 = site.incident();
+    run(&mut site.recover(&id2)).ok();
+    site.assert_restored();
+    assert!(hooks_of(&agents[2]).contains("pre db"), "{}", hooks_of(&agents[2]));
+}

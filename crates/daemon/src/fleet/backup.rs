@@ -35,7 +35,11 @@ pub(crate) fn on_agent(
         host: host.to_string(),
         repository: repo.location.clone(),
     };
-    let dispatch = Dispatch { state: state.to_path_buf(), unreachable_after: fleet.heartbeat * 3 };
+    let dispatch = Dispatch {
+        state: state.to_path_buf(),
+        unreachable_after: fleet.heartbeat * 3,
+        lost_after: fleet.agent_lost_after,
+    };
     let value = match dispatch.run(host, &spec, progress) {
         Ok(v) => v,
         // Recorded as the run's error; `kura status` shows the system late with it.

@@ -6,6 +6,7 @@
 //! the task done (`Dispatch::run` picks up an open or finished task of the same
 //! spec instead of inserting a second one).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
@@ -21,7 +22,7 @@ use super::hooks::{HookOutcome, HookRunner, HookStage};
 use crate::config::Config;
 use crate::error::Error;
 use crate::fleet_dir::FleetDir;
-use crate::plan::Hook;
+use crate::plan::{Hook, PlanSystem};
 use crate::state::fleet::TaskState;
 use crate::state::State;
 
@@ -51,6 +52,8 @@ pub struct Dispatch {
     pub state: PathBuf,
     /// An agent not seen for this long when a task is due is unreachable.
     pub unreachable_after: StdDuration,
+    /// An agent not seen for this long is lost: its systems go to their replacement host.
+    pub lost_after: StdDuration,
 }
 
 fn human(t: DateTime<Utc>) -> String {
@@ -58,6 +61,13 @@ fn human(t: DateTime<Utc>) -> String {
 }
 
 impl Dispatch {
+    /// Whether `host`'s agent has not been seen for `lost_after` (or ever).
+    pub fn is_lost(&self, host: &str) -> std::result::Result<bool, DispatchError> {
+        let st = State::open(&self.state)?;
+        let limit = chrono::Duration::from_std(self.lost_after).unwrap_or_default();
+        Ok(st.fleet_last_seen(host)?.is_none_or(|seen| Utc::now() - seen > limit))
+    }
+
     /// Refuses at once when `host`'s agent is not connected (seen within `unreachable_after`).
     pub fn check_reachable(&self, st: &State, host: &str) -> std::result::Result<(), DispatchError> {
         let seen = st.fleet_last_seen(host)?;
@@ -178,20 +188,47 @@ impl FleetExecutor {
     pub fn for_config(config: &Config, state: &Path) -> Option<FleetExecutor> {
         let f = config.fleet.as_ref()?;
         Some(FleetExecutor {
-            dispatch: Dispatch { state: state.to_path_buf(), unreachable_after: f.heartbeat * 3 },
+            dispatch: Dispatch {
+                state: state.to_path_buf(),
+                unreachable_after: f.heartbeat * 3,
+                lost_after: f.agent_lost_after,
+            },
             main: config.repository.location.clone(),
             shared: f.shared_repository,
         })
     }
 
-    /// The repository host `host`'s systems are in.
-    pub fn repository_of(&self, host: &str) -> String {
-        if self.shared {
-            self.main.to_string()
-        } else {
-            crate::fleet_dir::host_location(&self.main, host).to_string()
+    /// The repository host `host`'s systems are in (`None`: the coordinator's own).
+    pub fn repository_of(&self, host: Option<&str>) -> String {
+        match host {
+            Some(h) if !self.shared => crate::fleet_dir::host_location(&self.main, h).to_string(),
+            _ => self.main.to_string(),
         }
     }
+
+    /// Where `sys` runs in this run: the `--on` override, else its own agent host,
+    /// else (its agent lost past `agent_lost_after`) its plan's replacement host.
+    /// `None`: on this machine.
+    pub fn placement(&self, sys: &PlanSystem, on: &BTreeMap<String, String>) -> Option<Placement> {
+        let run_on = match (on.get(&sys.name), &sys.agent, &sys.replacement_host) {
+            (Some(h), _, _) => h.clone(),
+            (None, Some(home), Some(repl)) if self.dispatch.is_lost(home).unwrap_or(false) => {
+                tracing::warn!(system = %sys.name, lost = %home, to = %repl, "agent lost: restoring on the replacement host");
+                repl.clone()
+            }
+            (None, Some(home), _) => home.clone(),
+            (None, None, _) => return None,
+        };
+        Some(Placement { run_on, repository: self.repository_of(sys.agent.as_deref()), fleet: self.clone() })
+    }
+}
+
+/// Where a system's hooks and restore run, and the repository its snapshot is in.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub run_on: String,
+    pub repository: String,
+    pub fleet: FleetExecutor,
 }
 
 /// Runs one attempt of a hook on the system's host, as a Hook task. Only the

@@ -46,6 +46,8 @@ pub struct RecoveryRequest {
     pub force: bool,
     pub reason: Option<String>,
     pub config: Option<String>,
+    /// Systems to restore on another agent host than their own (`--on SYSTEM=HOST`).
+    pub on: std::collections::BTreeMap<String, String>,
 }
 
 /// A recovery run that may go on: new, or resumed.
@@ -102,6 +104,7 @@ pub fn start_recovery(
         forced_reason: req.force.then(|| req.reason.unwrap_or_default()),
         compromised_since: incident.fields.compromised_since,
         config: req.config,
+        on: req.on,
         ..Default::default()
     };
     let clock_start = incident.clock_start();

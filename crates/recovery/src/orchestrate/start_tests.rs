@@ -39,12 +39,14 @@ fn plan(dir: &std::path::Path) -> Plan {
             depends_on: vec![],
             hooks: Hooks::default(),
             agent: None,
+            replacement_host: None,
         }],
     }
 }
 
 fn request(incident: i64, force: bool, reason: Option<&str>) -> RecoveryRequest {
     RecoveryRequest {
+        on: Default::default(),
         incident,
         from: Site::Local,
         location: "memory".into(),

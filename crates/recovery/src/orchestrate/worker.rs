@@ -116,11 +116,11 @@ pub(super) fn spawn_worker(
     let hook_env = plan.hook_env.clone();
     let repo = engine.repo.clone();
     // A system on an agent host runs its hooks and its restore there.
-    let remote = sys.agent.clone().zip(engine.fleet.clone());
+    let remote = engine.fleet.as_ref().and_then(|f| f.placement(&sys, &run.options.on));
     let runner: Arc<dyn HookRunner> = match &remote {
-        Some((host, fleet)) => Arc::new(super::executor::RemoteHooks {
-            fleet: fleet.clone(),
-            host: host.clone(),
+        Some(p) => Arc::new(super::executor::RemoteHooks {
+            fleet: p.fleet.clone(),
+            host: p.run_on.clone(),
             system: sys.name.clone(),
             run: run.id,
         }),
@@ -170,7 +170,7 @@ struct SystemJob<'a> {
     incident: Option<i64>,
     threads: Option<usize>,
     clock: Arc<dyn Clock>,
-    remote: Option<&'a (String, super::executor::FleetExecutor)>,
+    remote: Option<&'a super::executor::Placement>,
 }
 
 impl SystemJob<'_> {
@@ -248,8 +248,8 @@ impl SystemJob<'_> {
     }
 
     fn restore(&self, w: &Worker) -> Outcome {
-        if let Some((host, fleet)) = self.remote {
-            return self.restore_on(w, host, fleet);
+        if let Some(p) = self.remote {
+            return self.restore_on(w, p);
         }
         let snap_hex = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
         let (id, snap) = self
@@ -297,7 +297,8 @@ impl SystemJob<'_> {
 
 impl SystemJob<'_> {
     /// The restore as a task for the system's agent host, from that host's repository.
-    fn restore_on(&self, w: &Worker, host: &str, fleet: &super::executor::FleetExecutor) -> Outcome {
+    fn restore_on(&self, w: &Worker, p: &super::executor::Placement) -> Outcome {
+        let (host, fleet) = (p.run_on.as_str(), &p.fleet);
         let snapshot = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
         let target = self.rec.target.clone().ok_or(SystemFailure::NoTarget)?;
         let spec = kura_fleet::proto::TaskSpec::Restore {
@@ -305,7 +306,7 @@ impl SystemJob<'_> {
             snapshot,
             target,
             subpath: self.sys.subpath.clone(),
-            repository: fleet.repository_of(host),
+            repository: p.repository.clone(),
             run: Some(self.run_id),
         };
         let progress =

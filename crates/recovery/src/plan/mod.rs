@@ -74,6 +74,8 @@ pub struct PlanSystem {
     /// The agent host that holds the system (its config `host`, with `[fleet]`);
     /// `None`: the coordinator's own machine.
     pub agent: Option<String>,
+    /// Where it is restored when its agent is lost (`[fleet] agent_lost_after`).
+    pub replacement_host: Option<String>,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`
