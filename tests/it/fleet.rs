@@ -395,7 +395,10 @@ fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_a
     let plan = std::fs::read_to_string(&site.plan).unwrap();
     write(&site.plan, plan.replace("name = 'db'\n", "name = 'db'\nreplacement_host = 'h3'\n"));
     let cfg = std::fs::read_to_string(&site.fleet.setup.config).unwrap();
-    write(&site.fleet.setup.config, cfg.replace("agent_lost_after = \"20s\"", "agent_lost_after = \"3s\""));
+    let notified = site.base.path().join("notify.jsonl");
+    let cfg = cfg.replace("agent_lost_after = \"20s\"", "agent_lost_after = \"3s\"");
+    let cfg = format!("{cfg}\n[notify]\ncommand = 'cat >> {0}; echo >> {0}'\n", notified.display());
+    write(&site.fleet.setup.config, cfg);
     let _d = site.fleet.daemon();
     let mut agents: Vec<AgentProc> = ["h1", "h2", "h3"].iter().map(|h| site.fleet.agent(h)).collect();
     site.backups();
@@ -414,6 +417,22 @@ fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_a
     // db's agent (h2) is lost past agent_lost_after: db goes to its replacement h3.
     agents[1].kill9();
     std::thread::sleep(std::time::Duration::from_secs(4));
+    // Its systems are at risk in `kura status`, and a notification went out once.
+    let st = eventually(10, "db at risk", || {
+        let st = site.fleet.setup.status();
+        let db = st["systems"].as_array()?.iter().find(|x| x["name"] == "db")?.clone();
+        db["late_reason"].as_str()?.starts_with("agent h2 lost").then_some(db)
+    });
+    assert_eq!(st["late"], true, "{st}");
+    let sent = eventually(10, "the agent_lost notification", || {
+        let t = std::fs::read_to_string(&notified).ok()?;
+        t.contains("agent_lost").then_some(t)
+    });
+    assert!(sent.contains("agent h2 lost") && sent.contains("db"), "{sent}");
+    // Ticks go on every second: still one notification for this silence.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let sent = std::fs::read_to_string(&notified).unwrap();
+    assert_eq!(sent.matches("\"event\":\"agent_lost\"").count(), 1, "{sent}");
     std::fs::remove_dir_all(site.base.path().join("restore")).unwrap();
     let id2 = site.incident();
     run(&mut site.recover(&id2)).ok();

@@ -121,3 +121,27 @@ pub(crate) async fn serve(l: Listener, daemon: Arc<Daemon>) {
         });
     }
 }
+
+/// Agent hosts of the config's systems not heard from for `[fleet] agent_lost_after`
+/// (never connected: counted from the daemon's start), with their last contact.
+pub(crate) async fn lost_agents(
+    daemon: &Daemon,
+    cfg: &kura_recovery::config::Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> {
+    let Some(fleet) = &cfg.fleet else { return vec![] };
+    let mut hosts: Vec<String> = cfg.systems.iter().filter_map(|s| cfg.agent_host(s)).map(str::to_string).collect();
+    hosts.sort();
+    hosts.dedup();
+    let limit = chrono::Duration::from_std(fleet.agent_lost_after).unwrap_or_default();
+    let started = daemon.started_at;
+    let seen = daemon
+        .db
+        .call(move |st| hosts.into_iter().map(|h| (st.fleet_last_seen(&h).ok().flatten(), h)).collect::<Vec<_>>())
+        .await
+        .unwrap_or_default();
+    seen.into_iter()
+        .filter(|(last, _)| now - last.unwrap_or(started) > limit)
+        .map(|(last, h)| (h, last))
+        .collect()
+}
