@@ -54,7 +54,10 @@ fn placements(on: &[String], plan: &Plan, config: &Config) -> Result<std::collec
             anyhow::bail!("--on {item:?}: the plan {} restores no system {sys:?}", plan.path.display());
         }
         if config.fleet.is_none() {
-            anyhow::bail!("--on {item:?}: the config {} has no [fleet], so there are no agent hosts", config.path.display());
+            anyhow::bail!(
+                "--on {item:?}: the config {} has no [fleet], so there are no agent hosts",
+                config.path.display()
+            );
         }
         if !kura::config::valid_system_name(host) {
             anyhow::bail!("--on {item:?}: {host:?} is not a valid host name");

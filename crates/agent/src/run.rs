@@ -53,6 +53,12 @@ pub fn run(dir: &Path, stop: &AtomicBool) -> Result<()> {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+            // The coordinator's own trouble (a full disk, a restart): try again.
+            Err(AgentError::Refused { status, message }) if status >= 500 => {
+                tracing::warn!(status, %message, retry_in = ?backoff, "coordinator error");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
             Err(e) => return Err(e),
         }
     }

@@ -139,8 +139,12 @@ impl Daemon {
                 continue;
             }
             self.with_book(|b| b.announced.insert(mark, now));
-            let systems: Vec<&str> =
-                cfg.systems.iter().filter(|s| cfg.agent_host(s) == Some(host.as_str())).map(|s| s.name.as_str()).collect();
+            let systems: Vec<&str> = cfg
+                .systems
+                .iter()
+                .filter(|s| cfg.agent_host(s) == Some(host.as_str()))
+                .map(|s| s.name.as_str())
+                .collect();
             let since = seen.map_or("never".to_string(), kura_recovery::state::jobs::ts);
             let msg = format!(
                 "agent {host} lost: not heard from since {since} (agent_lost_after {}); its systems are at risk: {}",

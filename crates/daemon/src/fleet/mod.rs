@@ -140,8 +140,5 @@ pub(crate) async fn lost_agents(
         .call(move |st| hosts.into_iter().map(|h| (st.fleet_last_seen(&h).ok().flatten(), h)).collect::<Vec<_>>())
         .await
         .unwrap_or_default();
-    seen.into_iter()
-        .filter(|(last, _)| now - last.unwrap_or(started) > limit)
-        .map(|(last, h)| (h, last))
-        .collect()
+    seen.into_iter().filter(|(last, _)| now - last.unwrap_or(started) > limit).map(|(last, h)| (h, last)).collect()
 }

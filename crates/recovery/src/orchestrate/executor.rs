@@ -40,6 +40,8 @@ pub enum DispatchError {
     NeverSeen { host: String },
     #[error("on {host}: {error}")]
     Failed { host: String, error: String },
+    #[error("agent {host} lost while it held task {id} (not heard from since {since}): the task was cancelled")]
+    Lost { host: String, id: i64, since: String },
     #[error("task {id} on {host} was cancelled")]
     Cancelled { host: String, id: i64 },
     #[error("{0}")]
@@ -103,7 +105,15 @@ impl Dispatch {
             }
         };
         let (mut last_total, mut last_done) = (None, 0u64);
+        let mut round = 0u64;
         loop {
+            round += 1;
+            // An agent gone for good would leave its caller waiting forever.
+            if round % 25 == 0 && self.is_lost(host)? {
+                st.fleet_cancel(id, Utc::now())?;
+                let since = st.fleet_last_seen(host)?.map_or("never".to_string(), human);
+                return Err(DispatchError::Lost { host: host.into(), id, since });
+            }
             let t = st
                 .fleet_task(id)?
                 .ok_or_else(|| Error::invalid(format!("fleet task {id}"), "it disappeared from the task table"))?;
