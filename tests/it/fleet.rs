@@ -145,7 +145,7 @@ pub fn system(name: &str, priority: u8, host: &str, path: &Path) -> String {
 }
 
 #[test]
-fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
+fn scheduled_and_manual_backups_on_agent_hosts_land_in_their_own_repositories() {
     let base = tempfile::tempdir().unwrap();
     let mut systems = String::new();
     let mut srcs = Vec::new();
@@ -157,13 +157,22 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
         systems += &system(&format!("sys{}", i + 1), 3 - i as u8, host, &src);
         srcs.push(src);
     }
+    // A scheduled system on h2, every 2 seconds on the coordinator's clock.
+    let sched = base.path().join("h2/sched");
+    write(&sched.join("f.txt"), "scheduled\n");
+    systems += &system("sched", 1, "h2", &sched).replace("paths =", "schedule = \"*/2 * * * * *\"\npaths =");
     let fleet = Fleet::new(&systems);
     let _d = fleet.daemon();
     let agents: Vec<AgentProc> = ["h1", "h2", "h3"].iter().map(|h| fleet.agent(h)).collect();
     for (i, a) in agents.iter().enumerate() {
         let name = format!("sys{}", i + 1);
         fleet.setup.cli(&["run", &name]).ok();
-        let snaps = fleet.host_snapshots(&a.host);
+        let tag = format!("system:{name}");
+        let snaps: Vec<Value> = fleet
+            .host_snapshots(&a.host)
+            .into_iter()
+            .filter(|s| s["tags"].as_array().unwrap().iter().any(|t| t == &tag))
+            .collect();
         assert_eq!(snaps.len(), 1, "{}", a.log());
         assert_eq!(snaps[0]["host"], a.host.as_str());
         assert!(snaps[0]["tags"].as_array().unwrap().iter().any(|t| t == &format!("system:{name}")), "{}", snaps[0]);
@@ -176,7 +185,7 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
             "--password-file",
             s(&key),
             "restore",
-            "latest",
+            snaps[0]["id"].as_str().unwrap(),
             "--target",
             s(&target),
         ]))
@@ -186,7 +195,15 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
     // The main repository holds none of them; the job history names the snapshots.
     assert!(fleet.setup.repo.snapshots(&[]).is_empty());
     let jobs = fleet.setup.jobs(&[]);
-    assert_eq!(jobs.iter().filter(|j| j["outcome"] == "ok").count(), 3, "{jobs:?}");
+    let manual_ok = jobs.iter().filter(|j| j["outcome"] == "ok" && j["trigger"] == "manual").count();
+    assert_eq!(manual_ok, 3, "{jobs:?}");
+    // The scheduled system's slots are dispatched to h2 and land in h2's repository.
+    eventually(30, "a scheduled backup on h2", || {
+        let runs = fleet.setup.jobs(&["--system", "sched"]);
+        runs.iter().any(|r| r["trigger"] == "schedule" && r["outcome"] == "ok").then_some(())
+    });
+    let on_h2 = fleet.host_snapshots("h2");
+    assert!(on_h2.iter().any(|s| s["tags"].as_array().unwrap().iter().any(|t| t == "system:sched")), "{on_h2:?}");
 
     // Remote operators and viewers use the same commands over mutual TLS.
     let remote = |dir: &Path, args: &[&str]| {
@@ -198,7 +215,7 @@ fn manual_backups_on_three_agent_hosts_land_in_their_own_repositories() {
     fleet.join(&fleet.enroll("eve", &["--role", "viewer"]), &eve).ok();
     let st = remote(&eve, &["--json", "status"]);
     assert!(st.code == 0 || st.code == 1, "{st}");
-    assert_eq!(st.json()["systems"].as_array().unwrap().len(), 3);
+    assert_eq!(st.json()["systems"].as_array().unwrap().len(), 4);
     remote(&eve, &["--json", "jobs"]).ok();
     remote(&eve, &["run", "sys1"]).code(2).stderr_has("viewer certificate may not");
     remote(&ops, &["--json", "run", "sys1"]).ok();
