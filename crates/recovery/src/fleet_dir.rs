@@ -84,23 +84,36 @@ impl FleetDir {
         Ok(ca)
     }
 
-    /// Host `host`'s repository passphrase, made on first use (64 hex digits).
+    /// Host `host`'s repository passphrase. `keys/HOST` exists once its repository
+    /// does; before, the passphrase waits in `keys/HOST.new` (made on first use, 64
+    /// hex digits), so that a crash between the two keeps the passphrase.
     pub fn host_passphrase(&self, host: &str) -> Result<String> {
+        Ok(self.host_key(host)?.1)
+    }
+
+    /// (whether the host's repository is known to exist, its passphrase).
+    fn host_key(&self, host: &str) -> Result<(bool, String)> {
         if !crate::config::valid_system_name(host) {
             return Err(Error::invalid(format!("host {host:?}"), "not a valid host name for a key file"));
         }
         let dir = self.root.join("keys");
-        let path = dir.join(host);
-        if path.exists() {
-            let p = read_password_file(&path)?;
-            return String::from_utf8(p).map_err(|_| Error::invalid(path.display().to_string(), "not UTF-8"));
+        let read = |path: &Path| -> Result<String> {
+            let p = read_password_file(path)?;
+            String::from_utf8(p).map_err(|_| Error::invalid(path.display().to_string(), "not UTF-8"))
+        };
+        let (done, pending) = (dir.join(host), dir.join(format!("{host}.new")));
+        if done.exists() {
+            return Ok((true, read(&done)?));
+        }
+        if pending.exists() {
+            return Ok((false, read(&pending)?));
         }
         private_dir(&dir)?;
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let pass: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, pass.as_bytes())?;
-        Ok(pass)
+        write_private(&pending, pass.as_bytes())?;
+        Ok((false, pass))
     }
 
     /// The repository host `host` backs up into, created when it does not exist yet.
@@ -113,14 +126,28 @@ impl FleetDir {
             return Ok(HostRepo { location: cfg.repository.location.to_string(), passphrase });
         }
         let location = host_location(&cfg.repository.location, host);
-        let passphrase = self.host_passphrase(host)?;
-        let backend = kura_store::backend::open_location(&location)?;
-        match Repository::open(backend.clone(), passphrase.as_bytes()) {
-            Ok(_) => {}
-            Err(kura_store::Error::NoRepository { .. }) => {
-                Repository::init(backend, passphrase.as_bytes())?;
+        let (exists, passphrase) = self.host_key(host)?;
+        if !exists {
+            // First use: make the repository (or find the one a crash left), then
+            // mark it made. Later dispatches derive no key here.
+            let backend = kura_store::backend::open_location(&location)?;
+            match Repository::open(backend.clone(), passphrase.as_bytes()) {
+                Ok(_) => {}
+                Err(kura_store::Error::NoRepository { .. }) => {
+                    // Two first dispatches at once: the one that lost the race opens.
+                    if Repository::init(backend.clone(), passphrase.as_bytes()).is_err() {
+                        Repository::open(backend, passphrase.as_bytes())?;
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
+            let keys = self.root.join("keys");
+            let (pending, done) = (keys.join(format!("{host}.new")), keys.join(host));
+            if let Err(e) = std::fs::rename(&pending, &done) {
+                if !done.exists() {
+                    return Err(Error::io(&done, e));
+                }
+            }
         }
         Ok(HostRepo { location: location.to_string(), passphrase })
     }
