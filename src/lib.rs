@@ -11,7 +11,10 @@
 //! Their modules are re-exported here under one name, so that the CLI, the tests,
 //! the benches and the fuzzers say `kura::repo` or `kura::plan` wherever a module lives.
 
+pub use kura_agent as agent;
 pub use kura_daemon as daemon;
+pub use kura_fleet as fleet;
+pub use kura_recovery::fleet_dir;
 pub use kura_recovery::{config, human, incident, notify, orchestrate, plan, report, schedule, state};
 pub use kura_store::{
     backend, backup, check, chunk, clock, compress, crypto, diff, dump, find, forget, host_name, mount, pathmatch,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local, Utc};
-use kura::daemon::{self, Client, JobKind, Reply, RunAnswer, RunState, Status};
+use kura::daemon::{self, Client, JobKind, Reply, RunState, Status};
 use kura::state::jobs::{JobRun, Outcome};
 
 use super::{output, Ctx, EXIT_PARTIAL};
@@ -18,6 +18,48 @@ pub struct SocketArg {
     /// The daemon's control socket [default: $XDG_RUNTIME_DIR/kura/kura.sock, /run/kura/kura.sock for root]
     #[arg(long, env = "KURA_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// A remote coordinator (https://HOST:PORT), reached over mutual TLS with --identity
+    #[arg(long, env = "KURA_COORDINATOR", value_name = "URL", requires = "identity")]
+    coordinator: Option<String>,
+    /// An operator's or viewer's identity directory (made by `kura agent join --dir`)
+    #[arg(long, env = "KURA_IDENTITY", value_name = "DIR")]
+    identity: Option<PathBuf>,
+}
+
+/// The daemon over its socket, or a remote coordinator over mutual TLS.
+enum Conn {
+    Local(Client),
+    Remote(kura::agent::identity::Identity),
+}
+
+impl Conn {
+    fn open(a: &SocketArg) -> Result<Conn> {
+        match (&a.coordinator, &a.identity) {
+            (Some(url), Some(dir)) => {
+                let mut id = kura::agent::identity::Identity::load(dir)?;
+                id.url = url.clone();
+                Ok(Conn::Remote(id))
+            }
+            _ => Ok(Conn::Local(connect(&a.path())?)),
+        }
+    }
+
+    fn request(&mut self, req: daemon::Request) -> Result<Reply> {
+        match self {
+            Conn::Local(c) => Ok(c.request(&req)?),
+            Conn::Remote(id) => {
+                let body =
+                    daemon::fleet::OperatorRequest { version: kura::fleet::proto::PROTOCOL_VERSION, request: req };
+                let r: daemon::Response = id
+                    .post("/v1/operator", &body)?
+                    .ok_or_else(|| anyhow::anyhow!("the coordinator {} sent an empty answer", id.url))?;
+                match (r.ok, r.data) {
+                    (true, Some(data)) => Ok(data),
+                    _ => anyhow::bail!("{}", r.error.unwrap_or_else(|| "the coordinator refused the request".into())),
+                }
+            }
+        }
+    }
 }
 
 impl SocketArg {
@@ -162,6 +204,14 @@ async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, 
             return Err(e.into());
         }
     };
+    let fleet = match daemon::fleet::Listener::bind(&cfg, &state).await {
+        Ok(f) => f,
+        Err(e) => {
+            drop(listener);
+            let _ = std::fs::remove_file(&socket);
+            return Err(e.into());
+        }
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -188,6 +238,7 @@ async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, 
         executor: Arc::new(daemon::LibraryExecutor { state }),
         reload: Some(reload_rx),
         http,
+        fleet,
     };
     daemon::serve(listener, options, shutdown).await?;
     tracing::info!("kura daemon stopped");
@@ -221,7 +272,10 @@ fn or_dash(v: Option<&str>) -> &str {
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
-    let st = connect(&a.socket.path())?.status()?;
+    let st = match Conn::open(&a.socket)?.request(daemon::Request::Status)? {
+        Reply::Status(s) => *s,
+        _ => anyhow::bail!("the daemon answered a status request with something else"),
+    };
     let any_late = st.systems.iter().any(|s| s.late);
     if ctx.json {
         output::print_json(&st)?;
@@ -266,6 +320,9 @@ fn print_status(st: &Status) {
             state,
             if s.schedule.is_none() { "on demand".to_string() } else { local(s.next_run) }
         );
+        if let Some(why) = &s.late_reason {
+            println!("{:<20} LATE: {why}", "");
+        }
     }
     if !st.jobs.is_empty() {
         println!();
@@ -351,7 +408,11 @@ fn print_run(r: &JobRun) {
 }
 
 pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {
-    let runs = connect(&a.socket.path())?.jobs(a.system, a.job, Some(a.limit))?;
+    let req = daemon::Request::Jobs { system: a.system, job: a.job, limit: Some(a.limit) };
+    let runs = match Conn::open(&a.socket)?.request(req)? {
+        Reply::Runs { runs } => runs,
+        _ => anyhow::bail!("the daemon answered a jobs request with something else"),
+    };
     if ctx.json {
         output::print_json(&runs)?;
         return Ok(ExitCode::SUCCESS);
@@ -368,9 +429,9 @@ pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
-    let answer = connect(&a.socket.path())?.run(&a.target, !a.no_wait)?;
+    let answer = Conn::open(&a.socket)?.request(daemon::Request::Run { target: a.target.clone(), wait: !a.no_wait })?;
     let run = match answer {
-        RunAnswer::Started { job, run } => {
+        Reply::Started { job, started: run } => {
             if ctx.json {
                 output::print_json(&Reply::Started { job, started: run })?;
             } else {
@@ -378,7 +439,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        RunAnswer::Ended(run) => run,
+        Reply::Ended { run } => run,
+        _ => anyhow::bail!("the daemon answered a run request with something else"),
     };
     if ctx.json {
         output::print_json(&run)?;

@@ -140,7 +140,12 @@ fn run_drill(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
         parallel: a.common.parallel,
         config: Some(config.path.display().to_string()),
     };
-    let started = drill::start_or_resume(&mut state, &lock, &repo, &plan, req, ctx.now())?;
+    let snaps = kura::orchestrate::executor::FleetSnapshots {
+        main: &repo,
+        config: &config,
+        dir: kura::fleet_dir::FleetDir::for_state(state.path()),
+    };
+    let started = drill::start_or_resume(&mut state, &lock, &snaps, &plan, req, ctx.now())?;
     if !ctx.json {
         let verb = if started.resumed { "resuming drill" } else { "drill" };
         println!(

@@ -1,5 +1,6 @@
 //! The command line: clap definitions, opening the repository, and all printing.
 
+mod agent;
 mod backup;
 mod check;
 mod config;
@@ -137,6 +138,9 @@ enum Command {
     Completions(packaging::CompletionsArgs),
     /// Write man pages (kura.1 and one per subcommand) into a directory
     Man(packaging::ManArgs),
+    /// The fleet: enrol hosts and operators on the coordinator, join and run the agent on a host
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 /// What every command needs: global options and a way to open the repository.
@@ -266,6 +270,7 @@ impl Cli {
     pub fn log_setup(&self) -> (bool, &'static str) {
         match &self.command {
             Command::Daemon(a) => (a.log_format == daemon::LogFormat::Json, "info"),
+            Command::Agent(agent::AgentCommand::Run(_)) => (false, "info"),
             _ => (false, "warn"),
         }
     }
@@ -310,5 +315,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mount(a) => mount::run(&ctx, a),
         Command::Completions(a) => packaging::completions(a),
         Command::Man(a) => packaging::man(&ctx, a),
+        Command::Agent(c) => agent::run(&ctx, c),
     }
 }

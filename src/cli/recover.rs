@@ -38,6 +38,33 @@ pub struct Args {
     /// Why the gate is overridden
     #[arg(long)]
     reason: Option<String>,
+    /// Restore SYSTEM on agent HOST instead of its own host (repeatable; with [fleet])
+    #[arg(long = "on", value_name = "SYSTEM=HOST")]
+    on: Vec<String>,
+}
+
+/// `--on SYSTEM=HOST` pairs, checked against the plan and the config.
+fn placements(on: &[String], plan: &Plan, config: &Config) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in on {
+        let Some((sys, host)) = item.split_once('=') else {
+            anyhow::bail!("--on {item:?}: write SYSTEM=HOST, e.g. --on db=db2");
+        };
+        if !plan.systems.iter().any(|s| s.name == sys) {
+            anyhow::bail!("--on {item:?}: the plan {} restores no system {sys:?}", plan.path.display());
+        }
+        if config.fleet.is_none() {
+            anyhow::bail!(
+                "--on {item:?}: the config {} has no [fleet], so there are no agent hosts",
+                config.path.display()
+            );
+        }
+        if !kura::config::valid_system_name(host) {
+            anyhow::bail!("--on {item:?}: {host:?} is not a valid host name");
+        }
+        out.insert(sys.to_string(), host.to_string());
+    }
+    Ok(out)
 }
 
 /// Options shared by `recover`, `drill run` and `plan forecast`.
@@ -205,6 +232,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let mut state = ctx.state()?;
     let lock = exclusive(&state)?;
     let incident = gate::admit(&state, &lock, id)?;
+    let on = placements(&a.on, &plan, &config)?;
     let from = a.common.from.unwrap_or_default();
     let (repo, location) = open_repo(ctx, &config, from)?;
     // The timeline entries of this run are keyed with the repository's chain key.
@@ -217,8 +245,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         force: a.force,
         reason: a.reason.clone(),
         config: Some(config.path.display().to_string()),
+        on,
     };
-    let started = gate::start_recovery(&mut state, &lock, &repo, &plan, &incident, req, ctx.now())?;
+    let snaps = kura::orchestrate::executor::FleetSnapshots {
+        main: &repo,
+        config: &config,
+        dir: kura::fleet_dir::FleetDir::for_state(state.path()),
+    };
+    let started = gate::start_recovery(&mut state, &lock, &snaps, &plan, &incident, req, ctx.now())?;
     let run_id = started.run;
     if !ctx.json {
         match started.resumed_from {
@@ -257,6 +291,7 @@ pub fn finish_run(
             state: state.path().to_path_buf(),
         }),
         restore_threads: None,
+        fleet: kura::orchestrate::executor::FleetExecutor::for_config(config, state.path()),
     };
     let outcome = orchestrate::execute(state, &engine, plan, run_id)?;
     let run = state.recovery_run(run_id)?;

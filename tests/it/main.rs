@@ -14,6 +14,8 @@ mod dashboard;
 mod dedup;
 mod errors;
 mod find;
+mod fleet;
+mod fleet_trust;
 mod forget;
 mod fuzz_replay;
 mod help;

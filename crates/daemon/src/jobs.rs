@@ -191,7 +191,7 @@ fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
 impl Executor for LibraryExecutor {
     fn execute(&self, cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
         match req.spec.kind {
-            JobKind::Backup => backup(cfg, req, progress),
+            JobKind::Backup => backup(cfg, &self.state, req, progress),
             JobKind::Prune => prune(cfg, progress),
             JobKind::Check => check(cfg, req, progress),
             JobKind::Drill => drill(cfg, &self.state, progress),
@@ -234,13 +234,19 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
         parallel: 2,
         config: Some(cfg.path.display().to_string()),
     };
-    let started = drill::start_or_resume(&mut state, &lock, &repo, &plan, req, clock.now())?;
+    let snaps = orchestrate::executor::FleetSnapshots {
+        main: &repo,
+        config: cfg,
+        dir: kura_recovery::fleet_dir::FleetDir::for_state(state_path),
+    };
+    let started = drill::start_or_resume(&mut state, &lock, &snaps, &plan, req, clock.now())?;
     let engine = Engine {
         repo,
         clock,
         runner: Arc::new(orchestrate::hooks::ShellRunner),
         observer: Arc::new(orchestrate::Quiet),
         restore_threads: None,
+        fleet: orchestrate::executor::FleetExecutor::for_config(cfg, state_path),
     };
     let out = orchestrate::execute(&mut state, &engine, &plan, started.run);
     started.clean_up();
@@ -260,9 +266,12 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     })
 }
 
-fn backup(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
+fn backup(cfg: &Config, state: &Path, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
     let name = req.spec.system.as_deref().unwrap_or_default();
     let sys = cfg.system(name).ok_or_else(|| Error::invalid(format!("system {name:?}"), "no longer in the config"))?;
+    if let Some(host) = cfg.agent_host(sys) {
+        return crate::fleet::backup::on_agent(cfg, state, sys, host, progress);
+    }
     // A path that is gone entirely is a failure, not a partial backup.
     for p in &sys.paths {
         std::fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;

@@ -34,6 +34,7 @@ pub mod client;
 mod daemon;
 mod db;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod jobs;
 mod outbox;
@@ -75,6 +76,8 @@ pub struct Options {
     pub reload: Option<tokio::sync::mpsc::Receiver<()>>,
     /// The `[http]` listener (metrics and dashboard), bound by the caller.
     pub http: Option<http::Listener>,
+    /// The `[fleet]` listener (agents, remote operators), bound by the caller.
+    pub fleet: Option<fleet::Listener>,
 }
 
 /// "3 h 2 min", "45 s", "52 h": kura's one duration formatter

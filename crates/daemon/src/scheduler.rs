@@ -27,6 +27,7 @@ impl Daemon {
             }
         }
         self.watch_rpo(&cfg, now).await;
+        self.watch_agents(&cfg, now).await;
         next
     }
 
@@ -120,6 +121,40 @@ impl Daemon {
                 None if self.repeat_due(cfg, &s.name, now) => self.announce_late(cfg, s, last_at, max, now).await,
                 None => {}
             }
+        }
+    }
+
+    /// The fleet watch: an agent host not heard from for `agent_lost_after` puts
+    /// its systems at risk; notified once per silence (keyed by its last contact).
+    async fn watch_agents(&self, cfg: &Config, now: DateTime<Utc>) {
+        let Some(fleet) = &cfg.fleet else { return };
+        let lost = crate::fleet::lost_agents(self, cfg, now).await;
+        // An agent heard from again may be announced again when it is lost again.
+        self.with_book(|b| {
+            b.announced.retain(|k, _| k.strip_prefix("agent:").is_none_or(|h| lost.iter().any(|(l, _)| l == h)))
+        });
+        for (host, seen) in lost {
+            let mark = format!("agent:{host}");
+            if self.with_book(|b| b.announced.contains_key(&mark)) {
+                continue;
+            }
+            self.with_book(|b| b.announced.insert(mark, now));
+            let systems: Vec<&str> = cfg
+                .systems
+                .iter()
+                .filter(|s| cfg.agent_host(s) == Some(host.as_str()))
+                .map(|s| s.name.as_str())
+                .collect();
+            let since = seen.map_or("never".to_string(), kura_recovery::state::jobs::ts);
+            let msg = format!(
+                "agent {host} lost: not heard from since {since} (agent_lost_after {}); its systems are at risk: {}",
+                human_duration(chrono::Duration::from_std(fleet.agent_lost_after).unwrap_or_default()),
+                systems.join(", ")
+            );
+            tracing::warn!("{msg}");
+            let mut ev = Event::new(EventKind::AgentLost, now, msg);
+            ev.host = host.clone();
+            self.enqueue(cfg, ev, format!("agent_lost:{host}@{since}")).await;
         }
     }
 

@@ -30,6 +30,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
         listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.to_path_buf())).unwrap_or_default();
     let mut reloads = options.reload.take();
     let http = options.http.take();
+    let fleet = options.fleet.take();
     let daemon = match Daemon::new(options, socket.clone()).await {
         Ok(d) => d,
         Err(e) => {
@@ -49,6 +50,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
     let outbox = tokio::spawn(daemon.clone().run_outbox());
     let http = http.map(|l| tokio::spawn(crate::http::serve(l, daemon.clone())));
+    let fleet = fleet.map(|l| tokio::spawn(crate::fleet::serve(l, daemon.clone())));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -71,6 +73,9 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
         if tokio::time::timeout(std::time::Duration::from_secs(5), h).await.is_err() {
             tracing::warn!("the http listener did not stop within 5 s");
         }
+    }
+    if let Some(f) = fleet {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), f).await;
     }
     let _ = std::fs::remove_file(&socket);
     daemon.drain(daemon.shutdown_timeout).await;

@@ -59,6 +59,12 @@ pub struct SystemStatus {
     pub last_run_bytes: Option<u64>,
     pub next_run: Option<DateTime<Utc>>,
     pub running: bool,
+    /// The agent host that runs it (`[fleet]`); absent: the coordinator's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Why it is late besides its age, e.g. "agent db1 unreachable since T".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,6 +104,8 @@ pub struct RunningStatus {
 /// What the state database says, per system (last good backup, last backup run)
 /// and per repository-wide job (last run), in config order.
 struct Facts {
+    /// Agent hosts lost past `[fleet] agent_lost_after`, with their last contact.
+    lost: Vec<(String, Option<DateTime<Utc>>)>,
     systems: Vec<(Option<JobRun>, Option<JobRun>)>,
     jobs: Vec<Option<JobRun>>,
     notifications: Summary,
@@ -119,8 +127,9 @@ impl Daemon {
         let cfg = self.config();
         let systems: Vec<String> = cfg.systems.iter().map(|s| s.name.clone()).collect();
         let kinds: Vec<JobKind> = repo_wide(&cfg).iter().map(|(j, _)| j.kind).collect();
-        let facts = self.db.call(move |st| read_facts(st, &systems, &kinds)).await?;
+        let mut facts = self.db.call(move |st| read_facts(st, &systems, &kinds)).await?;
         let now = self.clock.now();
+        facts.lost = crate::fleet::lost_agents(self, &cfg, now).await;
         let seen = self.with_book(|b| Seen {
             running: b.active.values().map(|a| running_status(a, now)).collect(),
             watching: b.watching.clone(),
@@ -144,6 +153,7 @@ impl Daemon {
 fn read_facts(st: &mut kura_recovery::state::State, systems: &[String], kinds: &[JobKind]) -> Facts {
     let last = |f: RunFilter| st.list_runs(&RunFilter { limit: Some(1), ..f }).ok().and_then(|v| v.into_iter().next());
     Facts {
+        lost: Vec::new(),
         systems: systems
             .iter()
             .map(|s| {
@@ -204,6 +214,20 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
             let since = seen.watching.get(&format!("rpo:{}", s.name)).copied().unwrap_or(info.started_at);
             let max = cfg.max_backup_age[s.priority.get() as usize];
             let r = schedule::rpo(last_at, max, since, now);
+            // The last run could not reach the system's agent: late, and why.
+            let late_reason = last_run
+                .as_ref()
+                .filter(|r| r.outcome == Outcome::Failed)
+                .filter(|r| r.detail.as_ref().is_some_and(|d| d.get("agent_unreachable").is_some()))
+                .and_then(|r| r.error.clone())
+                .or_else(|| {
+                    let host = cfg.agent_host(s)?;
+                    let (_, seen) = facts.lost.iter().find(|(h, _)| h == host)?;
+                    let since = seen.map_or("it never connected".to_string(), |t| {
+                        format!("not heard from since {}", t.format("%Y-%m-%d %H:%M:%S UTC"))
+                    });
+                    Some(format!("agent {host} lost ({since}): the system is at risk"))
+                });
             SystemStatus {
                 name: s.name.clone(),
                 priority: s.priority.get(),
@@ -212,7 +236,9 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
                 last_snapshot: good.and_then(|r| r.snapshot),
                 age_secs: r.age.map(|a| a.num_seconds()),
                 max_age_secs: max.map(|m| m.num_seconds()),
-                late: r.late,
+                late: r.late || late_reason.is_some(),
+                host: cfg.agent_host(s).map(str::to_string),
+                late_reason,
                 last_run_secs: last_run.as_ref().and_then(|r| Some((r.ended_at? - r.started_at).num_seconds())),
                 last_run_bytes: last_run.as_ref().and_then(|r| r.bytes),
                 last_outcome: last_run.map(|r| r.outcome),

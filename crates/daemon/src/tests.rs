@@ -57,6 +57,7 @@ fn config(systems: Vec<SystemConfig>) -> Config {
         jobs: Jobs::default(),
         notify: Notify::default(),
         http: None,
+        fleet: None,
     }
 }
 
@@ -132,6 +133,7 @@ async fn daemon(cfg: Config, clock: &ManualClock, exec: Arc<TestExec>, dir: &Pat
         executor: exec,
         reload: None,
         http: None,
+        fleet: None,
     };
     Daemon::new(options, dir.join("kura.sock")).await.unwrap()
 }

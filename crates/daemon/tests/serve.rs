@@ -76,6 +76,7 @@ fn start(dir: &Path, config: &Path, clock: &ManualClock) -> Running {
         executor: Arc::new(Quick),
         reload: Some(reload_rx),
         http: None,
+        fleet: None,
     };
     let served = tokio::spawn(kura_daemon::serve(listener, options, async move {
         let _ = stop_rx.await;

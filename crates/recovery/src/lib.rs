@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fleet_dir;
 pub mod human;
 pub mod incident;
 pub mod notify;

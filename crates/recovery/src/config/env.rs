@@ -71,7 +71,9 @@ impl Config {
             repo("remote", r, &mut push);
         }
         for (i, s) in self.systems.iter().enumerate() {
-            for (j, p) in s.paths.iter().enumerate() {
+            // An agent host's paths are on that host, not here.
+            let here = self.agent_host(s).is_none();
+            for (j, p) in s.paths.iter().enumerate().filter(|_| here) {
                 if let Err(e) = std::fs::symlink_metadata(p) {
                     let why = if e.kind() == std::io::ErrorKind::NotFound {
                         "does not exist".to_string()

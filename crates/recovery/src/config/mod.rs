@@ -30,13 +30,41 @@ pub struct Config {
     pub notify: Notify,
     /// The metrics and dashboard listener; `None` (no `[http]` table) = off.
     pub http: Option<Http>,
+    /// The fleet listener and its settings; `None` (no `[fleet]` table) = no agents.
+    pub fleet: Option<Fleet>,
 }
 
 impl Config {
     pub fn system(&self, name: &str) -> Option<&SystemConfig> {
         self.systems.iter().find(|s| s.name == name)
     }
+
+    /// The agent host that runs `sys`'s work: its `host`, when the config has a
+    /// `[fleet]` and that host is not the coordinator itself. `None`: this machine.
+    pub fn agent_host<'a>(&'a self, sys: &'a SystemConfig) -> Option<&'a str> {
+        let fleet = self.fleet.as_ref()?;
+        sys.host.as_deref().filter(|h| *h != fleet.name)
+    }
 }
+
+/// `[fleet]`: the coordinator's listener for agents and remote operators (docs/FLEET.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fleet {
+    pub listen: std::net::SocketAddr,
+    /// The coordinator's own host name: systems with this `host` run here.
+    pub name: String,
+    /// Names (DNS or IP) in the server certificate besides `name`, localhost and 127.0.0.1.
+    pub advertise: Vec<String>,
+    /// An agent not heard from for this long puts its systems at risk.
+    pub agent_lost_after: std::time::Duration,
+    /// How long a poll is held open; an agent unseen for 3 times this is unreachable.
+    pub heartbeat: std::time::Duration,
+    /// All hosts back up into the one repository (opt-in; see docs/FLEET.md).
+    pub shared_repository: bool,
+}
+
+/// The port `[fleet]` listens on when `listen` is not given.
+pub const DEFAULT_FLEET_PORT: u16 = 9443;
 
 /// A repository location (a directory, or `s3:...` once the S3 backend exists) and
 /// the file holding its passphrase.

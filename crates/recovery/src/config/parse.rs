@@ -15,8 +15,19 @@ use super::tree::{self, At, Diag, Obj};
 use super::*;
 use crate::plan::problems::Severity;
 
-const TOP: &[&str] =
-    &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify", "http"];
+const TOP: &[&str] = &[
+    "repository",
+    "remote",
+    "state",
+    "catch_up",
+    "deadlines",
+    "max_backup_age",
+    "system",
+    "jobs",
+    "notify",
+    "http",
+    "fleet",
+];
 const REPO: &[&str] = &["location", "password_file"];
 const SYSTEM: &[&str] =
     &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout"];
@@ -136,6 +147,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
     let jobs = top.table(d, "jobs", JOBS).map(|o| jobs(d, &o, base, remote_given)).unwrap_or_default();
     let notify = top.table(d, "notify", NOTIFY).map(|o| notify(d, &o, base)).unwrap_or_default();
     let http = top.table(d, "http", &["listen", "token_file"]).and_then(|o| http(d, &o, base));
+    let fleet = top.table(d, "fleet", FLEET).and_then(|o| fleet(d, &o));
 
     Some(Config {
         path: path.to_path_buf(),
@@ -149,6 +161,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
         jobs,
         notify,
         http,
+        fleet,
     })
 }
 
@@ -560,4 +573,45 @@ fn http(d: &mut Diag, o: &Obj, base: &Path) -> Option<Http> {
     };
     let token_file = o.req_opt_str(d, "token_file").map(|t| resolve(base, &t.value));
     Some(Http { listen, token_file })
+}
+
+const FLEET: &[&str] = &["listen", "name", "advertise", "agent_lost_after", "heartbeat", "shared_repository"];
+
+/// `[fleet]`: given at all means the coordinator listens for agents.
+fn fleet(d: &mut Diag, o: &Obj) -> Option<Fleet> {
+    let listen = match o.req_opt_str(d, "listen") {
+        None => std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_FLEET_PORT)),
+        Some(l) => match l.value.parse::<std::net::SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let msg = format!("{:?} is not an address and port, e.g. \"0.0.0.0:{DEFAULT_FLEET_PORT}\"", l.value);
+                d.error(l.line, &l.field, msg);
+                return None;
+            }
+        },
+    };
+    let name = o.req_opt_str(d, "name").map(|n| n.value).unwrap_or_else(kura_store::host_name);
+    let advertise =
+        o.str_list(d, "advertise").map(|l| l.value.into_iter().map(|a| a.value).collect()).unwrap_or_default();
+    let mut f = Fleet {
+        listen,
+        name,
+        advertise,
+        agent_lost_after: std::time::Duration::from_secs(600),
+        heartbeat: std::time::Duration::from_secs(25),
+        shared_repository: false,
+    };
+    for (key, slot) in [("agent_lost_after", &mut f.agent_lost_after), ("heartbeat", &mut f.heartbeat)] {
+        if let Some(v) = o.str(d, key) {
+            match tree::parse_duration(&v.value) {
+                Ok(t) if !t.is_zero() => *slot = t,
+                Ok(_) => d.error(v.line, &v.field, "must be longer than 0 (e.g. \"25s\", \"10m\")"),
+                Err(e) => d.error(v.line, &v.field, e.to_string()),
+            }
+        }
+    }
+    if let Some(b) = o.bool(d, "shared_repository") {
+        f.shared_repository = b.value;
+    }
+    Some(f)
 }

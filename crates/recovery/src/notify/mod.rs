@@ -44,6 +44,8 @@ pub enum EventKind {
     DeadlineAtRisk,
     /// During a recovery: a system's deadline passed and it is not back.
     DeadlineBreach,
+    /// An agent host not heard from for `[fleet] agent_lost_after`: its systems are at risk.
+    AgentLost,
     /// Sent by `kura notify test`.
     Test,
 }
@@ -55,6 +57,7 @@ impl EventKind {
             EventKind::SystemLate => "system_late",
             EventKind::DeadlineAtRisk => "deadline_at_risk",
             EventKind::DeadlineBreach => "deadline_breach",
+            EventKind::AgentLost => "agent_lost",
             EventKind::Test => "test",
         }
     }

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::state::recovery::{RunKind, RunOptions, Site};
 use crate::state::State;
-use kura_store::repo::Repository;
 
 /// A sandbox must not be, contain or sit inside a real target.
 pub fn check_sandbox(plan: &Plan, sandbox: &Path) -> Result<()> {
@@ -75,7 +74,7 @@ pub struct DrillRequest<'a> {
 pub fn start_or_resume(
     state: &mut State,
     lock: &RunLock,
-    repo: &Repository,
+    repo: &dyn super::executor::SnapshotSource,
     plan: &Plan,
     req: DrillRequest<'_>,
     now: DateTime<Utc>,

@@ -18,7 +18,6 @@ use crate::incident::{Event, Incident, Status};
 use crate::plan::Plan;
 use crate::state::recovery::{RunKind, RunOptions, Site};
 use crate::state::State;
-use kura_store::repo::Repository;
 
 /// Why a recovery may not start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +46,8 @@ pub struct RecoveryRequest {
     pub force: bool,
     pub reason: Option<String>,
     pub config: Option<String>,
+    /// Systems to restore on another agent host than their own (`--on SYSTEM=HOST`).
+    pub on: std::collections::BTreeMap<String, String>,
 }
 
 /// A recovery run that may go on: new, or resumed.
@@ -74,7 +75,7 @@ pub fn admit(state: &State, lock: &RunLock, incident: i64) -> Result<Incident> {
 pub fn start_recovery(
     state: &mut State,
     lock: &RunLock,
-    repo: &Repository,
+    repo: &dyn super::executor::SnapshotSource,
     plan: &Plan,
     incident: &Incident,
     req: RecoveryRequest,
@@ -103,6 +104,7 @@ pub fn start_recovery(
         forced_reason: req.force.then(|| req.reason.unwrap_or_default()),
         compromised_since: incident.fields.compromised_since,
         config: req.config,
+        on: req.on,
         ..Default::default()
     };
     let clock_start = incident.clock_start();

@@ -11,6 +11,7 @@
 
 pub mod deadline;
 pub mod drill;
+pub mod executor;
 pub mod forecast;
 pub mod gate;
 pub mod hooks;
@@ -77,7 +78,7 @@ pub fn target_for(sys: &PlanSystem, sandbox: Option<&Path>) -> PathBuf {
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     state: &mut State,
-    repo: &Repository,
+    snaps: &dyn executor::SnapshotSource,
     plan: &Plan,
     kind: RunKind,
     incident: Option<i64>,
@@ -85,13 +86,20 @@ pub fn prepare(
     now: DateTime<Utc>,
     options: &RunOptions,
 ) -> Result<i64> {
-    let snapshots = repo.snapshots()?;
+    // One listing per repository: the main one, and each agent host's.
+    let mut lists: HashMap<Option<String>, Vec<(FileId, Snapshot)>> = HashMap::new();
+    for s in &plan.systems {
+        if !lists.contains_key(&s.agent) {
+            lists.insert(s.agent.clone(), snaps.snapshots_of(s.agent.as_deref())?);
+        }
+    }
     let sandbox = options.sandbox.as_ref().map(PathBuf::from);
     let systems: Vec<NewSystem> = crate::plan::order(plan)
         .flat()
         .map(|i| &plan.systems[i])
         .map(|s| {
-            let chosen = choose_snapshot(&snapshots, &s.source, options.compromised_since);
+            let snapshots = &lists[&s.agent];
+            let chosen = choose_snapshot(snapshots, &s.source, options.compromised_since);
             let error = chosen.is_none().then(|| match (&s.source, options.compromised_since) {
                 (Source::Tag(t), Some(b)) => format!("no snapshot tagged {t} taken before the compromise ({b})"),
                 (Source::Tag(t), None) => format!("no snapshot tagged {t} in the repository"),
@@ -135,6 +143,8 @@ pub struct Engine {
     pub observer: Arc<dyn Observer>,
     /// Restore threads per system (None: the restore's default).
     pub restore_threads: Option<usize>,
+    /// Systems on agent hosts run there (`None`: no `[fleet]`, all run here).
+    pub fleet: Option<executor::FleetExecutor>,
 }
 
 #[derive(Clone, Debug, Serialize)]

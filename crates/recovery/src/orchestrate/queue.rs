@@ -165,6 +165,8 @@ pub(crate) mod tests {
             target: format!("/restore/{name}").into(),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             hooks: Hooks::default(),
+            agent: None,
+            replacement_host: None,
         }
     }
 

@@ -38,12 +38,15 @@ fn plan(dir: &std::path::Path) -> Plan {
             target: dir.join("srv/db"),
             depends_on: vec![],
             hooks: Hooks::default(),
+            agent: None,
+            replacement_host: None,
         }],
     }
 }
 
 fn request(incident: i64, force: bool, reason: Option<&str>) -> RecoveryRequest {
     RecoveryRequest {
+        on: Default::default(),
         incident,
         from: Site::Local,
         location: "memory".into(),

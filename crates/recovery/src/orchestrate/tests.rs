@@ -96,6 +96,8 @@ fn system(name: &str, priority: u8, deadline: Duration, target: &Path) -> PlanSy
         target: target.join(name),
         depends_on: vec![],
         hooks: Hooks::default(),
+        agent: None,
+        replacement_host: None,
     }
 }
 
@@ -164,6 +166,7 @@ fn deduplicated_systems_raise_no_alert_and_a_really_slow_one_is_at_risk() {
         runner: Arc::new(ShellRunner),
         observer: alerts.clone(),
         restore_threads: Some(1),
+        fleet: None,
     };
     let out = execute(&mut state, &engine, &plan, run).unwrap();
     assert_eq!(out.done, 3, "{out:?}");
@@ -237,6 +240,7 @@ fn a_stream_backed_system_recovers_its_dump_file() {
         runner: Arc::new(ShellRunner),
         observer: Arc::new(Alerts::default()),
         restore_threads: Some(1),
+        fleet: None,
     };
     let out = execute(&mut state, &engine, &plan, run).unwrap();
     assert_eq!(out.done, 1, "{out:?}");

@@ -35,6 +35,9 @@ pub enum SystemFailure {
     Mismatch { count: usize, first: String },
     #[error("internal error (panic): {0}")]
     Panic(String),
+    /// A system on an agent host: what the agent or the dispatch said.
+    #[error("{0}")]
+    Remote(String),
 }
 
 type Outcome = std::result::Result<(), SystemFailure>;
@@ -112,7 +115,17 @@ pub(super) fn spawn_worker(
     let sys = plan.systems[i].clone();
     let hook_env = plan.hook_env.clone();
     let repo = engine.repo.clone();
-    let runner = engine.runner.clone();
+    // A system on an agent host runs its hooks and its restore there.
+    let remote = engine.fleet.as_ref().and_then(|f| f.placement(&sys, &run.options.on));
+    let runner: Arc<dyn HookRunner> = match &remote {
+        Some(p) => Arc::new(super::executor::RemoteHooks {
+            fleet: p.fleet.clone(),
+            host: p.run_on.clone(),
+            system: sys.name.clone(),
+            run: run.id,
+        }),
+        None => engine.runner.clone(),
+    };
     let threads = engine.restore_threads;
     let clock = engine.clock.clone();
     let run_id = run.id;
@@ -132,6 +145,7 @@ pub(super) fn spawn_worker(
                 incident,
                 threads,
                 clock,
+                remote: remote.as_ref(),
             };
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from))).unwrap_or_else(|p| {
@@ -156,6 +170,7 @@ struct SystemJob<'a> {
     incident: Option<i64>,
     threads: Option<usize>,
     clock: Arc<dyn Clock>,
+    remote: Option<&'a super::executor::Placement>,
 }
 
 impl SystemJob<'_> {
@@ -233,6 +248,9 @@ impl SystemJob<'_> {
     }
 
     fn restore(&self, w: &Worker) -> Outcome {
+        if let Some(p) = self.remote {
+            return self.restore_on(w, p);
+        }
         let snap_hex = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
         let (id, snap) = self
             .repo
@@ -272,6 +290,51 @@ impl SystemJob<'_> {
         }
         if failures > 0 {
             return Err(SystemFailure::Mismatch { count: failures, first: sum.verify_failures[0].clone() });
+        }
+        Ok(())
+    }
+}
+
+impl SystemJob<'_> {
+    /// The restore as a task for the system's agent host, from that host's repository.
+    fn restore_on(&self, w: &Worker, p: &super::executor::Placement) -> Outcome {
+        let (host, fleet) = (p.run_on.as_str(), &p.fleet);
+        let snapshot = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
+        let target = self.rec.target.clone().ok_or(SystemFailure::NoTarget)?;
+        let spec = kura_fleet::proto::TaskSpec::Restore {
+            system: self.sys.name.clone(),
+            snapshot,
+            target,
+            subpath: self.sys.subpath.clone(),
+            repository: p.repository.clone(),
+            run: Some(self.run_id),
+        };
+        let progress =
+            ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
+        let value = fleet.dispatch.run(host, &spec, &progress).map_err(|e| SystemFailure::Remote(e.to_string()))?;
+        let r: kura_fleet::proto::RestoreResult = serde_json::from_value(value)
+            .map_err(|e| SystemFailure::Remote(format!("unreadable restore result from {host}: {e}")))?;
+        let verify = VerifyRecord {
+            ok: r.verify_failures.is_empty(),
+            files_verified: r.files_verified,
+            failures: r.verify_failures.clone(),
+        };
+        let figures = Restored {
+            bytes: r.bytes_written,
+            files: r.files,
+            dirs: r.dirs,
+            objects: r.packs_read,
+            restore_ms: r.restore_ms,
+        };
+        let i = w.i;
+        w.commit(|ack| Msg::Restored { i, figures, verify, ack })?;
+        if let Some((count, path)) = r.damaged {
+            return Err(SystemFailure::Remote(format!(
+                "restore on {host}: {count} file(s) not restored, their data is damaged in the repository, e.g. {path}"
+            )));
+        }
+        if let Some(first) = r.verify_failures.first() {
+            return Err(SystemFailure::Mismatch { count: r.verify_failures.len(), first: first.clone() });
         }
         Ok(())
     }

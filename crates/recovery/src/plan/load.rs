@@ -11,7 +11,8 @@ use crate::config::{parse_duration, Config};
 use super::*;
 
 const TOP: &[&str] = &["name", "description", "config", "allow_overlap", "on_failure", "hook_env", "system"];
-const SYSTEM: &[&str] = &["name", "target", "subpath", "host", "paths", "depends_on", "pre", "verify", "post"];
+const SYSTEM: &[&str] =
+    &["name", "target", "subpath", "host", "paths", "depends_on", "pre", "verify", "post", "replacement_host"];
 const HOOK: &[&str] = &["command", "timeout", "retries", "retry_delay", "drill"];
 
 /// Default hook timeout.
@@ -96,6 +97,7 @@ struct Raw {
     target: Option<(PathBuf, At<String>)>,
     subpath: Option<String>,
     host: Option<String>,
+    replacement_host: Option<String>,
     paths: Option<Vec<String>>,
     depends_on: Vec<At<String>>,
     hooks: Hooks,
@@ -214,6 +216,8 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                 target: r.target.as_ref()?.0.clone(),
                 depends_on: r.depends_on.iter().map(|x| x.value.clone()).collect(),
                 hooks: r.hooks.clone(),
+                agent: c.agent_host(s).map(str::to_string),
+                replacement_host: r.replacement_host.clone(),
             })
         }));
     }
@@ -370,6 +374,14 @@ fn raw_system(d: &mut Diag, o: &Obj, index: usize, base: &Path) -> Option<Raw> {
         }
     });
     let host = o.str(d, "host").map(|h| h.value);
+    let replacement_host = o.str(d, "replacement_host").and_then(|h| {
+        if crate::config::valid_system_name(&h.value) {
+            Some(h.value)
+        } else {
+            d.error(h.line, &h.field, format!("{:?} is not a valid host name", h.value));
+            None
+        }
+    });
     let paths = o.str_list(d, "paths").map(|l| {
         if l.value.is_empty() {
             d.error(l.line, &l.field, "the paths list is empty: leave it out to use the config's paths");
@@ -387,7 +399,7 @@ fn raw_system(d: &mut Diag, o: &Obj, index: usize, base: &Path) -> Option<Raw> {
         verify: hooks(d, o, "verify", DEFAULT_VERIFY_RETRIES, true),
         post: hooks(d, o, "post", 0, false),
     };
-    Some(Raw { index, line: o.line, name: name?, target, subpath, host, paths, depends_on, hooks })
+    Some(Raw { index, line: o.line, name: name?, target, subpath, host, replacement_host, paths, depends_on, hooks })
 }
 
 fn hooks(d: &mut Diag, o: &Obj, key: &str, retries: u32, drill: bool) -> Vec<Hook> {

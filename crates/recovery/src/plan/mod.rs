@@ -71,6 +71,11 @@ pub struct PlanSystem {
     pub target: PathBuf,
     pub depends_on: Vec<String>,
     pub hooks: Hooks,
+    /// The agent host that holds the system (its config `host`, with `[fleet]`);
+    /// `None`: the coordinator's own machine.
+    pub agent: Option<String>,
+    /// Where it is restored when its agent is lost (`[fleet] agent_lost_after`).
+    pub replacement_host: Option<String>,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`

@@ -14,6 +14,7 @@ use rusqlite::{Connection, DatabaseName, OpenFlags, TransactionBehavior};
 use crate::error::{Error, Result};
 
 pub mod codec;
+pub mod fleet;
 mod incidents;
 pub mod jobs;
 pub mod recovery;
@@ -138,6 +139,42 @@ CREATE INDEX outbox_by_key ON outbox(dedup_key, created_at);
 -- directories made and pack objects read. NULL in rows written before.
 ALTER TABLE recovery_systems ADD COLUMN dirs INTEGER;
 ALTER TABLE recovery_systems ADD COLUMN objects INTEGER;
+"#,
+    r#"
+-- Fleet (issue #14, docs/FLEET.md): enrolled certificates by fingerprint, one-time
+-- enrolment tokens (only the secret's hash), and the task queue agents poll.
+CREATE TABLE fleet_agents (
+    fingerprint TEXT PRIMARY KEY, -- SHA-256 of the certificate, hex
+    name TEXT NOT NULL,           -- the host (agents) or person (operators, viewers)
+    role TEXT NOT NULL,           -- agent | operator | viewer
+    enrolled_at TEXT NOT NULL,
+    last_seen TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX fleet_agents_by_name ON fleet_agents(name);
+CREATE TABLE fleet_tokens (
+    hash TEXT PRIMARY KEY,        -- SHA-256 of the secret; the secret is never stored
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+);
+CREATE TABLE fleet_tasks (
+    id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,           -- backup | restore | hook
+    system TEXT NOT NULL,
+    spec TEXT NOT NULL,           -- kura_fleet::proto::TaskSpec JSON, no secret
+    state TEXT NOT NULL,          -- queued | running | done | failed | cancelled
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    progress TEXT,                -- JSON {done, total}
+    result TEXT,                  -- JSON, by kind
+    error TEXT
+);
+CREATE INDEX fleet_tasks_by_host ON fleet_tasks(host, state);
 "#,
 ];
 

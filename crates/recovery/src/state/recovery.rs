@@ -92,6 +92,9 @@ pub struct RunOptions {
     pub compromised_since: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// `kura recover --on SYSTEM=HOST`: systems restored on another agent host.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub on: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]

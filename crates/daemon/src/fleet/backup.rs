@@ -1,0 +1,67 @@
+//! A scheduled or manual backup of a system that lives on an agent host: a Backup
+//! task into the host's repository, waited for on the job's blocking thread.
+
+use std::path::Path;
+
+use kura_fleet::proto::{BackupResult, TaskSpec};
+use kura_recovery::config::{Config, SystemConfig};
+use kura_recovery::error::{Error, Result};
+use kura_recovery::fleet_dir::FleetDir;
+use kura_recovery::orchestrate::executor::{Dispatch, DispatchError};
+use kura_recovery::state::jobs::Outcome;
+
+use crate::jobs::{JobProgress, RunOutput};
+
+pub(crate) fn on_agent(
+    cfg: &Config,
+    state: &Path,
+    sys: &SystemConfig,
+    host: &str,
+    progress: &JobProgress,
+) -> Result<RunOutput> {
+    if sys.stream.is_some() {
+        return Err(Error::invalid(
+            format!("system {}", sys.name),
+            "a command's output (`command`) is not backed up on agents yet: back it up on the coordinator",
+        ));
+    }
+    let fleet = cfg.fleet.as_ref().ok_or_else(|| Error::invalid("fleet", "no [fleet] in the config"))?;
+    let repo = FleetDir::for_state(state).host_repo(cfg, host)?;
+    let spec = TaskSpec::Backup {
+        system: sys.name.clone(),
+        paths: sys.paths.iter().map(|p| p.display().to_string()).collect(),
+        excludes: sys.excludes.clone(),
+        tags: vec![sys.tag()],
+        host: host.to_string(),
+        repository: repo.location.clone(),
+    };
+    let dispatch = Dispatch {
+        state: state.to_path_buf(),
+        unreachable_after: fleet.heartbeat * 3,
+        lost_after: fleet.agent_lost_after,
+    };
+    let value = match dispatch.run(host, &spec, progress) {
+        Ok(v) => v,
+        // Recorded as the run's error; `kura status` shows the system late with it.
+        Err(e @ (DispatchError::Unreachable { .. } | DispatchError::NeverSeen { .. })) => {
+            return Ok(RunOutput {
+                outcome: Some(Outcome::Failed),
+                error: Some(e.to_string()),
+                detail: serde_json::json!({ "agent_unreachable": host }),
+                ..Default::default()
+            })
+        }
+        Err(e) => return Err(Error::invalid(format!("backup of {} on {host}", sys.name), e.to_string())),
+    };
+    let r: BackupResult = serde_json::from_value(value)
+        .map_err(|e| Error::invalid(format!("backup of {} on {host}", sys.name), format!("unreadable result: {e}")))?;
+    Ok(RunOutput {
+        outcome: Some(if r.partial { Outcome::Partial } else { Outcome::Ok }),
+        bytes: Some(r.bytes_added),
+        snapshot: Some(r.snapshot.clone()),
+        error: None,
+        detail: serde_json::json!({
+            "host": host, "repository": repo.location, "summary": r.summary, "warnings": r.warnings,
+        }),
+    })
+}

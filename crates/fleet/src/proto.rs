@@ -1,0 +1,243 @@
+//! The agent protocol: typed JSON bodies over HTTPS with mutual TLS.
+//!
+//! * `GET  /v1/ca`           the fleet CA (no client certificate needed)
+//! * `POST /v1/join`         a token and a public key -> a certificate (no client certificate)
+//! * `POST /v1/agent/poll`   long poll; doubles as the heartbeat -> tasks for the caller's host
+//! * `POST /v1/agent/report` progress, done or failed for one task (idempotent)
+//! * `POST /v1/operator`     an operator's or viewer's typed request (the daemon's own API)
+//!
+//! Every request carries `PROTOCOL_VERSION`; a different major version is refused
+//! with both versions named (`check_version`).
+
+use serde::{Deserialize, Serialize};
+
+/// Major changes break compatibility; minor ones only add optional fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 0 };
+
+/// Why a peer's version is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "protocol version {theirs} is not supported by this coordinator (it speaks {ours}): \
+     install the same major version of kura on both sides"
+)]
+pub struct VersionError {
+    pub theirs: Version,
+    pub ours: Version,
+}
+
+/// The one version rule: same major, any minor.
+pub fn check_version(theirs: Version) -> Result<(), VersionError> {
+    if theirs.major == PROTOCOL_VERSION.major {
+        Ok(())
+    } else {
+        Err(VersionError { theirs, ours: PROTOCOL_VERSION })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub version: Version,
+    /// The token's secret part (hex); the coordinator keeps only its hash.
+    pub secret: String,
+    /// The agent's public key (raw ECDSA P-256 point, hex). Its private key stays on the host.
+    pub public_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinReply {
+    pub name: String,
+    pub role: String,
+    pub certificate_pem: String,
+    pub ca_pem: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub version: Version,
+    /// The task the agent holds (persisted on its side), if any.
+    pub held: Option<i64>,
+    /// How long the coordinator may hold the request open, in ms (capped by it).
+    pub wait_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PollReply {
+    pub tasks: Vec<Task>,
+}
+
+/// A task as handed out: the stored spec plus the secret it needs (never stored).
+/// Its `Debug` leaves the passphrase out, so a logged task shows no secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub id: i64,
+    pub spec: TaskSpec,
+    /// The repository passphrase, for this task only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "task {} {:?}", self.id, self.spec)
+    }
+}
+
+/// What a task asks for. Stored as JSON in the coordinator's task table and in the
+/// agent's held-task file: it holds no secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskSpec {
+    Backup {
+        system: String,
+        paths: Vec<String>,
+        excludes: Vec<String>,
+        tags: Vec<String>,
+        /// The host name recorded in the snapshot.
+        host: String,
+        /// The repository location (a directory or `s3:...`).
+        repository: String,
+    },
+    Restore {
+        system: String,
+        snapshot: String,
+        target: String,
+        subpath: Option<String>,
+        repository: String,
+        /// The recovery or drill run it belongs to: a resumed run finds its task again.
+        #[serde(default)]
+        run: Option<i64>,
+    },
+    Hook {
+        system: String,
+        stage: String,
+        command: String,
+        env: Vec<(String, String)>,
+        timeout_ms: u64,
+        #[serde(default)]
+        run: Option<i64>,
+    },
+}
+
+impl TaskSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskSpec::Backup { .. } => "backup",
+            TaskSpec::Restore { .. } => "restore",
+            TaskSpec::Hook { .. } => "hook",
+        }
+    }
+    pub fn system(&self) -> &str {
+        match self {
+            TaskSpec::Backup { system, .. } | TaskSpec::Restore { system, .. } | TaskSpec::Hook { system, .. } => {
+                system
+            }
+        }
+    }
+    /// The repository the task reads or writes (hooks: none).
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            TaskSpec::Backup { repository, .. } | TaskSpec::Restore { repository, .. } => Some(repository),
+            TaskSpec::Hook { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReportRequest {
+    pub version: Version,
+    pub task: i64,
+    pub report: Report,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Report {
+    Progress { done: u64, total: u64 },
+    Done { result: serde_json::Value },
+    Failed { error: String },
+}
+
+/// What an agent's backup reports as its result.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BackupResult {
+    pub snapshot: String,
+    pub bytes_added: u64,
+    pub partial: bool,
+    pub warnings: Vec<String>,
+    pub summary: serde_json::Value,
+}
+
+/// What an agent's restore reports as its result.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RestoreResult {
+    pub bytes_written: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub packs_read: u64,
+    pub restore_ms: u64,
+    pub files_verified: u64,
+    pub verify_failures: Vec<String>,
+    /// First damaged file, and how many.
+    pub damaged: Option<(usize, String)>,
+}
+
+/// What an agent's hook reports: one attempt.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HookResult {
+    pub ok: bool,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub output: String,
+}
+
+/// An error body of every route: a sentence meant for a person.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_major_is_accepted_other_major_refused_with_both_named() {
+        assert!(check_version(Version { major: 1, minor: 7 }).is_ok());
+        let e = check_version(Version { major: 2, minor: 0 }).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("2.0") && msg.contains("1.0"), "{msg}");
+    }
+
+    #[test]
+    fn spec_round_trips_and_holds_no_secret() {
+        let t = Task {
+            id: 3,
+            spec: TaskSpec::Restore {
+                system: "db".into(),
+                snapshot: "ab".into(),
+                target: "/t".into(),
+                subpath: None,
+                repository: "/r".into(),
+                run: Some(1),
+            },
+            passphrase: Some("hunter2".into()),
+        };
+        let spec = serde_json::to_string(&t.spec).unwrap();
+        assert!(!spec.contains("hunter2"));
+        assert_eq!(serde_json::from_str::<TaskSpec>(&spec).unwrap(), t.spec);
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}
