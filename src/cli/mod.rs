@@ -9,6 +9,7 @@ mod diff;
 mod drill;
 mod dump;
 mod export;
+mod filter;
 mod find;
 mod forecast;
 mod forget;

@@ -19,6 +19,7 @@ mod fuzz_replay;
 mod help;
 mod incident_chain;
 mod keys;
+mod latest_filters;
 mod listing;
 mod metrics;
 mod mount;
