@@ -39,6 +39,7 @@ mod roundtrip;
 mod s3;
 mod security;
 mod servers;
+mod shared_bucket;
 mod state_db;
 mod streams;
 mod traversal;
