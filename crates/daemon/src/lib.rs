@@ -36,6 +36,7 @@ mod db;
 pub mod error;
 pub mod http;
 pub mod jobs;
+mod offsite;
 mod outbox;
 mod runs;
 mod scheduler;

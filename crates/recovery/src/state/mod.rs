@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 pub mod codec;
 mod incidents;
 pub mod jobs;
+pub mod offsite;
 pub mod recovery;
 
 /// Schema steps, applied in order inside one transaction each. Never edit a

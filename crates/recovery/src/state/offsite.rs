@@ -1,0 +1,418 @@
+//! The coordinator's state database on the remote site (issue #14): when the
+//! coordinator's own machine is among the damaged ones, the incidents, the runs and
+//! the job history come back from there (`kura coordinator restore`).
+//!
+//! One function pushes ([`push`]); the daemon calls it when the database changed
+//! ([`Watcher`]), the CLI after a command that changed incidents or runs when no
+//! daemon runs. A version is a consistent copy taken with SQLite's online backup
+//! API, sealed with the remote repository's master key (the config's `[remote]` and
+//! its passphrase file are enough to read it back) and stored as one object,
+//! `coordinator/<time>-<random>`. Versions are never overwritten: a push that dies
+//! half-way leaves at most a temp object, and the older versions stay. The newest
+//! [`KEEP`] versions are kept; older ones are deleted unless object lock retains them.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use kura_store::backend::Kind;
+use kura_store::repo::Repository;
+
+use super::db_err;
+use crate::error::{Error, Result};
+
+/// Versions kept on the remote site (the newest ones).
+pub const KEEP: usize = 20;
+
+/// Format of a stored version.
+const FORMAT: u32 = 1;
+
+/// What leads the sealed object: which database, when, and how to unpack the body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    /// The object's own name: a version cannot be passed off under another name.
+    name: String,
+    /// The database's identity (`meta.db_id`).
+    db_id: String,
+    taken_at: DateTime<Utc>,
+    /// Size of the database file.
+    raw_len: u64,
+    compressed: bool,
+}
+
+/// One version on the remote site.
+#[derive(Clone, Debug, Serialize)]
+pub struct Version {
+    pub name: String,
+    /// When it was taken (from its name; the sealed header says the same).
+    pub taken_at: DateTime<Utc>,
+    /// Bytes stored (sealed, compressed).
+    pub stored_bytes: u64,
+}
+
+/// What one push did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pushed {
+    pub version: Version,
+    /// Size of the database copy.
+    pub db_bytes: u64,
+    /// Older versions deleted (beyond [`KEEP`]).
+    pub removed: u64,
+    /// Older versions object lock keeps for now.
+    pub retained: u64,
+}
+
+/// Takes a consistent copy of the database at `state` (online backup API: other
+/// connections may write meanwhile), seals it with `remote`'s key and stores it as a
+/// new version; then deletes the versions beyond [`KEEP`].
+pub fn push(state: &Path, remote: &Repository) -> Result<Pushed> {
+    let (bytes, db_id) = consistent_copy(state)?;
+    let taken_at = remote.now();
+    let name = version_name(taken_at);
+    let packed = kura_store::compress::compress(&bytes, 3);
+    let header = Header {
+        format: FORMAT,
+        name: name.clone(),
+        db_id,
+        taken_at,
+        raw_len: bytes.len() as u64,
+        compressed: packed.is_some(),
+    };
+    let mut plain = serde_json::to_vec(&header).expect("header serializes");
+    plain.push(b'\n');
+    plain.extend_from_slice(packed.as_deref().unwrap_or(&bytes));
+    let sealed = remote.key().encrypt(&plain);
+    remote.backend().put(Kind::Coordinator, &name, &sealed)?;
+    let (removed, retained) = trim(remote, KEEP)?;
+    let version = Version { name, taken_at, stored_bytes: sealed.len() as u64 };
+    Ok(Pushed { version, db_bytes: bytes.len() as u64, removed, retained })
+}
+
+/// Every version on the remote site, oldest first.
+pub fn versions(remote: &Repository) -> Result<Vec<Version>> {
+    let mut out: Vec<Version> = remote
+        .backend()
+        .list(Kind::Coordinator)?
+        .into_iter()
+        .filter_map(|(name, size)| parse_name(&name).map(|t| Version { name, taken_at: t, stored_bytes: size }))
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Fetches a version (the newest when `name` is `None`), checks it and returns the
+/// database file's bytes.
+pub fn fetch(remote: &Repository, name: Option<&str>) -> Result<(Version, Vec<u8>)> {
+    let all = versions(remote)?;
+    let v = match name {
+        None => all.last().cloned().ok_or_else(|| {
+            Error::invalid(
+                format!("the remote site {}", remote.location()),
+                "it holds no copy of a coordinator's state database (coordinator/ is empty): nothing was pushed there yet",
+            )
+        })?,
+        Some(n) => all.iter().find(|v| v.name == n).cloned().ok_or_else(|| {
+            Error::invalid(
+                format!("coordinator/{n} on {}", remote.location()),
+                "no such version; `kura coordinator versions` lists them",
+            )
+        })?,
+    };
+    let object = format!("coordinator/{}", v.name);
+    let plain = remote.key().decrypt(&remote.backend().get(Kind::Coordinator, &v.name)?, &object)?;
+    let split = plain.iter().position(|&b| b == b'\n').ok_or_else(|| Error::corrupt(&object, "no header"))?;
+    let header: Header =
+        serde_json::from_slice(&plain[..split]).map_err(|e| Error::corrupt(&object, format!("header: {e}")))?;
+    if header.format != FORMAT || header.name != v.name {
+        return Err(Error::corrupt(&object, format!("header names {:?} (format {})", header.name, header.format)));
+    }
+    let body = &plain[split + 1..];
+    let bytes = if header.compressed {
+        kura_store::compress::decompress(body, header.raw_len as usize, &object)?
+    } else {
+        body.to_vec()
+    };
+    if bytes.len() as u64 != header.raw_len {
+        return Err(Error::corrupt(&object, "its size does not match its header"));
+    }
+    Ok((v, bytes))
+}
+
+/// Writes a fetched database to `state` (0600, through a temp file and a rename) after
+/// checking that SQLite reads it whole. Refuses to replace an existing database
+/// unless `force`; with `force`, its WAL and shared-memory files go too.
+pub fn install(state: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    if state.exists() && !force {
+        return Err(Error::invalid(
+            state.display().to_string(),
+            "a state database is already there; move it away, or give --force to replace it",
+        ));
+    }
+    if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            super::create_private_dir(dir)?;
+        }
+    }
+    let tmp = temp_beside(state, "restore");
+    let res = write_private(&tmp, bytes).and_then(|()| integrity_check(&tmp));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut p = state.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(state, e)),
+            _ => {}
+        }
+    }
+    std::fs::rename(&tmp, state).map_err(|e| Error::io(state, e))?;
+    if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Opens the remote site of a config (`[remote]`) with its passphrase file.
+pub fn open_remote(spec: &crate::config::RepoSpec) -> Result<Arc<Repository>> {
+    let pass = kura_store::repo::keys::read_password_file(&spec.password_file)?;
+    let backend = kura_store::backend::open_location(&spec.location)?;
+    Ok(Arc::new(Repository::open(backend, &pass)?))
+}
+
+/// Pushes the database whenever it changed: the one driver of [`push`], stepped
+/// every second by the daemon (and so at each schedule tick), and around the CLI
+/// commands that change incidents or runs when no daemon runs. The first step
+/// always pushes. After a failure it waits [`RETRY`] before it tries again (the
+/// change is still pending, so it is pushed then).
+pub struct Pusher {
+    state: PathBuf,
+    watcher: Option<Watcher>,
+    remote: Option<(String, Arc<Repository>)>,
+    retry_at: Option<Instant>,
+}
+
+/// How long a failed push waits before the next attempt.
+pub const RETRY: Duration = Duration::from_secs(30);
+
+impl Pusher {
+    pub fn new(state: &Path) -> Pusher {
+        Pusher { state: state.to_path_buf(), watcher: None, remote: None, retry_at: None }
+    }
+
+    /// Pushes if the database changed since the last push (or never was pushed).
+    /// `Ok(None)`: nothing to do, or waiting after a failure.
+    pub fn step(&mut self, spec: &crate::config::RepoSpec) -> Result<Option<Pushed>> {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return Ok(None);
+        }
+        let res = self.try_step(spec);
+        if res.is_err() {
+            self.retry_at = Some(Instant::now() + RETRY);
+            self.remote = None; // opened again next time (credentials may have changed)
+        } else {
+            self.retry_at = None;
+        }
+        res
+    }
+
+    /// Counts the database as pushed as it is now, so that only what changes from here
+    /// on is pushed (a CLI command that may or may not write). No database yet: the
+    /// first step pushes whatever is created.
+    pub fn baseline(&mut self) {
+        if !self.state.exists() {
+            return;
+        }
+        if let Ok(mut w) = Watcher::open(&self.state) {
+            if let Ok(v) = w.version() {
+                w.pushed(v);
+                self.watcher = Some(w);
+            }
+        }
+    }
+
+    /// A step that does not wait out an earlier failure: the last push of a command
+    /// or of a stopping daemon.
+    pub fn flush(&mut self, spec: &crate::config::RepoSpec) -> Result<Option<Pushed>> {
+        self.retry_at = None;
+        self.step(spec)
+    }
+
+    fn try_step(&mut self, spec: &crate::config::RepoSpec) -> Result<Option<Pushed>> {
+        if self.watcher.is_none() {
+            self.watcher = Some(Watcher::open(&self.state)?);
+        }
+        let watcher = self.watcher.as_mut().expect("set above");
+        let Some(counter) = watcher.due()? else { return Ok(None) };
+        let location = spec.location.to_string();
+        if self.remote.as_ref().is_none_or(|(l, _)| *l != location) {
+            self.remote = Some((location, open_remote(spec)?));
+        }
+        let (_, repo) = self.remote.as_ref().expect("set above");
+        let pushed = push(&self.state, repo)?;
+        watcher.pushed(counter);
+        Ok(Some(pushed))
+    }
+}
+
+/// Tells whether the database changed since the last push: `PRAGMA data_version` of
+/// a connection of its own changes whenever another connection (the daemon's, a CLI's)
+/// commits.
+pub struct Watcher {
+    conn: Connection,
+    pushed: Option<i64>,
+}
+
+impl Watcher {
+    pub fn open(state: &Path) -> Result<Watcher> {
+        let conn = Connection::open_with_flags(state, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| db_err(state, e))?;
+        Ok(Watcher { conn, pushed: None })
+    }
+
+    /// The current change counter; `None` from [`Watcher::changed`] means "push".
+    pub fn version(&self) -> Result<i64> {
+        self.conn.pragma_query_value(None, "data_version", |r| r.get(0)).map_err(|e| db_err(Path::new("state"), e))
+    }
+
+    /// Some(counter) when a push is due (never pushed, or changed since); read the
+    /// counter before pushing, so that a commit during the push is pushed next time.
+    pub fn due(&self) -> Result<Option<i64>> {
+        let v = self.version()?;
+        Ok((self.pushed != Some(v)).then_some(v))
+    }
+
+    pub fn pushed(&mut self, counter: i64) {
+        self.pushed = Some(counter);
+    }
+}
+
+impl super::State {
+    /// How many incidents, recovery and drill runs, and job runs the database holds.
+    pub fn counts(&self) -> Result<(u64, u64, u64)> {
+        let count = |table: &str| -> Result<u64> {
+            self.conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| db_err(self.path(), e))
+        };
+        Ok((count("incidents")?, count("recovery_runs")?, count("job_runs")?))
+    }
+}
+
+/// The database's bytes as of one moment, whatever other connections do meanwhile,
+/// and its identity.
+fn consistent_copy(state: &Path) -> Result<(Vec<u8>, String)> {
+    if !state.exists() {
+        return Err(Error::invalid(state.display().to_string(), "no state database to push"));
+    }
+    let src = Connection::open_with_flags(state, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| db_err(state, e))?;
+    src.busy_timeout(Duration::from_secs(60)).map_err(|e| db_err(state, e))?;
+    let tmp = temp_beside(state, "push");
+    write_private(&tmp, b"")?;
+    let res = (|| {
+        let mut dst = Connection::open(&tmp).map_err(|e| db_err(&tmp, e))?;
+        {
+            let b = rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| db_err(state, e))?;
+            // All pages in one step: the copy is one read transaction, hence consistent.
+            b.run_to_completion(-1, Duration::from_millis(50), None).map_err(|e| db_err(state, e))?;
+        }
+        let db_id: String = dst
+            .query_row("SELECT value FROM meta WHERE key = 'db_id'", [], |r| r.get(0))
+            .map_err(|e| db_err(state, e))?;
+        dst.pragma_update(None, "journal_mode", "DELETE").map_err(|e| db_err(&tmp, e))?;
+        drop(dst);
+        let bytes = std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok((bytes, db_id))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    res
+}
+
+/// Keeps the newest `keep` versions; returns (deleted, kept by object lock).
+fn trim(remote: &Repository, keep: usize) -> Result<(u64, u64)> {
+    let all = versions(remote)?;
+    let (mut removed, mut retained) = (0, 0);
+    for v in all.iter().take(all.len().saturating_sub(keep)) {
+        if remote.backend().retained_until(Kind::Coordinator, &v.name)?.is_some() {
+            retained += 1;
+            continue;
+        }
+        match remote.backend().delete(Kind::Coordinator, &v.name) {
+            Err(e) if !e.is_not_found() => return Err(kura_store::Error::from(e).into()),
+            _ => removed += 1,
+        }
+    }
+    Ok((removed, retained))
+}
+
+/// `20261206T051230.123456Z-<8 hex>`: sorts by time; the random part keeps two
+/// pushes of the same microsecond apart.
+fn version_name(t: DateTime<Utc>) -> String {
+    let mut rnd = [0u8; 4];
+    rand::rngs::OsRng.fill_bytes(&mut rnd);
+    let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", t.format("%Y%m%dT%H%M%S%.6fZ"))
+}
+
+fn parse_name(name: &str) -> Option<DateTime<Utc>> {
+    let (time, rnd) = name.rsplit_once('-')?;
+    if rnd.len() != 8 || !rnd.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%.6fZ").ok().map(|t| t.and_utc())
+}
+
+fn temp_beside(state: &Path, what: &str) -> PathBuf {
+    let mut rnd = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut rnd);
+    let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    let name = state.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state.db".into());
+    state.with_file_name(format!(".{name}.{what}-{hex}"))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| Error::io(path, e))
+}
+
+fn integrity_check(path: &Path) -> Result<()> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| db_err(path, e))?;
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(|e| db_err(path, e))?;
+    if ok != "ok" {
+        return Err(Error::corrupt(path.display().to_string(), format!("SQLite integrity check: {ok}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_time_and_parse_back() {
+        let t = DateTime::parse_from_rfc3339("2026-12-06T05:12:30.123456Z").unwrap().with_timezone(&Utc);
+        let n = version_name(t);
+        assert!(n.starts_with("20261206T051230.123456Z-"), "{n}");
+        assert_eq!(parse_name(&n), Some(t));
+        assert_eq!(parse_name("README"), None);
+        assert_eq!(parse_name("20261206T051230.123456Z-xyz"), None);
+        let later = version_name(t + chrono::Duration::seconds(1));
+        assert!(n < later);
+    }
+}
