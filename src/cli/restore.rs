@@ -10,7 +10,9 @@ use super::filter::FilterArgs;
 use super::{output, Ctx, EXIT_PARTIAL};
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  kura restore latest --target /tmp/r\n  kura restore latest:/etc --host web1 --target /tmp/etc\n  kura restore 4e70c24e --target /tmp/r --verify")]
+#[command(
+    after_help = "Examples:\n  kura restore latest --target /tmp/r\n  kura restore latest:/etc --host web1 --target /tmp/etc\n  kura restore 4e70c24e --target /tmp/r --verify"
+)]
 pub struct Args {
     /// SNAPSHOT or SNAPSHOT:SUBPATH (id, unique prefix, or `latest`; the filters below narrow both)
     snapshot: String,

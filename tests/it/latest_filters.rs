@@ -59,7 +59,11 @@ fn restore_latest_takes_host_tag_and_path_filters() {
     let t = f.r.base().join("t2");
     f.r.restore("latest", &t, &["--host", "web1", "--tag", "daily"]).ok();
     assert_eq!(conf(&t), "web daily\n");
-    assert_same_tree(&f.web.join("static"), &restored(&t, &f.web).join("static"), Compare { times: true, root_meta: true });
+    assert_same_tree(
+        &f.web.join("static"),
+        &restored(&t, &f.web).join("static"),
+        Compare { times: true, root_meta: true },
+    );
 
     // --path alone, and the SNAPSHOT:SUBPATH form with filters.
     let t = f.r.base().join("t3");

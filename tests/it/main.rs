@@ -5,6 +5,7 @@
 mod backend;
 mod concurrent;
 mod config;
+mod coordinator;
 mod corruption;
 mod crash;
 mod daemon;

@@ -142,7 +142,11 @@ fn four_hosts_back_up_into_one_bucket_while_prune_runs() {
         let c = run(&mut kura_at(&loc, &["--json", "check", "--read-data"]));
         c.ok();
         let c = c.json();
-        assert_eq!((c["errors"].clone(), c["warnings"].clone()), (serde_json::json!([]), serde_json::json!([])), "{c:#}");
+        assert_eq!(
+            (c["errors"].clone(), c["warnings"].clone()),
+            (serde_json::json!([]), serde_json::json!([])),
+            "{c:#}"
+        );
     };
     verify("after");
     // Each host's `latest` is its round-4 tree.
@@ -150,7 +154,11 @@ fn four_hosts_back_up_into_one_bucket_while_prune_runs() {
         let target = dir.path().join(format!("latest{h}"));
         let host = format!("host{h}");
         run(&mut kura_at(&loc, &["restore", "latest", "--host", &host, "--target", s(&target)])).ok();
-        assert_same_tree(&copies.join(format!("r4h{h}")), &restored(&target, src), Compare { times: true, root_meta: false });
+        assert_same_tree(
+            &copies.join(format!("r4h{h}")),
+            &restored(&target, src),
+            Compare { times: true, root_meta: false },
+        );
     }
     // Once the backups are over, prune frees what waited for them; nothing any
     // snapshot needs goes.

@@ -273,8 +273,9 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn open(state: &Path) -> Result<Watcher> {
-        let conn = Connection::open_with_flags(state, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| db_err(state, e))?;
+        let conn =
+            Connection::open_with_flags(state, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| db_err(state, e))?;
         Ok(Watcher { conn, pushed: None })
     }
 
@@ -322,9 +323,23 @@ fn consistent_copy(state: &Path) -> Result<(Vec<u8>, String)> {
     let res = (|| {
         let mut dst = Connection::open(&tmp).map_err(|e| db_err(&tmp, e))?;
         {
-            let b = rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| db_err(state, e))?;
-            // All pages in one step: the copy is one read transaction, hence consistent.
-            b.run_to_completion(-1, Duration::from_millis(50), None).map_err(|e| db_err(state, e))?;
+            use rusqlite::backup::{Backup, StepResult};
+            let b = Backup::new(&src, &mut dst).map_err(|e| db_err(state, e))?;
+            // All pages in one step (-1): the copy is one read transaction, hence
+            // consistent. Busy or locked: a writer holds it for a moment; try again.
+            let start = Instant::now();
+            loop {
+                match b.step(-1).map_err(|e| db_err(state, e))? {
+                    StepResult::Done => break,
+                    _ if start.elapsed() > Duration::from_secs(60) => {
+                        return Err(Error::invalid(
+                            state.display().to_string(),
+                            "busy for 60 s; the copy was not taken",
+                        ))
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
         }
         let db_id: String = dst
             .query_row("SELECT value FROM meta WHERE key = 'db_id'", [], |r| r.get(0))

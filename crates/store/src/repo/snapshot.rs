@@ -233,7 +233,9 @@ mod tests {
         // An id outside the filter is not found; the error names the filters.
         let none = f(Some("web1"), &["daily"], &["/etc"]);
         let e = none.pick(&list, "latest").unwrap_err();
-        assert!(matches!(&e, Error::SnapshotNotFound { filter, .. } if filter == " --host web1 --tag daily --path /etc"));
+        assert!(
+            matches!(&e, Error::SnapshotNotFound { filter, .. } if filter == " --host web1 --tag daily --path /etc")
+        );
         assert!(e.to_string().contains("with --host web1 --tag daily --path /etc"), "{e}");
         assert!(f(Some("web1"), &[], &[]).pick(&list, &id(2).to_hex()).is_err());
         assert_eq!(f(Some("db1"), &[], &[]).pick(&list, &id(2).to_hex()).unwrap().0, id(2));
