@@ -154,7 +154,7 @@ fn a_fresh_coordinator_restores_incidents_and_runs_from_the_remote_and_recovery_
     assert_eq!(fs::metadata(&site.state).unwrap().permissions().mode() & 0o777, 0o600);
     site.kura(&["coordinator", "restore"]).code(2).stderr_has("already holds a state database").stderr_has("--force");
     let human = site.kura(&["coordinator", "restore", "--force"]).ok().stdout.clone();
-    assert!(human.contains("restored") && human.contains(text(&pushed.last().unwrap(), "name")), "{human}");
+    assert!(human.contains("restored") && human.contains(text(pushed.last().unwrap(), "name")), "{human}");
 
     let shown = site.kura(&["--json", "incident", "show", &id]).ok().json();
     assert_eq!(shown["incident"]["title"], "ransomware on the coordinator too", "{shown:#}");
