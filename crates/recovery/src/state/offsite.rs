@@ -420,6 +420,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn push_fetch_install_and_trim() {
+        use kura_store::backend::memory::MemoryBackend;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let mut st = crate::state::State::open(&db).unwrap();
+        let repo = Repository::init(Arc::new(MemoryBackend::new()), b"pw").unwrap();
+        let first = push(&db, &repo).unwrap();
+        st.open_incident(Utc::now(), crate::incident::Event::Opened { fields: Default::default() }).unwrap();
+        let second = push(&db, &repo).unwrap();
+        assert!(first.version.name < second.version.name);
+        // The newest by default, any by name; each is the database as it was then.
+        let (v, bytes) = fetch(&repo, None).unwrap();
+        assert_eq!(v.name, second.version.name);
+        let restored = dir.path().join("r/state.db");
+        install(&restored, &bytes, false).unwrap();
+        assert_eq!(crate::state::State::open(&restored).unwrap().counts().unwrap().0, 1);
+        assert!(install(&restored, &bytes, false).unwrap_err().to_string().contains("--force"));
+        let (_, old) = fetch(&repo, Some(&first.version.name)).unwrap();
+        install(&restored, &old, true).unwrap();
+        assert_eq!(crate::state::State::open(&restored).unwrap().counts().unwrap().0, 0);
+        // Stored sealed: the database's text is nowhere in the object.
+        let raw = repo.backend().get(Kind::Coordinator, &second.version.name).unwrap();
+        assert!(!raw.windows(6).any(|w| w == b"SQLite"));
+        // Another key cannot read it; a damaged one is refused.
+        let mut bad = raw.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 1;
+        repo.backend().put(Kind::Coordinator, &second.version.name, &bad).unwrap();
+        assert!(fetch(&repo, None).is_err());
+        // Only the newest `keep` stay.
+        for _ in 0..3 {
+            push(&db, &repo).unwrap();
+        }
+        assert_eq!(trim(&repo, 2).unwrap(), (3, 0));
+        assert_eq!(versions(&repo).unwrap().len(), 2);
+        drop(st);
+    }
+
+    #[test]
     fn names_sort_by_time_and_parse_back() {
         let t = DateTime::parse_from_rfc3339("2026-12-06T05:12:30.123456Z").unwrap().with_timezone(&Utc);
         let n = version_name(t);
