@@ -254,3 +254,39 @@ fn the_daemon_pushes_each_change_and_the_copy_reads_back_with_the_config_alone()
     let list = run(bare_kura().args(["--json", "incident", "list", "--state", s(&fresh)])).ok().json();
     assert!(list.to_string().contains("seen by the daemon"), "{list:#}");
 }
+
+/// Object lock on the remote (moto): every version is uploaded under retention, and
+/// the trimming beyond the newest 20 keeps what retention protects.
+#[test]
+fn versions_under_object_lock_are_retained_not_deleted() {
+    let m = crate::servers::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let loc = m.location("kura-coord-locked/site", "&object_lock_days=1&object_lock_mode=governance");
+    // The bucket is made with object lock by a first repository; this one is made
+    // without retention, so that its key can be swapped for a cheap one.
+    let other = m.location("kura-coord-locked/other", "&object_lock_days=1&object_lock_mode=governance");
+    run(bare_kura().args(["--repo", &other, "init"]).env("KURA_PASSWORD", PASSWORD)).ok();
+    let plain = m.location("kura-coord-locked/site", "");
+    run(bare_kura().args(["--repo", &plain, "init"]).env("KURA_PASSWORD", PASSWORD)).ok();
+    crate::shared_bucket::cheap_key(&plain);
+    let state = dir.path().join("state.db");
+    run(bare_kura().args(["incident", "open", "--title", "locked", "--state", s(&state)])).ok();
+    let push = || {
+        let o = run(bare_kura()
+            .args(["--json", "coordinator", "push", "--from", &loc, "--state", s(&state)])
+            .env("KURA_PASSWORD", PASSWORD));
+        o.ok();
+        o.json()
+    };
+    let mut last = Value::Null;
+    for _ in 0..21 {
+        last = push();
+    }
+    assert_eq!((num(&last, "removed"), num(&last, "retained")), (0, 1), "{last:#}");
+    let b = kura::backend::s3::S3Backend::open(&loc).unwrap();
+    let names = kura::backend::Backend::list(&b, kura::backend::Kind::Coordinator).unwrap();
+    assert_eq!(names.len(), 21);
+    for (n, _) in &names {
+        assert!(b.retained_until(kura::backend::Kind::Coordinator, n).unwrap().is_some(), "{n} is not retained");
+    }
+}

@@ -41,7 +41,7 @@ fn wait_out(c: Child) -> Out {
 
 /// Replaces the repository's key with one whose KDF is cheap: every command of this
 /// test opens the repository, and the default argon2 cost would dominate its time.
-fn cheap_key(location: &str) {
+pub fn cheap_key(location: &str) {
     let backend: Arc<dyn Backend> = Arc::new(S3Backend::open(location).unwrap());
     let repo = Repository::open(backend.clone(), PASSWORD.as_bytes()).unwrap();
     let mut kdf = KdfParams::new_random();
