@@ -44,8 +44,12 @@ pub struct RestoreArgs {
     #[command(flatten)]
     common: Common,
     /// Restore this version (a name from `kura coordinator versions`) [default: the newest]
-    #[arg(long)]
+    #[arg(long, conflicts_with = "db")]
     version: Option<String>,
+    /// Restore the newest copy of this database (an id, or its prefix, from `versions`),
+    /// when the remote holds copies of several
+    #[arg(long)]
+    db: Option<String>,
     /// Replace an existing state database
     #[arg(long)]
     force: bool,
@@ -130,9 +134,14 @@ pub fn run(ctx: &Ctx, cmd: CoordinatorCommand) -> Result<ExitCode> {
                 output::print_json(&all)?;
             } else {
                 for v in &all {
-                    println!("{}  {}  {}", v.name, v.taken_at.to_rfc3339(), output::bytes(v.stored_bytes));
+                    println!("{}  db {}  {}  {}", v.name, v.db, v.taken_at.to_rfc3339(), output::bytes(v.stored_bytes));
                 }
-                println!("{} version(s) on {} (the newest {} are kept)", all.len(), t.remote.location, offsite::KEEP);
+                println!(
+                    "{} version(s) on {} (the newest {} of each database are kept)",
+                    all.len(),
+                    t.remote.location,
+                    offsite::KEEP
+                );
             }
         }
         CoordinatorCommand::Restore(a) => restore(ctx, a)?,
@@ -159,7 +168,12 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<()> {
         ));
     }
     let repo = open_remote(ctx, &t.remote)?;
-    let (version, bytes) = offsite::fetch(&repo, a.version.as_deref())?;
+    let pick = match (&a.version, &a.db) {
+        (Some(n), _) => offsite::Pick::Name(n),
+        (None, Some(d)) => offsite::Pick::Db(d),
+        (None, None) => offsite::Pick::Newest,
+    };
+    let (version, bytes) = offsite::fetch(&repo, pick)?;
     offsite::install(&t.state, &bytes, a.force)?;
     let state = kura::state::State::open(&t.state)?;
     let counts = state.counts()?;

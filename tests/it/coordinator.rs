@@ -208,6 +208,20 @@ fn a_push_killed_midway_leaves_the_earlier_versions_intact() {
     }
     assert_eq!(last, 3);
     site.kura(&["coordinator", "push"]).ok().stdout_has("pushed");
+
+    // A coordinator started afresh by mistake (a new, empty database) pushes a
+    // database of its own: it cannot push the real one's versions out, and a restore
+    // must then be told which database it wants.
+    let real_db = text(site.versions().last().unwrap(), "db").to_string();
+    let stray = site.base().join("stray/state.db");
+    for _ in 0..3 {
+        run(&mut site.cmd_at(&stray, &["incident", "open", "--title", "stray"])).ok();
+    }
+    assert!(site.versions().iter().any(|v| v["db"] != real_db.as_str()));
+    let fresh = site.base().join("fresh/state.db");
+    run(&mut site.cmd_at(&fresh, &["coordinator", "restore"])).code(2).stderr_has("copies of 2 state databases");
+    let r = run(&mut site.cmd_at(&fresh, &["--json", "coordinator", "restore", "--db", &real_db])).ok().json();
+    assert_eq!((num(&r, "incidents"), r["version"]["db"].as_str()), (3, Some(real_db.as_str())), "{r:#}");
     site.kura(&["coordinator", "restore", "--version", "20200101T000000.000000Z-00000000", "--force"])
         .code(2)
         .stderr_has("no such version");

@@ -51,6 +51,9 @@ struct Header {
 #[derive(Clone, Debug, Serialize)]
 pub struct Version {
     pub name: String,
+    /// The database it is a copy of: the first 16 hex digits of its `meta.db_id`.
+    /// A coordinator started afresh (not restored) has another one.
+    pub db: String,
     /// When it was taken (from its name; the sealed header says the same).
     pub taken_at: DateTime<Utc>,
     /// Bytes stored (sealed, compressed).
@@ -75,7 +78,7 @@ pub struct Pushed {
 pub fn push(state: &Path, remote: &Repository) -> Result<Pushed> {
     let (bytes, db_id) = consistent_copy(state)?;
     let taken_at = remote.now();
-    let name = version_name(taken_at);
+    let name = version_name(taken_at, &db_id);
     let packed = kura_store::compress::compress(&bytes, 3);
     let header = Header {
         format: FORMAT,
@@ -90,8 +93,9 @@ pub fn push(state: &Path, remote: &Repository) -> Result<Pushed> {
     plain.extend_from_slice(packed.as_deref().unwrap_or(&bytes));
     let sealed = remote.key().encrypt(&plain);
     remote.backend().put(Kind::Coordinator, &name, &sealed)?;
-    let (removed, retained) = trim(remote, KEEP)?;
-    let version = Version { name, taken_at, stored_bytes: sealed.len() as u64 };
+    let db = db_prefix(&header.db_id);
+    let (removed, retained) = trim(remote, &db, KEEP)?;
+    let version = Version { name, db, taken_at, stored_bytes: sealed.len() as u64 };
     Ok(Pushed { version, db_bytes: bytes.len() as u64, removed, retained })
 }
 
@@ -101,24 +105,64 @@ pub fn versions(remote: &Repository) -> Result<Vec<Version>> {
         .backend()
         .list(Kind::Coordinator)?
         .into_iter()
-        .filter_map(|(name, size)| parse_name(&name).map(|t| Version { name, taken_at: t, stored_bytes: size }))
+        .filter_map(|(name, size)| {
+            parse_name(&name).map(|(t, db)| Version { name, db, taken_at: t, stored_bytes: size })
+        })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 
-/// Fetches a version (the newest when `name` is `None`), checks it and returns the
-/// database file's bytes.
-pub fn fetch(remote: &Repository, name: Option<&str>) -> Result<(Version, Vec<u8>)> {
+/// Which version to fetch.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Pick<'a> {
+    /// The newest, if the remote holds copies of one database only.
+    #[default]
+    Newest,
+    /// The newest copy of this database (a prefix of its id).
+    Db(&'a str),
+    /// This version, by name.
+    Name(&'a str),
+}
+
+/// Fetches a version, checks it and returns the database file's bytes.
+pub fn fetch(remote: &Repository, pick: Pick) -> Result<(Version, Vec<u8>)> {
     let all = versions(remote)?;
-    let v = match name {
-        None => all.last().cloned().ok_or_else(|| {
-            Error::invalid(
-                format!("the remote site {}", remote.location()),
-                "it holds no copy of a coordinator's state database (coordinator/ is empty): nothing was pushed there yet",
-            )
-        })?,
-        Some(n) => all.iter().find(|v| v.name == n).cloned().ok_or_else(|| {
+    let site = || format!("the remote site {}", remote.location());
+    let newest_of = |db: Option<&str>| -> Result<Version> {
+        let mut of: Vec<&Version> = all.iter().filter(|v| db.is_none_or(|d| v.db.starts_with(d))).collect();
+        let Some(newest) = of.last().copied().cloned() else {
+            return Err(Error::invalid(
+                site(),
+                match db {
+                    None => "it holds no copy of a coordinator's state database (coordinator/ is empty): nothing \
+                             was pushed there yet"
+                        .to_string(),
+                    Some(d) => format!("it holds no copy of a database {d}; `kura coordinator versions` lists them"),
+                },
+            ));
+        };
+        of.sort_by(|a, b| a.db.cmp(&b.db).then(b.name.cmp(&a.name)));
+        of.dedup_by(|a, b| a.db == b.db);
+        if of.len() > 1 {
+            let dbs: Vec<String> =
+                of.iter().map(|v| format!("{} (newest {})", v.db, v.taken_at.to_rfc3339())).collect();
+            return Err(Error::invalid(
+                site(),
+                format!(
+                    "it holds copies of {} state databases: {}. A coordinator started afresh pushes a database of \
+                     its own; choose with --db ID (or --version NAME)",
+                    of.len(),
+                    dbs.join(", ")
+                ),
+            ));
+        }
+        Ok(newest)
+    };
+    let v = match pick {
+        Pick::Newest => newest_of(None)?,
+        Pick::Db(d) => newest_of(Some(d))?,
+        Pick::Name(n) => all.iter().find(|v| v.name == n).cloned().ok_or_else(|| {
             Error::invalid(
                 format!("coordinator/{n} on {}", remote.location()),
                 "no such version; `kura coordinator versions` lists them",
@@ -130,7 +174,7 @@ pub fn fetch(remote: &Repository, name: Option<&str>) -> Result<(Version, Vec<u8
     let split = plain.iter().position(|&b| b == b'\n').ok_or_else(|| Error::corrupt(&object, "no header"))?;
     let header: Header =
         serde_json::from_slice(&plain[..split]).map_err(|e| Error::corrupt(&object, format!("header: {e}")))?;
-    if header.format != FORMAT || header.name != v.name {
+    if header.format != FORMAT || header.name != v.name || db_prefix(&header.db_id) != v.db {
         return Err(Error::corrupt(&object, format!("header names {:?} (format {})", header.name, header.format)));
     }
     let body = &plain[split + 1..];
@@ -353,9 +397,11 @@ fn consistent_copy(state: &Path) -> Result<(Vec<u8>, String)> {
     res
 }
 
-/// Keeps the newest `keep` versions; returns (deleted, kept by object lock).
-fn trim(remote: &Repository, keep: usize) -> Result<(u64, u64)> {
-    let all = versions(remote)?;
+/// Keeps the newest `keep` versions of database `db` (other databases' versions are
+/// never trimmed here: a coordinator started afresh by mistake cannot push the
+/// real one's history out); returns (deleted, kept by object lock).
+fn trim(remote: &Repository, db: &str, keep: usize) -> Result<(u64, u64)> {
+    let all: Vec<Version> = versions(remote)?.into_iter().filter(|v| v.db == db).collect();
     let (mut removed, mut retained) = (0, 0);
     for v in all.iter().take(all.len().saturating_sub(keep)) {
         if remote.backend().retained_until(Kind::Coordinator, &v.name)?.is_some() {
@@ -370,21 +416,28 @@ fn trim(remote: &Repository, keep: usize) -> Result<(u64, u64)> {
     Ok((removed, retained))
 }
 
-/// `20261206T051230.123456Z-<8 hex>`: sorts by time; the random part keeps two
-/// pushes of the same microsecond apart.
-fn version_name(t: DateTime<Utc>) -> String {
+fn db_prefix(db_id: &str) -> String {
+    db_id.chars().take(16).collect()
+}
+
+/// `20261206T051230.123456Z-<db: 16 hex>-<8 hex>`: sorts by time; the random part
+/// keeps two pushes of the same microsecond apart.
+fn version_name(t: DateTime<Utc>, db_id: &str) -> String {
     let mut rnd = [0u8; 4];
     rand::rngs::OsRng.fill_bytes(&mut rnd);
     let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", t.format("%Y%m%dT%H%M%S%.6fZ"))
+    format!("{}-{}-{hex}", t.format("%Y%m%dT%H%M%S%.6fZ"), db_prefix(db_id))
 }
 
-fn parse_name(name: &str) -> Option<DateTime<Utc>> {
-    let (time, rnd) = name.rsplit_once('-')?;
-    if rnd.len() != 8 || !rnd.bytes().all(|b| b.is_ascii_hexdigit()) {
+fn parse_name(name: &str) -> Option<(DateTime<Utc>, String)> {
+    let mut parts = name.split('-');
+    let (time, db, rnd) = (parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if parts.next().is_some() || !hex(db, 16) || !hex(rnd, 8) {
         return None;
     }
-    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%.6fZ").ok().map(|t| t.and_utc())
+    let t = chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%.6fZ").ok()?.and_utc();
+    Some((t, db.to_string()))
 }
 
 fn temp_beside(state: &Path, what: &str) -> PathBuf {
@@ -431,13 +484,13 @@ mod tests {
         let second = push(&db, &repo).unwrap();
         assert!(first.version.name < second.version.name);
         // The newest by default, any by name; each is the database as it was then.
-        let (v, bytes) = fetch(&repo, None).unwrap();
+        let (v, bytes) = fetch(&repo, Pick::Newest).unwrap();
         assert_eq!(v.name, second.version.name);
         let restored = dir.path().join("r/state.db");
         install(&restored, &bytes, false).unwrap();
         assert_eq!(crate::state::State::open(&restored).unwrap().counts().unwrap().0, 1);
         assert!(install(&restored, &bytes, false).unwrap_err().to_string().contains("--force"));
-        let (_, old) = fetch(&repo, Some(&first.version.name)).unwrap();
+        let (_, old) = fetch(&repo, Pick::Name(&first.version.name)).unwrap();
         install(&restored, &old, true).unwrap();
         assert_eq!(crate::state::State::open(&restored).unwrap().counts().unwrap().0, 0);
         // Stored sealed: the database's text is nowhere in the object.
@@ -448,12 +501,12 @@ mod tests {
         let mid = bad.len() / 2;
         bad[mid] ^= 1;
         repo.backend().put(Kind::Coordinator, &second.version.name, &bad).unwrap();
-        assert!(fetch(&repo, None).is_err());
+        assert!(fetch(&repo, Pick::Newest).is_err());
         // Only the newest `keep` stay.
         for _ in 0..3 {
             push(&db, &repo).unwrap();
         }
-        assert_eq!(trim(&repo, 2).unwrap(), (3, 0));
+        assert_eq!(trim(&repo, &v.db, 2).unwrap(), (3, 0));
         assert_eq!(versions(&repo).unwrap().len(), 2);
         drop(st);
     }
@@ -461,12 +514,13 @@ mod tests {
     #[test]
     fn names_sort_by_time_and_parse_back() {
         let t = DateTime::parse_from_rfc3339("2026-12-06T05:12:30.123456Z").unwrap().with_timezone(&Utc);
-        let n = version_name(t);
-        assert!(n.starts_with("20261206T051230.123456Z-"), "{n}");
-        assert_eq!(parse_name(&n), Some(t));
+        let db = "0123456789abcdef0123456789abcdef";
+        let n = version_name(t, db);
+        assert!(n.starts_with("20261206T051230.123456Z-0123456789abcdef-"), "{n}");
+        assert_eq!(parse_name(&n), Some((t, "0123456789abcdef".to_string())));
         assert_eq!(parse_name("README"), None);
-        assert_eq!(parse_name("20261206T051230.123456Z-xyz"), None);
-        let later = version_name(t + chrono::Duration::seconds(1));
+        assert_eq!(parse_name("20261206T051230.123456Z-0123456789abcdef-xyz"), None);
+        let later = version_name(t + chrono::Duration::seconds(1), db);
         assert!(n < later);
     }
 }
