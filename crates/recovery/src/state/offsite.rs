@@ -509,6 +509,15 @@ mod tests {
         assert_eq!(trim(&repo, &v.db, 2).unwrap(), (3, 0));
         assert_eq!(versions(&repo).unwrap().len(), 2);
         drop(st);
+
+        // On a local remote, the folder and the versions are the owner's only.
+        use std::os::unix::fs::PermissionsExt;
+        let root = dir.path().join("remote");
+        let local = Repository::init(Arc::new(kura_store::backend::local::LocalBackend::new(&root)), b"pw").unwrap();
+        let p = push(&db, &local).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.join("coordinator")), 0o700);
+        assert_eq!(mode(&root.join("coordinator").join(&p.version.name)), 0o600);
     }
 
     #[test]
