@@ -304,3 +304,36 @@ fn versions_under_object_lock_are_retained_not_deleted() {
         assert!(b.retained_until(kura::backend::Kind::Coordinator, n).unwrap().is_some(), "{n} is not retained");
     }
 }
+
+#[test]
+fn coordinator_commands_without_a_remote_or_with_a_wrong_passphrase_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    run(bare_kura().args(["coordinator", "restore", "--state", s(&state)]))
+        .code(2)
+        .stderr_has("no remote site: give --from REMOTE");
+    let cfg = dir.path().join("kura.toml");
+    write(
+        &cfg,
+        format!("[repository]\nlocation = '{}'\npassword_file = '/nonexistent'\n", dir.path().join("r").display()),
+    );
+    run(bare_kura().args(["coordinator", "push", "--config", s(&cfg), "--state", s(&state)]))
+        .code(2)
+        .stderr_has("has none");
+    // A remote that exists, opened with the wrong passphrase: named, nothing written.
+    let remote = TestRepo::new();
+    run(bare_kura()
+        .args(["coordinator", "restore", "--from", s(&remote.path), "--state", s(&state)])
+        .env("KURA_PASSWORD", "wrong"))
+    .code(2)
+    .stderr_has("wrong passphrase")
+    .stderr_has(s(&remote.path));
+    assert!(!state.exists());
+    // An empty remote: nothing was pushed there yet.
+    run(bare_kura()
+        .args(["coordinator", "restore", "--from", s(&remote.path), "--state", s(&state)])
+        .env("KURA_PASSWORD", PASSWORD))
+    .code(2)
+    .stderr_has("nothing was pushed there yet");
+    assert!(!state.exists());
+}
