@@ -123,3 +123,16 @@ fn ls_diff_dump_and_find_take_the_same_filters() {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0]["snapshot"].as_str(), Some(f.ids[2].as_str()));
 }
+
+#[test]
+fn forget_latest_with_a_host_removes_that_hosts_newest_only() {
+    let f = fleet();
+    let dry = f.r.kura(["--json", "forget", "latest", "--host", "web1", "--dry-run"]).ok().json();
+    assert_eq!(dry["snapshots"], serde_json::json!([f.ids[2]]), "{dry:#}");
+    f.r.kura(["forget", "latest", "--host", "web1", "--tag", "hourly"]).ok().stdout_has(&f.ids[2][..8]);
+    let left: Vec<String> = f.r.snapshots(&[]).iter().map(|s| text(s, "id").to_string()).collect();
+    assert_eq!(left, [f.ids[0].clone(), f.ids[1].clone(), f.ids[3].clone()]);
+    f.r.kura(["forget", "latest", "--host", "web1", "--tag", "hourly"])
+        .code(2)
+        .stderr_has("no snapshot matches \"latest\" with --host web1 --tag hourly");
+}
