@@ -261,7 +261,11 @@ impl Pusher {
         let res = self.try_step(spec);
         if res.is_err() {
             self.retry_at = Some(Instant::now() + RETRY);
-            self.remote = None; // opened again next time (credentials may have changed)
+            // Both opened again next time: the credentials may have changed, or the
+            // database file was replaced (a `coordinator restore --force`). A new
+            // watcher pushes at once, so nothing changed meanwhile is missed.
+            self.remote = None;
+            self.watcher = None;
         } else {
             self.retry_at = None;
         }
