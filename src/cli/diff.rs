@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use super::filter::FilterArgs;
 use super::{output, Ctx};
 
 #[derive(clap::Args)]
@@ -16,12 +17,16 @@ pub struct Args {
     /// Also list paths whose only change is their mode, owner or modification time
     #[arg(long)]
     metadata: bool,
+    /// Filters for both snapshots: `kura diff 4e70c24e latest --host web1`
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let repo = ctx.open()?;
-    let (id_a, snap_a) = repo.find_snapshot(&a.before)?;
-    let (id_b, snap_b) = repo.find_snapshot(&a.after)?;
+    let filter = a.filter.filter();
+    let (id_a, snap_a) = repo.find_snapshot_matching(&a.before, &filter)?;
+    let (id_b, snap_b) = repo.find_snapshot_matching(&a.after, &filter)?;
     let index = repo.load_index()?;
     let mut d = kura::diff::diff(&repo, &index, &snap_a.tree, &snap_b.tree)?;
     if !a.metadata {

@@ -35,7 +35,7 @@ pub enum DrillCommand {
 #[derive(clap::Args)]
 pub struct RunArgs {
     #[command(flatten)]
-    common: PlanArgs,
+    pub common: PlanArgs,
     /// Where systems are restored (each into SANDBOX/NAME) [default: a new directory under $TMPDIR]
     #[arg(long)]
     sandbox: Option<PathBuf>,

@@ -6,17 +6,20 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use kura::repo::tree::NodeType;
 
+use super::filter::FilterArgs;
 use super::Ctx;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  kura dump latest:/etc/hosts\n  kura dump 4e70c24e:/srv/www > www.tar\n  kura dump latest:/srv/www | tar -x -C /tmp/r"
+    after_help = "Examples:\n  kura dump latest:/etc/hosts\n  kura dump 4e70c24e:/srv/www > www.tar\n  kura dump latest:/srv/www | tar -x -C /tmp/r\n  kura dump latest:/etc/hosts --host web1"
 )]
 pub struct Args {
     /// SNAPSHOT:PATH (snapshot id, unique prefix or `latest`). A file is written as
     /// it is; a directory as a tar archive whose entries start with its name
     #[arg(value_name = "SNAPSHOT:PATH")]
     spec: String,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
@@ -24,7 +27,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         bail!("{:?} names no path: give SNAPSHOT:PATH, e.g. latest:/etc/hosts", a.spec);
     };
     let repo = ctx.open()?;
-    let (id, snap) = repo.find_snapshot(query)?;
+    let (id, snap) = repo.find_snapshot_matching(query, &a.filter.filter())?;
     let index = repo.load_index()?;
     let node = kura::dump::resolve(&repo, &index, &snap.tree, path, &id.short())?;
     let stdout = std::io::stdout();

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use kura::find::Finder;
-use kura::repo::snapshot::Filter;
 use kura::repo::tree::NodeType;
 
+use super::filter::FilterArgs;
 use super::{output, Ctx};
 
 #[derive(clap::Args)]
@@ -20,32 +20,25 @@ pub struct Args {
     /// Search only this snapshot (id, unique prefix or `latest`; repeatable)
     #[arg(long = "snapshot", value_name = "ID")]
     snapshots: Vec<String>,
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this tag (repeatable: all must match)
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    /// Only snapshots that include this path (repeatable: all must match)
-    #[arg(long = "path")]
-    paths: Vec<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let repo = ctx.open()?;
+    let filter = a.filter.filter();
     let list = if a.snapshots.is_empty() {
         repo.snapshots()?
     } else {
         let mut l = Vec::new();
         for q in &a.snapshots {
-            let found = repo.find_snapshot(q)?;
+            let found = repo.find_snapshot_matching(q, &filter)?;
             if !l.iter().any(|(id, _)| *id == found.0) {
                 l.push(found);
             }
         }
         l
     };
-    let filter = Filter { host: a.host, tags: a.tags, paths: a.paths, ..Default::default() };
     let index = repo.load_index()?;
     let mut finder = Finder::new(&repo, &index, &a.pattern)?;
     let found = finder.search(filter.select(list))?;

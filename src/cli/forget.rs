@@ -18,8 +18,9 @@ use super::{output, Ctx, EXIT_PARTIAL};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Remove exactly these snapshots (ids or unique prefixes) instead of applying a
-    /// policy: for example the original that `kura repair snapshots` kept
+    /// Remove exactly these snapshots (ids, unique prefixes or `latest`, among those the
+    /// filters select) instead of applying a policy: for example the original that
+    /// `kura repair snapshots` kept
     #[arg(value_name = "SNAPSHOT")]
     snapshots: Vec<String>,
     /// Keep the N newest snapshots
@@ -146,7 +147,7 @@ fn forget_named(ctx: &Ctx, a: &Args) -> Result<ExitCode> {
         bail!("give either snapshot ids or a --keep-* policy, not both");
     }
     let repo = ctx.open()?;
-    let plan = forget::plan_named(repo.snapshots()?, &a.snapshots)?;
+    let plan = forget::plan_named(repo.snapshots()?, &a.snapshots, &a.filter())?;
     let chosen = plan.to_remove();
     let mut removed = Vec::new();
     if !a.dry_run {

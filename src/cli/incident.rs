@@ -20,7 +20,7 @@ pub struct Args {
     /// The config whose [repository] keys and anchors the timeline (and whose [remote]
     /// `verify` also checks) [default: ./kura.toml, /etc/kura/kura.toml; --repo wins]
     #[arg(long, env = "KURA_CONFIG", global = true)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     cmd: IncidentCommand,
 }

@@ -10,17 +10,20 @@ use anyhow::Result;
 use kura::repo::tree::{Node, NodeType, Tree};
 use serde::Serialize;
 
+use super::filter::FilterArgs;
 use super::{output, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Snapshot id, unique id prefix, or `latest`
+    /// Snapshot id, unique id prefix, or `latest` (the newest matching the filters)
     snapshot: String,
     /// Only list below this path inside the snapshot
     path: Option<String>,
     /// Show type, mode, size and modification time
     #[arg(short, long)]
     long: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 #[derive(Serialize)]
@@ -57,7 +60,7 @@ fn entry(path: &Path, n: &Node) -> Entry {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let repo = ctx.open()?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = repo.find_snapshot_matching(&a.snapshot, &a.filter.filter())?;
     let index = repo.load_index()?;
     let start = a.path.clone().unwrap_or_else(|| "/".into());
     let mut out = Vec::new();

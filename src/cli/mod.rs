@@ -4,12 +4,14 @@ mod agent;
 mod backup;
 mod check;
 mod config;
+mod coordinator;
 mod copy;
 mod daemon;
 mod diff;
 mod drill;
 mod dump;
 mod export;
+mod filter;
 mod find;
 mod forecast;
 mod forget;
@@ -113,6 +115,9 @@ enum Command {
     /// Check a restoration plan and show its execution order
     #[command(subcommand)]
     Plan(plan::PlanCommand),
+    /// The state database at the remote site: push a copy, list the versions, restore it
+    #[command(subcommand)]
+    Coordinator(coordinator::CoordinatorCommand),
     /// Run the scheduler in the foreground (backups, prune, check on cron schedules), or stop it
     Daemon(daemon::DaemonArgs),
     /// Ask the daemon: per system the last backup, its age, late or not, the next run; running jobs
@@ -223,6 +228,11 @@ impl Ctx {
         kura::state::State::open(&path).with_context(|| format!("opening the state database {}", path.display()))
     }
 
+    /// The state database given with --state, if any.
+    pub fn state_path(&self) -> Option<PathBuf> {
+        self.state.clone()
+    }
+
     /// Opens the state database for a command that only reads it: this works on a
     /// database the user cannot write.
     pub fn state_read_only(&self) -> Result<kura::state::State> {
@@ -300,9 +310,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(k) => key::run(&ctx, k),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Repair(r) => prune::repair(&ctx, r),
-        Command::Incident(c) => incident::run(&ctx, c),
-        Command::Recover(a) => recover::run(&ctx, a),
-        Command::Drill(c) => drill::run(&ctx, c),
+        // Commands that change incidents or runs copy the state database to the
+        // remote site when no daemon does (docs/DAEMON.md).
+        Command::Incident(c) => coordinator::pushing(&ctx, c.config.clone(), || incident::run(&ctx, c)),
+        Command::Recover(a) => coordinator::pushing(&ctx, recover::config_path(&a.common), || recover::run(&ctx, a)),
+        Command::Drill(c) => {
+            let cfg = match &c {
+                drill::DrillCommand::Run(a) => recover::config_path(&a.common),
+                _ => None,
+            };
+            coordinator::pushing(&ctx, cfg, || drill::run(&ctx, c))
+        }
+        Command::Coordinator(c) => coordinator::run(&ctx, c),
         Command::Report(a) => report::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Plan(p) => plan::run(&ctx, p),

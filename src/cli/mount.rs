@@ -27,6 +27,9 @@ pub struct Args {
     /// Empty directory to mount the snapshots on
     #[arg(value_name = "DIR")]
     dir: PathBuf,
+    /// Show only the snapshots that match these filters
+    #[command(flatten)]
+    filter: super::filter::FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
@@ -37,7 +40,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let signals = block_stop_signals()?;
     let repo = ctx.open()?;
     let _lock = kura::repo::lock::reader_lock(&repo, "mount");
-    let snaps = repo.snapshots()?;
+    let snaps = a.filter.filter().select(repo.snapshots()?);
     let index = Arc::new(repo.load_index()?);
     let fs = MountFs::new(kura::mount::Source::new(repo.clone(), index), &snaps);
     let mut session = fuser::Session::new(fs, &a.dir, &config()).map_err(|e| mount_error(&a.dir, e))?;

@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, required = true)]
     incident: Option<i64>,
     #[command(flatten)]
-    common: PlanArgs,
+    pub common: PlanArgs,
     /// Restore before the cause is resolved (needs --reason; recorded on the timeline)
     #[arg(long, requires = "reason")]
     force: bool,
@@ -99,6 +99,11 @@ enum Sub {
 pub struct Loaded {
     pub config: Config,
     pub plan: Plan,
+}
+
+/// The config a plan command uses (for the state push), if it can be told.
+pub fn config_path(a: &PlanArgs) -> Option<PathBuf> {
+    a.plan.as_deref().map(|p| kura::plan::resolve_config(p, a.config.as_deref()))
 }
 
 /// Reads the config and the plan; every problem is reported with file and line.

@@ -6,11 +6,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use kura::restore::{self, RestoreOptions};
 
+use super::filter::FilterArgs;
 use super::{output, Ctx, EXIT_PARTIAL};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  kura restore latest --target /tmp/r\n  kura restore latest:/etc --host web1 --target /tmp/etc\n  kura restore 4e70c24e --target /tmp/r --verify"
+)]
 pub struct Args {
-    /// SNAPSHOT or SNAPSHOT:SUBPATH (id, unique prefix, or `latest`)
+    /// SNAPSHOT or SNAPSHOT:SUBPATH (id, unique prefix, or `latest`; the filters below narrow both)
     snapshot: String,
     /// Directory to restore into (created if missing)
     #[arg(short, long)]
@@ -21,6 +25,8 @@ pub struct Args {
     /// Re-read every restored file and check it against the snapshot's hashes
     #[arg(long)]
     verify: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
@@ -29,7 +35,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         Some((q, p)) => (q.to_string(), Some(p.to_string())),
         None => (a.snapshot.clone(), None),
     };
-    let (id, snap) = repo.find_snapshot(&query)?;
+    let (id, snap) = repo.find_snapshot_matching(&query, &a.filter.filter())?;
     let opts = RestoreOptions { target: a.target, subpath, includes: a.includes, verify: a.verify, threads: None };
     let bar = output::Bar::new(ctx.show_progress(), "restoring");
     let res = restore::run(&repo, &id, &snap, &opts, &bar);

@@ -5,19 +5,13 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::filter::FilterArgs;
 use super::{output, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only snapshots of this host
-    #[arg(long)]
-    host: Option<String>,
-    /// Only snapshots with this tag (repeatable: all must match)
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    /// Only snapshots that include this path (repeatable: all must match)
-    #[arg(long = "path")]
-    paths: Vec<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
 }
 
 #[derive(Serialize)]
@@ -30,8 +24,7 @@ struct Row<'a> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let repo = ctx.open()?;
-    let filter = kura::repo::snapshot::Filter { host: a.host, tags: a.tags, paths: a.paths, ..Default::default() };
-    let list = filter.select(repo.snapshots()?);
+    let list = a.filter.filter().select(repo.snapshots()?);
     if ctx.json {
         let rows: Vec<Row> =
             list.iter().map(|(id, s)| Row { id: id.to_hex(), short_id: id.short(), snapshot: s }).collect();

@@ -17,12 +17,18 @@ struct Mounted {
 
 /// Starts `kura mount DIR`; `None` (with the reason printed) where FUSE cannot mount.
 fn mount(r: &TestRepo, dir: &Path) -> Option<Mounted> {
+    mount_with(r, dir, &[])
+}
+
+/// `kura mount DIR EXTRA...`.
+fn mount_with(r: &TestRepo, dir: &Path, extra: &[&str]) -> Option<Mounted> {
     if !Path::new("/dev/fuse").exists() {
         eprintln!("skipped: /dev/fuse does not exist on this machine");
         return None;
     }
-    let mut child =
-        r.cmd(["mount", s(dir)]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start kura mount");
+    let mut args = vec!["mount", s(dir)];
+    args.extend_from_slice(extra);
+    let mut child = r.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start kura mount");
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     if line.starts_with("mounted ") {
@@ -148,6 +154,24 @@ fn mount_shows_snapshots_by_id_host_tag_and_time_and_unmounts_on_sigterm() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(gone, "{} is still mounted or not empty after SIGTERM", mnt.display());
     assert_eq!(std::fs::read_dir(r.path.join("locks")).unwrap().count(), 0);
+}
+
+#[test]
+fn mount_shows_only_the_snapshots_the_filters_select() {
+    let r = TestRepo::new();
+    let src = r.base().join("src");
+    write(&src.join("a.txt"), "a\n");
+    r.backup(&[&src], &["--tag", "daily", "--host", "web1"]);
+    let db = r.backup(&[&src], &["--tag", "daily", "--host", "db1"]);
+    r.backup(&[&src], &["--tag", "hourly", "--host", "db1"]);
+    let mnt = r.base().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let Some(m) = mount_with(&r, &mnt, &["--host", "db1", "--tag", "daily"]) else { return };
+    assert_eq!(names(&mnt.join("ids")), [&text(&db, "snapshot")[..8]]);
+    assert_eq!(names(&mnt.join("hosts")), ["db1"]);
+    assert_eq!(names(&mnt.join("tags")), ["daily"]);
+    let (code, stderr, _) = m.stop();
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[test]

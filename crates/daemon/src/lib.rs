@@ -37,6 +37,7 @@ pub mod error;
 pub mod fleet;
 pub mod http;
 pub mod jobs;
+mod offsite;
 mod outbox;
 mod runs;
 mod scheduler;

@@ -68,10 +68,12 @@ impl Daemon {
     async fn run_job(self: &Arc<Self>, mut l: Launch, started: Option<StartedTx>) -> Result<JobRun> {
         let location = self.config().repository.location.to_string();
         let gate = self.with_book(|b| b.gate(&location));
-        // Held until the run ends: shared for most jobs, exclusive for prune.
+        // Held until the run ends: shared for most jobs, exclusive for prune; backups
+        // pass freely (they run beside prune).
         let _held = tokio::select! {
             g = async {
                 match l.spec.kind.access() {
+                    Access::Free => (None, None),
                     Access::Shared => (Some(gate.read_owned().await), None),
                     Access::Exclusive => (None, Some(gate.write_owned().await)),
                 }

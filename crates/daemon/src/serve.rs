@@ -49,6 +49,7 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     let accept = tokio::spawn(accept_loop(listener, daemon.clone()));
     let scheduler = tokio::spawn(daemon.clone().run_scheduler());
     let outbox = tokio::spawn(daemon.clone().run_outbox());
+    let offsite = tokio::spawn(daemon.clone().run_offsite());
     let http = http.map(|l| tokio::spawn(crate::http::serve(l, daemon.clone())));
     let fleet = fleet.map(|l| tokio::spawn(crate::fleet::serve(l, daemon.clone())));
     tokio::pin!(shutdown);
@@ -82,6 +83,10 @@ pub async fn serve(listener: UnixListener, mut options: Options, shutdown: impl 
     // A delivery in progress ends (within its timeout) and is recorded; what is
     // still pending is sent by the next daemon.
     let _ = outbox.await;
+    // The last version holds how the jobs ended.
+    if let Ok(pusher) = offsite.await {
+        daemon.push_step(pusher, &mut false).await;
+    }
     Ok(())
 }
 

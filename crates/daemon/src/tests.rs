@@ -73,7 +73,10 @@ struct TestExec {
     runs: StdMutex<Vec<String>>,
     now_running: StdMutex<Vec<JobKind>>,
     max_backups_together: AtomicUsize,
+    /// Prune ran beside a job other than a backup.
     prune_overlapped: AtomicUsize,
+    /// Prune ran beside a backup.
+    prune_beside_backup: AtomicUsize,
 }
 
 impl TestExec {
@@ -84,6 +87,7 @@ impl TestExec {
             now_running: StdMutex::new(vec![]),
             max_backups_together: AtomicUsize::new(0),
             prune_overlapped: AtomicUsize::new(0),
+            prune_beside_backup: AtomicUsize::new(0),
         })
     }
     fn runs_of(&self, key: &str) -> usize {
@@ -99,8 +103,11 @@ impl Executor for TestExec {
             r.push(req.spec.kind);
             let backups = r.iter().filter(|k| **k == JobKind::Backup).count();
             self.max_backups_together.fetch_max(backups, Ordering::SeqCst);
-            if r.contains(&JobKind::Prune) && r.len() > 1 {
+            if r.contains(&JobKind::Prune) && r.iter().any(|k| !matches!(k, JobKind::Prune | JobKind::Backup)) {
                 self.prune_overlapped.fetch_add(1, Ordering::SeqCst);
+            }
+            if r.contains(&JobKind::Prune) && r.contains(&JobKind::Backup) {
+                self.prune_beside_backup.fetch_add(1, Ordering::SeqCst);
             }
         }
         let out = (self.f)(req);
@@ -270,7 +277,7 @@ async fn failures_and_panics_are_recorded_and_the_scheduler_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prune_runs_alone_backups_run_together() {
+async fn prune_runs_apart_from_checks_backups_run_beside_it() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
     let exec = TestExec::new(|_| {
@@ -300,7 +307,8 @@ async fn prune_runs_alone_backups_run_together() {
     for rx in rxs {
         assert_eq!(rx.await.unwrap().unwrap().outcome, Outcome::Ok);
     }
-    assert_eq!(exec.prune_overlapped.load(Ordering::SeqCst), 0, "prune ran beside another job");
+    assert_eq!(exec.prune_overlapped.load(Ordering::SeqCst), 0, "prune ran beside a check");
+    assert!(exec.prune_beside_backup.load(Ordering::SeqCst) >= 1, "backups waited for prune");
     assert!(exec.max_backups_together.load(Ordering::SeqCst) >= 2, "backups did not run in parallel");
     assert_eq!(exec.runs_of("prune"), 1);
 }

@@ -73,8 +73,11 @@ pub enum Error {
     )]
     LockExpired { purpose: String },
 
-    #[error("no snapshot matches {query:?}: list them with `kura snapshots`")]
-    SnapshotNotFound { query: String },
+    /// `filter` is the command-line form of the `--host`/`--tag`/`--path` filters that
+    /// narrowed the choice (`Filter::describe`), empty when none was given.
+    #[error("no snapshot matches {query:?}{}{filter}: list them with `kura snapshots{filter}`",
+        if filter.is_empty() { "" } else { " with" })]
+    SnapshotNotFound { query: String, filter: String },
 
     #[error("snapshot prefix {query:?} is ambiguous: it matches {}", .matches.join(", "))]
     AmbiguousSnapshot { query: String, matches: Vec<String> },

@@ -64,11 +64,14 @@ impl JobKind {
     ///
     /// Backups only add objects and announce themselves with shared lock objects; check
     /// and drill read; replicate reads this repository. All of these run side by side.
-    /// Prune removes and repacks data under the exclusive lock: the daemon never runs it
-    /// together with any other job on the same repository.
+    /// Prune removes and repacks data under the exclusive lock: the daemon runs it
+    /// apart from checks, copies and drills on the same repository. Backups only add
+    /// new objects and prune's two-phase deletion keeps what they may use, so they run
+    /// beside prune as beside each other (as many hosts' backups do; docs/RETENTION.md).
     pub fn access(self) -> Access {
         match self {
             JobKind::Prune => Access::Exclusive,
+            JobKind::Backup => Access::Free,
             _ => Access::Shared,
         }
     }
@@ -77,6 +80,8 @@ impl JobKind {
 /// What a job needs from the repository it works on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Not gated: runs beside anything (backups).
+    Free,
     Shared,
     Exclusive,
 }

@@ -17,6 +17,7 @@ pub mod codec;
 pub mod fleet;
 mod incidents;
 pub mod jobs;
+pub mod offsite;
 pub mod recovery;
 
 /// Schema steps, applied in order inside one transaction each. Never edit a

@@ -19,8 +19,17 @@ fn pattern() -> Vec<u8> {
     (0..=255u8).cycle().take(10_000).collect()
 }
 
-const KINDS: [Kind; 8] =
-    [Kind::Config, Kind::Key, Kind::Pack, Kind::Index, Kind::Snapshot, Kind::Lock, Kind::Pending, Kind::Anchor];
+const KINDS: [Kind; 9] = [
+    Kind::Config,
+    Kind::Key,
+    Kind::Pack,
+    Kind::Index,
+    Kind::Snapshot,
+    Kind::Lock,
+    Kind::Pending,
+    Kind::Anchor,
+    Kind::Coordinator,
+];
 
 /// Asserts that no object of any kind is stored (the state every clause starts and ends in).
 #[track_caller]

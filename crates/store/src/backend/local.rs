@@ -138,9 +138,10 @@ impl Backend for LocalBackend {
         drop(f);
         let mut renamed = fs::rename(&tmp, &dest);
         if matches!(&renamed, Err(e) if e.kind() == ErrorKind::NotFound) && tmp.exists() {
-            // A folder that repositories made by an older kura lack (anchors/).
+            // A folder that repositories made by an older kura lack (anchors/,
+            // coordinator/): made owner-only like the others.
             if let Some(dir) = dest.parent() {
-                fs::create_dir_all(dir).map_err(err)?;
+                create_private_dir(dir).map_err(err)?;
                 renamed = fs::rename(&tmp, &dest);
             }
         }

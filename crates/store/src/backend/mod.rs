@@ -36,6 +36,9 @@ pub enum Kind {
     Quarantine,
     /// Incident timeline anchors: the entry count and head MAC of one incident's chain.
     Anchor,
+    /// Versions of the coordinator's state database, pushed to the remote site
+    /// (kura_recovery's `state::offsite`). No other command reads them.
+    Coordinator,
 }
 
 impl Kind {
@@ -50,6 +53,7 @@ impl Kind {
             Kind::Pending => "pending",
             Kind::Quarantine => "quarantine",
             Kind::Anchor => "anchors",
+            Kind::Coordinator => "coordinator",
         }
     }
 }
@@ -66,6 +70,7 @@ impl fmt::Display for Kind {
             Kind::Pending => "pending-deletion record",
             Kind::Quarantine => "quarantined object",
             Kind::Anchor => "incident anchor",
+            Kind::Coordinator => "coordinator state copy",
         })
     }
 }

@@ -1,7 +1,7 @@
 //! What a forget will delete, decided before anything is deleted (pure: no I/O).
 
 use crate::error::Result;
-use crate::repo::snapshot::{self, Filter, Snapshot};
+use crate::repo::snapshot::{Filter, Snapshot};
 use crate::types::FileId;
 
 use super::{apply, GroupDecision, Policy};
@@ -34,12 +34,13 @@ pub fn plan(all: Vec<(FileId, Snapshot)>, filter: &Filter, policy: &Policy) -> R
     Ok(ForgetPlan { considered, groups, remove })
 }
 
-/// `kura forget ID...`: exactly the named snapshots (full ids or unique prefixes, see
-/// [`snapshot::select`]), each once, in the order named. No policy applies.
-pub fn plan_named(all: Vec<(FileId, Snapshot)>, queries: &[String]) -> Result<ForgetPlan> {
+/// `kura forget ID...`: exactly the named snapshots (full ids, unique prefixes or
+/// `latest`, among those `filter` selects: [`Filter::pick`]), each once, in the order
+/// named. No policy applies. `kura forget latest --host web1` is web1's newest.
+pub fn plan_named(all: Vec<(FileId, Snapshot)>, queries: &[String], filter: &Filter) -> Result<ForgetPlan> {
     let mut remove: Vec<FileId> = Vec::new();
     for q in queries {
-        let (id, _) = snapshot::select(&all, q)?;
+        let (id, _) = filter.pick(&all, q)?;
         if !remove.contains(id) {
             remove.push(*id);
         }

@@ -2,6 +2,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
+use crate::repo::snapshot::Filter;
 use crate::types::BlobId;
 use proptest::prelude::*;
 
@@ -399,8 +400,15 @@ fn plan_removes_only_what_the_filter_selects_and_the_policy_drops() {
 fn plan_named_keeps_the_named_order_once_each() {
     let list = series(&["2026-11-20T08:00:00Z", "2026-11-21T08:00:00Z"]);
     let hex = |n: u8| FileId([n; 32]).to_hex();
-    let p = plan_named(list.clone(), &[hex(2), hex(1)[..10].to_string(), hex(2)]).unwrap();
+    let none = Filter::default();
+    let p = plan_named(list.clone(), &[hex(2), hex(1)[..10].to_string(), hex(2)], &none).unwrap();
     assert_eq!(p.to_remove(), [FileId([2; 32]), FileId([1; 32])]);
     assert!(p.groups.is_empty());
-    assert!(plan_named(list, &["ff".into()]).is_err());
+    assert!(plan_named(list.clone(), &["ff".into()], &none).is_err());
+    // `latest` among the filtered snapshots only; an id outside the filter is refused.
+    let mut list = list;
+    list[1].1.host = "db1".into();
+    let web = Filter { host: Some(list[0].1.host.clone()), ..Default::default() };
+    assert_eq!(plan_named(list.clone(), &["latest".into()], &web).unwrap().to_remove(), [FileId([1; 32])]);
+    assert!(plan_named(list, &[hex(2)], &web).is_err());
 }

@@ -64,9 +64,15 @@ pub(super) fn make(repo: &Arc<Repository>, opts: &PruneOptions, lock: LockGuard)
     // neither, and packs its snapshot uses could be deleted.
     repo.clear_damaged();
     let now = repo.now();
-    let live: Vec<(String, LockInfo)> = list_locks(repo)?.into_iter().filter(|(_, l)| l.is_live(now)).collect();
+    let live: Vec<(String, LockInfo)> =
+        list_locks(repo)?.into_iter().filter(|(_, l)| l.is_live(now) && !l.is_own_exclusive()).collect();
     let mut problems = Vec::new();
-    let stored: HashMap<String, u64> = repo.list_objects(Kind::Pack)?.into_iter().collect();
+    // Then snapshots, index files and packs, in the order a backup writes them in
+    // reverse: a backup running beside this plan that writes its packs, index and
+    // snapshot meanwhile is then seen whole or not at all (its index without its
+    // snapshot, its packs without their index), never as a snapshot whose blobs are
+    // in no index read, nor an index naming a pack the listing missed.
+    let snapshots = repo.snapshots()?;
 
     // Pending records before the index: their packs are added to the index last, so
     // that a blob with a copy elsewhere (a repacked one) is located in that copy.
@@ -103,6 +109,7 @@ pub(super) fn make(repo: &Arc<Repository>, opts: &PruneOptions, lock: LockGuard)
         f.packs.iter().filter(|p| pending_ids.contains(&p.id)).for_each(|p| index.add_pack(p));
     }
     index.compact();
+    let stored: HashMap<String, u64> = repo.list_objects(Kind::Pack)?.into_iter().collect();
 
     // Pending packs no index names (an interrupted prune) are read from their headers:
     // a snapshot may still need them.
@@ -127,7 +134,6 @@ pub(super) fn make(repo: &Arc<Repository>, opts: &PruneOptions, lock: LockGuard)
             _ => {}
         }
     }
-    let snapshots = repo.snapshots()?;
     // A snapshot that does not authenticate may still need packs: deciding without it
     // could delete them. `kura repair snapshots` moves it to quarantine first.
     for d in repo.damaged_objects().iter().filter(|d| d.kind == Kind::Snapshot && is_object_id(&d.name)) {
@@ -169,6 +175,15 @@ pub(super) fn make(repo: &Arc<Repository>, opts: &PruneOptions, lock: LockGuard)
     plan.decide_pending(&live, &records, &pending_index, &adopted_used, &stored);
     Ok(plan)
 }
+
+/// How much later than a pending record's stamp a live lock may have started and
+/// still hold back the record's packs. The stamp is taken before the record is
+/// stored, and the PUT takes time (retries on S3), so a backup whose lock started
+/// just after the stamp may have read the pending records before this one landed and
+/// deduplicated against its packs. Hosts sharing a repository also disagree about the
+/// time a little. Ten minutes covers both; a pack marked then waits for the backups
+/// started in that window too (docs/FORMAT.md, "Prune: two-phase deletion").
+pub const MARK_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
 impl PrunePlan {
     /// Returns the pending packs that are indexed (a backup adopted them) and hold a
@@ -213,8 +228,11 @@ impl PrunePlan {
     ) {
         let mut seen = HashSet::new();
         for rec in records {
-            let blockers: Vec<String> =
-                live.iter().filter(|(_, l)| l.started <= rec.marked_at).map(|(n, l)| l.describe(n)).collect();
+            let blockers: Vec<String> = live
+                .iter()
+                .filter(|(_, l)| l.started <= rec.marked_at + MARK_MARGIN)
+                .map(|(n, l)| l.describe(n))
+                .collect();
             for p in &rec.packs {
                 let Some(&size) = stored.get(&p.to_hex()) else { continue }; // deleted by an interrupted prune
                 if !seen.insert(*p) {

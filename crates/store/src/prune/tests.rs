@@ -312,13 +312,22 @@ fn a_snapshot_using_a_marked_pack_gets_it_back() {
 #[test]
 fn a_backup_older_than_the_mark_protects_marked_packs() {
     let f = fixture();
-    let repo = &f.repo;
+    let clock = crate::clock::ManualClock::new(Utc::now());
+    let repo = &Arc::new(Repository::open(f.backend.clone(), PASS).unwrap().with_clock(Arc::new(clock.clone())));
     let early = LockGuard::acquire(repo, LockKind::Shared, "backup").unwrap();
     let r1 = prune_ok(repo);
     let marked = repo.pending_packs().unwrap();
     assert_eq!(marked.len() as u64, r1.packs_marked);
     assert!(!marked.is_empty());
-    // A backup that starts after the mark never sees the marked packs: no protection.
+    // A backup that starts just after the stamp may have listed the pending records
+    // before this one landed (or its host's clock runs ahead): it protects them too.
+    clock.advance(super::plan::MARK_MARGIN);
+    let just_after = LockGuard::acquire(repo, LockKind::Shared, "backup").unwrap();
+    clock.advance(chrono::Duration::seconds(1));
+    let r = prune_ok(repo);
+    assert_eq!((r.packs_deleted, r.waiting_for.len()), (0, 2), "{r:#?}");
+    drop(just_after);
+    // A backup that starts later never sees the marked packs: no protection.
     let late = LockGuard::acquire(repo, LockKind::Shared, "backup").unwrap();
 
     let r2 = prune_ok(repo);
@@ -496,6 +505,31 @@ fn a_backup_finishing_while_prune_plans_is_seen() {
 }
 
 #[test]
+fn a_whole_backup_landing_while_prune_reads_the_index_is_no_damage() {
+    // Many hosts into one repository: a backup writes its packs, index file and
+    // snapshot while a prune plans, right after the prune listed the index files.
+    // The plan reads snapshots before index files and packs after them, so it sees
+    // that backup whole or not at all: no false "blob in no pack" refusal.
+    let f = fixture();
+    let hook = HookBackend::new(f.backend.clone());
+    let repo = open(hook.clone());
+    let other = open(f.backend.clone());
+    let src = f.scratch.join("other-host");
+    make_tree(&src, &[("new.bin", 40_000, 777), ("a_shared.bin", 20_000, 1000)]);
+    let landed = Arc::new(Mutex::new(None));
+    let landed2 = landed.clone();
+    hook.after_list(Kind::Index, move || *landed2.lock().unwrap() = Some(backup(&other, &src)));
+    let r = prune(&repo).unwrap_or_else(|e| panic!("prune refused beside a backup: {e}"));
+    let id = landed.lock().unwrap().take().expect("the hook did not run");
+    assert_eq!(r.snapshots, 3, "the plan saw a snapshot listed after the index: {r:#?}");
+    assert!(r.waiting_for.iter().any(|w| w.contains("written during this prune")), "{r:#?}");
+    prune_ok(&repo);
+    assert!(repo.snapshots().unwrap().iter().any(|(s, _)| *s == id));
+    assert_check_clean(&repo, ReadData::All);
+    assert_all_restore(&repo, &f.scratch);
+}
+
+#[test]
 fn an_exclusive_lock_taken_meanwhile_is_noticed() {
     // Two prunes start at once: each lists the locks before the other's is written.
     let f = fixture();
@@ -518,7 +552,8 @@ fn a_pack_adopted_while_being_marked_is_not_reused() {
     // index and no record yet) and writes an index file naming them. A later backup
     // must not deduplicate against them: a later prune may delete them under it.
     let f = fixture();
-    let repo = &f.repo;
+    let clock = crate::clock::ManualClock::new(Utc::now());
+    let repo = &Arc::new(Repository::open(f.backend.clone(), PASS).unwrap().with_clock(Arc::new(clock.clone())));
     let r1 = prune_beside_a_backup(repo);
     assert!(r1.packs_marked > 0);
     // The adoption, as index_unindexed_packs writes it.
@@ -540,6 +575,7 @@ fn a_pack_adopted_while_being_marked_is_not_reused() {
     // mark, its snapshot is not written yet.
     let late_snap = f.backend.get(Kind::Snapshot, &late.to_hex()).unwrap();
     forget(repo, &late);
+    clock.advance(super::plan::MARK_MARGIN + chrono::Duration::seconds(1));
     let lock = LockGuard::acquire(repo, LockKind::Shared, "backup").unwrap();
     let r2 = prune_ok(repo);
     assert!(r2.packs_deleted > 0, "{r2:#?}");

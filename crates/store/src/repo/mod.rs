@@ -361,8 +361,14 @@ impl Repository {
     }
 
     pub fn find_snapshot(&self, query: &str) -> Result<(FileId, Snapshot)> {
+        self.find_snapshot_matching(query, &snapshot::Filter::default())
+    }
+
+    /// One snapshot by `latest`, id or prefix among those `filter` selects
+    /// ([`snapshot::Filter::pick`]): `kura restore latest --host web1`.
+    pub fn find_snapshot_matching(&self, query: &str, filter: &snapshot::Filter) -> Result<(FileId, Snapshot)> {
         let all = self.snapshots()?;
-        snapshot::select(&all, query).cloned()
+        filter.pick(&all, query).cloned()
     }
 
     /// Fetches, decrypts and verifies one blob.

@@ -80,6 +80,61 @@ impl Filter {
             && self.paths.iter().all(|p| s.paths.iter().any(|sp| same_path(sp, p)))
     }
 
+    /// Whether no condition is set (every snapshot matches).
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none() && self.tags.is_empty() && self.any_tag.is_empty() && self.paths.is_empty()
+    }
+
+    /// The filter as command-line options (` --host web1 --tag daily`), for messages
+    /// that must say which filters found nothing; empty for an empty filter.
+    pub fn describe(&self) -> String {
+        fn arg(v: &str) -> String {
+            let plain = !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:@,=+".contains(&b));
+            if plain {
+                v.to_string()
+            } else {
+                format!("'{}'", v.replace('\'', "'\\''"))
+            }
+        }
+        let mut out = String::new();
+        if let Some(h) = &self.host {
+            out += &format!(" --host {}", arg(h));
+        }
+        for t in &self.tags {
+            out += &format!(" --tag {}", arg(t));
+        }
+        for p in &self.paths {
+            out += &format!(" --path {}", arg(p));
+        }
+        if !self.any_tag.is_empty() {
+            out += &format!(" (any tag of {})", self.any_tag.join(", "));
+        }
+        out
+    }
+
+    /// Picks one snapshot among those this filter selects, by `latest` (the newest
+    /// that matches), a full id or a unique id prefix. `list` must be sorted by time,
+    /// oldest first. An id names a snapshot only if it matches the filter too, so a
+    /// prefix is unique among the matching snapshots. The one rule behind every
+    /// `SNAPSHOT` argument (restore, ls, diff, dump, find).
+    pub fn pick<'a>(&self, list: &'a [(FileId, Snapshot)], query: &str) -> Result<&'a (FileId, Snapshot)> {
+        let not_found = || Error::SnapshotNotFound { query: query.into(), filter: self.describe() };
+        let mut candidates = list.iter().filter(|(_, s)| self.matches(s));
+        if query == "latest" {
+            return candidates.next_back().ok_or_else(not_found);
+        }
+        let q = query.to_ascii_lowercase();
+        let matches: Vec<_> = candidates.filter(|(id, _)| id.to_hex().starts_with(&q)).collect();
+        match matches.as_slice() {
+            [one] if !q.is_empty() => Ok(one),
+            [] | [_] => Err(not_found()),
+            many => Err(Error::AmbiguousSnapshot {
+                query: query.into(),
+                matches: many.iter().map(|(id, _)| id.short()).collect(),
+            }),
+        }
+    }
+
     /// The snapshots of `list` that match, in their order.
     pub fn select(&self, list: Vec<(FileId, Snapshot)>) -> Vec<(FileId, Snapshot)> {
         list.into_iter().filter(|(_, s)| self.matches(s)).collect()
@@ -108,21 +163,9 @@ pub fn same_path(a: &str, b: &str) -> bool {
 }
 
 /// Picks one snapshot by `latest`, a full id or a unique prefix. `list` must be
-/// sorted by time, oldest first.
+/// sorted by time, oldest first. No filter: [`Filter::pick`] with one.
 pub fn select<'a>(list: &'a [(FileId, Snapshot)], query: &str) -> Result<&'a (FileId, Snapshot)> {
-    if query == "latest" {
-        return list.last().ok_or_else(|| Error::SnapshotNotFound { query: query.into() });
-    }
-    let q = query.to_ascii_lowercase();
-    let matches: Vec<_> = list.iter().filter(|(id, _)| id.to_hex().starts_with(&q)).collect();
-    match matches.as_slice() {
-        [one] if !q.is_empty() => Ok(one),
-        [] | [_] => Err(Error::SnapshotNotFound { query: query.into() }),
-        many => Err(Error::AmbiguousSnapshot {
-            query: query.into(),
-            matches: many.iter().map(|(id, _)| id.short()).collect(),
-        }),
-    }
+    Filter::default().pick(list, query)
 }
 
 #[cfg(test)]
@@ -158,6 +201,45 @@ mod tests {
         assert!(matches!(select(&list, "ab"), Err(Error::AmbiguousSnapshot { .. })));
         assert!(matches!(select(&list, "cd"), Err(Error::SnapshotNotFound { .. })));
         assert!(matches!(select(&[], "latest"), Err(Error::SnapshotNotFound { .. })));
+    }
+
+    #[test]
+    fn pick_latest_among_the_matching_snapshots() {
+        let id = |n: u8| FileId([n; 32]);
+        let mk = |sec, host: &str, tags: &[&str], path: &str| {
+            let mut s = snap(sec);
+            s.host = host.into();
+            s.tags = tags.iter().map(|t| t.to_string()).collect();
+            s.paths = vec![path.into()];
+            s
+        };
+        let list = vec![
+            (id(1), mk(1, "web1", &["daily"], "/srv")),
+            (id(2), mk(2, "db1", &["daily"], "/var/lib")),
+            (id(3), mk(3, "web1", &["hourly"], "/srv")),
+            (id(4), mk(4, "db1", &["hourly", "daily"], "/etc")),
+        ];
+        let f = |host: Option<&str>, tags: &[&str], paths: &[&str]| Filter {
+            host: host.map(str::to_string),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            paths: paths.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(f(None, &[], &[]).pick(&list, "latest").unwrap().0, id(4));
+        assert_eq!(f(Some("web1"), &[], &[]).pick(&list, "latest").unwrap().0, id(3));
+        assert_eq!(f(Some("web1"), &["daily"], &[]).pick(&list, "latest").unwrap().0, id(1));
+        assert_eq!(f(None, &["daily"], &["/var/lib/"]).pick(&list, "latest").unwrap().0, id(2));
+        assert_eq!(f(Some("db1"), &["hourly", "daily"], &[]).pick(&list, "latest").unwrap().0, id(4));
+        // An id outside the filter is not found; the error names the filters.
+        let none = f(Some("web1"), &["daily"], &["/etc"]);
+        let e = none.pick(&list, "latest").unwrap_err();
+        assert!(
+            matches!(&e, Error::SnapshotNotFound { filter, .. } if filter == " --host web1 --tag daily --path /etc")
+        );
+        assert!(e.to_string().contains("with --host web1 --tag daily --path /etc"), "{e}");
+        assert!(f(Some("web1"), &[], &[]).pick(&list, &id(2).to_hex()).is_err());
+        assert_eq!(f(Some("db1"), &[], &[]).pick(&list, &id(2).to_hex()).unwrap().0, id(2));
+        assert_eq!(f(Some("it's"), &[], &[]).describe(), " --host 'it'\\''s'");
     }
 
     #[test]
