@@ -30,6 +30,16 @@ pub struct Config {
     pub notify: Notify,
     /// The metrics and dashboard listener; `None` (no `[http]` table) = off.
     pub http: Option<Http>,
+    /// Incident detection in the backups (`[detect]`).
+    pub detect: Detect,
+}
+
+/// `[detect]`: where the indicator list is and how the baseline is taken.
+#[derive(Clone, Debug, Default)]
+pub struct Detect {
+    /// Replaces the built-in list of ransom-note names and malware extensions.
+    pub names: Option<PathBuf>,
+    pub rules: crate::detect::Rules,
 }
 
 impl Config {

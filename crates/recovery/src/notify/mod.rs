@@ -44,6 +44,8 @@ pub enum EventKind {
     DeadlineAtRisk,
     /// During a recovery: a system's deadline passed and it is not back.
     DeadlineBreach,
+    /// A backup's signals stand far outside its system's baseline (crate::detect).
+    SnapshotSuspect,
     /// Sent by `kura notify test`.
     Test,
 }
@@ -55,6 +57,7 @@ impl EventKind {
             EventKind::SystemLate => "system_late",
             EventKind::DeadlineAtRisk => "deadline_at_risk",
             EventKind::DeadlineBreach => "deadline_breach",
+            EventKind::SnapshotSuspect => "snapshot_suspect",
             EventKind::Test => "test",
         }
     }

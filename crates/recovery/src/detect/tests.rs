@@ -1,0 +1,113 @@
+use kura_store::signals::Signals;
+
+use super::rules::{assess_series, median_mad, Point, RuleKind, Rules, Verdict};
+
+/// An ordinary backup of a 1,000-file system: a few files changed, compressible data.
+fn ordinary(seed: u64) -> Signals {
+    Signals {
+        has_parent: true,
+        files: 1000,
+        parent_files: 1000,
+        added: 3 + seed % 4,
+        modified: 15 + seed % 7,
+        deleted: seed % 3,
+        bytes_new: 2_000_000,
+        bytes_incompressible: 100_000 + (seed % 5) * 50_000,
+        ..Default::default()
+    }
+}
+
+fn ransomware() -> Signals {
+    Signals {
+        has_parent: true,
+        files: 1003,
+        parent_files: 1000,
+        ext_changed: 600,
+        added: 3,
+        bytes_new: 50_000_000,
+        bytes_incompressible: 49_900_000,
+        note_names: 3,
+        ..Default::default()
+    }
+}
+
+fn verdicts(series: &[Signals], fp: &[usize]) -> Vec<Verdict> {
+    let points: Vec<Point> =
+        series.iter().enumerate().map(|(i, s)| Point { signals: Some(s), false_positive: fp.contains(&i) }).collect();
+    assess_series(&points, &Rules::default())
+}
+
+fn rules_of(v: &Verdict) -> Vec<RuleKind> {
+    match v {
+        Verdict::Suspect { reasons } => reasons.iter().map(|r| r.rule).collect(),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn median_and_mad() {
+    assert_eq!(median_mad(&[]), (0.0, 0.0));
+    let (m, d) = median_mad(&[1.0, 2.0, 3.0, 4.0, 100.0]);
+    assert_eq!(m, 3.0);
+    assert!((d - 1.4826).abs() < 1e-9);
+}
+
+#[test]
+fn a_new_system_learns_first() {
+    let mut s: Vec<Signals> = (0..3).map(ordinary).collect();
+    s.push(ransomware());
+    let v = verdicts(&s, &[]);
+    assert!(matches!(v[3], Verdict::Learning { have: 3, need: 5 }), "{v:?}");
+}
+
+#[test]
+fn ransomware_is_suspect_after_a_baseline_and_ordinary_change_is_not() {
+    let mut s: Vec<Signals> = (0..10).map(ordinary).collect();
+    s.push(ransomware());
+    s.push(ordinary(99));
+    let v = verdicts(&s, &[]);
+    assert!(v[5..10].iter().all(|v| *v == Verdict::Clean), "{v:?}");
+    let fired = rules_of(&v[10]);
+    assert!(fired.contains(&RuleKind::ExtensionRenames), "{fired:?}");
+    assert!(fired.contains(&RuleKind::RansomNotes), "{fired:?}");
+    assert!(fired.contains(&RuleKind::EncryptedChange), "{fired:?}");
+    assert_eq!(v[11], Verdict::Clean, "the suspect snapshot stays out of the baseline");
+}
+
+#[test]
+fn a_large_incompressible_file_alone_is_not_suspect() {
+    let mut s: Vec<Signals> = (0..10).map(ordinary).collect();
+    let mut big = ordinary(3);
+    big.added += 2;
+    big.bytes_new = 500_000_000;
+    big.bytes_incompressible = 499_000_000;
+    s.push(big);
+    assert_eq!(verdicts(&s, &[])[10], Verdict::Clean);
+}
+
+#[test]
+fn a_false_positive_teaches_the_baseline() {
+    // A monthly job that renames many files: suspect the first time...
+    let mut renames = ordinary(1);
+    renames.ext_changed = 200;
+    let mut s: Vec<Signals> = (0..10).map(ordinary).collect();
+    s.push(renames.clone());
+    s.push(ordinary(2));
+    s.push(renames.clone());
+    let v = verdicts(&s, &[]);
+    assert!(v[10].is_suspect() && v[12].is_suspect(), "{v:?}");
+    // ...and no more once an operator called it a false positive.
+    let v = verdicts(&s, &[10]);
+    assert!(v[10].is_suspect(), "the verdict itself stays; the mark is beside it");
+    assert_eq!(v[12], Verdict::Clean, "{v:?}");
+    // Far more than the false positive still alarms.
+    renames.ext_changed = 700;
+    s.push(renames);
+    assert!(verdicts(&s, &[10])[13].is_suspect());
+}
+
+#[test]
+fn snapshots_without_signals_are_unmeasured() {
+    let points = vec![Point { signals: None, false_positive: false }];
+    assert_eq!(assess_series(&points, &Rules::default()), vec![Verdict::Unmeasured]);
+}
