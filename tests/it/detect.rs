@@ -1,0 +1,194 @@
+//! Incident detection in the backups (docs/DETECTION.md), end to end: a real daemon
+//! backs a real tree up every two seconds, a ransomware simulation encrypts it with
+//! openssl, and the next snapshot is suspect, a draft incident and a notification
+//! exist, and the last clean snapshot survives a forget and the daemon's prune.
+//! Ordinary change over 30 rounds raises nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::daemon::{eventually, Setup};
+use crate::util::*;
+
+/// A tree of compressible text files in a few directories.
+fn text_tree(root: &Path, files: usize) {
+    let words = ["invoice", "total", "customer", "order", "shipped", "paid", "north", "south", "item", "qty"];
+    for i in 0..files {
+        let mut body = String::new();
+        for j in 0..(300 + i * 7 % 400) {
+            body.push_str(words[(i * 31 + j * 17) % words.len()]);
+            body.push(if j % 12 == 11 { '\n' } else { ' ' });
+        }
+        write(&root.join(format!("dept{}/doc_{i:03}.txt", i % 4)), body);
+    }
+}
+
+/// Encrypts `share` of the files with openssl, gives the copies a `.locked`
+/// extension, deletes the originals and drops a ransom note in every directory.
+fn ransomware(root: &Path, share: f64) -> usize {
+    let mut files: Vec<PathBuf> = files_under(root).into_iter().map(|p| root.join(p)).collect();
+    files.sort();
+    let n = (files.len() as f64 * share).round() as usize;
+    for f in files.iter().take(n) {
+        let out = f.with_file_name(format!("{}.locked", f.file_name().unwrap().to_str().unwrap()));
+        let st = Command::new("openssl")
+            .args(["enc", "-aes-256-cbc", "-pbkdf2", "-salt", "-pass", "pass:ransom", "-in"])
+            .arg(f)
+            .arg("-out")
+            .arg(&out)
+            .status()
+            .expect("run openssl");
+        assert!(st.success(), "openssl failed on {}", f.display());
+        std::fs::remove_file(f).unwrap();
+    }
+    for d in std::fs::read_dir(root).unwrap() {
+        let d = d.unwrap().path();
+        if d.is_dir() {
+            write(&d.join("HOW_TO_DECRYPT_FILES.txt"), "Your files are encrypted. Pay 1 BTC to recover them.\n");
+        }
+    }
+    n
+}
+
+fn signals(repo: &TestRepo, state: &Path) -> Vec<Value> {
+    match repo.kura(["--json", "--state", s(state), "signals"]).ok().json() {
+        Value::Array(a) => a,
+        v => panic!("signals --json is not a list: {v}"),
+    }
+}
+
+fn ok_backups(setup: &Setup) -> usize {
+    setup.jobs(&[]).iter().filter(|r| r["job"] == "backup" && r["system"] == "web" && r["outcome"] == "ok").count()
+}
+
+#[test]
+fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
+    let setup = Setup::new();
+    let web = setup.repo.base().join("src/web");
+    text_tree(&web, 80);
+    let events = setup.repo.base().join("events.jsonl");
+    let tables = |schedule: &str| {
+        format!(
+            "[[system]]\nname = \"web\"\npriority = 2\npaths = [\"{}\"]\n{schedule}\n\n\
+             [jobs.prune]\nschedule = \"0 0 1 1 *\"\nkeep_last = 1\n\n\
+             [notify]\ncommand = \"cat >> {}; echo >> {}\"\n",
+            s(&web),
+            s(&events),
+            s(&events)
+        )
+    };
+    setup.configure("", &tables("schedule = \"*/2 * * * * *\""));
+    let d = setup.daemon();
+    // The baseline: the default rules judge nothing before 5 comparable snapshots.
+    eventually(90, "seven scheduled backups", || {
+        let runs = setup.jobs(&[]);
+        let failed: Vec<&Value> = runs.iter().filter(|r| r["outcome"] == "failed").collect();
+        assert!(failed.is_empty(), "{failed:#?}\n{}", d.log());
+        (ok_backups(&setup) >= 7).then_some(())
+    });
+
+    // Stop the schedule, so that no backup runs in the middle of the attack.
+    setup.configure("", &tables(""));
+    d.signal(libc::SIGHUP);
+    eventually(30, "the schedule gone and nothing running", || {
+        let st = setup.status();
+        (st["systems"][0]["schedule"].is_null() && st["running"].as_array().is_some_and(|r| r.is_empty())).then_some(())
+    });
+    setup.cli(&["--json", "run", "web"]).ok();
+    let before = signals(&setup.repo, &setup.state);
+    let clean = before.last().unwrap().clone();
+    assert!(before.iter().all(|a| a["verdict"] != "suspect"), "{before:#?}");
+    assert_eq!(clean["verdict"], "clean", "{clean:#}");
+
+    let encrypted = ransomware(&web, 0.6);
+    assert_eq!(encrypted, 48);
+    setup.cli(&["--json", "run", "web"]).ok();
+
+    // The next snapshot is suspect, with the reasons.
+    let after = signals(&setup.repo, &setup.state);
+    let hit = after.last().unwrap();
+    assert_eq!(hit["verdict"], "suspect", "{hit:#}");
+    let rules: Vec<&str> = hit["reasons"].as_array().unwrap().iter().map(|r| text(r, "rule")).collect();
+    assert!(rules.contains(&"extension-renames") && rules.contains(&"ransom-notes"), "{rules:?}");
+    assert!(rules.contains(&"encrypted-change"), "{rules:?}");
+    assert_eq!(hit["signals"]["ext_changed"], 48);
+    assert_eq!(hit["signals"]["note_names"], 4);
+    setup.repo.kura(["--state", s(&setup.state), "snapshots"]).ok().stdout_has("SUSPECT");
+
+    // A draft incident names the system and the snapshot; real or not is still open.
+    let incidents = run(bare_kura().args(["--json", "--state", s(&setup.state), "incident", "list"])).ok().json();
+    let list = incidents.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{incidents:#}");
+    let inc = &list[0];
+    assert!(text(inc, "title").contains("web"), "{inc:#}");
+    assert!(inc["real"].is_null(), "{inc:#}");
+    let shown = run(bare_kura().args(["--state", s(&setup.state), "incident", "show", "1"])).ok().stdout.clone();
+    assert!(shown.contains(&text(hit, "id")[..8]) && shown.contains(&text(&clean, "id")[..8]), "{shown}");
+
+    // The notification went out through the configured command.
+    eventually(30, "the snapshot_suspect notification", || {
+        std::fs::read_to_string(&events).ok().filter(|t| t.contains("snapshot_suspect")).map(|_| ())
+    });
+
+    // The clean point is held: a forget that keeps only the newest snapshot keeps it too.
+    let holds = setup.repo.kura(["--json", "--state", s(&setup.state), "signals", "holds"]).ok().json();
+    assert_eq!(holds[0]["snapshot"], clean["id"], "{holds:#}");
+    setup.repo.kura(["--state", s(&setup.state), "forget", "--keep-last", "1"]).ok().stdout_has("held:");
+    let left: Vec<Value> = setup.repo.snapshots(&[]);
+    let ids: Vec<&str> = left.iter().map(|v| text(v, "id")).collect();
+    assert_eq!(ids, vec![text(&clean, "id"), text(hit, "id")]);
+
+    // The daemon's prune job goes through the same plan.
+    setup.cli(&["--json", "run", "web"]).ok();
+    let pruned = setup.cli(&["--json", "run", "prune"]).ok().json();
+    assert_eq!(pruned["outcome"], "ok", "{pruned:#}");
+    let ids: Vec<String> = setup.repo.snapshots(&[]).iter().map(|v| text(v, "id").to_string()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], text(&clean, "id"), "the held snapshot survives the prune job");
+
+    // Released, it goes the way of the policy.
+    setup.repo.kura(["--state", s(&setup.state), "signals", "release", &text(&clean, "id")[..8]]).ok();
+    setup.repo.kura(["--state", s(&setup.state), "forget", "--keep-last", "1"]).ok();
+    assert_eq!(setup.repo.snapshots(&[]).len(), 1);
+}
+
+/// The corpus generator of the benches (stdlib Python).
+pub fn make_corpus() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/make_corpus.py");
+    assert!(p.is_file(), "the corpus generator {} is missing (the shared bench directory)", p.display());
+    p
+}
+
+#[test]
+fn thirty_rounds_of_ordinary_change_raise_no_suspect_snapshot() {
+    let repo = TestRepo::new();
+    let tree = repo.base().join("tree");
+    let gen = make_corpus();
+    let py = |args: &[&str]| {
+        let st = Command::new("python3").arg(&gen).args(args).stdout(std::process::Stdio::null()).status().unwrap();
+        assert!(st.success(), "make_corpus.py {args:?}");
+    };
+    py(&[s(&tree), "--size-mb", "6", "--files", "400", "--seed", "7"]);
+    repo.backup(&[&tree], &[]);
+    for round in 1..=30u64 {
+        py(&["--mutate", s(&tree), "--seed", &(100 + round).to_string()]);
+        if round % 6 == 0 {
+            // Now and then someone drops a few large incompressible files (media, archives).
+            for k in 0..3 {
+                write_random(&tree.join(format!("media/upload_{round}_{k}.mp4")), 3 << 20, round * 10 + k);
+            }
+        }
+        repo.backup(&[&tree], &[]);
+    }
+    let state = repo.base().join("state.db");
+    let list = signals(&repo, &state);
+    assert_eq!(list.len(), 31);
+    let judged = list.iter().filter(|a| a["verdict"] == "clean").count();
+    assert!(judged >= 25, "most rounds are judged against a baseline: {judged}");
+    let suspect: Vec<&Value> = list.iter().filter(|a| a["verdict"] == "suspect").collect();
+    assert!(suspect.is_empty(), "{suspect:#?}");
+    // The signals saw the change: renames and deletions of the mutations are counted.
+    assert!(list.iter().skip(1).all(|a| num(&a["signals"], "modified") > 0), "{list:#?}");
+}
