@@ -25,6 +25,7 @@ mod prune;
 mod recover;
 mod report;
 mod restore;
+mod scan;
 mod signals;
 mod snapshots;
 
@@ -131,6 +132,10 @@ enum Command {
     /// Change and entropy signals per snapshot, suspect snapshots and why; false
     /// positives and holds (docs/DETECTION.md)
     Signals(signals::Args),
+    /// Check snapshots against indicators of compromise (SHA-256 hashes, name globs)
+    Scan(scan::ScanArgs),
+    /// Rank a system's snapshots clean, suspect or infected, and name the newest clean one
+    CleanPoint(scan::CleanPointArgs),
     /// Write a file of a snapshot to stdout, or a directory as a tar archive
     Dump(dump::Args),
     /// Mount the snapshots as a read-only file system (FUSE) on an empty directory
@@ -303,6 +308,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Find(a) => find::run(&ctx, a),
         Command::Diff(a) => diff::run(&ctx, a),
         Command::Signals(a) => signals::run(&ctx, a),
+        Command::Scan(a) => scan::scan(&ctx, a),
+        Command::CleanPoint(a) => scan::clean_point(&ctx, a),
         Command::Dump(a) => dump::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),

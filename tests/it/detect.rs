@@ -132,6 +132,27 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
         std::fs::read_to_string(&events).ok().filter(|t| t.contains("snapshot_suspect")).map(|_| ())
     });
 
+    // The clean point is the snapshot before the attack.
+    let cp = setup.repo.kura(["--json", "--state", s(&setup.state), "clean-point", "web"]).ok().json();
+    assert_eq!(cp["clean"], clean["id"], "{cp:#}");
+    assert_eq!(cp["ranked"][0]["status"], "suspect", "{cp:#}");
+
+    // A recovery of an incident without compromised-since restores the clean point,
+    // and says so on the timeline.
+    let plan = setup.repo.base().join("plan.toml");
+    let target = setup.repo.base().join("restore/web");
+    write(&plan, format!("name = 'web back'\nconfig = '{}'\n\n[[system]]\nname = 'web'\ntarget = '{}'\n", s(&setup.config), s(&target)));
+    let cli = |args: &[&str]| {
+        run(bare_kura().args(["--state", s(&setup.state)]).args(args).env("KURA_CONFIG", &setup.config))
+    };
+    cli(&["incident", "resolve-cause", "1", "--note", "the infected laptop is off the network"]).ok();
+    let rec = cli(&["--json", "recover", "--incident", "1", "--plan", s(&plan)]).ok().json();
+    assert_eq!(rec["systems"][0]["snapshot"], clean["id"], "{rec:#}");
+    let restored: Vec<PathBuf> = files_under(&target).into_iter().collect();
+    assert_eq!(restored.len(), 80, "{restored:?}");
+    assert!(restored.iter().all(|p| p.extension().is_some_and(|e| e == "txt")), "{restored:?}");
+    cli(&["incident", "show", "1"]).ok().stdout_has("restoring the clean point");
+
     // The clean point is held: a forget that keeps only the newest snapshot keeps it too.
     let holds = setup.repo.kura(["--json", "--state", s(&setup.state), "signals", "holds"]).ok().json();
     assert_eq!(holds[0]["snapshot"], clean["id"], "{holds:#}");
@@ -191,4 +212,68 @@ fn thirty_rounds_of_ordinary_change_raise_no_suspect_snapshot() {
     assert!(suspect.is_empty(), "{suspect:#?}");
     // The signals saw the change: renames and deletions of the mutations are counted.
     assert!(list.iter().skip(1).all(|a| num(&a["signals"], "modified") > 0), "{list:#?}");
+}
+
+/// The SHA-256 of a file, in hex, computed with sha256sum (a reference outside kura).
+fn sha256_hex(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_planted_file_is_found_in_exactly_the_snapshots_that_hold_it_and_rescans_read_nothing() {
+    let repo = TestRepo::new();
+    let tree = repo.base().join("files");
+    text_tree(&tree, 30);
+    let tag = ["--tag", "system:files"];
+    let mut ids = Vec::new();
+    let mut snap = |repo: &TestRepo| {
+        repo.backup(&[&tree], &tag);
+        ids.push(text(repo.snapshots(&[]).last().unwrap(), "id").to_string());
+    };
+    snap(&repo);
+    let evil = tree.join("dept1/update.bin");
+    write_random(&evil, 300_000, 66);
+    let evil_sum = sha256_hex(&evil);
+    snap(&repo);
+    write(&tree.join("dept2/doc_extra.txt"), "more\n");
+    snap(&repo);
+    std::fs::remove_file(&evil).unwrap();
+    snap(&repo);
+
+    let iocs = repo.base().join("iocs.txt");
+    write(&iocs, format!("# test indicators\nsha256 {} loader v2\nname *.scr screensaver dropper\n", evil_sum));
+    let state = repo.base().join("state.db");
+    let scan = |extra: &[&str]| {
+        let mut args = vec!["--json", "--state", s(&state), "scan", "--indicators", s(&iocs)];
+        args.extend_from_slice(extra);
+        repo.kura(args)
+    };
+    let first = scan(&["--system", "files"]);
+    assert_eq!(first.code, 1, "hits exit 1: {first}");
+    let first = first.json();
+    let hit_ids: Vec<&str> =
+        first.as_array().unwrap().iter().filter(|r| !r["hits"].as_array().unwrap().is_empty()).map(|r| text(r, "snapshot")).collect();
+    assert_eq!(hit_ids, vec![ids[1].as_str(), ids[2].as_str()]);
+    assert_eq!(first[1]["hits"][0]["path"], format!("{}/dept1/update.bin", s(&tree)));
+    assert_eq!(first[1]["hits"][0]["indicator"], "loader v2");
+    assert!(num(&first[0], "files_read") > 0);
+
+    // Again: every file's content is known for this indicator set; nothing is read.
+    let second = scan(&["--system", "files"]).json();
+    for r in second.as_array().unwrap() {
+        assert_eq!(num(r, "files_read"), 0, "{r:#}");
+        assert_eq!(num(r, "bytes_read"), 0, "{r:#}");
+    }
+    assert_eq!(second[1]["hits"], first[1]["hits"]);
+    // By id too, results stored per snapshot: the clean point is before the first hit.
+    scan(&[&ids[0][..8]]).ok();
+    let cp = repo.kura(["--json", "--state", s(&state), "clean-point", "files"]).ok().json();
+    assert_eq!(cp["clean"], ids[0].as_str(), "{cp:#}");
+    let statuses: Vec<&str> = cp["ranked"].as_array().unwrap().iter().map(|r| text(r, "status")).collect();
+    assert_eq!(statuses, vec!["after", "infected", "infected", "clean"]);
+
+    // A bad indicator file names its line; nothing is stored.
+    write(&iocs, "sha256 1234\n");
+    scan(&["--system", "files"]).code(2).stderr_has("iocs.txt:1").stderr_has("64 hex digits");
 }

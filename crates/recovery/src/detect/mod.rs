@@ -7,7 +7,10 @@
 //!   last clean snapshot, opens a draft incident and notifies (`after_backup`, which
 //!   the daemon's backup job calls).
 
+pub mod clean;
+pub mod indicators;
 pub mod rules;
+pub mod scan;
 #[cfg(test)]
 mod tests;
 
@@ -272,4 +275,73 @@ pub fn holds_for_forget(state: &State, repo_id: &str) -> Result<Vec<kura_store::
         out.push(kura_store::forget::Held { id, reason: h.reason });
     }
     Ok(out)
+}
+
+/// The clean point of the snapshots `mine` selects (one system), from the
+/// repository's snapshots, the state's false-positive marks and scan results.
+pub fn clean_point_of(
+    state: Option<&State>,
+    repo: &Repository,
+    mine: &dyn Fn(&Snapshot) -> bool,
+    rules: &Rules,
+    before: Option<DateTime<Utc>>,
+) -> Result<clean::CleanPoint> {
+    let repo_id = repo.config().id.clone();
+    let (fps, scans) = match state {
+        Some(s) => (s.false_positives(&repo_id)?, s.scans(&repo_id)?),
+        None => Default::default(),
+    };
+    let all = repo.snapshots()?;
+    let assessed = assess_all(&all, &fps, rules);
+    let series: Vec<&Assessed> =
+        all.iter().zip(&assessed).filter(|((_, s), _)| mine(s)).map(|(_, a)| a).collect();
+    Ok(clean::clean_point(&series, &scans, before))
+}
+
+/// What a recovery without a compromised-since restores for each system: the clean
+/// point where the detection found something, else the newest snapshot.
+pub struct RecoveryChooser {
+    assessed: Vec<Assessed>,
+    scans: std::collections::HashMap<String, (DateTime<Utc>, Vec<scan::Hit>)>,
+}
+
+impl RecoveryChooser {
+    /// `all`: the repository's snapshots, oldest first.
+    pub fn new(state: &State, repo_id: &str, all: &[(FileId, Snapshot)]) -> Result<RecoveryChooser> {
+        let fps = state.false_positives(repo_id)?;
+        Ok(RecoveryChooser { assessed: assess_all(all, &fps, &Rules::default()), scans: state.scans(repo_id)? })
+    }
+
+    /// The snapshot to restore among those `mine` selects, and a note for the
+    /// timeline when it is not the newest one.
+    pub fn choose<'a>(
+        &self,
+        all: &'a [(FileId, Snapshot)],
+        mine: &dyn Fn(&Snapshot) -> bool,
+        system: &str,
+    ) -> (Option<&'a (FileId, Snapshot)>, Option<String>) {
+        let series: Vec<&Assessed> =
+            all.iter().zip(&self.assessed).filter(|((_, s), _)| mine(s)).map(|(_, a)| a).collect();
+        let newest = all.iter().rev().find(|(_, s)| mine(s));
+        let cp = clean::clean_point(&series, &self.scans, None);
+        let Some(id) = cp.clean_id() else {
+            let note = newest.is_some().then(|| {
+                format!("system {system}: no clean snapshot (every one is suspect, infected or after one); restoring the newest")
+            });
+            return (newest, note);
+        };
+        let chosen = all.iter().find(|(i, _)| *i == id);
+        let note = match (chosen, newest) {
+            (Some(c), Some(n)) if c.0 != n.0 => Some(format!(
+                "system {system}: the incident has no compromised-since; restoring the clean point {} ({}) instead of \
+                 the newest snapshot {} (first suspect snapshot at {}); set compromised-since to choose otherwise",
+                c.0.short(),
+                c.1.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                n.0.short(),
+                cp.first_suspect.map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            )),
+            _ => None,
+        };
+        (chosen, note)
+    }
 }

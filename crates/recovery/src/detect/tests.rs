@@ -111,3 +111,66 @@ fn snapshots_without_signals_are_unmeasured() {
     let points = vec![Point { signals: None, false_positive: false }];
     assert_eq!(assess_series(&points, &Rules::default()), vec![Verdict::Unmeasured]);
 }
+
+mod clean_point {
+    use std::collections::HashMap;
+
+    use chrono::{DateTime, Utc};
+    use kura_store::types::FileId;
+
+    use crate::detect::clean::{clean_point, Status};
+    use crate::detect::scan::Hit;
+    use crate::detect::{Assessed, Reason, RuleKind, Verdict};
+
+    fn at(i: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + i * 3600, 0).unwrap()
+    }
+
+    fn a(i: u8, v: Verdict) -> Assessed {
+        Assessed {
+            id: FileId([i; 32]),
+            time: at(i.into()),
+            host: "h".into(),
+            paths: vec!["/x".into()],
+            tags: vec![],
+            signals: None,
+            verdict: v,
+            false_positive: false,
+        }
+    }
+
+    fn suspect() -> Verdict {
+        Verdict::Suspect {
+            reasons: vec![Reason { rule: RuleKind::RansomNotes, value: 3.0, threshold: 1.5, detail: "3 notes".into() }],
+        }
+    }
+
+    #[test]
+    fn the_newest_clean_before_the_newest_suspect() {
+        let list = [a(1, Verdict::Clean), a(2, Verdict::Clean), a(3, suspect()), a(4, Verdict::Clean)];
+        let refs: Vec<&Assessed> = list.iter().collect();
+        let cp = clean_point(&refs, &HashMap::new(), None);
+        assert_eq!(cp.clean_id(), Some(FileId([2; 32])));
+        assert_eq!(cp.first_suspect, Some(at(3)));
+        let statuses: Vec<Status> = cp.ranked.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![Status::After, Status::Suspect, Status::Clean, Status::Clean]);
+        // --before the attack: the newest before it.
+        let cp = clean_point(&refs, &HashMap::new(), Some(at(2)));
+        assert_eq!(cp.clean_id(), Some(FileId([1; 32])));
+        assert_eq!(cp.first_suspect, None);
+    }
+
+    #[test]
+    fn scan_hits_make_a_snapshot_infected() {
+        let list = [a(1, Verdict::Clean), a(2, Verdict::Clean), a(3, Verdict::Clean)];
+        let refs: Vec<&Assessed> = list.iter().collect();
+        let hit = Hit { path: "/x/evil".into(), by: "hash".into(), indicator: "dropper".into() };
+        let scans = HashMap::from([(FileId([2; 32]).to_hex(), (at(9), vec![hit]))]);
+        let cp = clean_point(&refs, &scans, None);
+        assert_eq!(cp.clean_id(), Some(FileId([1; 32])));
+        assert_eq!(cp.ranked[1].status, Status::Infected);
+        assert!(cp.ranked[1].evidence[0].contains("dropper"));
+        // Nothing bad: the newest is the clean point.
+        assert_eq!(clean_point(&refs, &HashMap::new(), None).clean_id(), Some(FileId([3; 32])));
+    }
+}

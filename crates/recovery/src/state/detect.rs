@@ -220,3 +220,78 @@ impl State {
             .map_err(|e| db_err(&path, e))
     }
 }
+
+impl crate::detect::scan::ContentMemory for State {
+    fn recall(&self, rules: &str, content: &str) -> Result<Option<Option<String>>> {
+        self.conn
+            .query_row(
+                "SELECT hit FROM scanned_content WHERE rules = ?1 AND content = ?2",
+                params![rules, content],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map_err(|e| db_err(self.path(), e))
+    }
+
+    fn remember(&mut self, rules: &str, found: &[(String, Option<String>)]) -> Result<()> {
+        let path = self.path().to_path_buf();
+        let tx = self.write_tx()?;
+        for (content, hit) in found {
+            tx.execute(
+                "INSERT OR REPLACE INTO scanned_content (rules, content, hit) VALUES (?1, ?2, ?3)",
+                params![rules, content, hit],
+            )
+            .map_err(|e| db_err(&path, e))?;
+        }
+        tx.commit().map_err(|e| db_err(&path, e))
+    }
+}
+
+impl State {
+    /// Stores a snapshot's scan result (replacing one with the same indicator set).
+    pub fn record_scan(&mut self, repo: &str, scan: &crate::detect::scan::SnapshotScan, at: DateTime<Utc>) -> Result<()> {
+        let path = self.path().to_path_buf();
+        let hits = serde_json::to_string(&scan.hits).expect("hits serialize");
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO scan_results (repo, snapshot, rules, scanned_at, files, files_read, bytes_read, hits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    repo,
+                    scan.snapshot,
+                    scan.rules,
+                    ts(at),
+                    scan.files as i64,
+                    scan.files_read as i64,
+                    scan.bytes_read as i64,
+                    hits
+                ],
+            )
+            .map_err(|e| db_err(&path, e))?;
+        Ok(())
+    }
+
+    /// The newest scan of each snapshot of a repository (any indicator set):
+    /// snapshot id -> (scanned at, hits).
+    pub fn scans(&self, repo: &str) -> Result<std::collections::HashMap<String, (DateTime<Utc>, Vec<crate::detect::scan::Hit>)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT snapshot, scanned_at, hits FROM scan_results WHERE repo = ?1 ORDER BY scanned_at")
+            .map_err(|e| db_err(self.path(), e))?;
+        let raw: Vec<(String, String, String)> = st
+            .query_map([repo], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|it| it.collect())
+            .map_err(|e| db_err(self.path(), e))?;
+        let mut out = std::collections::HashMap::new();
+        for (snapshot, at, hits) in raw {
+            let hits = serde_json::from_str(&hits).map_err(|e| {
+                Error::invalid(
+                    format!("state database {}", self.path().display()),
+                    format!("scan_results row {snapshot}, column hits: {e}"),
+                )
+            })?;
+            out.insert(snapshot, (parse_ts(&at)?, hits));
+        }
+        Ok(out)
+    }
+}
