@@ -277,3 +277,142 @@ fn a_planted_file_is_found_in_exactly_the_snapshots_that_hold_it_and_rescans_rea
     write(&iocs, "sha256 1234\n");
     scan(&["--system", "files"]).code(2).stderr_has("iocs.txt:1").stderr_has("64 hex digits");
 }
+
+/// What the test expects `kura diff` to say, computed from two scans of the tree:
+/// (path, change, renamed from).
+fn reference_diff(a: &std::collections::BTreeMap<PathBuf, Entry>, b: &std::collections::BTreeMap<PathBuf, Entry>, by_content: bool) -> Vec<(String, String, String)> {
+    use std::collections::BTreeSet;
+    let kind = |e: &Entry| match &e.kind {
+        EntryKind::Dir => 0,
+        EntryKind::File { .. } => 1,
+        EntryKind::Symlink(_) => 2,
+        EntryKind::Special => 3,
+    };
+    let mut out: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let p = |x: &PathBuf| x.display().to_string();
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    for (path, x) in a {
+        match b.get(path) {
+            None => removed.push(path.clone()),
+            Some(y) if kind(x) != kind(y) => {
+                out.insert((p(path), "type_changed".into(), String::new()));
+            }
+            Some(y) => {
+                let change = match (&x.kind, &y.kind) {
+                    (EntryKind::File { hash: h1, .. }, EntryKind::File { hash: h2, .. }) if h1 != h2 => "modified",
+                    (EntryKind::Symlink(t1), EntryKind::Symlink(t2)) if t1 != t2 => "modified",
+                    (EntryKind::Dir, _) => continue,
+                    _ if x.mode != y.mode => "mode_changed",
+                    _ => continue,
+                };
+                out.insert((p(path), change.into(), String::new()));
+            }
+        }
+    }
+    for path in b.keys().filter(|k| !a.contains_key(*k)) {
+        added.push(path.clone());
+    }
+    // Type changes list what the directory held on either side.
+    for (path, x) in a {
+        if let Some(y) = b.get(path) {
+            if kind(x) != kind(y) {
+                removed.extend(a.keys().filter(|k| k.starts_with(path) && *k != path).cloned());
+                added.extend(b.keys().filter(|k| k.starts_with(path) && *k != path).cloned());
+            }
+        }
+    }
+    let stem = |s: &str| s.rfind('.').filter(|&i| i > 0).map_or(s.to_string(), |i| s[..i].to_string());
+    let is_file = |m: &std::collections::BTreeMap<PathBuf, Entry>, x: &PathBuf| matches!(m[x].kind, EntryKind::File { .. });
+    let hash = |m: &std::collections::BTreeMap<PathBuf, Entry>, x: &PathBuf| match &m[x].kind {
+        EntryKind::File { hash, size } if *size > 0 => Some(hash.clone()),
+        _ => None,
+    };
+    let mut taken: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut renamed: BTreeSet<PathBuf> = BTreeSet::new();
+    for y in added.iter().filter(|y| is_file(b, y)) {
+        let (ydir, yname) = (y.parent().unwrap(), y.file_name().unwrap().to_str().unwrap());
+        let by_name = removed.iter().filter(|x| is_file(a, x) && !taken.contains(*x) && x.parent().unwrap() == ydir).find(|x| {
+            let xname = x.file_name().unwrap().to_str().unwrap();
+            stem(yname) == xname || (yname.contains('.') && stem(yname) == stem(xname))
+        });
+        let by_content = || {
+            removed.iter().filter(|x| is_file(a, x) && !taken.contains(*x)).find(|x| by_content && hash(a, x).is_some() && hash(a, x) == hash(b, y))
+        };
+        if let Some(x) = by_name.or_else(by_content).cloned() {
+            taken.insert(x.clone());
+            renamed.insert(y.clone());
+            out.insert((p(y), "renamed".into(), p(&x)));
+        }
+    }
+    for x in removed.iter().filter(|x| !taken.contains(*x)) {
+        out.insert((p(x), "removed".into(), String::new()));
+    }
+    for y in added.iter().filter(|y| !renamed.contains(*y)) {
+        out.insert((p(y), "added".into(), String::new()));
+    }
+    out.into_iter().collect()
+}
+
+fn diff_rows(v: &Value, root: &Path) -> Vec<(String, String, String)> {
+    let rel = |x: &str| x.strip_prefix(&format!("{}/", s(root))).unwrap_or(x).to_string();
+    let mut rows: Vec<(String, String, String)> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (rel(text(c, "path")), text(c, "change").to_string(), c["from"].as_str().map(rel).unwrap_or_default()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn diff_of_crafted_trees_matches_a_reference_for_snapshots_and_a_live_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::new();
+    let root = repo.base().join("t");
+    text_tree(&root, 24);
+    write(&root.join("empty.txt"), "");
+    write(&root.join("dir_then_file/x.txt"), "x\n");
+    write(&root.join("file_then_dir"), "f\n");
+    std::os::unix::fs::symlink("dept0/doc_000.txt", root.join("link")).unwrap();
+    repo.backup(&[&root], &[]);
+    let first = text(repo.snapshots(&[]).last().unwrap(), "id").to_string();
+    let a = scan(&root);
+
+    std::fs::rename(root.join("dept0/doc_004.txt"), root.join("dept3/moved.txt")).unwrap(); // moved, same content
+    let enc = root.join("dept1/doc_001.txt");
+    write_random(&root.join("dept1/doc_001.txt.locked"), 5000, 3); // encrypted copy
+    std::fs::remove_file(&enc).unwrap();
+    write(&root.join("dept2/doc_002.txt"), "rewritten with other content and another size\n");
+    std::fs::set_permissions(root.join("dept3/doc_003.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(root.join("dept0/doc_008.txt")).unwrap();
+    write(&root.join("dept2/brand_new.md"), "new\n");
+    std::fs::remove_dir_all(root.join("dir_then_file")).unwrap();
+    write(&root.join("dir_then_file"), "now a file\n");
+    std::fs::remove_file(root.join("file_then_dir")).unwrap();
+    write(&root.join("file_then_dir/inner.txt"), "inner\n");
+    std::fs::remove_file(root.join("link")).unwrap();
+    std::os::unix::fs::symlink("dept2/doc_002.txt", root.join("link")).unwrap();
+    let b = scan(&root);
+
+    // A snapshot against the live directory: renames by name only (files are not read).
+    let live = repo.kura(["--json", "diff", &first, s(&root)]).ok().json();
+    assert_eq!(diff_rows(&live, &root), reference_diff(&a, &b, false), "{live:#}");
+
+    repo.backup(&[&root], &[]);
+    let v = repo.kura(["--json", "diff", &first, "latest"]).ok().json();
+    let want = reference_diff(&a, &b, true);
+    assert_eq!(diff_rows(&v, &root), want, "{v:#}");
+    assert!(want.contains(&("dept3/moved.txt".into(), "renamed".into(), "dept0/doc_004.txt".into())));
+    assert!(want.contains(&("dept1/doc_001.txt.locked".into(), "renamed".into(), "dept1/doc_001.txt".into())));
+    assert_eq!(num(&v, "summary.renamed"), 2);
+    assert_eq!(num(&v, "summary.renamed_new_extension"), 1, "{v:#}");
+    assert_eq!(num(&v, "summary.mode_changed"), 1);
+    let mode = v["changes"].as_array().unwrap().iter().find(|c| c["change"] == "mode_changed").unwrap();
+    assert_eq!((num(mode, "mode_before"), num(mode, "mode_after")), (0o644, 0o600));
+
+    // PATH limits the listing; the text shows renames with both names.
+    let sub = repo.kura(["--json", "diff", &first, "latest", &format!("{}/dept1", s(&root))]).ok().json();
+    assert_eq!(sub["changes"].as_array().unwrap().len(), 1, "{sub:#}");
+    repo.kura(["diff", &first, "latest"]).ok().stdout_has("dept1/doc_001.txt -> ").stdout_has("R    ");
+}
