@@ -128,3 +128,34 @@ pub fn clean_point(ctx: &Ctx, a: CleanPointArgs) -> Result<ExitCode> {
     }
     Ok(if cp.clean.is_some() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
+
+/// `kura incident scope ID`: every system of the config scoped against its clean
+/// point; the incident's scope and damage fields are set, the evidence noted.
+pub fn scope_incident(
+    ctx: &Ctx,
+    state: &mut kura::state::State,
+    repo: &kura::repo::Repository,
+    config: &std::path::Path,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use kura::incident::{Event, Fields};
+    state.require_incident(id)?;
+    let cfg = kura::config::load(config)
+        .map_err(|problems| anyhow::anyhow!("the config {} is not valid:\n{problems}", config.display()))?;
+    let mut scopes = Vec::new();
+    for sys in &cfg.systems {
+        scopes.push(kura::detect::scope::scope_system(Some(state), repo, sys, &cfg.detect.rules)?);
+    }
+    let (scope, damage) = kura::detect::scope::render(&scopes);
+    state.append_event(id, now, &Event::Updated { fields: Fields { scope: Some(scope.clone()), damage: Some(damage.clone()), ..Default::default() } })?;
+    let evidence = serde_json::to_string(&scopes)?;
+    state.append_event(id, now, &Event::Note { text: format!("scope from the backups (kura incident scope): {evidence}") })?;
+    super::incident::anchor_after_write(repo, state, id, now);
+    if ctx.json {
+        output::print_json(&serde_json::json!({ "incident": id, "scope": scope, "damage": damage, "systems": scopes }))?;
+    } else {
+        println!("incident {id}\n  scope:  {scope}\n  damage: {damage}");
+    }
+    Ok(())
+}

@@ -69,12 +69,15 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
     let web = setup.repo.base().join("src/web");
     text_tree(&web, 80);
     let events = setup.repo.base().join("events.jsonl");
+    let db = setup.src("db");
     let tables = |schedule: &str| {
         format!(
             "[[system]]\nname = \"web\"\npriority = 2\npaths = [\"{}\"]\n{schedule}\n\n\
+             [[system]]\nname = \"db\"\npriority = 3\npaths = [\"{}\"]\n\n\
              [jobs.prune]\nschedule = \"0 0 1 1 *\"\nkeep_last = 1\n\n\
              [notify]\ncommand = \"cat >> {}; echo >> {}\"\n",
             s(&web),
+            s(&db),
             s(&events),
             s(&events)
         )
@@ -96,8 +99,10 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
         let st = setup.status();
         (st["systems"][0]["schedule"].is_null() && st["running"].as_array().is_some_and(|r| r.is_empty())).then_some(())
     });
+    setup.cli(&["--json", "run", "db"]).ok();
     setup.cli(&["--json", "run", "web"]).ok();
-    let before = signals(&setup.repo, &setup.state);
+    let before: Vec<Value> =
+        signals(&setup.repo, &setup.state).into_iter().filter(|a| a["tags"][0] == "system:web").collect();
     let clean = before.last().unwrap().clone();
     assert!(before.iter().all(|a| a["verdict"] != "suspect"), "{before:#?}");
     assert_eq!(clean["verdict"], "clean", "{clean:#}");
@@ -153,11 +158,30 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
     assert!(restored.iter().all(|p| p.extension().is_some_and(|e| e == "txt")), "{restored:?}");
     cli(&["incident", "show", "1"]).ok().stdout_has("restoring the clean point");
 
+    // The scope, from the backups: web affected (against its live, encrypted data),
+    // db not; it lands in the incident's fields, its export and its report.
+    let sc = cli(&["--json", "incident", "scope", "1"]).ok().json();
+    let web_scope = &sc["systems"][0];
+    assert_eq!((web_scope["affected"].as_bool(), num(web_scope, "encrypted")), (Some(true), 48), "{sc:#}");
+    assert_eq!((num(web_scope, "added"), num(web_scope, "deleted")), (4, 0), "{sc:#}");
+    assert_eq!(web_scope["compared_with"], "live");
+    assert_eq!(sc["systems"][1]["affected"], false, "{sc:#}");
+    assert!(text(&sc, "scope").contains("1 of 2 systems affected: web. Unaffected: db."), "{sc:#}");
+    let export = cli(&["incident", "export", "1"]).ok().stdout.clone();
+    assert!(export.contains("web: 48 files encrypted, 4 added, 0 deleted"), "{export}");
+    let report = cli(&["report", "--incident", "1", "--format", "html"]).ok().stdout.clone();
+    assert!(report.contains("48 files encrypted"), "the report shows the damage");
+    // Confirmed real: the times default from the evidence, and say so.
+    let upd = cli(&["--json", "incident", "update", "1", "--real", "true"]).ok().json();
+    // (the state keeps microseconds)
+    assert_eq!(text(&upd, "compromised_since")[..26], text(hit, "time")[..26], "{upd:#}");
+    cli(&["incident", "show", "1"]).ok().stdout_has("defaults from the evidence");
+
     // The clean point is held: a forget that keeps only the newest snapshot keeps it too.
     let holds = setup.repo.kura(["--json", "--state", s(&setup.state), "signals", "holds"]).ok().json();
     assert_eq!(holds[0]["snapshot"], clean["id"], "{holds:#}");
     setup.repo.kura(["--state", s(&setup.state), "forget", "--keep-last", "1"]).ok().stdout_has("held:");
-    let left: Vec<Value> = setup.repo.snapshots(&[]);
+    let left: Vec<Value> = setup.repo.snapshots(&["--tag", "system:web"]);
     let ids: Vec<&str> = left.iter().map(|v| text(v, "id")).collect();
     assert_eq!(ids, vec![text(&clean, "id"), text(hit, "id")]);
 
@@ -165,14 +189,15 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
     setup.cli(&["--json", "run", "web"]).ok();
     let pruned = setup.cli(&["--json", "run", "prune"]).ok().json();
     assert_eq!(pruned["outcome"], "ok", "{pruned:#}");
-    let ids: Vec<String> = setup.repo.snapshots(&[]).iter().map(|v| text(v, "id").to_string()).collect();
+    let ids: Vec<String> =
+        setup.repo.snapshots(&["--tag", "system:web"]).iter().map(|v| text(v, "id").to_string()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert_eq!(ids[0], text(&clean, "id"), "the held snapshot survives the prune job");
 
     // Released, it goes the way of the policy.
     setup.repo.kura(["--state", s(&setup.state), "signals", "release", &text(&clean, "id")[..8]]).ok();
     setup.repo.kura(["--state", s(&setup.state), "forget", "--keep-last", "1"]).ok();
-    assert_eq!(setup.repo.snapshots(&[]).len(), 1);
+    assert_eq!(setup.repo.snapshots(&["--tag", "system:web"]).len(), 1);
 }
 
 /// The corpus generator of the benches (stdlib Python).

@@ -11,6 +11,7 @@ pub mod clean;
 pub mod indicators;
 pub mod rules;
 pub mod scan;
+pub mod scope;
 #[cfg(test)]
 mod tests;
 
@@ -344,4 +345,35 @@ impl RecoveryChooser {
         };
         (chosen, note)
     }
+}
+
+/// When an incident the detection opened is confirmed real: `down_since` and
+/// `compromised_since`, where not given, default to the first suspect snapshot's
+/// time (the damage was in the backups then; a recovery restores what was taken
+/// before it, the clean point). Returns the fields to record and a note saying
+/// they are defaults, or `None` when the incident was not opened by detection.
+pub fn confirmed_defaults(state: &State, incident: i64, given: &Fields) -> Result<Option<(Fields, String)>> {
+    let times = state.suspect_times_of_incident(incident)?;
+    let Some((snapshot, first)) = times.first() else { return Ok(None) };
+    let current = state.incident(incident)?.fields;
+    let mut f = Fields::default();
+    let mut named = Vec::new();
+    if given.compromised_since.is_none() && current.compromised_since.is_none() {
+        f.compromised_since = Some(*first);
+        named.push("compromised-since");
+    }
+    if given.down_since.is_none() {
+        f.down_since = Some(*first);
+        named.push("down-since");
+    }
+    if named.is_empty() {
+        return Ok(None);
+    }
+    let note = format!(
+        "defaults from the evidence: {} = {} (the first suspect snapshot, {}); change them with `kura incident update`",
+        named.join(" and "),
+        first.format("%Y-%m-%d %H:%M:%S UTC"),
+        &snapshot[..8]
+    );
+    Ok(Some((f, note)))
 }

@@ -106,6 +106,19 @@ impl State {
             .collect()
     }
 
+    /// The times of the suspect snapshots that opened or joined `incident`, oldest first.
+    pub fn suspect_times_of_incident(&self, incident: i64) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT snapshot, snapshot_time FROM snapshot_verdicts WHERE incident = ?1 ORDER BY snapshot_time")
+            .map_err(|e| db_err(self.path(), e))?;
+        let raw: Vec<(String, String)> = st
+            .query_map([incident], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|it| it.collect())
+            .map_err(|e| db_err(self.path(), e))?;
+        raw.into_iter().map(|(s, t)| Ok((s, parse_ts(&t)?))).collect()
+    }
+
     /// The snapshots an operator marked false positives.
     pub fn false_positives(&self, repo: &str) -> Result<HashSet<String>> {
         let mut st = self
