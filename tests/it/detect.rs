@@ -171,6 +171,11 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
     assert!(export.contains("web: 48 files encrypted, 4 added, 0 deleted"), "{export}");
     let report = cli(&["report", "--incident", "1", "--format", "html"]).ok().stdout.clone();
     assert!(report.contains("48 files encrypted"), "the report shows the damage");
+    // The signal timeline: web's snapshots, the suspect one red, the clean point green.
+    assert!(report.contains("<section id=\"signals\"") && report.contains("<h3>web</h3>"), "the signal timeline");
+    assert_eq!(report.matches("class=\"suspect\"").count(), 1);
+    assert_eq!(report.matches("class=\"clean-point\"").count(), 1);
+    assert!(report.contains(&format!("{} ", &text(&clean, "id")[..8])) && report.contains("(clean point)"));
     // Confirmed real: the times default from the evidence, and say so.
     let upd = cli(&["--json", "incident", "update", "1", "--real", "true"]).ok().json();
     // (the state keeps microseconds)

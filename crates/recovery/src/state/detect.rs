@@ -27,6 +27,20 @@ pub struct VerdictRow {
     pub false_positive_note: Option<String>,
     /// The draft incident its suspect verdict opened.
     pub incident: Option<i64>,
+    /// The signals' headline figures, for the report's timeline (0 when unmeasured).
+    pub change_rate: f64,
+    pub incompressible: f64,
+}
+
+/// What the `reasons` column holds: the verdict and the headline figures.
+#[derive(Serialize, serde::Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    verdict: Verdict,
+    #[serde(default)]
+    change_rate: f64,
+    #[serde(default)]
+    incompressible: f64,
 }
 
 /// A hold keeps a snapshot from forget and prune until it is released.
@@ -50,10 +64,16 @@ impl State {
         system: Option<&str>,
         snapshot_time: DateTime<Utc>,
         verdict: &Verdict,
+        signals: Option<&kura_store::signals::Signals>,
         at: DateTime<Utc>,
     ) -> Result<()> {
         let path = self.path().to_path_buf();
-        let json = serde_json::to_string(verdict).expect("verdicts serialize");
+        let stored = Stored {
+            verdict: verdict.clone(),
+            change_rate: signals.map_or(0.0, |s| s.change_rate()),
+            incompressible: signals.map_or(0.0, |s| s.incompressible_share()),
+        };
+        let json = serde_json::to_string(&stored).expect("verdicts serialize");
         self.conn
             .execute(
                 "INSERT INTO snapshot_verdicts (repo, snapshot, system, snapshot_time, verdict, reasons, assessed_at)
@@ -68,35 +88,45 @@ impl State {
 
     /// Every stored verdict of a repository, oldest snapshot first.
     pub fn verdicts(&self, repo: &str) -> Result<Vec<VerdictRow>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT snapshot, system, snapshot_time, reasons, assessed_at, false_positive_at,
-                        false_positive_note, incident
-                 FROM snapshot_verdicts WHERE repo = ?1 ORDER BY snapshot_time, snapshot",
-            )
-            .map_err(|e| db_err(self.path(), e))?;
-        type Raw = (String, Option<String>, String, String, String, Option<String>, Option<String>, Option<i64>);
+        self.verdicts_where("repo = ?1", repo)
+    }
+
+    /// Every stored verdict of every repository, oldest snapshot first.
+    pub fn all_verdicts(&self) -> Result<Vec<VerdictRow>> {
+        self.verdicts_where("?1 = ?1", "")
+    }
+
+    fn verdicts_where(&self, cond: &str, arg: &str) -> Result<Vec<VerdictRow>> {
+        let sql = format!(
+            "SELECT repo, snapshot, system, snapshot_time, reasons, assessed_at, false_positive_at,
+                    false_positive_note, incident
+             FROM snapshot_verdicts WHERE {cond} ORDER BY snapshot_time, snapshot"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| db_err(self.path(), e))?;
+        type Raw =
+            (String, String, Option<String>, String, String, String, Option<String>, Option<String>, Option<i64>);
         let rows: Vec<Raw> = st
-            .query_map([repo], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            .query_map([arg], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
             })
             .and_then(|it| it.collect())
             .map_err(|e| db_err(self.path(), e))?;
         rows.into_iter()
-            .map(|(snapshot, system, t, json, at, fp, note, incident)| {
-                let verdict = serde_json::from_str(&json).map_err(|e| {
+            .map(|(repo, snapshot, system, t, json, at, fp, note, incident)| {
+                let stored: Stored = serde_json::from_str(&json).map_err(|e| {
                     Error::invalid(
                         format!("state database {}", self.path().display()),
                         format!("snapshot_verdicts row {snapshot}, column reasons: {e}"),
                     )
                 })?;
                 Ok(VerdictRow {
-                    repo: repo.to_string(),
+                    repo,
                     snapshot,
                     system,
                     snapshot_time: parse_ts(&t)?,
-                    verdict,
+                    verdict: stored.verdict,
+                    change_rate: stored.change_rate,
+                    incompressible: stored.incompressible,
                     assessed_at: parse_ts(&at)?,
                     false_positive_at: fp.as_deref().map(parse_ts).transpose()?,
                     false_positive_note: note,
@@ -219,6 +249,16 @@ impl State {
                 Ok(Hold { id, repo: repo.to_string(), snapshot, system, reason, since: parse_ts(&since)? })
             })
             .collect()
+    }
+
+    /// The snapshots under an active hold, in any repository.
+    pub fn held_snapshots(&self) -> Result<HashSet<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT snapshot FROM snapshot_holds WHERE released_at IS NULL")
+            .map_err(|e| db_err(self.path(), e))?;
+        let out = st.query_map([], |r| r.get(0)).and_then(|it| it.collect()).map_err(|e| db_err(self.path(), e))?;
+        Ok(out)
     }
 
     /// Releases the active holds on a snapshot; returns how many.
