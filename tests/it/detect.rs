@@ -446,3 +446,75 @@ fn diff_of_crafted_trees_matches_a_reference_for_snapshots_and_a_live_directory(
     assert_eq!(sub["changes"].as_array().unwrap().len(), 1, "{sub:#}");
     repo.kura(["diff", &first, "latest"]).ok().stdout_has("dept1/doc_001.txt -> ").stdout_has("R    ");
 }
+
+#[test]
+fn a_false_positive_mark_teaches_the_baseline() {
+    let repo = TestRepo::new();
+    let tree = repo.base().join("tree");
+    text_tree(&tree, 60);
+    for i in 0..6 {
+        write(&tree.join(format!("dept0/log_{i}.txt")), format!("round {i}\n"));
+        repo.backup(&[&tree], &[]);
+    }
+    // A monthly job renames half the files to .bak: suspect the first time.
+    let rename_all = |from: &str, to: &str| {
+        for p in files_under(&tree).into_iter().map(|p| tree.join(p)) {
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            if name.starts_with("doc_") && name.ends_with(from) && name[4..7].parse::<u32>().unwrap() % 2 == 0 {
+                std::fs::rename(&p, p.with_file_name(format!("{}{to}", name.strip_suffix(from).unwrap()))).unwrap();
+            }
+        }
+    };
+    rename_all(".txt", ".bak");
+    repo.backup(&[&tree], &[]);
+    let state = repo.base().join("state.db");
+    let list = signals(&repo, &state);
+    let hit = list.last().unwrap().clone();
+    assert_eq!(hit["verdict"], "suspect", "{hit:#}");
+    assert_eq!(hit["reasons"][0]["rule"], "extension-renames");
+    assert_eq!(num(&hit["signals"], "ext_changed"), 30);
+
+    let mark = ["--state", s(&state), "signals", "false-positive", &text(&hit, "id")[..8], "--note", "monthly rotation"];
+    repo.kura(mark).ok().stdout_has("marked a false positive");
+    let again = signals(&repo, &state);
+    assert_eq!(again.last().unwrap()["false_positive"], true);
+    // The same job next month: no alarm any more.
+    rename_all(".bak", ".txt");
+    repo.backup(&[&tree], &[]);
+    let after = signals(&repo, &state);
+    assert_eq!(after.last().unwrap()["verdict"], "clean", "{:#}", after.last().unwrap());
+    repo.kura(["--state", s(&state), "snapshots"]).ok();
+}
+
+#[test]
+fn detection_input_errors_name_the_file_line_and_field() {
+    let repo = TestRepo::new();
+    let tree = repo.base().join("tree");
+    text_tree(&tree, 3);
+    let names = repo.base().join("names.txt");
+    write(&names, "# mine\nnote *DECRYPT*\nfile *.x\n");
+    repo.kura(["backup", s(&tree), "--names", s(&names)]).code(2).stderr_has("names.txt:3").stderr_has("unknown rule");
+    assert!(repo.snapshots(&[]).is_empty(), "nothing was stored");
+    write(&names, "note *DECRYPT*\next locked\n");
+    repo.kura(["backup", s(&tree), "--names", s(&names)]).ok();
+
+    let cfg = repo.base().join("kura.toml");
+    write(&repo.base().join("pass"), PASSWORD);
+    write(
+        &cfg,
+        format!(
+            "[repository]\nlocation = '{}'\npassword_file = '{}'\n\n[detect]\nmin_history = 0\nwindow = 3\n",
+            s(&repo.path),
+            s(&repo.base().join("pass"))
+        ),
+    );
+    run(bare_kura().args(["config", "check", s(&cfg)])).code(2).stderr_has("kura.toml:6").stderr_has("min_history");
+
+    let state = repo.base().join("state.db");
+    repo.kura(["--state", s(&state), "clean-point", "nope"]).code(2).stderr_has("no snapshot of system nope");
+    repo.kura(["--state", s(&state), "signals", "false-positive", "ffffffff"]).code(2).stderr_has("ffffffff");
+    repo.kura(["--state", s(&state), "signals", "release", "ffffffff"]).code(2).stderr_has("no held snapshot");
+    repo.kura(["--state", s(&state), "scan", "latest", "--indicators", "/nonexistent/iocs.txt"])
+        .code(2)
+        .stderr_has("/nonexistent/iocs.txt");
+}
