@@ -108,10 +108,15 @@ pub fn clean_point(ctx: &Ctx, a: CleanPointArgs) -> Result<ExitCode> {
     let mine = system_filter(&a.system);
     let cp = kura::detect::clean_point_of(state.as_ref(), &repo, &mine, &rules, a.before)?;
     if cp.ranked.is_empty() {
-        bail!("no snapshot of system {} (tag system:{}){}", a.system, a.system, match a.before {
-            Some(b) => format!(" before {b}"),
-            None => String::new(),
-        });
+        bail!(
+            "no snapshot of system {} (tag system:{}){}",
+            a.system,
+            a.system,
+            match a.before {
+                Some(b) => format!(" before {b}"),
+                None => String::new(),
+            }
+        );
     }
     if ctx.json {
         output::print_json(&cp)?;
@@ -119,10 +124,17 @@ pub fn clean_point(ctx: &Ctx, a: CleanPointArgs) -> Result<ExitCode> {
         for r in &cp.ranked {
             let mark = if cp.clean.as_deref() == Some(&r.id) { "  <- clean point" } else { "" };
             let status = serde_json::to_value(r.status)?.as_str().unwrap_or_default().to_string();
-            println!("{} {} {status:<9} {}{mark}", &r.id[..8], r.time.format("%Y-%m-%d %H:%M:%S UTC"), r.evidence.join("; "));
+            println!(
+                "{} {} {status:<9} {}{mark}",
+                &r.id[..8],
+                r.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.evidence.join("; ")
+            );
         }
         match (&cp.clean, cp.clean_time) {
-            (Some(id), Some(t)) => println!("clean point of {}: {} ({})", a.system, &id[..8], t.format("%Y-%m-%d %H:%M:%S UTC")),
+            (Some(id), Some(t)) => {
+                println!("clean point of {}: {} ({})", a.system, &id[..8], t.format("%Y-%m-%d %H:%M:%S UTC"))
+            }
             _ => println!("no clean snapshot of {}", a.system),
         }
     }
@@ -148,12 +160,24 @@ pub fn scope_incident(
         scopes.push(kura::detect::scope::scope_system(Some(state), repo, sys, &cfg.detect.rules)?);
     }
     let (scope, damage) = kura::detect::scope::render(&scopes);
-    state.append_event(id, now, &Event::Updated { fields: Fields { scope: Some(scope.clone()), damage: Some(damage.clone()), ..Default::default() } })?;
+    state.append_event(
+        id,
+        now,
+        &Event::Updated {
+            fields: Fields { scope: Some(scope.clone()), damage: Some(damage.clone()), ..Default::default() },
+        },
+    )?;
     let evidence = serde_json::to_string(&scopes)?;
-    state.append_event(id, now, &Event::Note { text: format!("scope from the backups (kura incident scope): {evidence}") })?;
+    state.append_event(
+        id,
+        now,
+        &Event::Note { text: format!("scope from the backups (kura incident scope): {evidence}") },
+    )?;
     super::incident::anchor_after_write(repo, state, id, now);
     if ctx.json {
-        output::print_json(&serde_json::json!({ "incident": id, "scope": scope, "damage": damage, "systems": scopes }))?;
+        output::print_json(
+            &serde_json::json!({ "incident": id, "scope": scope, "damage": damage, "systems": scopes }),
+        )?;
     } else {
         println!("incident {id}\n  scope:  {scope}\n  damage: {damage}");
     }

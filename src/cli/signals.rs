@@ -58,9 +58,10 @@ pub enum SignalsCommand {
 /// The repository and the rules to judge with.
 pub fn open(ctx: &Ctx, config: Option<&std::path::Path>) -> Result<(Arc<Repository>, Rules)> {
     let cfg = match config {
-        Some(p) => Some(kura::config::load(p).map_err(|problems| {
-            anyhow::anyhow!("the config {} is not valid:\n{problems}", p.display())
-        })?),
+        Some(p) => Some(
+            kura::config::load(p)
+                .map_err(|problems| anyhow::anyhow!("the config {} is not valid:\n{problems}", p.display()))?,
+        ),
         None => None,
     };
     let repo = match (&cfg, ctx.repo_location()) {
@@ -110,7 +111,19 @@ fn list(ctx: &Ctx, repo: &Repository, rules: &Rules, filter: Filter) -> Result<E
     for a in &shown {
         let t = a.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S");
         let Some(s) = &a.signals else {
-            println!("{:<9} {t:<19} {:<10} {:>7} {:>8} {:>6} {:>6} {:>10} {:>7} {:>5}  {}", a.id.short(), a.host, "-", "-", "-", "-", "-", "-", "-", verdict_text(a));
+            println!(
+                "{:<9} {t:<19} {:<10} {:>7} {:>8} {:>6} {:>6} {:>10} {:>7} {:>5}  {}",
+                a.id.short(),
+                a.host,
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                verdict_text(a)
+            );
             continue;
         };
         println!(
@@ -166,7 +179,9 @@ fn false_positive(ctx: &Ctx, repo: &Repository, query: &str, note: &str) -> Resu
         super::incident::anchor_after_write(repo, &state, i, now);
     }
     if ctx.json {
-        output::print_json(&serde_json::json!({ "snapshot": id.to_hex(), "false_positive": true, "incident": incident }))?;
+        output::print_json(
+            &serde_json::json!({ "snapshot": id.to_hex(), "false_positive": true, "incident": incident }),
+        )?;
     } else {
         println!("snapshot {} marked a false positive; the baseline now counts it as normal", id.short());
         if let Some(i) = incident {

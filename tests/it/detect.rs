@@ -146,7 +146,14 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
     // and says so on the timeline.
     let plan = setup.repo.base().join("plan.toml");
     let target = setup.repo.base().join("restore/web");
-    write(&plan, format!("name = 'web back'\nconfig = '{}'\n\n[[system]]\nname = 'web'\ntarget = '{}'\n", s(&setup.config), s(&target)));
+    write(
+        &plan,
+        format!(
+            "name = 'web back'\nconfig = '{}'\n\n[[system]]\nname = 'web'\ntarget = '{}'\n",
+            s(&setup.config),
+            s(&target)
+        ),
+    );
     let cli = |args: &[&str]| {
         run(bare_kura().args(["--state", s(&setup.state)]).args(args).env("KURA_CONFIG", &setup.config))
     };
@@ -282,8 +289,13 @@ fn a_planted_file_is_found_in_exactly_the_snapshots_that_hold_it_and_rescans_rea
     let first = scan(&["--system", "files"]);
     assert_eq!(first.code, 1, "hits exit 1: {first}");
     let first = first.json();
-    let hit_ids: Vec<&str> =
-        first.as_array().unwrap().iter().filter(|r| !r["hits"].as_array().unwrap().is_empty()).map(|r| text(r, "snapshot")).collect();
+    let hit_ids: Vec<&str> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["hits"].as_array().unwrap().is_empty())
+        .map(|r| text(r, "snapshot"))
+        .collect();
     assert_eq!(hit_ids, vec![ids[1].as_str(), ids[2].as_str()]);
     assert_eq!(first[1]["hits"][0]["path"], format!("{}/dept1/update.bin", s(&tree)));
     assert_eq!(first[1]["hits"][0]["indicator"], "loader v2");
@@ -310,7 +322,11 @@ fn a_planted_file_is_found_in_exactly_the_snapshots_that_hold_it_and_rescans_rea
 
 /// What the test expects `kura diff` to say, computed from two scans of the tree:
 /// (path, change, renamed from).
-fn reference_diff(a: &std::collections::BTreeMap<PathBuf, Entry>, b: &std::collections::BTreeMap<PathBuf, Entry>, by_content: bool) -> Vec<(String, String, String)> {
+fn reference_diff(
+    a: &std::collections::BTreeMap<PathBuf, Entry>,
+    b: &std::collections::BTreeMap<PathBuf, Entry>,
+    by_content: bool,
+) -> Vec<(String, String, String)> {
     use std::collections::BTreeSet;
     let kind = |e: &Entry| match &e.kind {
         EntryKind::Dir => 0,
@@ -352,7 +368,8 @@ fn reference_diff(a: &std::collections::BTreeMap<PathBuf, Entry>, b: &std::colle
         }
     }
     let stem = |s: &str| s.rfind('.').filter(|&i| i > 0).map_or(s.to_string(), |i| s[..i].to_string());
-    let is_file = |m: &std::collections::BTreeMap<PathBuf, Entry>, x: &PathBuf| matches!(m[x].kind, EntryKind::File { .. });
+    let is_file =
+        |m: &std::collections::BTreeMap<PathBuf, Entry>, x: &PathBuf| matches!(m[x].kind, EntryKind::File { .. });
     let hash = |m: &std::collections::BTreeMap<PathBuf, Entry>, x: &PathBuf| match &m[x].kind {
         EntryKind::File { hash, size } if *size > 0 => Some(hash.clone()),
         _ => None,
@@ -361,12 +378,16 @@ fn reference_diff(a: &std::collections::BTreeMap<PathBuf, Entry>, b: &std::colle
     let mut renamed: BTreeSet<PathBuf> = BTreeSet::new();
     for y in added.iter().filter(|y| is_file(b, y)) {
         let (ydir, yname) = (y.parent().unwrap(), y.file_name().unwrap().to_str().unwrap());
-        let by_name = removed.iter().filter(|x| is_file(a, x) && !taken.contains(*x) && x.parent().unwrap() == ydir).find(|x| {
-            let xname = x.file_name().unwrap().to_str().unwrap();
-            stem(yname) == xname || (yname.contains('.') && stem(yname) == stem(xname))
-        });
+        let by_name =
+            removed.iter().filter(|x| is_file(a, x) && !taken.contains(*x) && x.parent().unwrap() == ydir).find(|x| {
+                let xname = x.file_name().unwrap().to_str().unwrap();
+                stem(yname) == xname || (yname.contains('.') && stem(yname) == stem(xname))
+            });
         let by_content = || {
-            removed.iter().filter(|x| is_file(a, x) && !taken.contains(*x)).find(|x| by_content && hash(a, x).is_some() && hash(a, x) == hash(b, y))
+            removed
+                .iter()
+                .filter(|x| is_file(a, x) && !taken.contains(*x))
+                .find(|x| by_content && hash(a, x).is_some() && hash(a, x) == hash(b, y))
         };
         if let Some(x) = by_name.or_else(by_content).cloned() {
             taken.insert(x.clone());
@@ -474,7 +495,8 @@ fn a_false_positive_mark_teaches_the_baseline() {
     assert_eq!(hit["reasons"][0]["rule"], "extension-renames");
     assert_eq!(num(&hit["signals"], "ext_changed"), 30);
 
-    let mark = ["--state", s(&state), "signals", "false-positive", &text(&hit, "id")[..8], "--note", "monthly rotation"];
+    let mark =
+        ["--state", s(&state), "signals", "false-positive", &text(&hit, "id")[..8], "--note", "monthly rotation"];
     repo.kura(mark).ok().stdout_has("marked a false positive");
     let again = signals(&repo, &state);
     assert_eq!(again.last().unwrap()["false_positive"], true);

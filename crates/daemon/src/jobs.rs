@@ -316,7 +316,13 @@ fn backup(cfg: &Config, req: &RunRequest, state_path: &Path, progress: &JobProgr
 
 /// Judges the new snapshot (kura_recovery::detect). The backup itself succeeded
 /// whatever happens here: a failure is logged and reported in the run's detail.
-fn detect(cfg: &Config, repo: &Repository, id: &kura_store::types::FileId, system: &str, state_path: &Path) -> serde_json::Value {
+fn detect(
+    cfg: &Config,
+    repo: &Repository,
+    id: &kura_store::types::FileId,
+    system: &str,
+    state_path: &Path,
+) -> serde_json::Value {
     let run = || -> Result<kura_recovery::detect::AfterBackup> {
         let mut state = kura_recovery::state::State::open(state_path)?;
         let alarm = kura_recovery::detect::Alarm { system: Some(system), notify: Some(&cfg.notify) };

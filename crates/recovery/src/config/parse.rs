@@ -15,9 +15,19 @@ use super::tree::{self, At, Diag, Obj};
 use super::*;
 use crate::plan::problems::Severity;
 
-const TOP: &[&str] =
-    &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify", "http",
-      "detect"];
+const TOP: &[&str] = &[
+    "repository",
+    "remote",
+    "state",
+    "catch_up",
+    "deadlines",
+    "max_backup_age",
+    "system",
+    "jobs",
+    "notify",
+    "http",
+    "detect",
+];
 const REPO: &[&str] = &["location", "password_file"];
 const SYSTEM: &[&str] =
     &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout"];
@@ -570,9 +580,7 @@ const DETECT: &[&str] = &["names", "min_history", "window"];
 /// `[detect]`: the indicator list and the baseline's sizes (docs/DETECTION.md).
 fn detect(d: &mut Diag, o: &Obj, base: &Path) -> Detect {
     let mut out = Detect { names: o.req_opt_str(d, "names").map(|n| resolve(base, &n.value)), ..Detect::default() };
-    for (key, slot, min) in
-        [("min_history", &mut out.rules.min_history, 1), ("window", &mut out.rules.window, 2)]
-    {
+    for (key, slot, min) in [("min_history", &mut out.rules.min_history, 1), ("window", &mut out.rules.window, 2)] {
         if let Some(v) = o.int(d, key) {
             match usize::try_from(v.value) {
                 Ok(n) if n >= min && n <= 1000 => *slot = n,

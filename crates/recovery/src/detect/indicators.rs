@@ -43,7 +43,10 @@ impl Indicators {
             let (kind, value) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").trim());
             let label = parts.next().map(str::trim).filter(|l| !l.is_empty());
             if value.is_empty() {
-                return Err(Error::invalid(at(), format!("{line:?}: expected `sha256 HEX [LABEL]` or `name GLOB [LABEL]`")));
+                return Err(Error::invalid(
+                    at(),
+                    format!("{line:?}: expected `sha256 HEX [LABEL]` or `name GLOB [LABEL]`"),
+                ));
             }
             match kind {
                 "sha256" => {

@@ -181,12 +181,8 @@ fn open_or_add(
         .filter(|a| a.host == me.host && same_paths(&a.paths, &me.paths) && a.id != me.id)
         .map(|a| a.id.to_hex())
         .collect();
-    let earlier = state
-        .verdicts(&repo_id)?
-        .into_iter()
-        .rev()
-        .filter(|v| series.contains(&v.snapshot))
-        .find_map(|v| v.incident);
+    let earlier =
+        state.verdicts(&repo_id)?.into_iter().rev().filter(|v| series.contains(&v.snapshot)).find_map(|v| v.incident);
     let still_open = match earlier {
         Some(i) => state.incident(i)?.closed_at.is_none(),
         None => false,
@@ -294,8 +290,7 @@ pub fn clean_point_of(
     };
     let all = repo.snapshots()?;
     let assessed = assess_all(&all, &fps, rules);
-    let series: Vec<&Assessed> =
-        all.iter().zip(&assessed).filter(|((_, s), _)| mine(s)).map(|(_, a)| a).collect();
+    let series: Vec<&Assessed> = all.iter().zip(&assessed).filter(|((_, s), _)| mine(s)).map(|(_, a)| a).collect();
     Ok(clean::clean_point(&series, &scans, before))
 }
 

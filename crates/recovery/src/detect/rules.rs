@@ -99,9 +99,14 @@ pub enum Verdict {
     /// No signals recorded (an older kura, `--no-signals`, or the first snapshot).
     Unmeasured,
     /// Too little history to judge: `have` of `need` snapshots.
-    Learning { have: usize, need: usize },
+    Learning {
+        have: usize,
+        need: usize,
+    },
     Clean,
-    Suspect { reasons: Vec<Reason> },
+    Suspect {
+        reasons: Vec<Reason>,
+    },
 }
 
 impl Verdict {

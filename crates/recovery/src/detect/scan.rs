@@ -102,7 +102,10 @@ pub fn scan_snapshot(
 impl Scanner<'_> {
     fn tree(&mut self, id: &BlobId, dir: &str, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(Error::invalid(format!("tree {}", id.short()), format!("nests deeper than {MAX_DEPTH} levels")));
+            return Err(Error::invalid(
+                format!("tree {}", id.short()),
+                format!("nests deeper than {MAX_DEPTH} levels"),
+            ));
         }
         let t = self.repo.load_tree(self.index, id)?;
         for n in &t.nodes {

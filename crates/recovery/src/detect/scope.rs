@@ -37,7 +37,12 @@ pub struct SystemScope {
 }
 
 /// Scopes one system.
-pub fn scope_system(state: Option<&State>, repo: &Repository, sys: &SystemConfig, rules: &Rules) -> Result<SystemScope> {
+pub fn scope_system(
+    state: Option<&State>,
+    repo: &Repository,
+    sys: &SystemConfig,
+    rules: &Rules,
+) -> Result<SystemScope> {
     let tag = sys.tag();
     let mine = |s: &kura_store::repo::snapshot::Snapshot| s.has_tag(&tag);
     let cp = super::clean_point_of(state, repo, &mine, rules, None)?;

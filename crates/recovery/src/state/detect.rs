@@ -155,10 +155,7 @@ impl State {
             .conn
             .prepare("SELECT snapshot FROM snapshot_verdicts WHERE repo = ?1 AND false_positive_at IS NOT NULL")
             .map_err(|e| db_err(self.path(), e))?;
-        let out = st
-            .query_map([repo], |r| r.get(0))
-            .and_then(|it| it.collect())
-            .map_err(|e| db_err(self.path(), e))?;
+        let out = st.query_map([repo], |r| r.get(0)).and_then(|it| it.collect()).map_err(|e| db_err(self.path(), e))?;
         Ok(out)
     }
 
@@ -302,7 +299,12 @@ impl crate::detect::scan::ContentMemory for State {
 
 impl State {
     /// Stores a snapshot's scan result (replacing one with the same indicator set).
-    pub fn record_scan(&mut self, repo: &str, scan: &crate::detect::scan::SnapshotScan, at: DateTime<Utc>) -> Result<()> {
+    pub fn record_scan(
+        &mut self,
+        repo: &str,
+        scan: &crate::detect::scan::SnapshotScan,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         let path = self.path().to_path_buf();
         let hits = serde_json::to_string(&scan.hits).expect("hits serialize");
         self.conn
@@ -326,7 +328,10 @@ impl State {
 
     /// The newest scan of each snapshot of a repository (any indicator set):
     /// snapshot id -> (scanned at, hits).
-    pub fn scans(&self, repo: &str) -> Result<std::collections::HashMap<String, (DateTime<Utc>, Vec<crate::detect::scan::Hit>)>> {
+    pub fn scans(
+        &self,
+        repo: &str,
+    ) -> Result<std::collections::HashMap<String, (DateTime<Utc>, Vec<crate::detect::scan::Hit>)>> {
         let mut st = self
             .conn
             .prepare("SELECT snapshot, scanned_at, hits FROM scan_results WHERE repo = ?1 ORDER BY scanned_at")

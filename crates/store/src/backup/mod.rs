@@ -218,7 +218,9 @@ fn count_files(repo: &Repository, index: &Index, id: &BlobId, depth: usize) -> u
         .iter()
         .map(|n| match (n.node_type, &n.subtree) {
             (NodeType::File, _) => 1,
-            (NodeType::Dir, Some(sub)) if depth < crate::repo::tree::MAX_DEPTH => count_files(repo, index, sub, depth + 1),
+            (NodeType::Dir, Some(sub)) if depth < crate::repo::tree::MAX_DEPTH => {
+                count_files(repo, index, sub, depth + 1)
+            }
             _ => 0,
         })
         .sum()

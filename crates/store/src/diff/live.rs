@@ -106,7 +106,9 @@ impl LiveWalker<'_> {
                 self.dirs(sub(x).as_ref(), None, path, depth + 1)?;
                 self.dirs(None, live_dir(y), path, depth + 1)
             }
-            (Some(x), Some(_)) if x.node_type == NodeType::Dir => self.dirs(x.subtree.as_ref(), Some(path), path, depth + 1),
+            (Some(x), Some(_)) if x.node_type == NodeType::Dir => {
+                self.dirs(x.subtree.as_ref(), Some(path), path, depth + 1)
+            }
             (Some(x), Some(y)) => {
                 let change = if x.size != y.size || x.mtime_ns != y.mtime_ns || x.target != y.target {
                     Some(Change::Modified)

@@ -408,7 +408,13 @@ fn plan_named_keeps_the_named_order_once_each() {
 #[test]
 fn a_held_snapshot_is_kept_whatever_the_policy() {
     use crate::forget::{plan, Held};
-    let all = series(&["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z", "2026-01-04T00:00:00Z", "2026-01-05T00:00:00Z"]);
+    let all = series(&[
+        "2026-01-01T00:00:00Z",
+        "2026-01-02T00:00:00Z",
+        "2026-01-03T00:00:00Z",
+        "2026-01-04T00:00:00Z",
+        "2026-01-05T00:00:00Z",
+    ]);
     let policy = Policy { last: 1, ..Default::default() };
     let p = plan(all.clone(), &crate::repo::snapshot::Filter::default(), &policy).unwrap();
     assert_eq!(p.to_remove().len(), 4);

@@ -59,9 +59,10 @@ impl NamePatterns {
                 continue;
             }
             let at = || format!("{origin}:{}", i + 1);
-            let (kind, value) = line.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).ok_or_else(|| {
-                Error::invalid(at(), format!("{line:?}: expected `note GLOB` or `ext EXTENSION`"))
-            })?;
+            let (kind, value) = line
+                .split_once(char::is_whitespace)
+                .map(|(k, v)| (k, v.trim()))
+                .ok_or_else(|| Error::invalid(at(), format!("{line:?}: expected `note GLOB` or `ext EXTENSION`")))?;
             match kind {
                 "note" => {
                     let g = GlobBuilder::new(value)
@@ -74,12 +75,18 @@ impl NamePatterns {
                 "ext" => {
                     let e = value.trim_start_matches('.').to_ascii_lowercase();
                     if e.is_empty() || e.contains(['/', '.', '*', '?']) || e.contains(char::is_whitespace) {
-                        return Err(Error::invalid(at(), format!("extension {value:?}: give one plain extension, e.g. `ext locked`")));
+                        return Err(Error::invalid(
+                            at(),
+                            format!("extension {value:?}: give one plain extension, e.g. `ext locked`"),
+                        ));
                     }
                     exts.insert(e);
                 }
                 other => {
-                    return Err(Error::invalid(at(), format!("unknown rule {other:?}: use `note GLOB` or `ext EXTENSION`")))
+                    return Err(Error::invalid(
+                        at(),
+                        format!("unknown rule {other:?}: use `note GLOB` or `ext EXTENSION`"),
+                    ))
                 }
             }
             rules += 1;

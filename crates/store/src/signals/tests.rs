@@ -28,11 +28,11 @@ fn counts_changes_renames_and_extension_changes() {
         ],
     };
     let nodes = vec![
-        file("a.doc.locked", 11),   // extension appended, new content
-        file("b.txt", 2),           // unchanged
-        file("c.txt", 33),          // modified
-        file("moved.txt", 4),       // d.txt renamed
-        file("new.rs", 7),          // added
+        file("a.doc.locked", 11),      // extension appended, new content
+        file("b.txt", 2),              // unchanged
+        file("c.txt", 33),             // modified
+        file("moved.txt", 4),          // d.txt renamed
+        file("new.rs", 7),             // added
         file("HOW_TO_DECRYPT.txt", 8), // added, a note
     ];
     let mut c = counter();
