@@ -57,6 +57,7 @@ fn config(systems: Vec<SystemConfig>) -> Config {
         jobs: Jobs::default(),
         notify: Notify::default(),
         http: None,
+        detect: Default::default(),
     }
 }
 

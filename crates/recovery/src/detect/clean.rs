@@ -8,13 +8,11 @@
 //! encrypted), so the clean point is the newest clean snapshot older than the newest
 //! suspect or infected one; with none of those, the newest snapshot.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use kura_store::types::FileId;
 use serde::Serialize;
 
-use super::scan::Hit;
+use super::scan::ScanIndex;
 use super::{Assessed, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -54,11 +52,7 @@ impl CleanPoint {
 
 /// `series`: one system's assessed snapshots, oldest first; `scans`: snapshot id ->
 /// (scanned at, hits); `before`: only snapshots taken strictly before it count.
-pub fn clean_point(
-    series: &[&Assessed],
-    scans: &HashMap<String, (DateTime<Utc>, Vec<Hit>)>,
-    before: Option<DateTime<Utc>>,
-) -> CleanPoint {
+pub fn clean_point(series: &[&Assessed], scans: &ScanIndex, before: Option<DateTime<Utc>>) -> CleanPoint {
     let in_range: Vec<&&Assessed> = series.iter().filter(|a| before.is_none_or(|b| a.time < b)).collect();
     let mut ranked: Vec<Ranked> = in_range
         .iter()

@@ -142,7 +142,7 @@ pub fn after_backup(
     let fps = state.false_positives(&repo_id)?;
     let assessed = assess_all(&all, &fps, rules);
     let Some(me) = assessed.iter().find(|a| a.id == *id) else { return Ok(AfterBackup::default()) };
-    state.record_verdict(&repo_id, &id.to_hex(), alarm.system, me.time, &me.verdict, me.signals.as_ref(), now)?;
+    state.record_verdict(&repo_id, alarm.system, me, now)?;
     let mut out = AfterBackup { verdict: Some(me.verdict.clone()), ..Default::default() };
     if !me.is_suspect() {
         return Ok(out);
@@ -298,7 +298,7 @@ pub fn clean_point_of(
 /// point where the detection found something, else the newest snapshot.
 pub struct RecoveryChooser {
     assessed: Vec<Assessed>,
-    scans: std::collections::HashMap<String, (DateTime<Utc>, Vec<scan::Hit>)>,
+    scans: scan::ScanIndex,
 }
 
 impl RecoveryChooser {

@@ -19,6 +19,9 @@ use sha2::{Digest, Sha256};
 use super::indicators::Indicators;
 use crate::error::{Error, Result};
 
+/// Snapshot id (hex) -> when it was last scanned, and what that scan found.
+pub type ScanIndex = HashMap<String, (DateTime<Utc>, Vec<Hit>)>;
+
 /// One file that matched an indicator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hit {

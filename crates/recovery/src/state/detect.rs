@@ -60,13 +60,11 @@ impl State {
     pub fn record_verdict(
         &mut self,
         repo: &str,
-        snapshot: &str,
         system: Option<&str>,
-        snapshot_time: DateTime<Utc>,
-        verdict: &Verdict,
-        signals: Option<&kura_store::signals::Signals>,
+        a: &crate::detect::Assessed,
         at: DateTime<Utc>,
     ) -> Result<()> {
+        let (snapshot, snapshot_time, verdict, signals) = (a.id.to_hex(), a.time, &a.verdict, a.signals.as_ref());
         let path = self.path().to_path_buf();
         let stored = Stored {
             verdict: verdict.clone(),
@@ -328,10 +326,7 @@ impl State {
 
     /// The newest scan of each snapshot of a repository (any indicator set):
     /// snapshot id -> (scanned at, hits).
-    pub fn scans(
-        &self,
-        repo: &str,
-    ) -> Result<std::collections::HashMap<String, (DateTime<Utc>, Vec<crate::detect::scan::Hit>)>> {
+    pub fn scans(&self, repo: &str) -> Result<crate::detect::scan::ScanIndex> {
         let mut st = self
             .conn
             .prepare("SELECT snapshot, scanned_at, hits FROM scan_results WHERE repo = ?1 ORDER BY scanned_at")
