@@ -540,3 +540,53 @@ fn detection_input_errors_name_the_file_line_and_field() {
         .code(2)
         .stderr_has("/nonexistent/iocs.txt");
 }
+
+#[test]
+fn a_recovery_with_a_scan_stops_a_system_whose_restored_files_match_an_indicator() {
+    let repo = TestRepo::new();
+    let base = repo.base().to_path_buf();
+    let (good, bad) = (base.join("src/good"), base.join("src/bad"));
+    text_tree(&good, 6);
+    text_tree(&bad, 6);
+    write_random(&bad.join("dept2/tool.bin"), 20_000, 9);
+    let sum = sha256_hex(&bad.join("dept2/tool.bin"));
+    repo.backup(&[&good], &["--tag", "system:good"]);
+    repo.backup(&[&bad], &["--tag", "system:bad"]);
+    write(&base.join("pass"), PASSWORD);
+    let cfg = base.join("kura.toml");
+    write(
+        &cfg,
+        format!(
+            "[repository]\nlocation = '{}'\npassword_file = '{}'\n\n[[system]]\nname = 'good'\npriority = 2\npaths = ['{}']\n\n\
+             [[system]]\nname = 'bad'\npriority = 2\npaths = ['{}']\n",
+            s(&repo.path),
+            s(&base.join("pass")),
+            s(&good),
+            s(&bad)
+        ),
+    );
+    write(&base.join("iocs.txt"), format!("sha256 {sum} backdoor\n"));
+    let plan = base.join("plan.toml");
+    let systems =
+        |name: &str| format!("[[system]]\nname = '{name}'\ntarget = '{}'\n\n", s(&base.join("restore").join(name)));
+    write(
+        &plan,
+        format!("name = 'scanned'\nconfig = '{}'\nscan = 'iocs.txt'\n\n{}{}", s(&cfg), systems("good"), systems("bad")),
+    );
+    let state = base.join("state.db");
+    let cli = |args: &[&str]| run(bare_kura().args(["--state", s(&state)]).args(args).env("KURA_CONFIG", &cfg));
+    cli(&["incident", "open", "--title", "intrusion"]).ok();
+    cli(&["incident", "resolve-cause", "1", "--note", "fixed"]).ok();
+    let out = cli(&["--json", "recover", "--incident", "1", "--plan", s(&plan)]);
+    assert_ne!(out.code, 0, "{out}");
+    let v = out.json();
+    let by = |n: &str| v["systems"].as_array().unwrap().iter().find(|x| x["name"] == n).unwrap().clone();
+    assert_eq!(by("good")["state"], "done", "{v:#}");
+    assert_eq!(by("bad")["state"], "failed", "{v:#}");
+    let err = text(&by("bad"), "error").to_string();
+    assert!(err.contains("indicators of compromise") && err.contains("dept2/tool.bin matches backdoor"), "{err}");
+
+    // A plan whose indicator file is broken is refused before anything starts, naming it.
+    write(&base.join("iocs.txt"), "sha256 zz\n");
+    run(bare_kura().args(["plan", "validate", s(&plan)]).env("KURA_CONFIG", &cfg)).code(2).stderr_has("iocs.txt:1");
+}

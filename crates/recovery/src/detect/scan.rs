@@ -168,3 +168,55 @@ impl Scanner<'_> {
         Ok(w.0.finalize().into())
     }
 }
+
+/// Scans a restored directory (files on disk) before the system is promoted: every
+/// regular file's name, and its SHA-256 when the set has hashes. Paths are relative
+/// to `dir`. Symlinks are not followed.
+pub fn scan_dir(dir: &std::path::Path, ind: &Indicators) -> Result<Vec<Hit>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)
+            .map_err(|e| Error::io(&d, e))?
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io(&d, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let ft = e.file_type().map_err(|err| Error::io(&p, err))?;
+            if ft.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if !ft.is_file() {
+                continue;
+            }
+            let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+            if let Some(label) = ind.name_hit(e.file_name().as_bytes()) {
+                hits.push(Hit { path: rel.clone(), by: "name".into(), indicator: label.to_string() });
+            }
+            if ind.has_hashes() {
+                let mut f = std::fs::File::open(&p).map_err(|err| Error::io(&p, err))?;
+                let mut h = Sha256::new();
+                std::io::copy(&mut f, &mut HashSink(&mut h)).map_err(|err| Error::io(&p, err))?;
+                if let Some(label) = ind.hash_hit(&h.finalize().into()) {
+                    hits.push(Hit { path: rel, by: "hash".into(), indicator: label.to_string() });
+                }
+            }
+        }
+    }
+    Ok(hits)
+}
+
+struct HashSink<'a>(&'a mut Sha256);
+
+impl Write for HashSink<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

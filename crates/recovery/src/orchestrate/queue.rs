@@ -165,6 +165,7 @@ pub(crate) mod tests {
             target: format!("/restore/{name}").into(),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             hooks: Hooks::default(),
+            scan: None,
         }
     }
 

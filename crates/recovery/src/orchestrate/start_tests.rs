@@ -38,6 +38,7 @@ fn plan(dir: &std::path::Path) -> Plan {
             target: dir.join("srv/db"),
             depends_on: vec![],
             hooks: Hooks::default(),
+            scan: None,
         }],
     }
 }

@@ -96,6 +96,7 @@ fn system(name: &str, priority: u8, deadline: Duration, target: &Path) -> PlanSy
         target: target.join(name),
         depends_on: vec![],
         hooks: Hooks::default(),
+        scan: None,
     }
 }
 

@@ -71,6 +71,9 @@ pub struct PlanSystem {
     pub target: PathBuf,
     pub depends_on: Vec<String>,
     pub hooks: Hooks,
+    /// The plan's `scan`: an indicator file the restored files are checked against
+    /// before the system is promoted (verify hooks, post hooks); a hit stops it.
+    pub scan: Option<PathBuf>,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`
