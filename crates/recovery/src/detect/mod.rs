@@ -144,21 +144,52 @@ pub fn after_backup(
     let Some(me) = assessed.iter().find(|a| a.id == *id) else { return Ok(AfterBackup::default()) };
     state.record_verdict(&repo_id, alarm.system, me, now)?;
     let mut out = AfterBackup { verdict: Some(me.verdict.clone()), ..Default::default() };
-    if !me.is_suspect() {
-        return Ok(out);
+    // The alarms to raise: this snapshot's, and those of suspect snapshots of its
+    // series that a crash interrupted (a stored suspect verdict without its
+    // incident). Raising is idempotent: holds and notifications are deduplicated.
+    let unraised: HashSet<String> = state
+        .verdicts(&repo_id)?
+        .into_iter()
+        .filter(|v| v.verdict.is_suspect() && v.incident.is_none() && v.false_positive_at.is_none())
+        .map(|v| v.snapshot)
+        .collect();
+    let series = |a: &&Assessed| a.host == me.host && same_paths(&a.paths, &me.paths);
+    let pending: Vec<&Assessed> =
+        assessed.iter().filter(series).filter(|a| a.is_suspect() && unraised.contains(&a.id.to_hex())).collect();
+    for a in pending {
+        let raised = raise(state, repo, &assessed, a, alarm, now)?;
+        if a.id == *id {
+            out = AfterBackup { verdict: out.verdict, ..raised };
+        }
     }
-    let clean = last_clean_before(&assessed, id);
+    Ok(out)
+}
+
+/// A suspect snapshot's alarm: hold the clean point, open (or add to) the draft
+/// incident, link it, notify. The link is written after the incident, so a crash
+/// before it leaves the alarm to the next backup's `after_backup`.
+fn raise(
+    state: &mut State,
+    repo: &Repository,
+    assessed: &[Assessed],
+    me: &Assessed,
+    alarm: &Alarm<'_>,
+    now: DateTime<Utc>,
+) -> Result<AfterBackup> {
+    let repo_id = repo.config().id.clone();
+    let mut out = AfterBackup::default();
+    let clean = last_clean_before(assessed, &me.id);
     if let Some(c) = clean {
-        let why = format!("last clean snapshot before suspect snapshot {}", id.short());
+        let why = format!("last clean snapshot before suspect snapshot {}", me.id.short());
         state.add_hold(&repo_id, &c.id.to_hex(), alarm.system, &why, now)?;
         out.held = Some(c.id.to_hex());
     }
-    let incident = open_or_add(state, repo, &assessed, me, clean, alarm, now)?;
-    state.set_verdict_incident(&repo_id, &id.to_hex(), incident)?;
-    out.incident = Some(incident);
+    let incident = open_or_add(state, repo, assessed, me, clean, alarm, now)?;
     if let Some(n) = alarm.notify {
         out.notified = notify(state, n, me, clean, alarm.system, incident, now)?;
     }
+    state.set_verdict_incident(&repo_id, &me.id.to_hex(), incident)?;
+    out.incident = Some(incident);
     Ok(out)
 }
 

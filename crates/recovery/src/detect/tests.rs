@@ -174,3 +174,70 @@ mod clean_point {
         assert_eq!(clean_point(&refs, &HashMap::new(), None).clean_id(), Some(FileId([3; 32])));
     }
 }
+
+/// kill -9 between storing a suspect verdict and raising its alarm: the next
+/// backup's `after_backup` raises it (hold, draft incident, link).
+#[test]
+fn after_backup_raises_an_alarm_a_crash_interrupted() {
+    use kura_store::backend::memory::MemoryBackend;
+    use kura_store::backup::{self, BackupOptions};
+    use kura_store::progress::NoProgress;
+
+    use crate::detect::{after_backup, assess_all, Alarm};
+    use crate::state::State;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("t");
+    for i in 0..40 {
+        let p = tree.join(format!("d{}/f{i}.txt", i % 3));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("ordinary text {i} ").repeat(200)).unwrap();
+    }
+    let repo = std::sync::Arc::new(
+        kura_store::repo::Repository::init(std::sync::Arc::new(MemoryBackend::new()), b"pw").unwrap(),
+    );
+    let opts = BackupOptions { paths: vec![tree.clone()], threads: Some(1), ..Default::default() };
+    let mut state = State::open(&dir.path().join("state.db")).unwrap();
+    let alarm = Alarm { system: Some("files"), notify: None };
+    let rules = Rules::default();
+    let mut last = None;
+    for _ in 0..7 {
+        let out = backup::run(&repo, &opts, &NoProgress).unwrap();
+        after_backup(&mut state, &repo, &out.id, &rules, &alarm, chrono::Utc::now()).unwrap();
+        last = Some(out.id);
+    }
+    // The attack: every file replaced by an encrypted-looking .locked copy, notes dropped.
+    for i in 0..40 {
+        let p = tree.join(format!("d{}/f{i}.txt", i % 3));
+        let noise: Vec<u8> =
+            (0..4000u32).map(|x| (x.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8).collect();
+        std::fs::write(p.with_file_name(format!("f{i}.txt.locked")), noise).unwrap();
+        std::fs::remove_file(p).unwrap();
+    }
+    for d in 0..3 {
+        std::fs::write(tree.join(format!("d{d}/HOW_TO_DECRYPT.txt")), "pay").unwrap();
+    }
+    let hit = backup::run(&repo, &opts, &NoProgress).unwrap();
+    // The crash: the verdict is stored, nothing else happened.
+    let repo_id = repo.config().id.clone();
+    let assessed = assess_all(&repo.snapshots().unwrap(), &Default::default(), &rules);
+    let me = assessed.iter().find(|a| a.id == hit.id).unwrap();
+    assert!(me.is_suspect(), "{:?}", me.verdict);
+    state.record_verdict(&repo_id, Some("files"), me, chrono::Utc::now()).unwrap();
+    assert!(state.active_holds(&repo_id).unwrap().is_empty());
+
+    let next = backup::run(&repo, &opts, &NoProgress).unwrap();
+    let out = after_backup(&mut state, &repo, &next.id, &rules, &alarm, chrono::Utc::now()).unwrap();
+    assert!(!out.verdict.unwrap().is_suspect(), "the tree stays encrypted, nothing new changed");
+    let holds = state.active_holds(&repo_id).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].snapshot, last.unwrap().to_hex(), "the snapshot before the attack is held");
+    let row = state.verdicts(&repo_id).unwrap().into_iter().find(|v| v.snapshot == hit.id.to_hex()).unwrap();
+    assert_eq!(row.incident, Some(1));
+    assert_eq!(state.incident_ids().unwrap(), vec![1]);
+    // Once raised, never again.
+    let again = backup::run(&repo, &opts, &NoProgress).unwrap();
+    after_backup(&mut state, &repo, &again.id, &rules, &alarm, chrono::Utc::now()).unwrap();
+    assert_eq!(state.incident_ids().unwrap(), vec![1]);
+    assert_eq!(state.timeline(1).unwrap().len(), 2, "opened + the evidence note");
+}
