@@ -58,3 +58,12 @@ fn a_new_directory_is_all_added() {
     assert_eq!((s.files, s.added, s.deleted, s.parent_files), (2, 2, 0, 0));
     assert_eq!(s.incompressible_share(), 0.0);
 }
+
+#[test]
+fn snapshots_written_before_signals_still_load() {
+    let old = r#"{"time":"2026-01-01T00:00:00Z","host":"h","paths":["/x"],"tree":"0000000000000000000000000000000000000000000000000000000000000000","program_version":"kura 0.1.0"}"#;
+    let s: crate::repo::snapshot::Snapshot = serde_json::from_str(old).unwrap();
+    assert_eq!(s.signals, None);
+    let back = serde_json::to_string(&s).unwrap();
+    assert!(!back.contains("signals"), "absent stays absent: {back}");
+}
