@@ -118,6 +118,7 @@ fn main() {
             summary: None,
             program_version: "synth_repo".into(),
             original: None,
+            signals: None,
         };
         ids.push(repo.save_json(Kind::Snapshot, &snap).unwrap());
     }

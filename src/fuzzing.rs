@@ -164,6 +164,7 @@ pub fn seeds(root: &Path) -> Vec<(&'static str, Vec<u8>)> {
         compression: None,
         threads: Some(1),
         stream: None,
+        ..Default::default()
     };
     crate::backup::run(repo, &opts, &crate::progress::NoProgress).expect("seed backup");
     std::fs::remove_dir_all(&dir).ok();

@@ -39,12 +39,26 @@ pub struct Args {
     /// zstd level for new data (default: the repository's, 3)
     #[arg(long)]
     compression: Option<i32>,
+    /// Indicator list that new file names are matched against (ransom notes,
+    /// malware extensions; format in docs/DETECTION.md) [default: the built-in one]
+    #[arg(long, value_name = "FILE")]
+    names: Option<PathBuf>,
+    /// Record no change and entropy signals in the snapshot (they cost little; this
+    /// exists for the cost bench)
+    #[arg(long)]
+    no_signals: bool,
 }
 
 pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
     let stream = stream_source(&mut a)?;
+    let names = match &a.names {
+        Some(f) => Some(std::sync::Arc::new(kura::signals::names::NamePatterns::load(f)?)),
+        None => None,
+    };
     let repo = ctx.open()?;
     let opts = BackupOptions {
+        names,
+        no_signals: a.no_signals,
         stream,
         paths: a.paths,
         tags: a.tags,

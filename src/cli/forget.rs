@@ -147,7 +147,10 @@ fn forget_named(ctx: &Ctx, a: &Args) -> Result<ExitCode> {
         bail!("give either snapshot ids or a --keep-* policy, not both");
     }
     let repo = ctx.open()?;
-    let plan = forget::plan_named(repo.snapshots()?, &a.snapshots, &a.filter())?;
+    let plan = forget::plan_named(repo.snapshots()?, &a.snapshots, &a.filter())?.hold(&holds(ctx, &repo)?);
+    for h in &plan.held {
+        eprintln!("kept snapshot {}: {} (`kura signals release` lifts the hold)", h.id.short(), h.reason);
+    }
     let chosen = plan.to_remove();
     let mut removed = Vec::new();
     if !a.dry_run {
@@ -169,6 +172,15 @@ fn forget_named(ctx: &Ctx, a: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The holds the state database keeps on this repository's snapshots (a system's
+/// last clean one after a suspect backup): the same plan method the daemon calls.
+fn holds(ctx: &Ctx, repo: &kura::repo::Repository) -> Result<Vec<forget::Held>> {
+    match ctx.state_if_exists()? {
+        Some(state) => Ok(kura::detect::holds_for_forget(&state, &repo.config().id)?),
+        None => Ok(Vec::new()),
+    }
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     if !a.snapshots.is_empty() {
         return forget_named(ctx, &a);
@@ -182,7 +194,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     }
     let repo = ctx.open()?;
     // Every group is decided before anything is deleted.
-    let plan = forget::plan(repo.snapshots()?, &a.filter(), &policy)?;
+    let plan = forget::plan(repo.snapshots()?, &a.filter(), &policy)?.hold(&holds(ctx, &repo)?);
     let (list, decisions) = (&plan.considered, &plan.groups);
 
     let mut removed = 0;

@@ -44,6 +44,10 @@ pub enum IncidentCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Fill the incident's scope and damage from the backups: each system's last
+    /// clean snapshot against its live data (or newest snapshot); affected systems,
+    /// files encrypted, added and deleted, the first suspect time (docs/DETECTION.md)
+    Scope { id: i64 },
     /// List incidents
     List,
     /// Show an incident: its fields and its whole timeline
@@ -331,8 +335,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
                 bail!("nothing to update: give at least one field, e.g. --cause or --scope (see --help)");
             }
             state.require_incident(a.id)?;
+            // Confirmed real: the detection's evidence fills the times not given.
+            let defaults = match a.real {
+                Some(true) => kura::detect::confirmed_defaults(&state, a.id, &fields)?,
+                _ => None,
+            };
             if !empty {
                 state.append_event(a.id, now, &Event::Updated { fields })?;
+            }
+            if let Some((fields, text)) = defaults {
+                state.append_event(a.id, now, &Event::Updated { fields })?;
+                state.append_event(a.id, now, &Event::Note { text })?;
             }
             if let Some(text) = a.note {
                 state.append_event(a.id, now, &Event::Note { text })?;
@@ -353,6 +366,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
                 println!("incident {id}: cause resolved at {}; recovery may start:", local(now));
                 println!("  kura recover --incident {id} --plan PLAN.toml");
             }
+            id
+        }
+        IncidentCommand::Scope { id } => {
+            let Some(cfg_path) = find_config(config.as_deref()) else {
+                bail!("incident scope needs the config that declares the systems: give --config FILE")
+            };
+            let Some(repo) = repo.as_ref() else { bail!("incident scope reads the backups: the repository must open") };
+            super::scan::scope_incident(ctx, &mut state, repo, &cfg_path, id, now)?;
             id
         }
         IncidentCommand::Close { id, note } => {

@@ -28,6 +28,8 @@ mod prune;
 mod recover;
 mod report;
 mod restore;
+mod scan;
+mod signals;
 mod snapshots;
 
 use std::io::IsTerminal;
@@ -133,6 +135,13 @@ enum Command {
     Find(find::Args),
     /// What changed between two snapshots: added, removed, modified paths
     Diff(diff::Args),
+    /// Change and entropy signals per snapshot, suspect snapshots and why; false
+    /// positives and holds (docs/DETECTION.md)
+    Signals(signals::Args),
+    /// Check snapshots against indicators of compromise (SHA-256 hashes, name globs)
+    Scan(scan::ScanArgs),
+    /// Rank a system's snapshots clean, suspect or infected, and name the newest clean one
+    CleanPoint(scan::CleanPointArgs),
     /// Write a file of a snapshot to stdout, or a directory as a tar archive
     Dump(dump::Args),
     /// Mount the snapshots as a read-only file system (FUSE) on an empty directory
@@ -233,6 +242,16 @@ impl Ctx {
         self.state.clone()
     }
 
+    /// The state database read-only, or `None` when it does not exist yet (commands
+    /// that only read marks and holds work without one).
+    pub fn state_if_exists(&self) -> Result<Option<kura::state::State>> {
+        let path = self.state.clone().unwrap_or_else(kura::state::default_path);
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.state_read_only().map(Some)
+    }
+
     /// Opens the state database for a command that only reads it: this works on a
     /// database the user cannot write.
     pub fn state_read_only(&self) -> Result<kura::state::State> {
@@ -303,6 +322,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Find(a) => find::run(&ctx, a),
         Command::Diff(a) => diff::run(&ctx, a),
+        Command::Signals(a) => signals::run(&ctx, a),
+        Command::Scan(a) => scan::scan(&ctx, a),
+        Command::CleanPoint(a) => scan::clean_point(&ctx, a),
         Command::Dump(a) => dump::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),

@@ -257,7 +257,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         config: &config,
         dir: kura::fleet_dir::FleetDir::for_state(state.path()),
     };
-    let started = gate::start_recovery(&mut state, &lock, &snaps, &plan, &incident, req, ctx.now())?;
+    let started_at = ctx.now();
+    let started = gate::start_recovery(&mut state, &lock, &snaps, &plan, &incident, req, started_at)?;
     let run_id = started.run;
     if !ctx.json {
         match started.resumed_from {
@@ -269,6 +270,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 plan.systems.len(),
                 local(started.clock_start)
             ),
+        }
+        // The clean points chosen for an incident without compromised-since (docs/DETECTION.md).
+        for e in state.timeline(id)?.iter().filter(|e| e.at.timestamp_micros() == started_at.timestamp_micros()) {
+            if let kura::incident::Event::Note { text } = &e.event {
+                println!("  {text}");
+            }
         }
     }
     let code = finish_run(ctx, &mut state, &repo, &plan, &config, run_id);

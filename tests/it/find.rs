@@ -118,8 +118,8 @@ fn dump_of_damaged_data_is_an_error() {
     out.code(2).stderr_has("damaged");
 }
 
-/// `kura diff`: added, removed, modified, type-changed and (with `--metadata`)
-/// metadata-only paths, with sizes, as text and JSON.
+/// `kura diff`: added, removed, modified, type- and mode-changed and (with
+/// `--metadata`) metadata-only paths, with sizes, as text and JSON.
 #[test]
 fn diff_lists_what_changed_between_two_snapshots() {
     use std::os::unix::fs::PermissionsExt;
@@ -155,7 +155,7 @@ fn diff_lists_what_changed_between_two_snapshots() {
         ("edit.txt", "modified"),
         ("gone", "removed"),
         ("gone/a.txt", "removed"),
-        ("mode.sh", "metadata"),
+        ("mode.sh", "mode_changed"),
         ("new", "added"),
         ("new/b.txt", "added"),
     ]
@@ -171,7 +171,7 @@ fn diff_lists_what_changed_between_two_snapshots() {
     assert!(out.contains("M    ") && out.contains("edit.txt"), "{out}");
     assert!(out.contains("+    ") && out.contains("new/b.txt"), "{out}");
     assert!(out.contains("-    ") && out.contains("gone/"), "{out}");
-    assert!(!out.contains("mode.sh"), "{out}");
+    assert!(out.contains("P    ") && out.contains("mode.sh (644 -> 755)"), "{out}");
     // Same snapshot: nothing; unknown snapshot: a clear error.
     let none = r.kura(["--json", "diff", &first, &first]).ok().json();
     assert_eq!(none["changes"], serde_json::json!([]));

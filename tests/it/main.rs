@@ -13,6 +13,7 @@ mod daemon_jobs;
 mod damage;
 mod dashboard;
 mod dedup;
+mod detect;
 mod errors;
 mod find;
 mod fleet;

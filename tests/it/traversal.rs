@@ -76,6 +76,7 @@ fn snapshot(repo: &Repository, nodes: Vec<Node>) -> String {
         summary: None,
         program_version: "handcrafted".into(),
         original: None,
+        signals: None,
     };
     repo.save_json(Kind::Snapshot, &snap).unwrap().to_hex()
 }

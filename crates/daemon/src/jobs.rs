@@ -192,7 +192,7 @@ impl Executor for LibraryExecutor {
     fn execute(&self, cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
         match req.spec.kind {
             JobKind::Backup => backup(cfg, &self.state, req, progress),
-            JobKind::Prune => prune(cfg, progress),
+            JobKind::Prune => prune(cfg, &self.state, progress),
             JobKind::Check => check(cfg, req, progress),
             JobKind::Drill => drill(cfg, &self.state, progress),
             JobKind::Replicate => replicate(cfg, progress),
@@ -285,6 +285,11 @@ fn backup(cfg: &Config, state: &Path, req: &RunRequest, progress: &JobProgress) 
         compression: None,
         threads: None,
         stream: sys.stream.clone(),
+        names: match &cfg.detect.names {
+            Some(f) => Some(Arc::new(kura_store::signals::names::NamePatterns::load(f)?)),
+            None => None,
+        },
+        ..Default::default()
     };
     // The total (for `kura status`) comes from a scan beside the backup, as in the CLI.
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -302,16 +307,51 @@ fn backup(cfg: &Config, state: &Path, req: &RunRequest, progress: &JobProgress) 
     let summary = out.snapshot.summary.clone().unwrap_or_default();
     let mut warnings = out.warnings.clone();
     warnings.truncate(50);
+    let detected = detect(cfg, &repo, &out.id, name, state);
     Ok(RunOutput {
         outcome: Some(if out.snapshot.partial { Outcome::Partial } else { Outcome::Ok }),
         bytes: Some(summary.bytes_added),
         snapshot: Some(out.id.to_hex()),
         error: None,
-        detail: serde_json::json!({ "summary": summary, "warnings": warnings, "warnings_total": out.warnings.len() }),
+        detail: serde_json::json!({
+            "summary": summary,
+            "warnings": warnings,
+            "warnings_total": out.warnings.len(),
+            "signals": out.snapshot.signals,
+            "detect": detected,
+        }),
     })
 }
 
-fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
+/// Judges the new snapshot (kura_recovery::detect). The backup itself succeeded
+/// whatever happens here: a failure is logged and reported in the run's detail.
+fn detect(
+    cfg: &Config,
+    repo: &Repository,
+    id: &kura_store::types::FileId,
+    system: &str,
+    state_path: &Path,
+) -> serde_json::Value {
+    let run = || -> Result<kura_recovery::detect::AfterBackup> {
+        let mut state = kura_recovery::state::State::open(state_path)?;
+        let alarm = kura_recovery::detect::Alarm { system: Some(system), notify: Some(&cfg.notify) };
+        kura_recovery::detect::after_backup(&mut state, repo, id, &cfg.detect.rules, &alarm, chrono::Utc::now())
+    };
+    match run() {
+        Ok(a) => {
+            if let Some(kura_recovery::detect::Verdict::Suspect { .. }) = &a.verdict {
+                tracing::warn!(system, snapshot = %id.short(), incident = ?a.incident, "suspect snapshot");
+            }
+            serde_json::to_value(&a).unwrap_or_default()
+        }
+        Err(e) => {
+            tracing::warn!(system, "detection after the backup failed: {e}");
+            serde_json::json!({ "error": e.to_string() })
+        }
+    }
+}
+
+fn prune(cfg: &Config, state_path: &Path, progress: &JobProgress) -> Result<RunOutput> {
     let job = cfg.jobs.prune.as_ref().ok_or_else(|| Error::invalid("prune job", "no [jobs.prune] in the config"))?;
     let policy = kura_store::forget::Policy {
         last: job.keep_last.unwrap_or(0),
@@ -323,11 +363,17 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
     let repo = open_repo(cfg)?;
     let mut removed = 0u64;
     let mut failed = Vec::new();
+    let mut held: Vec<String> = Vec::new();
     if !policy.is_empty() {
         // Retention applies to the snapshots of configured systems only; snapshots
         // taken by hand (without a `system:` tag of this config) are left alone.
         let filter = Filter { any_tag: cfg.systems.iter().map(|s| s.tag()).collect(), ..Default::default() };
-        let plan = kura_store::forget::plan(repo.snapshots()?, &filter, &policy)?;
+        // Held snapshots (a system's last clean one after a suspect backup) are kept
+        // by the same plan `kura forget` uses.
+        let state = kura_recovery::state::State::open(state_path)?;
+        let holds = kura_recovery::detect::holds_for_forget(&state, &repo.config().id)?;
+        let plan = kura_store::forget::plan(repo.snapshots()?, &filter, &policy)?.hold(&holds);
+        held = plan.held.iter().map(|h| h.id.to_hex()).collect();
         let out = kura_store::forget::execute(&repo, &plan);
         removed = out.removed.len() as u64;
         failed = out.failed.iter().map(|(id, e)| format!("snapshot {}: {e}", id.short())).collect();
@@ -338,7 +384,7 @@ fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
         bytes: Some(report.bytes_freed),
         snapshot: None,
         error: (!failed.is_empty()).then(|| format!("could not remove {}", failed.join("; "))),
-        detail: serde_json::json!({ "snapshots_removed": removed, "prune": report }),
+        detail: serde_json::json!({ "snapshots_removed": removed, "snapshots_held": held, "prune": report }),
     })
 }
 

@@ -58,6 +58,7 @@ fn config(systems: Vec<SystemConfig>) -> Config {
         notify: Notify::default(),
         http: None,
         fleet: None,
+        detect: Default::default(),
     }
 }
 

@@ -11,9 +11,11 @@
 //! * `state`: the SQLite state database.
 //! * `report`: facts, then Markdown, HTML, JSON and CSV.
 //! * `schedule`, `notify`: schedule decisions and notifications.
+//! * `detect`: incident detection in the backups (signal rules, verdicts, holds).
 //! * `human`: durations for people, the one formatter every output uses.
 
 pub mod config;
+pub mod detect;
 pub mod error;
 pub mod fleet_dir;
 pub mod human;

@@ -32,6 +32,16 @@ pub struct Config {
     pub http: Option<Http>,
     /// The fleet listener and its settings; `None` (no `[fleet]` table) = no agents.
     pub fleet: Option<Fleet>,
+    /// Incident detection in the backups (`[detect]`).
+    pub detect: Detect,
+}
+
+/// `[detect]`: where the indicator list is and how the baseline is taken.
+#[derive(Clone, Debug, Default)]
+pub struct Detect {
+    /// Replaces the built-in list of ransom-note names and malware extensions.
+    pub names: Option<PathBuf>,
+    pub rules: crate::detect::Rules,
 }
 
 impl Config {

@@ -27,6 +27,7 @@ const TOP: &[&str] = &[
     "notify",
     "http",
     "fleet",
+    "detect",
 ];
 const REPO: &[&str] = &["location", "password_file"];
 const SYSTEM: &[&str] =
@@ -148,6 +149,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
     let notify = top.table(d, "notify", NOTIFY).map(|o| notify(d, &o, base)).unwrap_or_default();
     let http = top.table(d, "http", &["listen", "token_file"]).and_then(|o| http(d, &o, base));
     let fleet = top.table(d, "fleet", FLEET).and_then(|o| fleet(d, &o));
+    let detect = top.table(d, "detect", DETECT).map(|o| detect(d, &o, base)).unwrap_or_default();
 
     Some(Config {
         path: path.to_path_buf(),
@@ -162,6 +164,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
         notify,
         http,
         fleet,
+        detect,
     })
 }
 
@@ -614,4 +617,22 @@ fn fleet(d: &mut Diag, o: &Obj) -> Option<Fleet> {
         f.shared_repository = b.value;
     }
     Some(f)
+const DETECT: &[&str] = &["names", "min_history", "window"];
+
+/// `[detect]`: the indicator list and the baseline's sizes (docs/DETECTION.md).
+fn detect(d: &mut Diag, o: &Obj, base: &Path) -> Detect {
+    let mut out = Detect { names: o.req_opt_str(d, "names").map(|n| resolve(base, &n.value)), ..Detect::default() };
+    for (key, slot, min) in [("min_history", &mut out.rules.min_history, 1), ("window", &mut out.rules.window, 2)] {
+        if let Some(v) = o.int(d, key) {
+            match usize::try_from(v.value) {
+                Ok(n) if n >= min && n <= 1000 => *slot = n,
+                _ => d.error(v.line, &v.field, format!("must be a whole number from {min} to 1000")),
+            }
+        }
+    }
+    if out.rules.window < out.rules.min_history {
+        let line = o.get("window").map_or(o.line, |e| e.node.line);
+        d.error(line, &o.field("window"), "must not be smaller than min_history");
+    }
+    out
 }

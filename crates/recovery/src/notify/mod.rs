@@ -46,6 +46,8 @@ pub enum EventKind {
     DeadlineBreach,
     /// An agent host not heard from for `[fleet] agent_lost_after`: its systems are at risk.
     AgentLost,
+    /// A backup's signals stand far outside its system's baseline (crate::detect).
+    SnapshotSuspect,
     /// Sent by `kura notify test`.
     Test,
 }
@@ -58,6 +60,7 @@ impl EventKind {
             EventKind::DeadlineAtRisk => "deadline_at_risk",
             EventKind::DeadlineBreach => "deadline_breach",
             EventKind::AgentLost => "agent_lost",
+            EventKind::SnapshotSuspect => "snapshot_suspect",
             EventKind::Test => "test",
         }
     }

@@ -147,6 +147,11 @@ pub trait SnapshotSource {
     /// The snapshots (oldest first) of the repository that `host`'s systems back
     /// up into; `None`: the coordinator's own systems.
     fn snapshots_of(&self, host: Option<&str>) -> Result<Vec<(FileId, Snapshot)>, Error>;
+    /// The id of that repository (detection's verdicts and scans are kept per
+    /// repository); `None` when it cannot be told.
+    fn repo_id_of(&self, _host: Option<&str>) -> Option<String> {
+        None
+    }
 }
 
 impl SnapshotSource for Repository {
@@ -159,11 +164,19 @@ impl SnapshotSource for Repository {
             )),
         }
     }
+
+    fn repo_id_of(&self, host: Option<&str>) -> Option<String> {
+        host.is_none().then(|| self.config().id.clone())
+    }
 }
 
 impl<T: SnapshotSource + ?Sized> SnapshotSource for std::sync::Arc<T> {
     fn snapshots_of(&self, host: Option<&str>) -> Result<Vec<(FileId, Snapshot)>, Error> {
         (**self).snapshots_of(host)
+    }
+
+    fn repo_id_of(&self, host: Option<&str>) -> Option<String> {
+        (**self).repo_id_of(host)
     }
 }
 
@@ -180,6 +193,14 @@ impl SnapshotSource for FleetSnapshots<'_> {
         match host {
             Some(h) if !shared => Ok(self.dir.open_host_repo(self.config, h)?.snapshots()?),
             _ => Ok(self.main.snapshots()?),
+        }
+    }
+
+    fn repo_id_of(&self, host: Option<&str>) -> Option<String> {
+        let shared = self.config.fleet.as_ref().is_some_and(|f| f.shared_repository);
+        match host {
+            Some(h) if !shared => self.dir.open_host_repo(self.config, h).ok().map(|r| r.config().id.clone()),
+            _ => Some(self.main.config().id.clone()),
         }
     }
 }

@@ -55,13 +55,15 @@ pub fn choose_snapshot<'a>(
     source: &Source,
     before: Option<DateTime<Utc>>,
 ) -> Option<&'a (FileId, Snapshot)> {
-    list.iter().rev().find(|(_, s)| {
-        let mine = match source {
-            Source::Tag(t) => s.has_tag(t),
-            Source::HostPaths { host, paths } => &s.host == host && snapshot::same_paths(&s.paths, paths),
-        };
-        mine && before.is_none_or(|b| s.time < b)
-    })
+    list.iter().rev().find(|(_, s)| source_matches(source, s) && before.is_none_or(|b| s.time < b))
+}
+
+/// Whether a snapshot is one of a plan system's.
+fn source_matches(source: &Source, s: &Snapshot) -> bool {
+    match source {
+        Source::Tag(t) => s.has_tag(t),
+        Source::HostPaths { host, paths } => &s.host == host && snapshot::same_paths(&s.paths, paths),
+    }
 }
 
 /// Where a system is restored: its plan target, or `sandbox/NAME` in a drill.
@@ -94,12 +96,32 @@ pub fn prepare(
         }
     }
     let sandbox = options.sandbox.as_ref().map(PathBuf::from);
+    // A recovery whose incident names no moment of compromise restores each
+    // system's clean point (crate::detect): the choice goes on the timeline.
+    // One chooser per repository (detection is kept per repository).
+    let mut choosers: HashMap<Option<String>, crate::detect::RecoveryChooser> = HashMap::new();
+    if kind == RunKind::Recovery && options.compromised_since.is_none() {
+        for (host, list) in &lists {
+            if let Some(id) = snaps.repo_id_of(host.as_deref()) {
+                choosers.insert(host.clone(), crate::detect::RecoveryChooser::new(state, &id, list)?);
+            }
+        }
+    }
+    let mut notes: Vec<String> = Vec::new();
     let systems: Vec<NewSystem> = crate::plan::order(plan)
         .flat()
         .map(|i| &plan.systems[i])
         .map(|s| {
             let snapshots = &lists[&s.agent];
-            let chosen = choose_snapshot(snapshots, &s.source, options.compromised_since);
+            let chosen = match choosers.get(&s.agent) {
+                Some(c) => {
+                    let mine = |snap: &Snapshot| source_matches(&s.source, snap);
+                    let (chosen, note) = c.choose(snapshots, &mine, &s.name);
+                    notes.extend(note);
+                    chosen
+                }
+                None => choose_snapshot(snapshots, &s.source, options.compromised_since),
+            };
             let error = chosen.is_none().then(|| match (&s.source, options.compromised_since) {
                 (Source::Tag(t), Some(b)) => format!("no snapshot tagged {t} taken before the compromise ({b})"),
                 (Source::Tag(t), None) => format!("no snapshot tagged {t} in the repository"),
@@ -122,7 +144,13 @@ pub fn prepare(
         })
         .collect();
     let plan_path = plan.path.display().to_string();
-    state.create_recovery_run(kind, incident, &plan_path, &plan.name, clock_start, now, options, &systems)
+    let run = state.create_recovery_run(kind, incident, &plan_path, &plan.name, clock_start, now, options, &systems)?;
+    if let Some(i) = incident {
+        for text in notes {
+            state.append_event(i, now, &Event::Note { text })?;
+        }
+    }
+    Ok(run)
 }
 
 /// What the engine tells the outside world while it runs (the CLI prints it, the

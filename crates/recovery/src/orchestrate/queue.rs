@@ -167,6 +167,7 @@ pub(crate) mod tests {
             hooks: Hooks::default(),
             agent: None,
             replacement_host: None,
+            scan: None,
         }
     }
 

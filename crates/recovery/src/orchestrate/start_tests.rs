@@ -40,6 +40,7 @@ fn plan(dir: &std::path::Path) -> Plan {
             hooks: Hooks::default(),
             agent: None,
             replacement_host: None,
+            scan: None,
         }],
     }
 }

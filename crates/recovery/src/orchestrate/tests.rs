@@ -98,6 +98,7 @@ fn system(name: &str, priority: u8, deadline: Duration, target: &Path) -> PlanSy
         hooks: Hooks::default(),
         agent: None,
         replacement_host: None,
+        scan: None,
     }
 }
 

@@ -33,6 +33,13 @@ pub enum SystemFailure {
     Damaged { count: usize, path: String, blob: String, pack: String, reason: String },
     #[error("{count} restored file(s) do not match the snapshot, e.g. {first}")]
     Mismatch { count: usize, first: String },
+    #[error(
+        "the restored files match indicators of compromise ({count} hit(s), e.g. {first}): \
+         the system is not promoted (no verify or post hooks); `kura clean-point` finds an earlier snapshot"
+    )]
+    Infected { count: usize, first: String },
+    #[error("scanning the restored files: {0}")]
+    Scan(String),
     #[error("internal error (panic): {0}")]
     Panic(String),
     /// A system on an agent host: what the agent or the dispatch said.
@@ -235,6 +242,7 @@ impl SystemJob<'_> {
         }
         if from <= Phase::Restoring {
             self.restore(w)?;
+            self.scan_restored()?;
             w.phase(Phase::Verifying)?;
         }
         if from <= Phase::Verifying {
@@ -245,6 +253,22 @@ impl SystemJob<'_> {
         done.retain(|h| h.stage != HookStage::Post);
         self.hooks_stage(w, HookStage::Post, &self.sys.hooks.post, &mut done)?;
         Ok(())
+    }
+
+    /// The plan's `scan`: the restored files against its indicators; a hit stops the
+    /// system before it is promoted.
+    fn scan_restored(&self) -> Outcome {
+        let Some(file) = &self.sys.scan else { return Ok(()) };
+        let ind = crate::detect::indicators::Indicators::load(file).map_err(|e| SystemFailure::Scan(e.to_string()))?;
+        let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
+        let hits = crate::detect::scan::scan_dir(&target, &ind).map_err(|e| SystemFailure::Scan(e.to_string()))?;
+        match hits.first() {
+            None => Ok(()),
+            Some(h) => Err(SystemFailure::Infected {
+                count: hits.len(),
+                first: format!("{} matches {} ({})", h.path, h.indicator, h.by),
+            }),
+        }
     }
 
     fn restore(&self, w: &Worker) -> Outcome {

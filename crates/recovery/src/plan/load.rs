@@ -10,7 +10,7 @@ use crate::config::{parse_duration, Config};
 
 use super::*;
 
-const TOP: &[&str] = &["name", "description", "config", "allow_overlap", "on_failure", "hook_env", "system"];
+const TOP: &[&str] = &["name", "description", "config", "allow_overlap", "on_failure", "hook_env", "scan", "system"];
 const SYSTEM: &[&str] =
     &["name", "target", "subpath", "host", "paths", "depends_on", "pre", "verify", "post", "replacement_host"];
 const HOOK: &[&str] = &["command", "timeout", "retries", "retry_delay", "drill"];
@@ -81,7 +81,7 @@ pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>)
 pub fn parse_str(path: &Path, text: &str, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
     let root = tree::parse(path, text).map_err(|p| Problems(vec![p]))?;
     let mut d = Diag::new(path);
-    d.top_keys = &["description", "config", "allow_overlap", "on_failure", "hook_env"];
+    d.top_keys = &["description", "config", "allow_overlap", "on_failure", "hook_env", "scan"];
     let plan = read(&mut d, &root, path, config);
     match plan {
         Some(p) if !d.has_errors() => Ok((p, d.problems)),
@@ -129,6 +129,17 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
         },
     };
     let hook_env = top.str_list(d, "hook_env").map(|l| check_hook_env(d, l.value)).unwrap_or_default();
+    // Indicators that restored files are scanned against before a system is promoted.
+    let scan = top.str(d, "scan").and_then(|v| {
+        let p = tree::resolve_path(&base_dir(path), &v.value);
+        match crate::detect::indicators::Indicators::load(&p) {
+            Ok(_) => Some(p),
+            Err(e) => {
+                d.error(v.line, &v.field, e.to_string());
+                None
+            }
+        }
+    });
     if config.is_none() {
         d.error(
             root.line,
@@ -218,6 +229,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                 hooks: r.hooks.clone(),
                 agent: c.agent_host(s).map(str::to_string),
                 replacement_host: r.replacement_host.clone(),
+                scan: scan.clone(),
             })
         }));
     }

@@ -76,6 +76,9 @@ pub struct PlanSystem {
     pub agent: Option<String>,
     /// Where it is restored when its agent is lost (`[fleet] agent_lost_after`).
     pub replacement_host: Option<String>,
+    /// The plan's `scan`: an indicator file the restored files are checked against
+    /// before the system is promoted (verify hooks, post hooks); a hit stops it.
+    pub scan: Option<PathBuf>,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`

@@ -118,6 +118,7 @@ pub fn incident(state: &State, id: i64, now: DateTime<Utc>) -> Result<ReportFact
         .iter()
         .map(|(at, text, actions)| Review { at: *at, text: text.clone(), actions: actions.clone() })
         .collect();
+    f.signals = signal_series(state)?;
     if let Some(run) = state.recovery_runs(Some(RunKind::Recovery), Some(id))?.pop() {
         f.run_id = Some(run.id);
         f.plan = Some(run.plan_name.clone());
@@ -207,4 +208,23 @@ pub fn period(state: &State, since: DateTime<Utc>, until: DateTime<Utc>, now: Da
     let mut f = ReportFacts::new(ReportKind::Period, title, now);
     f.period = Some(PeriodFacts { since, until, entries, trend: vec![] });
     Ok(f)
+}
+
+/// Every system's stored verdicts, with the held snapshots marked as clean points.
+fn signal_series(state: &State) -> Result<Vec<super::SignalSeries>> {
+    let held = state.held_snapshots()?;
+    let mut by_system: std::collections::BTreeMap<String, Vec<super::SignalPoint>> = Default::default();
+    for v in state.all_verdicts()? {
+        let Some(system) = v.system.clone() else { continue };
+        by_system.entry(system).or_default().push(super::SignalPoint {
+            clean_point: held.contains(&v.snapshot),
+            snapshot: v.snapshot,
+            time: v.snapshot_time,
+            change_rate: v.change_rate,
+            incompressible: v.incompressible,
+            suspect: v.verdict.is_suspect(),
+            false_positive: v.false_positive_at.is_some(),
+        });
+    }
+    Ok(by_system.into_iter().map(|(system, points)| super::SignalSeries { system, points }).collect())
 }

@@ -127,6 +127,32 @@ pub struct ReportFacts {
     /// Computed: one summary per priority tier present, 3 first.
     #[serde(default)]
     pub tiers: Vec<TierSummary>,
+    /// Per system, the detection's verdicts over time: the HTML signal timeline.
+    #[serde(default)]
+    pub signals: Vec<SignalSeries>,
+}
+
+/// One system's snapshots as the detection judged them (crate::detect), oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalSeries {
+    pub system: String,
+    pub points: Vec<SignalPoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalPoint {
+    pub snapshot: String,
+    pub time: DateTime<Utc>,
+    /// Files changed over the parent's files.
+    pub change_rate: f64,
+    /// The incompressible share of the new data.
+    pub incompressible: f64,
+    pub suspect: bool,
+    #[serde(default)]
+    pub false_positive: bool,
+    /// The clean point chosen (held from forget and prune).
+    #[serde(default)]
+    pub clean_point: bool,
 }
 
 /// A recovery run or drill as recorded in `recovery_runs`.
@@ -353,6 +379,7 @@ impl ReportFacts {
             period: None,
             summary: Summary::default(),
             tiers: Vec::new(),
+            signals: Vec::new(),
         }
     }
 

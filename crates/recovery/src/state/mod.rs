@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 
 pub mod codec;
 pub mod fleet;
+pub mod detect;
 mod incidents;
 pub mod jobs;
 pub mod offsite;
@@ -176,6 +177,53 @@ CREATE TABLE fleet_tasks (
     error TEXT
 );
 CREATE INDEX fleet_tasks_by_host ON fleet_tasks(host, state);
+"#,
+    r#"
+-- Incident detection (issue #16, crate::detect): a verdict per snapshot, the
+-- operator's false-positive marks, holds that keep a system's last clean snapshot
+-- from forget and prune, and indicator scans (results per snapshot; content
+-- already scanned clean with the same rules is not read again).
+CREATE TABLE snapshot_verdicts (
+    repo TEXT NOT NULL,           -- repository id
+    snapshot TEXT NOT NULL,       -- snapshot id (hex)
+    system TEXT,                  -- the config's system, when known
+    snapshot_time TEXT NOT NULL,
+    verdict TEXT NOT NULL,        -- unmeasured | learning | clean | suspect
+    reasons TEXT NOT NULL,        -- JSON: the verdict with the rules that fired
+    assessed_at TEXT NOT NULL,
+    false_positive_at TEXT,       -- set by an operator: the baseline learns from it
+    false_positive_note TEXT,
+    incident INTEGER,             -- the draft incident a suspect verdict opened
+    PRIMARY KEY (repo, snapshot)
+);
+CREATE TABLE snapshot_holds (
+    id INTEGER PRIMARY KEY,
+    repo TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    system TEXT,
+    reason TEXT NOT NULL,
+    since TEXT NOT NULL,
+    released_at TEXT,             -- NULL while the hold applies
+    released_note TEXT
+);
+CREATE INDEX snapshot_holds_active ON snapshot_holds(repo, released_at);
+CREATE TABLE scan_results (
+    repo TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    rules TEXT NOT NULL,          -- digest of the indicator set
+    scanned_at TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    files_read INTEGER NOT NULL,  -- files whose content was read (not known clean)
+    bytes_read INTEGER NOT NULL,
+    hits TEXT NOT NULL,           -- JSON list of {path, indicator}
+    PRIMARY KEY (repo, snapshot, rules)
+);
+CREATE TABLE scanned_content (
+    rules TEXT NOT NULL,
+    content TEXT NOT NULL,        -- keyed digest of a file's blob id list
+    hit TEXT,                     -- NULL: clean; else the indicator that matched
+    PRIMARY KEY (rules, content)
+);
 "#,
 ];
 

@@ -5,7 +5,7 @@ mod saver;
 mod stream;
 #[cfg(test)]
 mod tests;
-mod walk;
+pub(crate) mod walk;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ use crate::repo::index::Index;
 use crate::repo::snapshot::{BackupSummary, Snapshot};
 use crate::repo::tree::{Node, RawName, Tree};
 use crate::repo::Repository;
+use crate::signals::names::NamePatterns;
+use crate::signals::{Counter, Signals};
 use crate::types::{BlobId, BlobType, FileId};
 pub use saver::{BlobSaver, SaverStats};
 pub use stream::{StreamInput, StreamSource};
@@ -40,6 +42,10 @@ pub struct BackupOptions {
     pub threads: Option<usize>,
     /// Back up one stream (a command's stdout, or stdin) instead of `paths`.
     pub stream: Option<StreamSource>,
+    /// The indicator list names are matched against; `None`: the built-in one.
+    pub names: Option<Arc<NamePatterns>>,
+    /// Measure no change and entropy signals (for the cost bench).
+    pub no_signals: bool,
 }
 
 pub struct BackupOutcome {
@@ -92,6 +98,10 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
         buf: Vec::new(),
         progress,
         warnings: Vec::new(),
+        signals: (!opts.no_signals).then(|| {
+            let names = opts.names.clone().unwrap_or_else(|| Arc::new(NamePatterns::builtin()));
+            Counter::new(names, parent_tree.is_some())
+        }),
     };
     dropped.into_iter().for_each(|w| a.warn(w));
     let root = match &opts.stream {
@@ -111,6 +121,7 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
     summary.bytes_added = stats.bytes;
     summary.blobs_added = stats.blobs;
     summary.duration_ms = started.elapsed().as_millis() as u64;
+    let signals: Option<Signals> = a.signals.take().map(|c| c.finish(stats.data_raw, stats.data_incompressible));
     let snapshot = Snapshot {
         time: repo.now(),
         host,
@@ -123,6 +134,7 @@ pub fn run(repo: &Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress
         summary: Some(summary),
         program_version: format!("kura {}", env!("CARGO_PKG_VERSION")),
         original: None,
+        signals,
     };
     lock.check_fresh()?;
     let id = repo.save_json(Kind::Snapshot, &snapshot)?;
@@ -197,6 +209,23 @@ fn normalize_paths(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<String>)> {
     Ok((out, dropped))
 }
 
+/// The regular files under a tree of the parent snapshot (a directory that is gone).
+/// An unreadable tree counts as empty: signals are measurements, never a reason to fail.
+fn count_files(repo: &Repository, index: &Index, id: &BlobId, depth: usize) -> u64 {
+    use crate::repo::tree::NodeType;
+    let Ok(tree) = repo.load_tree(index, id) else { return 0 };
+    tree.nodes
+        .iter()
+        .map(|n| match (n.node_type, &n.subtree) {
+            (NodeType::File, _) => 1,
+            (NodeType::Dir, Some(sub)) if depth < crate::repo::tree::MAX_DEPTH => {
+                count_files(repo, index, sub, depth + 1)
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Directories between `/` and the backed-up paths.
 #[derive(Default)]
 struct Virtual {
@@ -224,6 +253,8 @@ struct Archiver<'a> {
     buf: Vec<u8>,
     progress: &'a dyn Progress,
     warnings: Vec<String>,
+    /// `None` with signals off.
+    signals: Option<Counter>,
 }
 
 impl Archiver<'_> {
@@ -336,6 +367,15 @@ impl Archiver<'_> {
         Ok(nodes)
     }
 
+    /// Feeds one finished directory to the signal counter (trees only, no file data).
+    fn count_signals(&mut self, dir: &Path, nodes: &[Node], parent: Option<&Tree>) {
+        let Some(mut c) = self.signals.take() else { return };
+        let (repo, index) = (self.repo, self.index);
+        let mut deleted = |id: &BlobId| count_files(repo, index, id, 0);
+        c.dir_done(&dir.to_string_lossy(), nodes, parent, &mut deleted);
+        self.signals = Some(c);
+    }
+
     fn parent_subtree(&self, old: Option<&Node>) -> Option<Tree> {
         let id = old?.subtree?;
         self.repo.load_tree(self.index, &id).ok()
@@ -362,6 +402,7 @@ impl Archiver<'_> {
             }
         }
         self.summary.dirs += 1;
+        self.count_signals(dir, &nodes, parent);
         self.save_tree(nodes).map(Some)
     }
 

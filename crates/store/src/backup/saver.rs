@@ -44,6 +44,11 @@ pub struct SaverStats {
     pub packs: u64,
     /// Bytes of packs written.
     pub bytes: u64,
+    /// Data blobs' bytes before compression.
+    pub data_raw: u64,
+    /// Of `data_raw`, what the compression probe (or zstd) could not shrink: the
+    /// backup's entropy signal, measured for free.
+    pub data_incompressible: u64,
 }
 
 /// Accepts new blobs and makes them durable. `finish` must be called; dropping
@@ -139,13 +144,20 @@ fn packer(repo: &Arc<Repository>, rx: Receiver<Sealed>) -> Result<SaverStats> {
         ptx.send(Finished { id, bytes, entries }).is_ok()
     };
     let mut open: [Option<PackBuilder>; 2] = [None, None];
-    let mut blobs = 0;
+    let (mut blobs, mut data_raw, mut data_incompressible) = (0, 0, 0);
     let slot = |t: BlobType| if t == BlobType::Data { 0 } else { 1 };
     let mut uploading = true;
     for s in rx {
         let p = open[slot(s.blob_type)].get_or_insert_with(|| PackBuilder::new(pack_size + 4 * 1024 * 1024));
         p.add(s.id, s.blob_type, &s.sealed, s.raw_len, s.compressed);
         blobs += 1;
+        if s.blob_type == BlobType::Data {
+            data_raw += u64::from(s.raw_len);
+            // Blobs under 64 bytes are never compressed: they say nothing.
+            if !s.compressed && s.raw_len >= 64 {
+                data_incompressible += u64::from(s.raw_len);
+            }
+        }
         if p.len() >= pack_size {
             let p = open[slot(s.blob_type)].take().expect("just filled");
             if !send(p) {
@@ -164,6 +176,8 @@ fn packer(repo: &Arc<Repository>, rx: Receiver<Sealed>) -> Result<SaverStats> {
     drop(ptx);
     let mut stats = uploader.join().unwrap_or_else(|_| Err(Error::invalid("backup", "upload thread panicked")))?;
     stats.blobs = blobs;
+    stats.data_raw = data_raw;
+    stats.data_incompressible = data_incompressible;
     Ok(stats)
 }
 

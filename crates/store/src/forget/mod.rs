@@ -34,7 +34,7 @@ mod execute;
 mod plan;
 
 pub use execute::{execute, ForgetOutcome};
-pub use plan::{plan, plan_named, ForgetPlan};
+pub use plan::{plan, plan_named, ForgetPlan, Held};
 
 /// A calendar bucket of the time-based rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,6 +257,9 @@ pub enum Reason {
     Bucket(Span, String),
     Within(Within),
     Tag(String),
+    /// Held (kura_recovery::detect: a system's last clean snapshot after a suspect
+    /// one), whatever the policy says, until an operator releases it.
+    Held(String),
 }
 
 impl fmt::Display for Reason {
@@ -266,6 +269,7 @@ impl fmt::Display for Reason {
             Reason::Bucket(span, bucket) => write!(f, "{} {bucket}", span.name()),
             Reason::Within(w) => write!(f, "within {w}"),
             Reason::Tag(t) => write!(f, "tag {t}"),
+            Reason::Held(why) => write!(f, "held: {why}"),
         }
     }
 }

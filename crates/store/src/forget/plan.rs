@@ -4,7 +4,7 @@ use crate::error::Result;
 use crate::repo::snapshot::{Filter, Snapshot};
 use crate::types::FileId;
 
-use super::{apply, GroupDecision, Policy};
+use super::{apply, GroupDecision, Kept, Policy, Reason};
 
 /// The whole decision of one forget. [`super::execute`] deletes exactly
 /// `to_remove()`; callers print `groups` (indexes into `considered`) as they like.
@@ -16,11 +16,42 @@ pub struct ForgetPlan {
     pub groups: Vec<GroupDecision>,
     /// The snapshots to delete, in deletion order, without duplicates.
     remove: Vec<FileId>,
+    /// Snapshots the policy (or the ids named) would have removed, kept by a hold.
+    pub held: Vec<Held>,
+}
+
+/// A snapshot kept whatever the policy says, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub id: FileId,
+    pub reason: String,
 }
 
 impl ForgetPlan {
     pub fn to_remove(&self) -> &[FileId] {
         &self.remove
+    }
+
+    /// Applies holds: a held snapshot is never removed. It moves from its group's
+    /// `remove` to its `keep` (reason `held`) and is listed in `held`. The CLI and
+    /// the daemon's prune job both pass the state database's active holds here, so
+    /// a hold means the same whichever runs the forget.
+    pub fn hold(mut self, holds: &[Held]) -> ForgetPlan {
+        for h in holds {
+            let Some(pos) = self.remove.iter().position(|id| *id == h.id) else { continue };
+            self.remove.remove(pos);
+            self.held.push(h.clone());
+            let Some(i) = self.considered.iter().position(|(id, _)| *id == h.id) else { continue };
+            for g in &mut self.groups {
+                if let Some(p) = g.remove.iter().position(|&x| x == i) {
+                    g.remove.remove(p);
+                    g.keep.push(Kept { index: i, reasons: vec![Reason::Held(h.reason.clone())] });
+                    // Newest first, as the policy orders them.
+                    g.keep.sort_by(|a, b| self.considered[b.index].1.time.cmp(&self.considered[a.index].1.time));
+                }
+            }
+        }
+        self
     }
 }
 
@@ -31,7 +62,7 @@ pub fn plan(all: Vec<(FileId, Snapshot)>, filter: &Filter, policy: &Policy) -> R
     let considered = filter.select(all);
     let groups = apply(&considered, policy)?;
     let remove = groups.iter().flat_map(|g| &g.remove).map(|&i| considered[i].0).collect();
-    Ok(ForgetPlan { considered, groups, remove })
+    Ok(ForgetPlan { considered, groups, remove, held: Vec::new() })
 }
 
 /// `kura forget ID...`: exactly the named snapshots (full ids, unique prefixes or
@@ -45,5 +76,5 @@ pub fn plan_named(all: Vec<(FileId, Snapshot)>, queries: &[String], filter: &Fil
             remove.push(*id);
         }
     }
-    Ok(ForgetPlan { considered: all, groups: Vec::new(), remove })
+    Ok(ForgetPlan { considered: all, groups: Vec::new(), remove, held: Vec::new() })
 }

@@ -412,3 +412,28 @@ fn plan_named_keeps_the_named_order_once_each() {
     assert_eq!(plan_named(list.clone(), &["latest".into()], &web).unwrap().to_remove(), [FileId([1; 32])]);
     assert!(plan_named(list, &[hex(2)], &web).is_err());
 }
+
+#[test]
+fn a_held_snapshot_is_kept_whatever_the_policy() {
+    use crate::forget::{plan, Held};
+    let all = series(&[
+        "2026-01-01T00:00:00Z",
+        "2026-01-02T00:00:00Z",
+        "2026-01-03T00:00:00Z",
+        "2026-01-04T00:00:00Z",
+        "2026-01-05T00:00:00Z",
+    ]);
+    let policy = Policy { last: 1, ..Default::default() };
+    let p = plan(all.clone(), &crate::repo::snapshot::Filter::default(), &policy).unwrap();
+    assert_eq!(p.to_remove().len(), 4);
+    let held = Held { id: all[1].0, reason: "last clean before a suspect snapshot".into() };
+    // A hold on a snapshot the policy keeps anyway changes nothing.
+    let p = p.hold(&[held.clone(), Held { id: all[4].0, reason: "kept anyway".into() }]);
+    assert_eq!(p.to_remove().len(), 3);
+    assert!(!p.to_remove().contains(&all[1].0));
+    assert_eq!(p.held, vec![held]);
+    let g = &p.groups[0];
+    assert_eq!(g.keep.len(), 2);
+    assert_eq!(g.keep[1].index, 1, "newest first: the policy's one, then the held one");
+    assert_eq!(g.keep[1].reasons[0].to_string(), "held: last clean before a suspect snapshot");
+}

@@ -167,6 +167,7 @@ mod tests {
             summary: None,
             program_version: "t".into(),
             original: None,
+            signals: None,
         };
         (FileId(fid), s)
     }

@@ -29,6 +29,10 @@ pub struct Snapshot {
     /// Set by `kura repair snapshots`: the snapshot this one replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<FileId>,
+    /// Change and entropy signals measured by the backup (absent in snapshots
+    /// written before kura measured them, or with signals off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<crate::signals::Signals>,
 }
 
 /// Figures of the backup that wrote a snapshot.
@@ -185,6 +189,7 @@ mod tests {
             summary: None,
             program_version: "t".into(),
             original: None,
+            signals: None,
         }
     }
 

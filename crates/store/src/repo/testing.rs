@@ -90,6 +90,7 @@ pub fn snapshot_of(tree: BlobId) -> Snapshot {
         summary: None,
         program_version: "test".into(),
         original: None,
+        signals: None,
     }
 }
 

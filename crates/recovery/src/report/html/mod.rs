@@ -19,6 +19,7 @@ use super::text::{
 use super::{ReportFacts, ReportKind, SystemRow, SystemState, TierSummary, Verdict};
 
 mod gantt;
+mod signals;
 mod timeline;
 
 use gantt::{gantt, needs_detail, PATTERNS};
@@ -315,6 +316,8 @@ pub(super) fn render(f: &ReportFacts) -> String {
             out.push_str("</section>\n");
         }
     }
+
+    signals::section(&mut out, &f.signals);
 
     if !f.timeline.is_empty() || (f.clock_start.is_some() && f.kind != ReportKind::Forecast) {
         out.push_str("<section id=\"timeline-section\" class=\"long\"><h2>Timeline</h2>\n");
