@@ -31,6 +31,7 @@ pub mod repair;
 pub mod replicate;
 pub mod repo;
 pub mod restore;
+pub mod sync;
 pub mod types;
 
 pub use error::{Error, Result};

@@ -69,6 +69,8 @@ pub struct SystemConfig {
     pub schedule: Option<Schedule>,
     /// A command whose stdout each backup stores as `/NAME` (beside `paths`).
     pub stream: Option<kura_store::backup::StreamSource>,
+    /// A warm standby kept current from the backups (docs/STANDBY.md).
+    pub standby: Option<StandbyConfig>,
 }
 
 impl SystemConfig {
@@ -166,8 +168,10 @@ pub const DEFAULT_HTTP_PORT: u16 = 9187;
 mod env;
 mod error;
 mod parse;
+mod standby;
 pub(crate) mod tree;
 
+pub use standby::{StandbyConfig, DEFAULT_STANDBY_HOOK_TIMEOUT, DEFAULT_TOLERANCE_SECS};
 pub use error::{DurationError, RangeError, ScheduleError};
 pub use parse::{load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
 pub use tree::{format_duration, parse_duration};

@@ -240,7 +240,7 @@ impl SystemJob<'_> {
             .map_err(|cause| SystemFailure::Snapshot { snapshot: snap_hex.clone(), cause })?;
         let subpath = self.sys.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
         let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
-        let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads };
+        let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads, reuse_existing: false };
         let progress =
             ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
         let started = Instant::now();

@@ -17,6 +17,7 @@ pub mod codec;
 mod incidents;
 pub mod jobs;
 pub mod recovery;
+pub mod standby;
 
 /// Schema steps, applied in order inside one transaction each. Never edit a
 /// released step; append a new one.
@@ -138,6 +139,42 @@ CREATE INDEX outbox_by_key ON outbox(dedup_key, created_at);
 -- directories made and pack objects read. NULL in rows written before.
 ALTER TABLE recovery_systems ADD COLUMN dirs INTEGER;
 ALTER TABLE recovery_systems ADD COLUMN objects INTEGER;
+"#,
+    r#"
+-- Warm standbys (issue 15, docs/STANDBY.md): one row per system with a standby, and
+-- one per failover, failback or failover drill (resumed after a crash from `phase`).
+CREATE TABLE standbys (
+    system TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    state TEXT NOT NULL,          -- applying | current | failed | serving
+    snapshot TEXT,                -- the snapshot it holds completely (NULL: none)
+    snapshot_time TEXT,
+    applying TEXT,                -- the snapshot an unfinished update goes to
+    applied_at TEXT,
+    apply_ms INTEGER,
+    bytes_written INTEGER,
+    verify_ok INTEGER,            -- 1 | 0 | NULL (not verified yet)
+    verified_at TEXT,
+    error TEXT
+);
+CREATE TABLE failovers (
+    id INTEGER PRIMARY KEY,
+    system TEXT NOT NULL,
+    kind TEXT NOT NULL,           -- failover | failback | drill
+    incident INTEGER REFERENCES incidents(id),
+    phase TEXT NOT NULL,          -- see standby::Phase
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    snapshot TEXT,
+    snapshot_time TEXT,
+    apply_ms INTEGER,             -- bringing the data to the snapshot, by difference
+    switch_ms INTEGER,            -- the hooks: fence, promote, verify (or demote, unfence)
+    downtime_secs INTEGER,
+    data_loss_secs INTEGER,
+    met INTEGER,
+    error TEXT
+);
+CREATE INDEX failovers_by_system ON failovers(system, id);
 "#,
 ];
 
