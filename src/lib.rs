@@ -12,10 +12,10 @@
 //! the benches and the fuzzers say `kura::repo` or `kura::plan` wherever a module lives.
 
 pub use kura_daemon as daemon;
-pub use kura_recovery::{config, human, incident, notify, orchestrate, plan, report, schedule, state};
+pub use kura_recovery::{config, human, incident, notify, orchestrate, plan, report, schedule, standby, state};
 pub use kura_store::{
     backend, backup, check, chunk, clock, compress, crypto, diff, dump, find, forget, host_name, mount, pathmatch,
-    progress, prune, repair, replicate, repo, restore, types, user_name,
+    progress, prune, repair, replicate, repo, restore, sync, types, user_name,
 };
 pub use kura_store::{error, Error, Result};
 

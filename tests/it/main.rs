@@ -38,6 +38,7 @@ mod roundtrip;
 mod s3;
 mod security;
 mod servers;
+mod standby;
 mod state_db;
 mod streams;
 mod traversal;

@@ -191,7 +191,7 @@ fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
 impl Executor for LibraryExecutor {
     fn execute(&self, cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
         match req.spec.kind {
-            JobKind::Backup => backup(cfg, req, progress),
+            JobKind::Backup => backup(cfg, &self.state, req, progress),
             JobKind::Prune => prune(cfg, progress),
             JobKind::Check => check(cfg, req, progress),
             JobKind::Drill => drill(cfg, &self.state, progress),
@@ -260,7 +260,7 @@ fn drill(cfg: &Config, state_path: &Path, _progress: &JobProgress) -> Result<Run
     })
 }
 
-fn backup(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
+fn backup(cfg: &Config, state_path: &Path, req: &RunRequest, progress: &JobProgress) -> Result<RunOutput> {
     let name = req.spec.system.as_deref().unwrap_or_default();
     let sys = cfg.system(name).ok_or_else(|| Error::invalid(format!("system {name:?}"), "no longer in the config"))?;
     // A path that is gone entirely is a failure, not a partial backup.
@@ -293,13 +293,44 @@ fn backup(cfg: &Config, req: &RunRequest, progress: &JobProgress) -> Result<RunO
     let summary = out.snapshot.summary.clone().unwrap_or_default();
     let mut warnings = out.warnings.clone();
     warnings.truncate(50);
+    let mut detail = serde_json::json!({ "summary": summary, "warnings": warnings, "warnings_total": out.warnings.len() });
+    // After a good backup, the system's standby is brought to it (docs/STANDBY.md).
+    let standby_error = if out.snapshot.partial { None } else { keep_standby(sys, &repo, state_path, &mut detail) };
     Ok(RunOutput {
-        outcome: Some(if out.snapshot.partial { Outcome::Partial } else { Outcome::Ok }),
+        outcome: Some(if out.snapshot.partial || standby_error.is_some() { Outcome::Partial } else { Outcome::Ok }),
         bytes: Some(summary.bytes_added),
         snapshot: Some(out.id.to_hex()),
-        error: None,
-        detail: serde_json::json!({ "summary": summary, "warnings": warnings, "warnings_total": out.warnings.len() }),
+        error: standby_error,
+        detail,
     })
+}
+
+/// Keeps the system's standby current after its backup; the error, if any, in words.
+fn keep_standby(
+    sys: &kura_recovery::config::SystemConfig,
+    repo: &Arc<Repository>,
+    state_path: &Path,
+    detail: &mut serde_json::Value,
+) -> Option<String> {
+    use kura_recovery::standby::update::{keep_current, Update};
+    sys.standby.as_ref()?;
+    let res = kura_recovery::state::State::open(state_path).and_then(|state| {
+        let runner = kura_recovery::orchestrate::hooks::ShellRunner;
+        keep_current(&state, repo, sys, &runner, &chrono::Utc::now, &kura_store::progress::NoProgress)
+    });
+    match res {
+        Ok(Some(up)) => {
+            detail["standby"] = serde_json::to_value(&up).unwrap_or_default();
+            match up {
+                Update::Applied { verify_ok: false, verify_error, .. } => {
+                    Some(format!("standby: {}", verify_error.unwrap_or_default()))
+                }
+                _ => None,
+            }
+        }
+        Ok(None) => None,
+        Err(e) => Some(format!("the backup is stored, but the standby was not brought to it: {e}")),
+    }
 }
 
 fn prune(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {

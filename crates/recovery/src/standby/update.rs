@@ -30,6 +30,13 @@ pub enum Update {
     Skipped { reason: String },
 }
 
+impl Update {
+    /// The standby was updated but a verify hook failed.
+    pub fn verify_failed(&self) -> bool {
+        matches!(self, Update::Applied { verify_ok: false, .. })
+    }
+}
+
 /// Brings the system's standby to its newest complete snapshot (a no-op for data
 /// already current) and verifies it. `Ok(None)`: the system has no standby.
 pub fn keep_current(
