@@ -196,3 +196,133 @@ fn a_standby_inside_the_system_paths_is_refused() {
     write(&site.cfg, bad);
     site.kura(["config", "check", s(&site.cfg)]).code(2).stderr_has("standby.path");
 }
+
+/// Hooks that log each step to `log`; the verify hook requires `ok.txt` in the standby.
+fn hooks(log: &Path, slow: &str) -> String {
+    let l = log.display();
+    format!(
+        "fence = 'echo fence >> {l}'\npromote = 'echo promote $KURA_SNAPSHOT >> {l}{slow}'\n\
+         demote = 'echo demote >> {l}'\nunfence = 'echo unfence >> {l}{slow}'\n\
+         verify = ['test -f \"$KURA_STANDBY/ok.txt\"']\n"
+    )
+}
+
+/// The first time it runs, a hook with this tail records its shell's pid and sleeps
+/// (to be killed in); later runs go straight through.
+fn slow_once(flag: &Path) -> String {
+    let f = flag.display();
+    format!("; if [ ! -e {f} ]; then echo $$ > {f}; exec sleep 30; fi")
+}
+
+/// Four snapshots: two clean, then two taken after the compromise began. Returns
+/// their ids and the compromise time (the third snapshot's).
+fn four_snapshots(site: &Site) -> (Vec<String>, String) {
+    fs::create_dir_all(&site.src).unwrap();
+    write(&site.src.join("ok.txt"), "service config\n");
+    let mut ids = Vec::new();
+    for v in 1..=4 {
+        write(&site.src.join("data.txt"), format!("version {v}\n"));
+        if v >= 3 {
+            write(&site.src.join(format!("encrypted-{v}.locked")), "ransom\n");
+        }
+        ids.push(site.backup()["snapshot"].as_str().unwrap().to_string());
+    }
+    let snaps = site.r.snapshots(&[]);
+    let third = snaps.iter().find(|s| s["id"] == ids[2].as_str()).unwrap();
+    (ids, third["time"].as_str().unwrap().to_string())
+}
+
+fn open_incident(site: &Site, compromised: &str) {
+    site.kura(["incident", "open", "--title", "ransomware", "--compromised-since", compromised]).ok();
+}
+
+fn restore_of(site: &Site, snap: &str) -> PathBuf {
+    let to = site.r.base().join(format!("restore-{}", &snap[..8]));
+    site.r.restore(&format!("{snap}:{}", site.src.display()), &to, &[]).ok();
+    to
+}
+
+#[test]
+fn failover_rolls_back_to_the_clean_snapshot_and_failback_returns_the_standbys_data() {
+    let base = tempfile::tempdir().unwrap();
+    let log = base.path().join("hooks.log");
+    let site = Site::new(&hooks(&log, ""));
+    let (ids, compromised) = four_snapshots(&site);
+    assert_eq!(site.status()["snapshot"].as_str(), Some(ids[3].as_str()));
+    open_incident(&site, &compromised);
+
+    let out = site.kura(["--json", "failover", "db", "--incident", "1"]).ok().json();
+    assert_eq!(out["phase"], "done", "{out}");
+    assert_eq!(out["snapshot"].as_str(), Some(ids[1].as_str()), "not rolled back to the clean snapshot: {out}");
+    assert_eq!(out["met"], true, "{out}");
+    assert_same_tree(&restore_of(&site, &ids[1]), &site.sb, FULL);
+    assert!(!site.sb.join("encrypted-3.locked").exists());
+    let st = site.status();
+    assert_eq!((st["state"].as_str(), st["health"].as_str()), (Some("serving"), Some("serving")), "{st}");
+    site.kura(["incident", "show", "1"]).ok().stdout_has("db: standby serving snapshot");
+    // A backup now leaves the serving standby alone.
+    let b = site.backup();
+    assert_eq!(b["standby"]["outcome"], "skipped", "{b}");
+
+    // The standby serves and takes writes; the rebuilt primary gets them back.
+    write(&site.sb.join("written-on-standby.txt"), "new order 4711\n");
+    fs::remove_dir_all(&site.src).unwrap();
+    fs::create_dir_all(&site.src).unwrap();
+    let back = site.kura(["--json", "failback", "db"]).ok().json();
+    assert_eq!(back["phase"], "done", "{back}");
+    assert_eq!(fs::read_to_string(site.src.join("written-on-standby.txt")).unwrap(), "new order 4711\n");
+    assert_same_tree(&site.sb, &site.src, FULL);
+    assert_eq!(site.status()["state"], "current");
+    site.kura(["incident", "show", "1"]).ok().stdout_has("db: primary serving again");
+    let steps = fs::read_to_string(&log).unwrap();
+    let order: Vec<&str> = steps.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(order, ["fence", "promote", "demote", "unfence"], "{steps}");
+    assert!(steps.contains(&format!("promote {}", ids[1])), "{steps}");
+}
+
+/// Waits for the hook's flag (its pid inside), then kills kura and the hook.
+fn kill_in_hook(mut child: std::process::Child, flag: &Path) {
+    let started = Instant::now();
+    while fs::read_to_string(flag).map_or(true, |s| !s.ends_with('\n')) {
+        assert!(child.try_wait().unwrap().is_none(), "kura ended before the hook ran");
+        assert!(started.elapsed() < Duration::from_secs(60), "the hook never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pid: i32 = fs::read_to_string(flag).unwrap().trim().parse().unwrap();
+    // SAFETY: kill has no memory preconditions; the pid is the hook's sleep.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+#[test]
+fn kill_9_during_a_failover_and_a_failback_then_each_completes() {
+    let base = tempfile::tempdir().unwrap();
+    let (log, flag) = (base.path().join("hooks.log"), base.path().join("slow"));
+    let site = Site::new(&hooks(&log, &slow_once(&flag)));
+    let (ids, compromised) = four_snapshots(&site);
+    open_incident(&site, &compromised);
+
+    // Killed in the promote hook, after the roll-back: the same command resumes there.
+    kill_in_hook(site.cmd(["failover", "db", "--incident", "1"]).spawn().unwrap(), &flag);
+    let out = site.kura(["--json", "failover", "db", "--incident", "1"]).ok().json();
+    assert_eq!((out["id"].as_i64(), out["phase"].as_str()), (Some(1), Some("done")), "{out}");
+    assert_eq!(out["snapshot"].as_str(), Some(ids[1].as_str()));
+    assert_same_tree(&restore_of(&site, &ids[1]), &site.sb, FULL);
+    let show = site.kura(["incident", "show", "1"]).ok().stdout.clone();
+    assert_eq!(show.matches("standby serving snapshot").count(), 1, "{show}");
+    let steps = fs::read_to_string(&log).unwrap();
+    assert_eq!(steps.matches("fence").count(), 1, "the fence ran again after the roll-back: {steps}");
+
+    // Killed in the unfence hook of the failback: resumed, the primary holds the data.
+    fs::remove_file(&flag).unwrap();
+    write(&site.sb.join("written-on-standby.txt"), "after the failover\n");
+    kill_in_hook(site.cmd(["failback", "db"]).spawn().unwrap(), &flag);
+    let back = site.kura(["--json", "failback", "db"]).ok().json();
+    assert_eq!(back["phase"], "done", "{back}");
+    assert_eq!(fs::read_to_string(site.src.join("written-on-standby.txt")).unwrap(), "after the failover\n");
+    assert_same_tree(&site.sb, &site.src, FULL);
+    // Only one backup of the standby was taken, though the failback ran twice.
+    let failbacks = site.r.snapshots(&["--tag", "failback"]);
+    assert_eq!(failbacks.len(), 1, "{failbacks:?}");
+}
