@@ -39,6 +39,7 @@ mod s3;
 mod security;
 mod servers;
 mod standby;
+mod standby_watch;
 mod state_db;
 mod streams;
 mod traversal;

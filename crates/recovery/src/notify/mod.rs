@@ -46,6 +46,9 @@ pub enum EventKind {
     DeadlineBreach,
     /// Sent by `kura notify test`.
     Test,
+    /// A system's standby became stale, failed its update or its verification
+    /// (docs/STANDBY.md): it can no longer take over.
+    StandbyUnhealthy,
 }
 
 impl EventKind {
@@ -56,6 +59,7 @@ impl EventKind {
             EventKind::DeadlineAtRisk => "deadline_at_risk",
             EventKind::DeadlineBreach => "deadline_breach",
             EventKind::Test => "test",
+            EventKind::StandbyUnhealthy => "standby_unhealthy",
         }
     }
 }

@@ -2,11 +2,11 @@
 //! backup and the allowed backup age (the RPO watch's rule for the system).
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::standby::{StandbyRecord, StandbyState};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "health", rename_all = "kebab-case")]
 pub enum Health {
     /// Holds a recent snapshot and its last verification passed.
@@ -39,6 +39,35 @@ impl Health {
 pub fn lag(rec: &StandbyRecord, last_backup: Option<DateTime<Utc>>) -> Option<Duration> {
     let held = rec.snapshot_time?;
     Some(last_backup.map_or(Duration::zero(), |b| (b - held).max(Duration::zero())))
+}
+
+impl Health {
+    /// One word per kind, for alert keys and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Serving => "serving",
+            Health::Empty => "empty",
+            Health::Stale { .. } => "stale",
+            Health::Failed { .. } => "failed",
+            Health::Applying => "applying",
+        }
+    }
+
+    /// The alert for people (None: nothing to alert about).
+    pub fn alert_message(&self, system: &str) -> Option<String> {
+        let h = crate::human::human_secs;
+        Some(match self {
+            Health::Stale { lag_secs, allowed_secs } => format!(
+                "the standby of {system} is stale: {} behind the last good backup, {} allowed",
+                h(*lag_secs),
+                h(*allowed_secs)
+            ),
+            Health::Failed { reason } => format!("the standby of {system} failed: {reason}"),
+            Health::Empty => format!("the standby of {system} holds no snapshot yet"),
+            _ => return None,
+        })
+    }
 }
 
 pub fn health(
