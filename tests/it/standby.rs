@@ -326,3 +326,53 @@ fn kill_9_during_a_failover_and_a_failback_then_each_completes() {
     let failbacks = site.r.snapshots(&["--tag", "failback"]);
     assert_eq!(failbacks.len(), 1, "{failbacks:?}");
 }
+
+/// In a recovery, a priority-3 system with a healthy standby fails over instead of
+/// being restored, and meets its tolerance; one without a standby is restored and
+/// misses "must not stop".
+#[test]
+fn a_recovery_fails_over_instead_of_restoring_and_judges_priority_3_on_the_measures() {
+    let base = tempfile::tempdir().unwrap();
+    let log = base.path().join("hooks.log");
+    let site = Site::new(&hooks(&log, ""));
+    let root = site.r.base().to_path_buf();
+    let dns = root.join("dns");
+    write(&dns.join("zone"), "example. 3600 IN SOA ns1\n");
+    let cfg = fs::read_to_string(&site.cfg).unwrap();
+    write(&site.cfg, format!("{cfg}\n[[system]]\nname = 'dns'\npriority = 3\npaths = ['{}']\n", dns.display()));
+    let plan = root.join("plan.toml");
+    write(
+        &plan,
+        format!(
+            "name = 'site'\nconfig = '{}'\n\n[[system]]\nname = 'db'\ntarget = '{}'\n\n[[system]]\nname = 'dns'\ntarget = '{}'\n",
+            site.cfg.display(),
+            root.join("restore/db").display(),
+            root.join("restore/dns").display()
+        ),
+    );
+    fs::create_dir_all(&site.src).unwrap();
+    write(&site.src.join("ok.txt"), "service config\n");
+    write(&site.src.join("data.txt"), "orders\n");
+    let snap = site.backup()["snapshot"].as_str().unwrap().to_string();
+    site.r.backup(&[&dns], &["--tag", "system:dns"]);
+    site.kura(["incident", "open", "--title", "power loss"]).ok();
+    site.kura(["incident", "resolve-cause", "1", "--note", "power back"]).ok();
+
+    let out = site.kura(["--json", "recover", "--incident", "1", "--plan", s(&plan)]);
+    out.code(1); // dns was restored: "must not stop" is missed
+    let v = out.json();
+    let sys = |n: &str| v["systems"].as_array().unwrap().iter().find(|x| x["name"] == n).unwrap().clone();
+    let (db, dns_rec) = (sys("db"), sys("dns"));
+    assert_eq!((db["failover"].as_bool(), db["verdict"].as_str()), (Some(true), Some("met")), "{v}");
+    assert_eq!(db["target"].as_str(), Some(s(&site.sb)), "{db}");
+    assert_eq!((dns_rec["failover"].as_bool(), dns_rec["verdict"].as_str()), (Some(false), Some("missed")), "{v}");
+    assert_same_tree(&site.src, &site.sb, FULL);
+    assert!(!root.join("restore/db").exists(), "db was restored although it failed over");
+    assert_eq!(site.status()["state"], "serving");
+    let steps = fs::read_to_string(&log).unwrap();
+    assert!(steps.contains("fence") && steps.contains(&format!("promote {snap}")), "{steps}");
+    site.kura(["incident", "show", "1"]).ok().stdout_has("db: standby serving snapshot");
+    // The report says which system failed over and which was restored.
+    let rep = site.kura(["report", "--incident", "1", "--format", "md"]).ok().stdout.clone();
+    assert!(rep.contains("failover") && rep.contains("restore"), "{rep}");
+}

@@ -39,6 +39,7 @@ fn system(name: &str, priority: u8, expr: Option<&str>) -> SystemConfig {
         schedule: expr.map(sched),
         stream: None,
         standby: None,
+        tolerance: None,
     }
 }
 

@@ -19,7 +19,7 @@ const TOP: &[&str] =
     &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify", "http"];
 const REPO: &[&str] = &["location", "password_file"];
 const SYSTEM: &[&str] =
-    &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout", "standby"];
+    &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout", "standby", "tolerance"];
 const JOBS: &[&str] = &["replicate", "prune", "check", "drill"];
 const PRIORITY_KEYS: &[&str] = &["p3", "p2", "p1", "p0"];
 
@@ -258,22 +258,14 @@ fn system(d: &mut Diag, o: &Obj, base: &Path) -> Option<SystemConfig> {
     }
     let schedule = schedule_field(d, o, "schedule");
     let standby = super::standby::standby(d, o, base);
+    let tolerance = super::standby::tolerance(d, o);
     if let (Some(sb), [p]) = (&standby, paths.as_slice()) {
         if sb.path.starts_with(p) || p.starts_with(&sb.path) {
             let at = o.get("standby").map_or(o.line, |e| e.line);
             d.error(at, &o.field("standby.path"), "the standby must be outside the system's paths, and not contain them");
         }
     }
-    if priority.is_some_and(|p| p.get() == 3) && standby.is_none() && o.get("standby").is_none() {
-        let at = o.get("priority").map_or(o.line, |e| e.line);
-        d.warning(
-            at,
-            &o.field("standby"),
-            "a priority-3 system without a standby cannot meet its deadline (it must not stop): \
-             add a [system.standby] (docs/STANDBY.md)",
-        );
-    }
-    Some(SystemConfig { name: name?.value, priority: priority?, host, paths, excludes, schedule, stream, standby })
+    Some(SystemConfig { name: name?.value, priority: priority?, host, paths, excludes, schedule, stream, standby, tolerance })
 }
 
 /// `paths`: required unless the system backs up a command's output (`has_command`).

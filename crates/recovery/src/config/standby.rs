@@ -11,8 +11,7 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 /// How long each standby hook may run unless `hook_timeout` says otherwise.
 pub const DEFAULT_STANDBY_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
-pub(crate) const STANDBY: &[&str] =
-    &["path", "fence", "promote", "demote", "unfence", "verify", "hook_timeout", "tolerance"];
+pub(crate) const STANDBY: &[&str] = &["path", "fence", "promote", "demote", "unfence", "verify", "hook_timeout"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StandbyConfig {
@@ -30,8 +29,19 @@ pub struct StandbyConfig {
     /// Checks after each update and each failover; every one must exit 0.
     pub verify: Vec<String>,
     pub hook_timeout: std::time::Duration,
-    /// Priority 3: the downtime and data loss within which "must not stop" is met.
-    pub tolerance: chrono::Duration,
+}
+
+/// `tolerance` of a system: for priority 3, the downtime and data loss within which
+/// "must not stop" is met (default 5 minutes).
+pub(crate) fn tolerance(d: &mut Diag, o: &Obj) -> Option<chrono::Duration> {
+    let v = o.str(d, "tolerance")?;
+    match tree::parse_duration(&v.value) {
+        Ok(t) => Some(chrono::Duration::seconds(t.as_secs() as i64)),
+        Err(e) => {
+            d.error(v.line, &v.field, e.to_string());
+            None
+        }
+    }
 }
 
 /// Reads `[system.standby]` of the system table `o`.
@@ -54,7 +64,6 @@ pub(crate) fn standby(d: &mut Diag, o: &Obj, base: &Path) -> Option<StandbyConfi
         }),
     };
     let hook_timeout = dur(d, "hook_timeout", DEFAULT_STANDBY_HOOK_TIMEOUT);
-    let tolerance = dur(d, "tolerance", std::time::Duration::from_secs(DEFAULT_TOLERANCE_SECS as u64));
     Some(StandbyConfig {
         path,
         fence,
@@ -63,6 +72,5 @@ pub(crate) fn standby(d: &mut Diag, o: &Obj, base: &Path) -> Option<StandbyConfi
         unfence,
         verify,
         hook_timeout,
-        tolerance: chrono::Duration::seconds(tolerance.as_secs() as i64),
     })
 }

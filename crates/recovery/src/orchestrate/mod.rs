@@ -87,6 +87,16 @@ pub fn prepare(
 ) -> Result<i64> {
     let snapshots = repo.snapshots()?;
     let sandbox = options.sandbox.as_ref().map(PathBuf::from);
+    // A recovery fails a system over to its standby when the standby can take over.
+    let mut fallbacks = Vec::new();
+    let mut failover = HashMap::new();
+    for s in plan.systems.iter().filter(|s| s.standby.is_some() && kind == RunKind::Recovery) {
+        let (ok, why) = crate::standby::can_take_over(state, s)?;
+        failover.insert(s.name.clone(), ok);
+        if !ok {
+            fallbacks.push(format!("{}: no healthy standby ({why}): restoring it instead", s.name));
+        }
+    }
     let systems: Vec<NewSystem> = crate::plan::order(plan)
         .flat()
         .map(|i| &plan.systems[i])
@@ -102,19 +112,28 @@ pub fn prepare(
                     )
                 }
             });
+            let fails_over = failover.get(&s.name).copied().unwrap_or(false);
             NewSystem {
                 name: s.name.clone(),
                 priority: s.priority.get(),
-                deadline_secs: s.deadline.map(|d| d.num_seconds()),
+                deadline_secs: if fails_over { Some(s.tolerance.num_seconds()) } else { s.deadline.map(|d| d.num_seconds()) },
                 snapshot: chosen.map(|(id, snap)| (id.to_hex(), snap.time)),
                 bytes_total: chosen.and_then(|(_, snap)| snap.summary.as_ref()).map(|x| x.bytes_total).unwrap_or(0),
-                target: target_for(s, sandbox.as_deref()).display().to_string(),
+                target: match (&s.standby, fails_over) {
+                    (Some(sb), true) => sb.path.display().to_string(),
+                    _ => target_for(s, sandbox.as_deref()).display().to_string(),
+                },
                 error,
+                failover: fails_over,
             }
         })
         .collect();
     let plan_path = plan.path.display().to_string();
-    state.create_recovery_run(kind, incident, &plan_path, &plan.name, clock_start, now, options, &systems)
+    let run = state.create_recovery_run(kind, incident, &plan_path, &plan.name, clock_start, now, options, &systems)?;
+    for text in fallbacks.into_iter().filter(|_| incident.is_some()) {
+        state.append_event(incident.unwrap_or_default(), now, &Event::Note { text })?;
+    }
+    Ok(run)
 }
 
 /// What the engine tells the outside world while it runs (the CLI prints it, the
@@ -183,6 +202,8 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
         ));
     }
     let drill = run.kind == RunKind::Drill;
+    let patched = crate::standby::failover_deadlines(plan, &records);
+    let plan = patched.as_ref().unwrap_or(plan);
     let mut queue = Queue::new(plan, phases.clone(), run.options.parallel);
     let (tx, rx) = unbounded::<Msg>();
     let mut live: HashMap<usize, Live> = HashMap::new();
@@ -309,6 +330,11 @@ fn handle(
                 (Some(v), m)
             } else {
                 (None, None)
+            };
+            let rec = state.run_system(run.id, &sys.name)?;
+            let (verdict, margin) = match rec.failover {
+                true => crate::standby::record_engine_failover(state, run, sys, &rec, ok, now, (verdict, margin))?,
+                false => (verdict, margin),
             };
             let phase = if ok { Phase::Done } else { Phase::Failed };
             state.finish_system(

@@ -165,6 +165,8 @@ pub(crate) mod tests {
             target: format!("/restore/{name}").into(),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             hooks: Hooks::default(),
+            standby: None,
+            tolerance: chrono::Duration::minutes(5),
         }
     }
 

@@ -38,6 +38,8 @@ fn plan(dir: &std::path::Path) -> Plan {
             target: dir.join("srv/db"),
             depends_on: vec![],
             hooks: Hooks::default(),
+            standby: None,
+            tolerance: chrono::Duration::minutes(5),
         }],
     }
 }

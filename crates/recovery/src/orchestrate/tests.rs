@@ -96,6 +96,8 @@ fn system(name: &str, priority: u8, deadline: Duration, target: &Path) -> PlanSy
         target: target.join(name),
         depends_on: vec![],
         hooks: Hooks::default(),
+        standby: None,
+        tolerance: chrono::Duration::minutes(5),
     }
 }
 

@@ -214,6 +214,8 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                 target: r.target.as_ref()?.0.clone(),
                 depends_on: r.depends_on.iter().map(|x| x.value.clone()).collect(),
                 hooks: r.hooks.clone(),
+                standby: s.standby.clone(),
+                tolerance: s.tolerance(),
             })
         }));
     }

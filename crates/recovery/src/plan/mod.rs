@@ -71,6 +71,11 @@ pub struct PlanSystem {
     pub target: PathBuf,
     pub depends_on: Vec<String>,
     pub hooks: Hooks,
+    /// From the config: its warm standby, which a recovery fails over to when it is
+    /// healthy (docs/STANDBY.md).
+    pub standby: Option<crate::config::StandbyConfig>,
+    /// From the config: the priority-3 tolerance on downtime and data loss.
+    pub tolerance: Duration,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`

@@ -9,7 +9,9 @@
 //! * `update`: keep a standby current after a good backup.
 //! * `switch`: failover, failback and failover drills, resumable after kill -9.
 //! * `health`: pure: is a standby stale, failed or healthy.
+//! * `engine`: a recovery run fails a system over instead of restoring it.
 
+pub mod engine;
 pub mod health;
 pub mod switch;
 pub mod update;
@@ -24,6 +26,7 @@ use crate::config::{StandbyConfig, SystemConfig};
 use crate::orchestrate::hooks::{run_with_retries, HookOutcome, HookRunner, HookStage};
 use crate::plan::Hook;
 
+pub use engine::{add_standby_hooks, can_take_over, failover_deadlines, record_engine_failover};
 pub use health::{health, Health};
 
 /// The system's newest complete snapshot (tagged `system:NAME`, not partial), taken

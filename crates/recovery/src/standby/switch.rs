@@ -101,7 +101,7 @@ impl Switch<'_> {
         let snap_time = row.snapshot_time.unwrap_or(now);
         let downtime = now - inc.clock_start();
         let data_loss = (inc.clock_start() - snap_time).max(Duration::zero());
-        let met = p3_met(downtime, data_loss, sb.tolerance);
+        let met = p3_met(downtime, data_loss, self.sys.tolerance());
         let (d, l) = (downtime.num_seconds(), data_loss.num_seconds());
         self.state.switch_finish(id, SwitchPhase::Done, now, Some(d), Some(l), Some(met), None)?;
         let ev = Event::FailedOver {
@@ -109,7 +109,7 @@ impl Switch<'_> {
             snapshot: row.snapshot.clone().unwrap_or_default(),
             downtime_secs: d,
             data_loss_secs: l,
-            tolerance_secs: sb.tolerance.num_seconds(),
+            tolerance_secs: self.sys.tolerance().num_seconds(),
             met,
         };
         state_mut.append_event(incident, now, &ev)?;

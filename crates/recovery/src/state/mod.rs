@@ -175,6 +175,8 @@ CREATE TABLE failovers (
     error TEXT
 );
 CREATE INDEX failovers_by_system ON failovers(system, id);
+-- A system of a recovery run that fails over to its standby instead of restoring.
+ALTER TABLE recovery_systems ADD COLUMN failover INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -439,6 +441,7 @@ mod tests {
             bytes_total: 0,
             target: "/srv".into(),
             error: None,
+            failover: false,
         };
         let systems = [sys("a"), sys("b")];
         s.create_recovery_run(RunKind::Drill, None, "p.toml", "p", now, now, &RunOptions::default(), &systems).unwrap()
