@@ -97,3 +97,24 @@ pub fn record_engine_failover(
     }
     Ok((Some(if met { Verdict::Met } else { Verdict::Missed }), Some(margin)))
 }
+
+/// What forecasts use for a system with a standby: its measured failovers (drills
+/// and real ones), the medians of the data step and of the switch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MeasuredFailover {
+    pub count: usize,
+    pub apply_secs: f64,
+    pub switch_secs: f64,
+}
+
+pub fn measured_failovers(state: &State, system: &str) -> Result<Option<MeasuredFailover>> {
+    let done: Vec<_> = state
+        .switches(Some(system))?
+        .into_iter()
+        .filter(|r| matches!(r.kind, SwitchKind::Failover | SwitchKind::Drill) && r.phase == SwitchPhase::Done)
+        .collect();
+    let secs = |v: Vec<u64>| crate::orchestrate::forecast::median(v.into_iter().map(|ms| ms as f64 / 1000.0).collect());
+    let apply = secs(done.iter().filter_map(|r| r.apply_ms).collect());
+    let switch = secs(done.iter().map(|r| r.switch_ms.unwrap_or(0)).collect());
+    Ok(apply.map(|a| MeasuredFailover { count: done.len(), apply_secs: a, switch_secs: switch.unwrap_or(0.0) }))
+}

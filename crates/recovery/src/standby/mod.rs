@@ -26,7 +26,9 @@ use crate::config::{StandbyConfig, SystemConfig};
 use crate::orchestrate::hooks::{run_with_retries, HookOutcome, HookRunner, HookStage};
 use crate::plan::Hook;
 
-pub use engine::{add_standby_hooks, can_take_over, failover_deadlines, record_engine_failover};
+pub use engine::{
+    add_standby_hooks, can_take_over, failover_deadlines, measured_failovers, record_engine_failover, MeasuredFailover,
+};
 pub use health::{health, Health};
 
 /// The system's newest complete snapshot (tagged `system:NAME`, not partial), taken
