@@ -376,3 +376,51 @@ fn a_recovery_fails_over_instead_of_restoring_and_judges_priority_3_on_the_measu
     let rep = site.kura(["report", "--incident", "1", "--format", "md"]).ok().stdout.clone();
     assert!(rep.contains("failover") && rep.contains("restore"), "{rep}");
 }
+
+/// A failover drill promotes nothing: a copy of the standby in the sandbox is
+/// brought to the newest snapshot and verified, timed against the tolerance; the
+/// forecast then uses that measured failover.
+#[test]
+fn a_failover_drill_measures_on_a_copy_and_the_forecast_uses_it() {
+    let base = tempfile::tempdir().unwrap();
+    let log = base.path().join("hooks.log");
+    let extra = format!("{}", hooks(&log, "")).replace(
+        "verify = ['test -f \"$KURA_STANDBY/ok.txt\"']",
+        &format!("verify = ['test -f \"$KURA_STANDBY/ok.txt\" && echo verify drill=$KURA_DRILL $KURA_STANDBY >> {}']", log.display()),
+    );
+    let site = Site::new(&extra);
+    fs::create_dir_all(&site.src).unwrap();
+    write(&site.src.join("ok.txt"), "service config\n");
+    write(&site.src.join("data.txt"), "v1\n");
+    let held = site.backup()["snapshot"].as_str().unwrap().to_string();
+    write(&site.src.join("data.txt"), "v2\n");
+    let newest = site.plain_backup();
+    let before = listing(&site.sb);
+
+    let sandbox = site.r.base().join("drill-sandbox");
+    let out = site.kura(["--json", "standby", "drill", "db", "--sandbox", s(&sandbox)]).ok().json();
+    let row = &out[0];
+    assert_eq!((row["kind"].as_str(), row["phase"].as_str()), (Some("drill"), Some("done")), "{out}");
+    assert_eq!(row["snapshot"].as_str(), Some(newest.as_str()));
+    assert_eq!(row["met"], true, "{out}");
+    assert!(row["apply_ms"].is_u64(), "{out}");
+    // The standby itself is untouched and nothing was promoted or fenced.
+    assert_eq!(listing(&site.sb), before);
+    assert_eq!(site.status()["snapshot"].as_str(), Some(held.as_str()));
+    let steps = fs::read_to_string(&log).unwrap();
+    assert!(steps.contains(&format!("verify drill=1 {}", sandbox.join("db").display())), "{steps}");
+    assert!(!steps.contains("promote") && !steps.contains("fence"), "{steps}");
+    assert!(!sandbox.join("db").exists(), "the sandbox copy was not removed");
+    site.kura(["standby", "drill"]).ok().stdout_has("within the tolerance");
+
+    let plan = site.r.base().join("plan.toml");
+    write(
+        &plan,
+        format!("name = 'p'\nconfig = '{}'\n\n[[system]]\nname = 'db'\ntarget = '{}'\n", site.cfg.display(), site.r.base().join("restore/db").display()),
+    );
+    let f = site.kura(["--json", "plan", "forecast", s(&plan)]).json();
+    let sys = &f["systems"][0];
+    assert_eq!(sys["throughput_source"]["kind"], "failovers", "{f}");
+    assert_eq!(sys["throughput_source"]["count"], 2, "{f}");
+    assert_eq!(sys["fits"], true, "{f}");
+}

@@ -9,8 +9,10 @@
 //! * `update`: keep a standby current after a good backup.
 //! * `switch`: failover, failback and failover drills, resumable after kill -9.
 //! * `health`: pure: is a standby stale, failed or healthy.
+//! * `drill`: failover drills in a sandbox, measured.
 //! * `engine`: a recovery run fails a system over instead of restoring it.
 
+pub mod drill;
 pub mod engine;
 pub mod health;
 pub mod switch;

@@ -18,6 +18,7 @@
 //! every step is idempotent and a file spread over several packs resumes from its
 //! temp file.
 
+pub mod copy;
 pub mod plan;
 
 use std::io::Write;
@@ -32,6 +33,7 @@ use crate::repo::snapshot::Snapshot;
 use crate::repo::Repository;
 use crate::restore::{RestoreOptions, RestoreSummary};
 use crate::types::FileId;
+pub use copy::copy_tree;
 pub use plan::{removals, DiskEntry, Kind, Wanted};
 
 /// The marker's name ends with this; it sits beside the synced directory.
