@@ -85,7 +85,8 @@ pub fn load_config(arg: &ConfigArg) -> Result<Config> {
         .clone()
         .or_else(|| ["kura.toml", "/etc/kura/kura.toml"].into_iter().map(PathBuf::from).find(|p| p.is_file()))
         .ok_or_else(|| anyhow!("no config: pass --config PATH or set KURA_CONFIG (docs/CONFIG.md)"))?;
-    kura::config::load(&path).map_err(|p| anyhow!("the config {} is not valid; nothing was changed:\n{p}", path.display()))
+    kura::config::load(&path)
+        .map_err(|p| anyhow!("the config {} is not valid; nothing was changed:\n{p}", path.display()))
 }
 
 pub fn system<'a>(cfg: &'a Config, name: &str) -> Result<&'a SystemConfig> {
@@ -160,7 +161,8 @@ fn drill(ctx: &Ctx, cfg: &Config, names: Vec<String>, sandbox: Option<PathBuf>, 
     let now = chrono::Utc::now;
     let mut rows = Vec::new();
     for sys in systems {
-        let res = standby::drill::drill(&state, &repo, sys, &dir, None, &ShellRunner, &now, &kura::progress::NoProgress);
+        let res =
+            standby::drill::drill(&state, &repo, sys, &dir, None, &ShellRunner, &now, &kura::progress::NoProgress);
         let (record, error) = match res {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(e.to_string())),
@@ -187,7 +189,10 @@ fn drill(ctx: &Ctx, cfg: &Config, names: Vec<String>, sandbox: Option<PathBuf>, 
     if ctx.json {
         output::print_json(&rows)?;
     } else {
-        println!("{:<16} {:>4}  {:<9}  {:>10}  {:>10}  {:>10}  {:>10}  RESULT", "SYSTEM", "PRIO", "SNAPSHOT", "ROLL-BACK", "SWITCH", "TOTAL", "TOLERANCE");
+        println!(
+            "{:<16} {:>4}  {:<9}  {:>10}  {:>10}  {:>10}  {:>10}  RESULT",
+            "SYSTEM", "PRIO", "SNAPSHOT", "ROLL-BACK", "SWITCH", "TOTAL", "TOLERANCE"
+        );
         for r in &rows {
             let Some(x) = &r.record else {
                 println!("{:<16} {:>4}  failed: {}", r.system, r.priority, r.error.as_deref().unwrap_or(""));
@@ -241,7 +246,10 @@ pub fn describe_update(system: &str, up: &Update) {
                 );
                 match verify_error {
                     None if *verify_ok => println!("verified"),
-                    _ => eprintln!("warning: standby of {system} FAILED verification: {}", verify_error.as_deref().unwrap_or("")),
+                    _ => eprintln!(
+                        "warning: standby of {system} FAILED verification: {}",
+                        verify_error.as_deref().unwrap_or("")
+                    ),
                 }
             }
             Update::Skipped { reason } => println!("standby of {system} not updated: {reason}"),
@@ -278,7 +286,13 @@ pub fn rows(cfg: &Config, state: &kura::state::State, repo: Option<&Repository>)
         let allowed = cfg.max_backup_age[sys.priority.get() as usize];
         let health = standby::health(rec.as_ref(), last, allowed);
         let lag = rec.as_ref().and_then(|r| standby::health::lag(r, last)).map(|l| l.num_seconds());
-        out.push(StandbyView { system: sys.name.clone(), path: sys.standby.as_ref().unwrap().path.clone(), rec, health, lag });
+        out.push(StandbyView {
+            system: sys.name.clone(),
+            path: sys.standby.as_ref().unwrap().path.clone(),
+            rec,
+            health,
+            lag,
+        });
     }
     Ok(out)
 }

@@ -386,7 +386,10 @@ fn a_failover_drill_measures_on_a_copy_and_the_forecast_uses_it() {
     let log = base.path().join("hooks.log");
     let extra = format!("{}", hooks(&log, "")).replace(
         "verify = ['test -f \"$KURA_STANDBY/ok.txt\"']",
-        &format!("verify = ['test -f \"$KURA_STANDBY/ok.txt\" && echo verify drill=$KURA_DRILL $KURA_STANDBY >> {}']", log.display()),
+        &format!(
+            "verify = ['test -f \"$KURA_STANDBY/ok.txt\" && echo verify drill=$KURA_DRILL $KURA_STANDBY >> {}']",
+            log.display()
+        ),
     );
     let site = Site::new(&extra);
     fs::create_dir_all(&site.src).unwrap();
@@ -416,7 +419,11 @@ fn a_failover_drill_measures_on_a_copy_and_the_forecast_uses_it() {
     let plan = site.r.base().join("plan.toml");
     write(
         &plan,
-        format!("name = 'p'\nconfig = '{}'\n\n[[system]]\nname = 'db'\ntarget = '{}'\n", site.cfg.display(), site.r.base().join("restore/db").display()),
+        format!(
+            "name = 'p'\nconfig = '{}'\n\n[[system]]\nname = 'db'\ntarget = '{}'\n",
+            site.cfg.display(),
+            site.r.base().join("restore/db").display()
+        ),
     );
     let f = site.kura(["--json", "plan", "forecast", s(&plan)]).json();
     let sys = &f["systems"][0];

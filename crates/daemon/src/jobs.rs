@@ -293,7 +293,8 @@ fn backup(cfg: &Config, state_path: &Path, req: &RunRequest, progress: &JobProgr
     let summary = out.snapshot.summary.clone().unwrap_or_default();
     let mut warnings = out.warnings.clone();
     warnings.truncate(50);
-    let mut detail = serde_json::json!({ "summary": summary, "warnings": warnings, "warnings_total": out.warnings.len() });
+    let mut detail =
+        serde_json::json!({ "summary": summary, "warnings": warnings, "warnings_total": out.warnings.len() });
     // After a good backup, the system's standby is brought to it (docs/STANDBY.md).
     let standby_error = if out.snapshot.partial { None } else { keep_standby(sys, &repo, state_path, &mut detail) };
     Ok(RunOutput {

@@ -92,10 +92,17 @@ fn systems(reg: &mut Registry, systems: &[SystemStatus]) {
 /// Warm standbys (docs/STANDBY.md): lag, health, last verification.
 fn standbys(reg: &mut Registry, systems: &[SystemStatus]) {
     let lag = gauges(reg, "kura_standby_lag_seconds", "How far the standby is behind the system's last good backup");
-    let healthy = gauges(reg, "kura_standby_healthy", "1 when the standby can take over (holds a recent, verified snapshot)");
-    let health = gauges(reg, "kura_standby_health", "1 for the standby's health (healthy, stale, failed, empty, applying, serving)");
-    let verify = gauges(reg, "kura_standby_verify_ok", "1 when the standby's last verification passed, 0 when it failed");
-    let applied = gauges(reg, "kura_standby_applied_timestamp_seconds", "When the standby was last brought to a snapshot");
+    let healthy =
+        gauges(reg, "kura_standby_healthy", "1 when the standby can take over (holds a recent, verified snapshot)");
+    let health = gauges(
+        reg,
+        "kura_standby_health",
+        "1 for the standby's health (healthy, stale, failed, empty, applying, serving)",
+    );
+    let verify =
+        gauges(reg, "kura_standby_verify_ok", "1 when the standby's last verification passed, 0 when it failed");
+    let applied =
+        gauges(reg, "kura_standby_applied_timestamp_seconds", "When the standby was last brought to a snapshot");
     for s in systems {
         let Some(b) = &s.standby else { continue };
         let l = labels(&[("system", &s.name)]);

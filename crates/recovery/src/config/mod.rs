@@ -191,9 +191,9 @@ mod parse;
 mod standby;
 pub(crate) mod tree;
 
-pub use standby::{StandbyConfig, DEFAULT_STANDBY_HOOK_TIMEOUT, DEFAULT_TOLERANCE_SECS};
 pub use error::{DurationError, RangeError, ScheduleError};
 pub use parse::{load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
+pub use standby::{StandbyConfig, DEFAULT_STANDBY_HOOK_TIMEOUT, DEFAULT_TOLERANCE_SECS};
 pub use tree::{format_duration, parse_duration};
 
 impl Config {

@@ -18,8 +18,19 @@ use crate::plan::problems::Severity;
 const TOP: &[&str] =
     &["repository", "remote", "state", "catch_up", "deadlines", "max_backup_age", "system", "jobs", "notify", "http"];
 const REPO: &[&str] = &["location", "password_file"];
-const SYSTEM: &[&str] =
-    &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout", "standby", "tolerance"];
+const SYSTEM: &[&str] = &[
+    "name",
+    "priority",
+    "host",
+    "paths",
+    "exclude",
+    "schedule",
+    "command",
+    "stdin_filename",
+    "command_timeout",
+    "standby",
+    "tolerance",
+];
 const JOBS: &[&str] = &["replicate", "prune", "check", "drill"];
 const PRIORITY_KEYS: &[&str] = &["p3", "p2", "p1", "p0"];
 
@@ -262,10 +273,24 @@ fn system(d: &mut Diag, o: &Obj, base: &Path) -> Option<SystemConfig> {
     if let (Some(sb), [p]) = (&standby, paths.as_slice()) {
         if sb.path.starts_with(p) || p.starts_with(&sb.path) {
             let at = o.get("standby").map_or(o.line, |e| e.line);
-            d.error(at, &o.field("standby.path"), "the standby must be outside the system's paths, and not contain them");
+            d.error(
+                at,
+                &o.field("standby.path"),
+                "the standby must be outside the system's paths, and not contain them",
+            );
         }
     }
-    Some(SystemConfig { name: name?.value, priority: priority?, host, paths, excludes, schedule, stream, standby, tolerance })
+    Some(SystemConfig {
+        name: name?.value,
+        priority: priority?,
+        host,
+        paths,
+        excludes,
+        schedule,
+        stream,
+        standby,
+        tolerance,
+    })
 }
 
 /// `paths`: required unless the system backs up a command's output (`has_command`).

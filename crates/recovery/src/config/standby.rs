@@ -64,13 +64,5 @@ pub(crate) fn standby(d: &mut Diag, o: &Obj, base: &Path) -> Option<StandbyConfi
         }),
     };
     let hook_timeout = dur(d, "hook_timeout", DEFAULT_STANDBY_HOOK_TIMEOUT);
-    Some(StandbyConfig {
-        path,
-        fence,
-        promote,
-        demote,
-        unfence,
-        verify,
-        hook_timeout,
-    })
+    Some(StandbyConfig { path, fence, promote, demote, unfence, verify, hook_timeout })
 }

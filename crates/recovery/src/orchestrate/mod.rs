@@ -116,7 +116,11 @@ pub fn prepare(
             NewSystem {
                 name: s.name.clone(),
                 priority: s.priority.get(),
-                deadline_secs: if fails_over { Some(s.tolerance.num_seconds()) } else { s.deadline.map(|d| d.num_seconds()) },
+                deadline_secs: if fails_over {
+                    Some(s.tolerance.num_seconds())
+                } else {
+                    s.deadline.map(|d| d.num_seconds())
+                },
                 snapshot: chosen.map(|(id, snap)| (id.to_hex(), snap.time)),
                 bytes_total: chosen.and_then(|(_, snap)| snap.summary.as_ref()).map(|x| x.bytes_total).unwrap_or(0),
                 target: match (&s.standby, fails_over) {

@@ -246,13 +246,21 @@ impl SystemJob<'_> {
             .map_err(|cause| SystemFailure::Snapshot { snapshot: snap_hex.clone(), cause })?;
         let subpath = self.sys.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
         let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
-        let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads, reuse_existing: false };
+        let opts = RestoreOptions {
+            target,
+            subpath,
+            includes: vec![],
+            verify: true,
+            threads: self.threads,
+            reuse_existing: false,
+        };
         let progress =
             ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
         let started = Instant::now();
         let sum = if self.rec.failover {
             // The standby is brought to the snapshot by difference, then promoted.
-            let sync = kura_store::sync::SyncOptions { target: opts.target, subpath: opts.subpath, threads: opts.threads };
+            let sync =
+                kura_store::sync::SyncOptions { target: opts.target, subpath: opts.subpath, threads: opts.threads };
             kura_store::sync::apply(self.repo, &id, &snap, &sync, &progress).map(|s| s.restore)
         } else {
             kura_store::restore::run(self.repo, &id, &snap, &opts, &progress)

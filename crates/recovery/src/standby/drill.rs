@@ -49,9 +49,9 @@ pub fn drill(
     }
     let (sid, snap) = match snapshot {
         Some(s) => s,
-        None => newest_snapshot(&repo.snapshots()?, sys, None)
-            .cloned()
-            .ok_or_else(|| Error::invalid(format!("system {}", sys.name), format!("no snapshot tagged {}", sys.tag())))?,
+        None => newest_snapshot(&repo.snapshots()?, sys, None).cloned().ok_or_else(|| {
+            Error::invalid(format!("system {}", sys.name), format!("no snapshot tagged {}", sys.tag()))
+        })?,
     };
     let id = state.switch_open(&sys.name, SwitchKind::Drill, None, SwitchPhase::Apply, now())?;
     state.switch_snapshot(id, &sid.to_hex(), snap.time)?;

@@ -78,7 +78,13 @@ pub fn record_engine_failover(
     state.standby_applying(&sys.name, &path, &snap)?;
     state.standby_applied(&sys.name, &snap, snap_time, now, rec.restore_ms.unwrap_or(0), rec.bytes)?;
     state.standby_set_serving(&sys.name, true)?;
-    let id = state.switch_open(&sys.name, SwitchKind::Failover, run.incident, SwitchPhase::Verify, rec.started_at.unwrap_or(now))?;
+    let id = state.switch_open(
+        &sys.name,
+        SwitchKind::Failover,
+        run.incident,
+        SwitchPhase::Verify,
+        rec.started_at.unwrap_or(now),
+    )?;
     state.switch_snapshot(id, &snap, snap_time)?;
     let hooks_ms: u64 = rec.hooks.iter().map(|h| h.duration_ms).sum();
     state.switch_times(id, rec.restore_ms, Some(hooks_ms))?;

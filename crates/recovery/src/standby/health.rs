@@ -70,11 +70,7 @@ impl Health {
     }
 }
 
-pub fn health(
-    rec: Option<&StandbyRecord>,
-    last_backup: Option<DateTime<Utc>>,
-    allowed: Option<Duration>,
-) -> Health {
+pub fn health(rec: Option<&StandbyRecord>, last_backup: Option<DateTime<Utc>>, allowed: Option<Duration>) -> Health {
     let Some(rec) = rec else { return Health::Empty };
     match rec.state {
         StandbyState::Serving => return Health::Serving,

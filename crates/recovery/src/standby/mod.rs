@@ -122,5 +122,9 @@ pub fn hook_failure(what: &str, o: &HookOutcome) -> String {
         format!("exit code {}", o.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))
     };
     let tail = o.output.lines().last().unwrap_or("");
-    format!("{what} hook `{}` failed ({why}){}", o.command, if tail.is_empty() { String::new() } else { format!(": {tail}") })
+    format!(
+        "{what} hook `{}` failed ({why}){}",
+        o.command,
+        if tail.is_empty() { String::new() } else { format!(": {tail}") }
+    )
 }

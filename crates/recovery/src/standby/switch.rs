@@ -116,12 +116,7 @@ impl Switch<'_> {
         self.state.switch(id)
     }
 
-    fn failover_steps(
-        &self,
-        sb: &StandbyConfig,
-        row: &SwitchRecord,
-        compromised: Option<DateTime<Utc>>,
-    ) -> Result<()> {
+    fn failover_steps(&self, sb: &StandbyConfig, row: &SwitchRecord, compromised: Option<DateTime<Utc>>) -> Result<()> {
         let (id, mut phase) = (row.id, row.phase);
         let snap_hint = row.snapshot.clone().unwrap_or_default();
         if phase <= SwitchPhase::Fence {
@@ -136,7 +131,9 @@ impl Switch<'_> {
                 Error::invalid(
                     format!("system {}", self.sys.name),
                     match compromised {
-                        Some(c) => format!("no complete snapshot tagged {} taken before the compromise ({c})", self.sys.tag()),
+                        Some(c) => {
+                            format!("no complete snapshot tagged {} taken before the compromise ({c})", self.sys.tag())
+                        }
                         None => format!("no complete snapshot tagged {}", self.sys.tag()),
                     },
                 )
@@ -169,7 +166,12 @@ impl Switch<'_> {
     }
 
     /// The standby brought to the snapshot unless it holds it completely already.
-    fn bring_standby(&self, sb: &StandbyConfig, sid: &FileId, snap: &kura_store::repo::snapshot::Snapshot) -> Result<()> {
+    fn bring_standby(
+        &self,
+        sb: &StandbyConfig,
+        sid: &FileId,
+        snap: &kura_store::repo::snapshot::Snapshot,
+    ) -> Result<()> {
         if kura_store::sync::held(&sb.path)? == Some(*sid) {
             return Ok(());
         }
@@ -197,7 +199,8 @@ impl Switch<'_> {
         self.state.standby_set_serving(&self.sys.name, false)?;
         let row = self.state.switch(id)?;
         if let Some(inc) = row.incident {
-            let ev = Event::FailedBack { system: self.sys.name.clone(), snapshot: row.snapshot.clone().unwrap_or_default() };
+            let ev =
+                Event::FailedBack { system: self.sys.name.clone(), snapshot: row.snapshot.clone().unwrap_or_default() };
             state_mut.append_event(inc, now, &ev)?;
         }
         Ok(row)
@@ -239,7 +242,8 @@ impl Switch<'_> {
         let (sid, snap) = self.repo.find_snapshot(&hex)?;
         if phase <= SwitchPhase::Apply {
             let t = Instant::now();
-            let opts = kura_store::sync::SyncOptions { target: primary.to_path_buf(), subpath: subpath(&snap), threads: None };
+            let opts =
+                kura_store::sync::SyncOptions { target: primary.to_path_buf(), subpath: subpath(&snap), threads: None };
             kura_store::sync::apply(self.repo, &sid, &snap, &opts, self.progress)?;
             // The standby holds that snapshot too: recorded (nothing is rewritten).
             bring_to(self.state, self.repo, self.sys, sb, &sid, &snap, self.progress)?;

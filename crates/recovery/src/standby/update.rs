@@ -25,7 +25,13 @@ use crate::state::State;
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Update {
     /// Brought to `snapshot`; `verify_ok` is false when a verify hook failed.
-    Applied { snapshot: String, sync: SyncSummary, verify: Vec<HookOutcome>, verify_ok: bool, verify_error: Option<String> },
+    Applied {
+        snapshot: String,
+        sync: SyncSummary,
+        verify: Vec<HookOutcome>,
+        verify_ok: bool,
+        verify_error: Option<String>,
+    },
     /// Not touched, and why (it serves in the primary's place; no snapshot yet).
     Skipped { reason: String },
 }

@@ -125,7 +125,8 @@ fn standby_row(r: &Row) -> rusqlite::Result<Result<StandbyRecord>> {
 fn switch_row(r: &Row) -> rusqlite::Result<Result<SwitchRecord>> {
     let at = RowRef { table: "failovers", row: r.get("id")? };
     let (kind, phase): (String, String) = (r.get("kind")?, r.get("phase")?);
-    let times: (String, Option<String>, Option<String>) = (r.get("started_at")?, r.get("ended_at")?, r.get("snapshot_time")?);
+    let times: (String, Option<String>, Option<String>) =
+        (r.get("started_at")?, r.get("ended_at")?, r.get("snapshot_time")?);
     let base = (
         r.get::<_, i64>("id")?,
         r.get::<_, String>("system")?,
@@ -276,7 +277,9 @@ impl State {
     }
 
     pub fn switch(&self, id: i64) -> Result<SwitchRecord> {
-        self.conn.query_row("SELECT * FROM failovers WHERE id = ?1", [id], switch_row).map_err(|e| db_err(self.path(), e))?
+        self.conn
+            .query_row("SELECT * FROM failovers WHERE id = ?1", [id], switch_row)
+            .map_err(|e| db_err(self.path(), e))?
     }
 
     /// Every failover, failback and drill, oldest first (of one system, if given).

@@ -25,14 +25,23 @@ use crate::error::{Error, Result};
 use crate::types::BlobId;
 
 /// The blobs an old file holds: id -> (offset, length), the first place each occurs.
-pub(super) fn old_blocks(key: &MasterKey, chunker: &Chunker, mut f: &File, shown: &Path) -> Result<HashMap<BlobId, (u64, u64)>> {
+pub(super) fn old_blocks(
+    key: &MasterKey,
+    chunker: &Chunker,
+    mut f: &File,
+    shown: &Path,
+) -> Result<HashMap<BlobId, (u64, u64)>> {
     let max = chunker.params().max as usize;
     let mut buf: Vec<u8> = Vec::with_capacity(2 * max);
     let (mut eof, mut at) = (false, 0u64);
     let mut out = HashMap::new();
     loop {
         while !eof && buf.len() < max {
-            let n = f.by_ref().take((max - buf.len()) as u64 + (1 << 20)).read_to_end(&mut buf).map_err(|e| Error::io(shown, e))?;
+            let n = f
+                .by_ref()
+                .take((max - buf.len()) as u64 + (1 << 20))
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(shown, e))?;
             eof = n == 0;
         }
         let Some(cut) = chunker.find_cut(&buf, eof) else { break };
@@ -49,9 +58,7 @@ pub(super) fn copy_range(src: &File, from: u64, dst: &File, to: u64, len: u64, s
     let (mut off_in, mut off_out, mut left) = (from as i64, to as i64, len as usize);
     while left > 0 {
         // SAFETY: both descriptors are open; the offsets are valid pointers.
-        let n = unsafe {
-            libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, left, 0)
-        };
+        let n = unsafe { libc::copy_file_range(src.as_raw_fd(), &mut off_in, dst.as_raw_fd(), &mut off_out, left, 0) };
         if n <= 0 {
             break; // not supported here (or a short source): the buffer path below
         }

@@ -131,7 +131,12 @@ pub fn write_marker(dir: &Path, m: &Marker) -> Result<()> {
     let _ = std::fs::remove_file(&tmp);
     let mut f = {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| Error::io(&tmp, e))?
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?
     };
     f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;

@@ -130,8 +130,11 @@ pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOpt
             None => (undrilled.secs(&shape), ThroughputSource::Default),
         };
         let mut overhead_secs = overhead_secs;
-        if let Some(m) = s.standby.as_ref().map(|_| crate::standby::measured_failovers(state, &s.name)).transpose()?.flatten() {
-            (restore_secs, overhead_secs, source) = (m.apply_secs, m.switch_secs, ThroughputSource::Failovers { count: m.count });
+        if let Some(m) =
+            s.standby.as_ref().map(|_| crate::standby::measured_failovers(state, &s.name)).transpose()?.flatten()
+        {
+            (restore_secs, overhead_secs, source) =
+                (m.apply_secs, m.switch_secs, ThroughputSource::Failovers { count: m.count });
         }
         inputs.push(SystemInput { shape, restore_secs, source, overhead_secs, confidence });
     }
