@@ -384,7 +384,7 @@ fn a_recovery_fails_over_instead_of_restoring_and_judges_priority_3_on_the_measu
 fn a_failover_drill_measures_on_a_copy_and_the_forecast_uses_it() {
     let base = tempfile::tempdir().unwrap();
     let log = base.path().join("hooks.log");
-    let extra = format!("{}", hooks(&log, "")).replace(
+    let extra = hooks(&log, "").replace(
         "verify = ['test -f \"$KURA_STANDBY/ok.txt\"']",
         &format!(
             "verify = ['test -f \"$KURA_STANDBY/ok.txt\" && echo verify drill=$KURA_DRILL $KURA_STANDBY >> {}']",

@@ -27,7 +27,7 @@ pub enum Update {
     /// Brought to `snapshot`; `verify_ok` is false when a verify hook failed.
     Applied {
         snapshot: String,
-        sync: SyncSummary,
+        sync: Box<SyncSummary>,
         verify: Vec<HookOutcome>,
         verify_ok: bool,
         verify_error: Option<String>,
@@ -81,7 +81,7 @@ pub fn apply(
 ) -> Result<Update> {
     let sync = bring_to(state, repo, sys, sb, id, snap, progress)?;
     let (verify, verify_ok, verify_error) = verify(state, sys, sb, &id.to_hex(), runner, now(), false)?;
-    Ok(Update::Applied { snapshot: id.to_hex(), sync, verify, verify_ok, verify_error })
+    Ok(Update::Applied { snapshot: id.to_hex(), sync: Box::new(sync), verify, verify_ok, verify_error })
 }
 
 /// The data step alone: the standby brought to `id` by difference, recorded
