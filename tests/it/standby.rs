@@ -431,3 +431,27 @@ fn a_failover_drill_measures_on_a_copy_and_the_forecast_uses_it() {
     assert_eq!(sys["throughput_source"]["count"], 2, "{f}");
     assert_eq!(sys["fits"], true, "{f}");
 }
+
+/// Bad input: each error names what is wrong and what to do, exits 2, and changes nothing.
+#[test]
+fn bad_input_is_refused_with_a_clear_error() {
+    let site = Site::new("");
+    fs::create_dir_all(&site.src).unwrap();
+    write(&site.src.join("a"), "a\n");
+    site.backup();
+    let before = listing(&site.sb);
+    site.kura(["standby", "apply", "nosuch"]).code(2).stderr_has("no system \"nosuch\"").stderr_has("it declares: db");
+    site.kura(["failover", "db", "--incident", "99"]).code(2).stderr_has("incident 99");
+    let cfg = fs::read_to_string(&site.cfg).unwrap();
+    write(&site.cfg, format!("{cfg}\n[[system]]\nname = 'web'\npriority = 2\npaths = ['{}']\n", site.src.display()));
+    site.kura(["failback", "web"]).code(2).stderr_has("has no standby: add a [system.standby]");
+    // A marker that is not kura's is named, with what to do.
+    let marker = site.sb.with_file_name(".db.kura-standby");
+    write(&marker, "garbage");
+    site.kura(["standby", "apply", "db"]).code(2).stderr_has(".db.kura-standby").stderr_has("remove it");
+    assert_eq!(listing(&site.sb), before);
+    // Removed as told, the next apply puts it right.
+    fs::remove_file(&marker).unwrap();
+    site.kura(["standby", "apply", "db"]).ok();
+    assert_same_tree(&site.src, &site.sb, FULL);
+}
