@@ -92,6 +92,13 @@ pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOpt
     // A system never drilled: the learned costs, at the given throughput if one is.
     let undrilled = opts.throughput.map_or(costs, |t| costs.with_throughput(t));
     let (mut inputs, mut warnings) = (vec![], vec![]);
+    // A readiness view: a priority-3 system without a standby cannot meet its deadline.
+    for s in plan.systems.iter().filter(|s| s.priority.get() == 3 && s.standby.is_none()) {
+        warnings.push(format!(
+            "{}: priority 3 (must not stop) without a standby: a restore cannot meet its deadline (docs/STANDBY.md)",
+            s.name
+        ));
+    }
     let mut disk: BTreeMap<String, u64> = BTreeMap::new();
     let mut blobs: HashMap<BlobId, u32> = HashMap::new();
     let mut packs: HashSet<PackId> = HashSet::new();
