@@ -134,6 +134,10 @@ pub fn prepare(
         .collect();
     let plan_path = plan.path.display().to_string();
     let run = state.create_recovery_run(kind, incident, &plan_path, &plan.name, clock_start, now, options, &systems)?;
+    // A standby about to be rolled to the run's snapshot holds no snapshot completely until it is done.
+    for s in systems.iter().filter(|s| s.failover) {
+        state.standby_applying(&s.name, &s.target, &s.snapshot.as_ref().map(|x| x.0.clone()).unwrap_or_default())?;
+    }
     for text in fallbacks.into_iter().filter(|_| incident.is_some()) {
         state.append_event(incident.unwrap_or_default(), now, &Event::Note { text })?;
     }
