@@ -88,7 +88,7 @@ fn cut_middle(p: &Path, cut: usize) {
 #[test]
 fn backups_keep_the_standby_current_byte_for_byte() {
     let site = Site::new("");
-    sample_tree(&site.src, 12 << 20);
+    sample_tree(&site.src, 24 << 20);
     let first = site.backup();
     let sb1 = &first["standby"];
     assert_eq!(sb1["outcome"], "applied", "{first}");
@@ -112,11 +112,12 @@ fn backups_keep_the_standby_current_byte_for_byte() {
     assert_eq!(up["outcome"], "applied", "{second}");
     assert_same_tree(&site.src, &site.sb, FULL);
     let sync = &up["sync"];
-    // The cut file is rebuilt from its old blocks (chunks average 1 MiB): most of
-    // its 12 MiB is not fetched.
+    // The cut file is rebuilt from its old blocks: at most the two chunks around the
+    // cut (chunks are at most 4 MiB; where they fall depends on the repository's
+    // chunker seed) are fetched, the rest of its 24 MiB is reused.
     assert!(num(sync, "files_reused") >= 1, "{sync}");
-    assert!(num(sync, "bytes_reused") > 8_000_000, "{sync}");
-    assert!(num(sync, "bytes_written") < 4_500_000, "fetched too much: {sync}");
+    assert!(num(sync, "bytes_reused") > 14_000_000, "{sync}");
+    assert!(num(sync, "bytes_written") < 9_500_000, "fetched too much: {sync}");
     assert!(num(sync, "removed") >= 3, "{sync}");
     assert!(num(sync, "files_unchanged") >= 4, "{sync}");
 
