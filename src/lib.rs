@@ -15,10 +15,10 @@ pub use kura_agent as agent;
 pub use kura_daemon as daemon;
 pub use kura_fleet as fleet;
 pub use kura_recovery::fleet_dir;
-pub use kura_recovery::{config, detect, human, incident, notify, orchestrate, plan, report, schedule, state};
+pub use kura_recovery::{config, detect, human, incident, notify, orchestrate, plan, report, schedule, standby, state};
 pub use kura_store::{
     backend, backup, check, chunk, clock, compress, crypto, diff, dump, find, forget, host_name, mount, pathmatch,
-    progress, prune, repair, replicate, repo, restore, signals, types, user_name,
+    progress, prune, repair, replicate, repo, restore, signals, sync, types, user_name,
 };
 pub use kura_store::{error, Error, Result};
 

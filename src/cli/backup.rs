@@ -11,8 +11,14 @@ use super::{output, Ctx, EXIT_PARTIAL};
 #[derive(clap::Args)]
 pub struct Args {
     /// Files and directories to back up; with --stdin-from-command, the command and its arguments (after `--`)
-    #[arg(required_unless_present = "stdin")]
+    #[arg(required_unless_present_any = ["stdin", "system"])]
     paths: Vec<PathBuf>,
+    /// Back up a system of the config (its paths, excludes, host and tag), then bring
+    /// its standby, if it has one, to the new snapshot (docs/STANDBY.md)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["paths", "stdin", "stdin_from_command"])]
+    system: Option<String>,
+    #[command(flatten)]
+    config: super::standby::ConfigArg,
     /// Run the command given after `--` (no shell) and back up its stdout as the file /NAME;
     /// if the command fails, no snapshot is written and kura exits 1
     #[arg(long, conflicts_with = "stdin")]
@@ -55,7 +61,24 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
         Some(f) => Some(std::sync::Arc::new(kura::signals::names::NamePatterns::load(f)?)),
         None => None,
     };
-    let repo = ctx.open()?;
+    let system = match &a.system {
+        Some(name) => {
+            let cfg = super::standby::load_config(&a.config)?;
+            let sys = super::standby::system(&cfg, name)?.clone();
+            let repo = super::standby::open_repo(ctx, &cfg)?;
+            a.paths = sys.paths.clone();
+            a.tags.push(sys.tag());
+            a.excludes.extend(sys.excludes.iter().cloned());
+            a.host = a.host.take().or(sys.host.clone());
+            Some((sys, repo))
+        }
+        None => None,
+    };
+    let stream = stream.or_else(|| system.as_ref().and_then(|(s, _)| s.stream.clone()));
+    let repo = match &system {
+        Some((_, r)) => r.clone(),
+        None => ctx.open()?,
+    };
     let opts = BackupOptions {
         names,
         no_signals: a.no_signals,
@@ -91,7 +114,16 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
         }
         r => r?,
     };
-    print_outcome(ctx, &out)
+    // After a good backup of a system, its standby is brought to it.
+    let standby = match (&system, out.snapshot.partial) {
+        (Some((sys, repo)), false) => super::standby::after_backup(ctx, sys, repo)?,
+        _ => None,
+    };
+    let code = print_outcome(ctx, &out, standby.as_ref())?;
+    match &standby {
+        Some(up) if up.verify_failed() => Ok(ExitCode::from(EXIT_PARTIAL)),
+        _ => Ok(code),
+    }
 }
 
 /// The stream to back up, from --stdin / --stdin-from-command (the positional
@@ -114,7 +146,11 @@ fn stream_source(a: &mut Args) -> Result<Option<StreamSource>> {
     Ok(Some(StreamSource { filename: a.stdin_filename.clone(), input, timeout: a.command_timeout }))
 }
 
-fn print_outcome(ctx: &Ctx, out: &backup::BackupOutcome) -> Result<ExitCode> {
+fn print_outcome(
+    ctx: &Ctx,
+    out: &backup::BackupOutcome,
+    standby: Option<&kura::standby::update::Update>,
+) -> Result<ExitCode> {
     let s = out.snapshot.summary.clone().unwrap_or_default();
     if ctx.json {
         output::print_json(&serde_json::json!({
@@ -123,6 +159,7 @@ fn print_outcome(ctx: &Ctx, out: &backup::BackupOutcome) -> Result<ExitCode> {
             "parent": out.snapshot.parent.map(|p| p.to_hex()),
             "summary": s,
             "warnings": out.warnings,
+            "standby": standby,
         }))?;
     } else {
         println!(
@@ -144,8 +181,16 @@ fn print_outcome(ctx: &Ctx, out: &backup::BackupOutcome) -> Result<ExitCode> {
             s.blobs_added
         );
         println!("took:   {}", output::duration_ms(s.duration_ms));
+        if let Some(up) = standby {
+            super::standby::describe_update(&up_name(out), up);
+        }
     }
     Ok(if out.snapshot.partial { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
+}
+
+/// The system a backup was for (its `system:` tag), for messages.
+fn up_name(out: &backup::BackupOutcome) -> String {
+    out.snapshot.tags.iter().find_map(|t| t.strip_prefix("system:")).unwrap_or("").to_string()
 }
 
 /// A positive duration (`0` would kill every command at once).

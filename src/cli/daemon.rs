@@ -276,13 +276,41 @@ pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         Reply::Status(s) => *s,
         _ => anyhow::bail!("the daemon answered a status request with something else"),
     };
-    let any_late = st.systems.iter().any(|s| s.late);
+    let any_late = st.systems.iter().any(|s| s.late || s.standby.as_ref().is_some_and(|b| b.health.is_alert()));
     if ctx.json {
         output::print_json(&st)?;
     } else {
         print_status(&st);
     }
     Ok(if any_late { ExitCode::from(EXIT_PARTIAL) } else { ExitCode::SUCCESS })
+}
+
+/// The standbys: what each holds, its lag and last verification, its health.
+fn print_standbys(st: &Status) {
+    let with: Vec<_> = st.systems.iter().filter_map(|s| s.standby.as_ref().map(|b| (s, b))).collect();
+    if with.is_empty() {
+        return;
+    }
+    println!();
+    println!("{:<20} {:<9}  {:<19}  {:>12}  {:<8}  HEALTH", "STANDBY OF", "HOLDS", "APPLIED", "LAG", "VERIFY");
+    for (s, b) in with {
+        let health = match b.health.alert_message(&s.name) {
+            Some(m) => m,
+            None => b.health.kind().to_string(),
+        };
+        println!(
+            "{:<20} {:<9}  {:<19}  {:>12}  {:<8}  {health}",
+            s.name,
+            b.snapshot.as_deref().map(|x| &x[..8]).unwrap_or("-"),
+            local(b.applied_at),
+            secs(b.lag_secs),
+            match b.verify_ok {
+                Some(true) => "ok",
+                Some(false) => "FAILED",
+                None => "-",
+            }
+        );
+    }
 }
 
 fn print_status(st: &Status) {
@@ -324,6 +352,7 @@ fn print_status(st: &Status) {
             println!("{:<20} LATE: {why}", "");
         }
     }
+    print_standbys(st);
     if !st.jobs.is_empty() {
         println!();
         println!("{:<12} {:<19}  {:<11}  NEXT RUN", "JOB", "LAST RUN", "OUTCOME");

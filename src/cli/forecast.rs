@@ -76,6 +76,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             let src = match r.throughput_source {
                 ThroughputSource::Drills { count } => format!("{count} drill{}", if count == 1 { "" } else { "s" }),
                 ThroughputSource::Default => "model".into(),
+                ThroughputSource::Failovers { count } => {
+                    format!("{count} measured failover{}", if count == 1 { "" } else { "s" })
+                }
             };
             println!(
                 "{:<16} {:>3} {:>10} {:>10}/s {:>10} {:>10} {:>9}  {} ({src})",

@@ -31,6 +31,7 @@ mod restore;
 mod scan;
 mod signals;
 mod snapshots;
+mod standby;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -109,6 +110,12 @@ enum Command {
     /// Run a plan as a drill into a sandbox; list, show and review drills
     #[command(subcommand)]
     Drill(drill::DrillCommand),
+    /// Warm standbys: bring one to a snapshot by difference, show each one's state
+    Standby(standby::Args),
+    /// Fail a system over to its standby for an incident (fence, roll back by difference, promote, verify)
+    Failover(standby::FailoverArgs),
+    /// Bring a rebuilt primary back from its standby (demote, back up, apply by difference, unfence)
+    Failback(standby::FailbackArgs),
     /// Recovery-time compliance report for an incident, a drill or a period (md, html, json, csv)
     Report(report::Args),
     /// Check a config file (kura.toml) without starting anything
@@ -345,6 +352,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Coordinator(c) => coordinator::run(&ctx, c),
         Command::Report(a) => report::run(&ctx, a),
+        Command::Standby(a) => standby::run(&ctx, a),
+        Command::Failover(a) => standby::failover(&ctx, a),
+        Command::Failback(a) => standby::failback(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Plan(p) => plan::run(&ctx, p),
         Command::Daemon(a) => daemon::daemon(&ctx, a),

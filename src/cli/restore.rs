@@ -36,7 +36,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         None => (a.snapshot.clone(), None),
     };
     let (id, snap) = repo.find_snapshot_matching(&query, &a.filter.filter())?;
-    let opts = RestoreOptions { target: a.target, subpath, includes: a.includes, verify: a.verify, threads: None };
+    let opts = RestoreOptions {
+        target: a.target,
+        subpath,
+        includes: a.includes,
+        verify: a.verify,
+        threads: None,
+        reuse_existing: false,
+    };
     let bar = output::Bar::new(ctx.show_progress(), "restoring");
     let res = restore::run(&repo, &id, &snap, &opts, &bar);
     bar.finish();

@@ -44,7 +44,8 @@ impl Setup {
     fn good(&self) -> String {
         format!(
             "[repository]\nlocation = \"repo\"\npassword_file = \"pass\"\n\n\
-             [[system]]\nname = \"db\"\npriority = 3\npaths = [\"{}\"]\nschedule = \"*/5 * * * *\"\n\n\
+             [[system]]\nname = \"db\"\npriority = 3\npaths = [\"{}\"]\nschedule = \"*/5 * * * *\"\n\
+             standby = {{ path = \"standby/db\" }}\n\n\
              [[system]]\nname = \"files\"\npriority = 1\npaths = [\"{}\"]\n\n\
              [jobs.prune]\nschedule = \"0 4 * * *\"\nkeep_daily = 7\n",
             self.src("a"),
@@ -67,6 +68,15 @@ fn a_good_config_is_summarized() {
     assert_eq!(v["systems"][0]["schedule"], "*/5 * * * *");
     assert_eq!(v["jobs"][0], "prune");
     assert_eq!(v["problems"].as_array().unwrap().len(), 0);
+}
+
+/// A priority-3 system without a standby cannot meet "must not stop": a warning.
+#[test]
+fn a_priority_3_system_without_a_standby_is_a_warning() {
+    let t = Setup::new();
+    let text = t.good().replace("standby = { path = \"standby/db\" }\n", "");
+    let out = t.check(&text, &[]);
+    out.ok().stderr_has("warning: system[0].priority: system \"db\" has priority 3 (must not stop) but no standby");
 }
 
 #[test]
@@ -109,7 +119,7 @@ fn every_rejection_names_file_line_and_field() {
         .stderr_has("5 errors found; nothing was started");
     // The text is fixed first; then the machine is checked.
     let text = text
-        .replace("priority = 7", "priority = 3")
+        .replace("priority = 7", "priority = 2")
         .replace("*/5 * * *\"", "*/5 * * * *\"")
         .replace("name = \"db\"\npriority = 1", "name = \"files\"\npriority = 1")
         .replace("retention = 3\n", "")

@@ -44,6 +44,8 @@ mod s3;
 mod security;
 mod servers;
 mod shared_bucket;
+mod standby;
+mod standby_watch;
 mod state_db;
 mod streams;
 mod traversal;

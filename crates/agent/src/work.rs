@@ -53,6 +53,7 @@ pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> 
                 compression: None,
                 threads: None,
                 stream: None,
+                ..Default::default()
             };
             let out = kura_store::backup::run(&repo, &opts, meter).map_err(|e| e.to_string())?;
             let summary = out.snapshot.summary.clone().unwrap_or_default();
@@ -74,6 +75,7 @@ pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> 
                 includes: vec![],
                 verify: true,
                 threads: None,
+                ..Default::default()
             };
             let started = Instant::now();
             let sum = kura_store::restore::run(&repo, &id, &snap, &opts, meter).map_err(|e| e.to_string())?;

@@ -47,6 +47,8 @@ pub(crate) struct Book {
     pub late: LateTracker,
     /// When each late system was last announced (written to the outbox).
     pub announced: HashMap<String, DateTime<Utc>>,
+    /// Per system with a standby, the key of its last health seen (an alert on change).
+    pub standby_alerts: HashMap<String, String>,
 }
 
 impl Book {
@@ -101,6 +103,7 @@ impl Daemon {
                 last_slot: HashMap::new(),
                 late: LateTracker::default(),
                 announced: HashMap::new(),
+                standby_alerts: HashMap::new(),
             }),
             db: Db::start(state)?,
             loader: o.loader,

@@ -307,20 +307,58 @@ fn backup(cfg: &Config, state: &Path, req: &RunRequest, progress: &JobProgress) 
     let summary = out.snapshot.summary.clone().unwrap_or_default();
     let mut warnings = out.warnings.clone();
     warnings.truncate(50);
-    let detected = detect(cfg, &repo, &out.id, name, state);
+    let (detected, suspect) = detect(cfg, &repo, &out.id, name, state);
+    let mut detail = serde_json::json!({
+        "summary": summary,
+        "warnings": warnings,
+        "warnings_total": out.warnings.len(),
+        "signals": out.snapshot.signals,
+        "detect": detected,
+    });
+    // After a good backup, the system's standby is brought to it (docs/STANDBY.md);
+    // never to a suspect one: the standby keeps the last clean data.
+    let standby_error = if out.snapshot.partial {
+        None
+    } else if suspect {
+        sys.standby.as_ref().map(|_| "the snapshot is suspect: the standby was left at its last snapshot".to_string())
+    } else {
+        keep_standby(sys, &repo, state, &mut detail)
+    };
     Ok(RunOutput {
-        outcome: Some(if out.snapshot.partial { Outcome::Partial } else { Outcome::Ok }),
+        outcome: Some(if out.snapshot.partial || standby_error.is_some() { Outcome::Partial } else { Outcome::Ok }),
         bytes: Some(summary.bytes_added),
         snapshot: Some(out.id.to_hex()),
-        error: None,
-        detail: serde_json::json!({
-            "summary": summary,
-            "warnings": warnings,
-            "warnings_total": out.warnings.len(),
-            "signals": out.snapshot.signals,
-            "detect": detected,
-        }),
+        error: standby_error,
+        detail,
     })
+}
+
+/// Keeps the system's standby current after its backup; the error, if any, in words.
+fn keep_standby(
+    sys: &kura_recovery::config::SystemConfig,
+    repo: &Arc<Repository>,
+    state_path: &Path,
+    detail: &mut serde_json::Value,
+) -> Option<String> {
+    use kura_recovery::standby::update::{keep_current, Update};
+    sys.standby.as_ref()?;
+    let res = kura_recovery::state::State::open(state_path).and_then(|state| {
+        let runner = kura_recovery::orchestrate::hooks::ShellRunner;
+        keep_current(&state, repo, sys, &runner, &chrono::Utc::now, &kura_store::progress::NoProgress)
+    });
+    match res {
+        Ok(Some(up)) => {
+            detail["standby"] = serde_json::to_value(&up).unwrap_or_default();
+            match up {
+                Update::Applied { verify_ok: false, verify_error, .. } => {
+                    Some(format!("standby: {}", verify_error.unwrap_or_default()))
+                }
+                _ => None,
+            }
+        }
+        Ok(None) => None,
+        Err(e) => Some(format!("the backup is stored, but the standby was not brought to it: {e}")),
+    }
 }
 
 /// Judges the new snapshot (kura_recovery::detect). The backup itself succeeded
@@ -331,7 +369,7 @@ fn detect(
     id: &kura_store::types::FileId,
     system: &str,
     state_path: &Path,
-) -> serde_json::Value {
+) -> (serde_json::Value, bool) {
     let run = || -> Result<kura_recovery::detect::AfterBackup> {
         let mut state = kura_recovery::state::State::open(state_path)?;
         let alarm = kura_recovery::detect::Alarm { system: Some(system), notify: Some(&cfg.notify) };
@@ -342,11 +380,12 @@ fn detect(
             if let Some(kura_recovery::detect::Verdict::Suspect { .. }) = &a.verdict {
                 tracing::warn!(system, snapshot = %id.short(), incident = ?a.incident, "suspect snapshot");
             }
-            serde_json::to_value(&a).unwrap_or_default()
+            let suspect = matches!(a.verdict, Some(kura_recovery::detect::Verdict::Suspect { .. }));
+            (serde_json::to_value(&a).unwrap_or_default(), suspect)
         }
         Err(e) => {
             tracing::warn!(system, "detection after the backup failed: {e}");
-            serde_json::json!({ "error": e.to_string() })
+            (serde_json::json!({ "error": e.to_string() }), false)
         }
     }
 }

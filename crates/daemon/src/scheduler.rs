@@ -28,6 +28,7 @@ impl Daemon {
         }
         self.watch_rpo(&cfg, now).await;
         self.watch_agents(&cfg, now).await;
+        self.watch_standbys(&cfg, now).await;
         next
     }
 
@@ -155,6 +156,50 @@ impl Daemon {
             let mut ev = Event::new(EventKind::AgentLost, now, msg);
             ev.host = host.clone();
             self.enqueue(cfg, ev, format!("agent_lost:{host}@{since}")).await;
+        }
+    }
+
+    /// The standbys' watch: a standby that is stale, failed or empty is an alert
+    /// (`standby_unhealthy`), sent when its health changes and again after
+    /// `repeat_after` (the outbox's key names the system, the health and the snapshot).
+    async fn watch_standbys(&self, cfg: &Config, now: DateTime<Utc>) {
+        let names: Vec<String> = cfg.systems.iter().filter(|s| s.standby.is_some()).map(|s| s.name.clone()).collect();
+        if names.is_empty() {
+            return;
+        }
+        let read = self
+            .db
+            .call(move |st| {
+                names
+                    .into_iter()
+                    .map(|n| {
+                        let good = st.last_good_backup(&n).ok().flatten().map(|r| r.started_at);
+                        (n.clone(), good, st.standby(&n).ok().flatten())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        let Ok(rows) = read.map_err(|e| tracing::error!(error = %e, "reading standbys")) else { return };
+        for (name, good, rec) in rows {
+            let Some(s) = cfg.system(&name) else { continue };
+            let max = cfg.max_backup_age[s.priority.get() as usize];
+            let h = kura_recovery::standby::health(rec.as_ref(), good, max);
+            let key = format!(
+                "standby_unhealthy:{name}:{}@{}",
+                h.kind(),
+                rec.as_ref().and_then(|r| r.snapshot.clone()).unwrap_or_else(|| "none".into())
+            );
+            let changed = self.with_book(|b| b.standby_alerts.insert(name.clone(), key.clone()) != Some(key.clone()));
+            let Some(msg) = h.alert_message(&name) else { continue };
+            if changed || self.repeat_due(cfg, &format!("standby:{name}"), now) {
+                tracing::warn!(system = %name, "{msg}");
+                self.with_book(|b| b.announced.insert(format!("standby:{name}"), now));
+                let mut ev = Event::new(EventKind::StandbyUnhealthy, now, msg);
+                ev.system = Some(name.clone());
+                ev.priority = Some(s.priority.get());
+                ev.last_backup = good;
+                self.enqueue(cfg, ev, key).await;
+            }
         }
     }
 

@@ -13,7 +13,9 @@ use crate::jobs::{self, JobKind, JobSpec};
 use kura_recovery::config::{Config, Schedule};
 use kura_recovery::notify::outbox::Summary;
 use kura_recovery::schedule::{self, Decision, Trigger};
+use kura_recovery::standby::{self, Health};
 use kura_recovery::state::jobs::{JobRun, Outcome, RunFilter};
+use kura_recovery::state::standby::StandbyRecord;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -65,6 +67,53 @@ pub struct SystemStatus {
     /// Why it is late besides its age, e.g. "agent db1 unreachable since T".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_reason: Option<String>,
+    /// Its warm standby, when it has one (docs/STANDBY.md).
+    #[serde(default)]
+    pub standby: Option<StandbyStatus>,
+}
+
+/// A standby as `status` shows it: what it holds, its lag, its last verification, its health.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StandbyStatus {
+    pub path: String,
+    /// applying | current | failed | serving (none: never applied).
+    pub state: Option<String>,
+    pub snapshot: Option<String>,
+    pub snapshot_time: Option<DateTime<Utc>>,
+    pub applied_at: Option<DateTime<Utc>>,
+    /// Behind the primary's last good backup.
+    pub lag_secs: Option<i64>,
+    pub verify_ok: Option<bool>,
+    pub verified_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub health: Health,
+    pub error: Option<String>,
+}
+
+impl StandbyStatus {
+    /// The standby of `sys` from its record, judged against the system's last good
+    /// backup (`last_backup`: when it started, as its snapshot's time) and its allowed age.
+    pub fn of(
+        sys: &kura_recovery::config::SystemConfig,
+        rec: Option<&StandbyRecord>,
+        last_backup: Option<DateTime<Utc>>,
+        allowed: Option<chrono::Duration>,
+    ) -> Option<StandbyStatus> {
+        let sb = sys.standby.as_ref()?;
+        let health = standby::health(rec, last_backup, allowed);
+        Some(StandbyStatus {
+            path: sb.path.display().to_string(),
+            state: rec.map(|r| r.state.to_string()),
+            snapshot: rec.and_then(|r| r.snapshot.clone()),
+            snapshot_time: rec.and_then(|r| r.snapshot_time),
+            applied_at: rec.and_then(|r| r.applied_at),
+            lag_secs: rec.and_then(|r| standby::health::lag(r, last_backup)).map(|l| l.num_seconds()),
+            verify_ok: rec.and_then(|r| r.verify_ok),
+            verified_at: rec.and_then(|r| r.verified_at),
+            health,
+            error: rec.and_then(|r| r.error.clone()),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,6 +156,8 @@ struct Facts {
     /// Agent hosts lost past `[fleet] agent_lost_after`, with their last contact.
     lost: Vec<(String, Option<DateTime<Utc>>)>,
     systems: Vec<(Option<JobRun>, Option<JobRun>)>,
+    /// Per system, its standby's record (if it was ever applied).
+    standbys: Vec<Option<StandbyRecord>>,
     jobs: Vec<Option<JobRun>>,
     notifications: Summary,
 }
@@ -161,6 +212,7 @@ fn read_facts(st: &mut kura_recovery::state::State, systems: &[String], kinds: &
                 (good, last(RunFilter { system: Some(s.clone()), job: Some(JobKind::Backup), limit: None }))
             })
             .collect(),
+        standbys: systems.iter().map(|s| st.standby(s).ok().flatten()).collect(),
         jobs: kinds.iter().map(|k| last(RunFilter { job: Some(*k), ..Default::default() })).collect(),
         notifications: st
             .outbox_summary()
@@ -208,7 +260,8 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
         .systems
         .iter()
         .zip(facts.systems)
-        .map(|(s, (good, last_run))| {
+        .zip(facts.standbys)
+        .map(|((s, (good, last_run)), sb)| {
             let key = format!("backup:{}", s.name);
             let last_at = good.as_ref().and_then(|r| r.ended_at);
             let since = seen.watching.get(&format!("rpo:{}", s.name)).copied().unwrap_or(info.started_at);
@@ -228,6 +281,7 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
                     });
                     Some(format!("agent {host} lost ({since}): the system is at risk"))
                 });
+            let standby = StandbyStatus::of(s, sb.as_ref(), good.as_ref().map(|g| g.started_at), max);
             SystemStatus {
                 name: s.name.clone(),
                 priority: s.priority.get(),
@@ -244,6 +298,7 @@ fn build(cfg: &Config, info: DaemonInfo, facts: Facts, mut seen: Seen) -> Status
                 last_outcome: last_run.map(|r| r.outcome),
                 next_run: next_of(&key, s.schedule.as_ref()),
                 running: is_running(&key),
+                standby,
             }
         })
         .collect();

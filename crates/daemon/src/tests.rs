@@ -38,6 +38,8 @@ fn system(name: &str, priority: u8, expr: Option<&str>) -> SystemConfig {
         excludes: vec![],
         schedule: expr.map(sched),
         stream: None,
+        standby: None,
+        tolerance: None,
     }
 }
 

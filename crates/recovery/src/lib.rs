@@ -10,6 +10,7 @@
 //! * `orchestrate`: the engine (queue, deadlines, hooks, gate, run lock, drill, forecast).
 //! * `state`: the SQLite state database.
 //! * `report`: facts, then Markdown, HTML, JSON and CSV.
+//! * `standby`: warm standbys: kept current, failover, failback, drills.
 //! * `schedule`, `notify`: schedule decisions and notifications.
 //! * `detect`: incident detection in the backups (signal rules, verdicts, holds).
 //! * `human`: durations for people, the one formatter every output uses.
@@ -25,6 +26,7 @@ pub mod orchestrate;
 pub mod plan;
 pub mod report;
 pub mod schedule;
+pub mod standby;
 pub mod state;
 
 pub use error::{Error, Result};

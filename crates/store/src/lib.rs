@@ -32,6 +32,7 @@ pub mod replicate;
 pub mod repo;
 pub mod restore;
 pub mod signals;
+pub mod sync;
 pub mod types;
 
 pub use error::{Error, Result};

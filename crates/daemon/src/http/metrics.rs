@@ -1,6 +1,6 @@
 //! `/metrics`: OpenMetrics text (Prometheus scrapes it), built from a fresh
 //! [`View`] on every scrape. Names, types and labels are listed in docs/DAEMON.md.
-//! Not yet: agents and standby lag (kura has no fleet of agents to measure).
+//! Not yet: agents (kura has no fleet of agents to measure).
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -50,6 +50,7 @@ fn gauges(reg: &mut Registry, name: &str, help: &str) -> Gauges {
 pub fn render(v: &View) -> Result<String, String> {
     let mut reg = Registry::default();
     systems(&mut reg, &v.status.systems);
+    standbys(&mut reg, &v.status.systems);
     let runs = Family::<Labels, Counter>::default();
     reg.register("kura_job_runs", "Job runs recorded in the state database, by job kind and outcome", runs.clone());
     for r in &v.runs {
@@ -84,6 +85,37 @@ fn systems(reg: &mut Registry, systems: &[SystemStatus]) {
         }
         if let Some(o) = s.last_outcome {
             outcome.get_or_create(&labels(&[("system", &s.name), ("outcome", o.as_str())])).set(1);
+        }
+    }
+}
+
+/// Warm standbys (docs/STANDBY.md): lag, health, last verification.
+fn standbys(reg: &mut Registry, systems: &[SystemStatus]) {
+    let lag = gauges(reg, "kura_standby_lag_seconds", "How far the standby is behind the system's last good backup");
+    let healthy =
+        gauges(reg, "kura_standby_healthy", "1 when the standby can take over (holds a recent, verified snapshot)");
+    let health = gauges(
+        reg,
+        "kura_standby_health",
+        "1 for the standby's health (healthy, stale, failed, empty, applying, serving)",
+    );
+    let verify =
+        gauges(reg, "kura_standby_verify_ok", "1 when the standby's last verification passed, 0 when it failed");
+    let applied =
+        gauges(reg, "kura_standby_applied_timestamp_seconds", "When the standby was last brought to a snapshot");
+    for s in systems {
+        let Some(b) = &s.standby else { continue };
+        let l = labels(&[("system", &s.name)]);
+        healthy.get_or_create(&l).set((b.health == kura_recovery::standby::Health::Healthy).into());
+        health.get_or_create(&labels(&[("system", &s.name), ("health", b.health.kind())])).set(1);
+        if let Some(v) = b.lag_secs {
+            lag.get_or_create(&l).set(v);
+        }
+        if let Some(v) = b.verify_ok {
+            verify.get_or_create(&l).set(v.into());
+        }
+        if let Some(t) = b.applied_at {
+            applied.get_or_create(&l).set(t.timestamp());
         }
     }
 }

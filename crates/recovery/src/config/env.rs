@@ -105,6 +105,11 @@ impl Config {
                 }
             }
         }
+        for (i, s) in self.systems.iter().enumerate() {
+            if let Some(w) = s.readiness_warning() {
+                push(Severity::Warning, format!("system[{i}].priority"), w);
+            }
+        }
         if let Some(ca) = &self.notify.ca_file {
             if let Err(e) = crate::notify::webhook::ca_certs(ca) {
                 push(Severity::Error, "notify.ca_file".into(), e.to_string());

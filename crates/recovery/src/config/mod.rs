@@ -107,12 +107,34 @@ pub struct SystemConfig {
     pub schedule: Option<Schedule>,
     /// A command whose stdout each backup stores as `/NAME` (beside `paths`).
     pub stream: Option<kura_store::backup::StreamSource>,
+    /// A warm standby kept current from the backups (docs/STANDBY.md).
+    pub standby: Option<StandbyConfig>,
+    /// Priority 3: the downtime and data loss within which "must not stop" is met;
+    /// `None`: the default, `DEFAULT_TOLERANCE_SECS`.
+    pub tolerance: Option<Duration>,
 }
 
 impl SystemConfig {
     /// The tag every backup of this system carries; recovery selects snapshots by it.
     pub fn tag(&self) -> String {
         format!("system:{}", self.name)
+    }
+
+    /// The warning every readiness view shows for this system: a priority-3 system
+    /// without a standby cannot meet "must not stop" (a restore takes too long).
+    pub fn readiness_warning(&self) -> Option<String> {
+        (self.priority.get() == 3 && self.standby.is_none()).then(|| {
+            format!(
+                "system {:?} has priority 3 (must not stop) but no standby: a restore cannot meet its deadline; \
+                 add a [system.standby] (docs/STANDBY.md)",
+                self.name
+            )
+        })
+    }
+
+    /// The priority-3 tolerance (docs/STANDBY.md): the config's, else 5 minutes.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance.unwrap_or(Duration::seconds(DEFAULT_TOLERANCE_SECS))
     }
 
     /// The paths its snapshots record: `paths`, and the stream's `/NAME`, sorted.
@@ -204,10 +226,12 @@ pub const DEFAULT_HTTP_PORT: u16 = 9187;
 mod env;
 mod error;
 mod parse;
+mod standby;
 pub(crate) mod tree;
 
 pub use error::{DurationError, RangeError, ScheduleError};
 pub use parse::{load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
+pub use standby::{StandbyConfig, DEFAULT_STANDBY_HOOK_TIMEOUT, DEFAULT_TOLERANCE_SECS};
 pub use tree::{format_duration, parse_duration};
 
 impl Config {

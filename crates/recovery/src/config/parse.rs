@@ -30,8 +30,19 @@ const TOP: &[&str] = &[
     "detect",
 ];
 const REPO: &[&str] = &["location", "password_file"];
-const SYSTEM: &[&str] =
-    &["name", "priority", "host", "paths", "exclude", "schedule", "command", "stdin_filename", "command_timeout"];
+const SYSTEM: &[&str] = &[
+    "name",
+    "priority",
+    "host",
+    "paths",
+    "exclude",
+    "schedule",
+    "command",
+    "stdin_filename",
+    "command_timeout",
+    "standby",
+    "tolerance",
+];
 const JOBS: &[&str] = &["replicate", "prune", "check", "drill"];
 const PRIORITY_KEYS: &[&str] = &["p3", "p2", "p1", "p0"];
 
@@ -136,7 +147,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
                 }
             }
         }
-        match system(d, &o) {
+        match system(d, &o, base) {
             Some(s) if !dup => systems.push(s),
             _ => {}
         }
@@ -219,7 +230,7 @@ pub fn valid_system_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
 }
 
-fn system(d: &mut Diag, o: &Obj) -> Option<SystemConfig> {
+fn system(d: &mut Diag, o: &Obj, base: &Path) -> Option<SystemConfig> {
     let name = o.req_str(d, "name", "every system needs a name");
     if let Some(n) = &name {
         if !valid_system_name(&n.value) {
@@ -273,7 +284,29 @@ fn system(d: &mut Diag, o: &Obj) -> Option<SystemConfig> {
         }
     }
     let schedule = schedule_field(d, o, "schedule");
-    Some(SystemConfig { name: name?.value, priority: priority?, host, paths, excludes, schedule, stream })
+    let standby = super::standby::standby(d, o, base);
+    let tolerance = super::standby::tolerance(d, o);
+    if let (Some(sb), [p]) = (&standby, paths.as_slice()) {
+        if sb.path.starts_with(p) || p.starts_with(&sb.path) {
+            let at = o.get("standby").map_or(o.line, |e| e.line);
+            d.error(
+                at,
+                &o.field("standby.path"),
+                "the standby must be outside the system's paths, and not contain them",
+            );
+        }
+    }
+    Some(SystemConfig {
+        name: name?.value,
+        priority: priority?,
+        host,
+        paths,
+        excludes,
+        schedule,
+        stream,
+        standby,
+        tolerance,
+    })
 }
 
 /// `paths`: required unless the system backs up a command's output (`has_command`).
@@ -617,6 +650,8 @@ fn fleet(d: &mut Diag, o: &Obj) -> Option<Fleet> {
         f.shared_repository = b.value;
     }
     Some(f)
+}
+
 const DETECT: &[&str] = &["names", "min_history", "window"];
 
 /// `[detect]`: the indicator list and the baseline's sizes (docs/DETECTION.md).

@@ -124,6 +124,22 @@ pub enum Event {
     Note {
         text: String,
     },
+    /// A system's standby started serving in its place (docs/STANDBY.md).
+    FailedOver {
+        system: String,
+        snapshot: String,
+        /// From the incident clock to the standby serving.
+        downtime_secs: i64,
+        /// The age of the data served: the incident clock minus the snapshot's time.
+        data_loss_secs: i64,
+        tolerance_secs: i64,
+        met: bool,
+    },
+    /// A system's primary serves again, brought to the standby's newest data.
+    FailedBack {
+        system: String,
+        snapshot: String,
+    },
 }
 
 impl Event {
@@ -141,6 +157,8 @@ impl Event {
             Event::PreventionPlan { .. } => "prevention-plan",
             Event::Closed { .. } => "closed",
             Event::Note { .. } => "note",
+            Event::FailedOver { .. } => "failed-over",
+            Event::FailedBack { .. } => "failed-back",
         }
     }
 
@@ -184,6 +202,17 @@ impl Event {
             ),
             Event::Closed { note } => format!("closed{}", note.as_ref().map(|n| format!(": {n}")).unwrap_or_default()),
             Event::Note { text } => text.clone(),
+            Event::FailedOver { system, snapshot, downtime_secs, data_loss_secs, tolerance_secs, met } => format!(
+                "{system}: standby serving snapshot {}, down {}, data lost {} (tolerance {}): {}",
+                &snapshot[..snapshot.len().min(8)],
+                human_secs(*downtime_secs),
+                human_secs(*data_loss_secs),
+                human_secs(*tolerance_secs),
+                if *met { "met" } else { "MISSED" }
+            ),
+            Event::FailedBack { system, snapshot } => {
+                format!("{system}: primary serving again at snapshot {}", &snapshot[..snapshot.len().min(8)])
+            }
         }
     }
 }

@@ -50,6 +50,9 @@ pub enum EventKind {
     SnapshotSuspect,
     /// Sent by `kura notify test`.
     Test,
+    /// A system's standby became stale, failed its update or its verification
+    /// (docs/STANDBY.md): it can no longer take over.
+    StandbyUnhealthy,
 }
 
 impl EventKind {
@@ -62,6 +65,7 @@ impl EventKind {
             EventKind::AgentLost => "agent_lost",
             EventKind::SnapshotSuspect => "snapshot_suspect",
             EventKind::Test => "test",
+            EventKind::StandbyUnhealthy => "standby_unhealthy",
         }
     }
 }

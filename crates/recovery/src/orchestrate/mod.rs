@@ -108,6 +108,16 @@ pub fn prepare(
         }
     }
     let mut notes: Vec<String> = Vec::new();
+    // A recovery fails a system over to its standby when the standby can take over.
+    let mut fallbacks = Vec::new();
+    let mut failover = HashMap::new();
+    for s in plan.systems.iter().filter(|s| s.standby.is_some() && kind == RunKind::Recovery) {
+        let (ok, why) = crate::standby::can_take_over(state, s)?;
+        failover.insert(s.name.clone(), ok);
+        if !ok {
+            fallbacks.push(format!("{}: no healthy standby ({why}): restoring it instead", s.name));
+        }
+    }
     let systems: Vec<NewSystem> = crate::plan::order(plan)
         .flat()
         .map(|i| &plan.systems[i])
@@ -132,14 +142,23 @@ pub fn prepare(
                     )
                 }
             });
+            let fails_over = failover.get(&s.name).copied().unwrap_or(false);
             NewSystem {
                 name: s.name.clone(),
                 priority: s.priority.get(),
-                deadline_secs: s.deadline.map(|d| d.num_seconds()),
+                deadline_secs: if fails_over {
+                    Some(s.tolerance.num_seconds())
+                } else {
+                    s.deadline.map(|d| d.num_seconds())
+                },
                 snapshot: chosen.map(|(id, snap)| (id.to_hex(), snap.time)),
                 bytes_total: chosen.and_then(|(_, snap)| snap.summary.as_ref()).map(|x| x.bytes_total).unwrap_or(0),
-                target: target_for(s, sandbox.as_deref()).display().to_string(),
+                target: match (&s.standby, fails_over) {
+                    (Some(sb), true) => sb.path.display().to_string(),
+                    _ => target_for(s, sandbox.as_deref()).display().to_string(),
+                },
                 error,
+                failover: fails_over,
             }
         })
         .collect();
@@ -149,6 +168,13 @@ pub fn prepare(
         for text in notes {
             state.append_event(i, now, &Event::Note { text })?;
         }
+    }
+    // A standby about to be rolled to the run's snapshot holds no snapshot completely until it is done.
+    for s in systems.iter().filter(|s| s.failover) {
+        state.standby_applying(&s.name, &s.target, &s.snapshot.as_ref().map(|x| x.0.clone()).unwrap_or_default())?;
+    }
+    for text in fallbacks.into_iter().filter(|_| incident.is_some()) {
+        state.append_event(incident.unwrap_or_default(), now, &Event::Note { text })?;
     }
     Ok(run)
 }
@@ -221,6 +247,8 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
         ));
     }
     let drill = run.kind == RunKind::Drill;
+    let patched = crate::standby::failover_deadlines(plan, &records);
+    let plan = patched.as_ref().unwrap_or(plan);
     let mut queue = Queue::new(plan, phases.clone(), run.options.parallel);
     let (tx, rx) = unbounded::<Msg>();
     let mut live: HashMap<usize, Live> = HashMap::new();
@@ -347,6 +375,11 @@ fn handle(
                 (Some(v), m)
             } else {
                 (None, None)
+            };
+            let rec = state.run_system(run.id, &sys.name)?;
+            let (verdict, margin) = match rec.failover {
+                true => crate::standby::record_engine_failover(state, run, sys, &rec, ok, now, (verdict, margin))?,
+                false => (verdict, margin),
             };
             let phase = if ok { Phase::Done } else { Phase::Failed };
             state.finish_system(

@@ -168,6 +168,8 @@ pub(crate) mod tests {
             agent: None,
             replacement_host: None,
             scan: None,
+            standby: None,
+            tolerance: chrono::Duration::minutes(5),
         }
     }
 

@@ -41,6 +41,8 @@ fn plan(dir: &std::path::Path) -> Plan {
             agent: None,
             replacement_host: None,
             scan: None,
+            standby: None,
+            tolerance: chrono::Duration::minutes(5),
         }],
     }
 }

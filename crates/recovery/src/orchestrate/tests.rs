@@ -99,6 +99,8 @@ fn system(name: &str, priority: u8, deadline: Duration, target: &Path) -> PlanSy
         agent: None,
         replacement_host: None,
         scan: None,
+        standby: None,
+        tolerance: chrono::Duration::minutes(5),
     }
 }
 

@@ -119,7 +119,10 @@ pub(super) fn spawn_worker(
     drill: bool,
     tx: Sender<Msg>,
 ) -> std::thread::JoinHandle<()> {
-    let sys = plan.systems[i].clone();
+    let mut sys = plan.systems[i].clone();
+    if rec.failover {
+        crate::standby::add_standby_hooks(&mut sys);
+    }
     let hook_env = plan.hook_env.clone();
     let repo = engine.repo.clone();
     // A system on an agent host runs its hooks and its restore there.
@@ -193,6 +196,9 @@ impl SystemJob<'_> {
         ];
         if let Some(inc) = self.incident {
             env.push(("KURA_INCIDENT".to_string(), inc.to_string()));
+        }
+        if self.rec.failover {
+            env.push(("KURA_STANDBY".to_string(), self.rec.target.clone().unwrap_or_default()));
         }
         env.extend(hooks::allowed_env(self.hook_env));
         env
@@ -282,11 +288,26 @@ impl SystemJob<'_> {
             .map_err(|cause| SystemFailure::Snapshot { snapshot: snap_hex.clone(), cause })?;
         let subpath = self.sys.subpath.clone().or_else(|| (snap.paths.len() == 1).then(|| snap.paths[0].clone()));
         let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
-        let opts = RestoreOptions { target, subpath, includes: vec![], verify: true, threads: self.threads };
+        let opts = RestoreOptions {
+            target,
+            subpath,
+            includes: vec![],
+            verify: true,
+            threads: self.threads,
+            reuse_existing: false,
+        };
         let progress =
             ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
         let started = Instant::now();
-        let sum = kura_store::restore::run(self.repo, &id, &snap, &opts, &progress).map_err(SystemFailure::Restore)?;
+        let sum = if self.rec.failover {
+            // The standby is brought to the snapshot by difference, then promoted.
+            let sync =
+                kura_store::sync::SyncOptions { target: opts.target, subpath: opts.subpath, threads: opts.threads };
+            kura_store::sync::apply(self.repo, &id, &snap, &sync, &progress).map(|s| s.restore)
+        } else {
+            kura_store::restore::run(self.repo, &id, &snap, &opts, &progress)
+        }
+        .map_err(SystemFailure::Restore)?;
         let ms = started.elapsed().as_millis() as u64;
         let failures = sum.verify_failures.len();
         let verify = VerifyRecord {

@@ -230,6 +230,8 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                 agent: c.agent_host(s).map(str::to_string),
                 replacement_host: r.replacement_host.clone(),
                 scan: scan.clone(),
+                standby: s.standby.clone(),
+                tolerance: s.tolerance(),
             })
         }));
     }

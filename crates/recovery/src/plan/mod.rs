@@ -79,6 +79,11 @@ pub struct PlanSystem {
     /// The plan's `scan`: an indicator file the restored files are checked against
     /// before the system is promoted (verify hooks, post hooks); a hit stops it.
     pub scan: Option<PathBuf>,
+    /// From the config: its warm standby, which a recovery fails over to when it is
+    /// healthy (docs/STANDBY.md).
+    pub standby: Option<crate::config::StandbyConfig>,
+    /// From the config: the priority-3 tolerance on downtime and data loss.
+    pub tolerance: Duration,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`

@@ -75,6 +75,13 @@ pub(super) fn derive_row(row: &mut SystemRow, clock_start: Option<DateTime<Utc>>
         (Some(c), Some(s)) => Some(secs_between(s, c).max(0)),
         _ => None,
     };
+    // A failover is judged on the data lost too: both within the tolerance.
+    if let (true, Some(tol), Some(lost)) = (row.failover, row.deadline_secs, row.rpo_secs) {
+        if row.verdict == Verdict::Met && lost > tol {
+            row.verdict = Verdict::Missed;
+            row.margin_secs = Some(tol - lost);
+        }
+    }
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {

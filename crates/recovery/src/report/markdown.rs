@@ -140,6 +140,7 @@ fn system_rows(rows: &[SystemRow]) -> Vec<Vec<String>> {
                 verify,
                 r.hooks_summary(),
                 r.error.clone().unwrap_or_default(),
+                if r.failover { "failover to its standby" } else { "restore" }.to_string(),
             ]
         })
         .collect()
@@ -160,6 +161,7 @@ const SYSTEM_HEADER: &[&str] = &[
     "Verification",
     "Hooks",
     "Error",
+    "How",
 ];
 
 pub(super) fn render(f: &ReportFacts) -> String {

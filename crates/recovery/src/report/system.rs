@@ -193,6 +193,10 @@ pub struct SystemRow {
     /// 0 when the snapshot is newer than the clock start.
     #[serde(default)]
     pub rpo_secs: Option<i64>,
+    /// It failed over to its standby instead of being restored (docs/STANDBY.md):
+    /// judged on its downtime and its data lost, both within its tolerance (the deadline).
+    #[serde(default)]
+    pub failover: bool,
     /// Bytes restored (or, predicted: to restore).
     #[serde(default)]
     pub bytes: Option<u64>,
@@ -236,6 +240,7 @@ impl SystemRow {
             snapshot: None,
             snapshot_time: None,
             rpo_secs: None,
+            failover: false,
             bytes: None,
             files: None,
             restore_secs: None,

@@ -14,6 +14,7 @@ use serde::Serializer;
 
 use super::jobs::Outcome;
 use super::recovery::{RunKind, RunStatus};
+use super::standby::{StandbyState, SwitchKind, SwitchPhase};
 use crate::error::{Error, Result};
 use crate::notify::outbox::{Channel, Status as OutboxStatus};
 use crate::orchestrate::deadline::{Alert, Verdict};
@@ -81,6 +82,11 @@ pub(crate) fn collect<T>(
     rows.map(|r| r.map_err(|e| super::db_err(path, e))?).collect()
 }
 
+/// Serializes a stored enum as its stored text.
+pub fn serialize<T: Stored, S: Serializer>(v: &T, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(v.stored())
+}
+
 /// Serializes an optional stored enum as its stored text (the JSON of `kura
 /// recover status` shows what the database holds).
 pub fn serialize_opt<T: Stored, S: Serializer>(v: &Option<T>, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -107,6 +113,21 @@ macro_rules! stored {
         }
     };
 }
+
+// Warm standbys (issue 15).
+stored!(StandbyState { Applying => "applying", Current => "current", Failed => "failed", Serving => "serving" });
+stored!(SwitchKind { Failover => "failover", Failback => "failback", Drill => "drill" });
+stored!(SwitchPhase {
+    Fence => "fence",
+    Demote => "demote",
+    Backup => "backup",
+    Apply => "apply",
+    Promote => "promote",
+    Unfence => "unfence",
+    Verify => "verify",
+    Done => "done",
+    Failed => "failed",
+});
 
 stored!(Phase {
     Waiting => "waiting",

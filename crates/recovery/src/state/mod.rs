@@ -14,12 +14,13 @@ use rusqlite::{Connection, DatabaseName, OpenFlags, TransactionBehavior};
 use crate::error::{Error, Result};
 
 pub mod codec;
-pub mod fleet;
 pub mod detect;
+pub mod fleet;
 mod incidents;
 pub mod jobs;
 pub mod offsite;
 pub mod recovery;
+pub mod standby;
 
 /// Schema steps, applied in order inside one transaction each. Never edit a
 /// released step; append a new one.
@@ -224,6 +225,44 @@ CREATE TABLE scanned_content (
     hit TEXT,                     -- NULL: clean; else the indicator that matched
     PRIMARY KEY (rules, content)
 );
+"#,
+    r#"
+-- Warm standbys (issue 15, docs/STANDBY.md): one row per system with a standby, and
+-- one per failover, failback or failover drill (resumed after a crash from `phase`).
+CREATE TABLE standbys (
+    system TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    state TEXT NOT NULL,          -- applying | current | failed | serving
+    snapshot TEXT,                -- the snapshot it holds completely (NULL: none)
+    snapshot_time TEXT,
+    applying TEXT,                -- the snapshot an unfinished update goes to
+    applied_at TEXT,
+    apply_ms INTEGER,
+    bytes_written INTEGER,
+    verify_ok INTEGER,            -- 1 | 0 | NULL (not verified yet)
+    verified_at TEXT,
+    error TEXT
+);
+CREATE TABLE failovers (
+    id INTEGER PRIMARY KEY,
+    system TEXT NOT NULL,
+    kind TEXT NOT NULL,           -- failover | failback | drill
+    incident INTEGER REFERENCES incidents(id),
+    phase TEXT NOT NULL,          -- see standby::Phase
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    snapshot TEXT,
+    snapshot_time TEXT,
+    apply_ms INTEGER,             -- bringing the data to the snapshot, by difference
+    switch_ms INTEGER,            -- the hooks: fence, promote, verify (or demote, unfence)
+    downtime_secs INTEGER,
+    data_loss_secs INTEGER,
+    met INTEGER,
+    error TEXT
+);
+CREATE INDEX failovers_by_system ON failovers(system, id);
+-- A system of a recovery run that fails over to its standby instead of restoring.
+ALTER TABLE recovery_systems ADD COLUMN failover INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 
@@ -488,6 +527,7 @@ mod tests {
             bytes_total: 0,
             target: "/srv".into(),
             error: None,
+            failover: false,
         };
         let systems = [sys("a"), sys("b")];
         s.create_recovery_run(RunKind::Drill, None, "p.toml", "p", now, now, &RunOptions::default(), &systems).unwrap()

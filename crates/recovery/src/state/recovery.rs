@@ -134,6 +134,9 @@ pub struct SystemRecord {
     pub hooks: Vec<HookOutcome>,
     pub verify: Option<VerifyRecord>,
     pub error: Option<String>,
+    /// It failed over to its standby (at `target`) instead of being restored.
+    #[serde(default)]
+    pub failover: bool,
 }
 
 impl SystemRecord {
@@ -181,6 +184,8 @@ pub struct NewSystem {
     pub target: String,
     /// Set when the system cannot run at all (e.g. no snapshot before the compromise).
     pub error: Option<String>,
+    /// It fails over to its standby instead of being restored (docs/STANDBY.md).
+    pub failover: bool,
 }
 
 /// Reads a `recovery_systems` row (selected with `rowid AS row_no`). The outer
@@ -212,6 +217,7 @@ fn system_row(r: &Row<'_>) -> rusqlite::Result<Result<SystemRecord>> {
         hooks: vec![],
         verify: None,
         error: r.get("error")?,
+        failover: r.get("failover")?,
     };
     let [snapshot_time, started_at, ended_at] = times;
     Ok((|| {
@@ -289,7 +295,8 @@ impl State {
                 if s.error.is_some() { (Phase::Failed, Some(ts(now))) } else { (Phase::Waiting, None) };
             tx.execute(
                 "INSERT INTO recovery_systems (run, name, priority, deadline_secs, state, snapshot, snapshot_time,
-                 target, bytes_total, error, ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 target, bytes_total, error, ended_at, failover)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     run,
                     s.name,
@@ -301,7 +308,8 @@ impl State {
                     s.target,
                     s.bytes_total as i64,
                     s.error,
-                    ended
+                    ended,
+                    s.failover
                 ],
             )
             .map_err(e)?;

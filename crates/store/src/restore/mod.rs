@@ -13,6 +13,7 @@
 mod fs;
 mod plan;
 mod resume;
+mod reuse;
 mod verify;
 
 use std::collections::HashMap;
@@ -46,6 +47,9 @@ pub struct RestoreOptions {
     /// Re-read every restored file and check it against the snapshot's hashes.
     pub verify: bool,
     pub threads: Option<usize>,
+    /// A file to write whose old version is at its final name is rebuilt from the
+    /// blocks the old version holds; only the others are fetched (a standby update).
+    pub reuse_existing: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -59,6 +63,10 @@ pub struct RestoreSummary {
     pub files_resumed: u64,
     /// Bytes of those files found already written (not fetched again).
     pub bytes_resumed: u64,
+    /// Changed files rebuilt from their old version (`reuse_existing`).
+    pub files_reused: u64,
+    /// Bytes copied from those old versions instead of fetched.
+    pub bytes_reused: u64,
     pub dirs: u64,
     pub symlinks: u64,
     pub hardlinks: u64,
@@ -206,11 +214,14 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
     // Files whose blobs come from one pack are created by the worker that reads it;
     // files spread over several packs are created here, before workers share them,
     // or resumed: what an interrupted run already wrote into their temp file stays.
-    let spread = resume::open_spread_files(repo, &index, &dirs, &plan, &jobs)?;
+    let reuse = opts.reuse_existing.then_some((&chunker, todo.as_slice()));
+    let spread = resume::open_spread_files(repo, &index, &dirs, &plan, &jobs, reuse)?;
     plan::drop_done(&mut jobs, &spread.done);
     let (shared, resumed) = (spread.ids, spread.resumed);
-    sum.files_resumed = resumed.len() as u64;
+    sum.files_resumed = resumed.len() as u64 - spread.files_reused;
     sum.bytes_resumed = spread.bytes_resumed;
+    sum.files_reused = spread.files_reused;
+    sum.bytes_reused = spread.bytes_reused;
     // A resumed file may need nothing more.
     let mut pending = vec![false; plan.files.len()];
     jobs.iter().flat_map(|j| j.blobs.iter().flat_map(|b| b.2.iter())).for_each(|t| pending[t.0] = true);
@@ -221,7 +232,9 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
         sum.files_restored += 1;
     }
     let todo: Vec<usize> = todo.into_iter().filter(|&i| pending[i]).collect();
-    progress.set_total(todo.iter().map(|&i| plan.files[i].node.size).sum::<u64>() - sum.bytes_resumed);
+    progress.set_total(
+        todo.iter().map(|&i| plan.files[i].node.size).sum::<u64>().saturating_sub(sum.bytes_resumed + sum.bytes_reused),
+    );
     sum.packs_read = jobs.len() as u64;
     // Remote repositories wait on the network, not the CPU: more workers keep more
     // range GETs in flight (the S3 backend's adaptive window decides how many

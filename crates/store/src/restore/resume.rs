@@ -2,13 +2,14 @@
 //! created before the workers start, or resumed from the temp file an interrupted
 //! restore left, keeping every blob that file already holds.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::fs::{self, Dirs, Identity};
 use super::plan::{PackJob, RestorePlan, Target};
+use crate::chunk::Chunker;
 use crate::error::{Error, Result};
 use crate::repo::index::Index;
 use crate::repo::tree::Node;
@@ -24,20 +25,45 @@ pub(super) struct SpreadFiles {
     pub done: HashSet<Target>,
     /// Bytes of those blobs, not fetched again.
     pub bytes_resumed: u64,
+    /// Files rebuilt from their old version's blocks (`RestoreOptions::reuse_existing`).
+    pub files_reused: u64,
+    /// Bytes of those blocks, copied from the old file instead of fetched.
+    pub bytes_reused: u64,
 }
 
 /// Creates the temp file of each file spread over several packs, or reopens the one
-/// an interrupted run left and finds the blobs it already holds.
+/// an interrupted run left and finds the blobs it already holds. With `reuse` (the
+/// chunker, and the files to write), a file to write whose old version is at its
+/// final name is created here too, filled with the blocks the old version holds.
 pub(super) fn open_spread_files(
     repo: &Repository,
     index: &Index,
     dirs: &Dirs,
     plan: &RestorePlan,
     jobs: &[PackJob],
+    reuse: Option<(&Chunker, &[usize])>,
 ) -> Result<SpreadFiles> {
-    let mut out =
-        SpreadFiles { ids: vec![None; plan.files.len()], resumed: Vec::new(), done: HashSet::new(), bytes_resumed: 0 };
-    for i in spread_over_packs(jobs, plan.files.len()) {
+    let mut out = SpreadFiles {
+        ids: vec![None; plan.files.len()],
+        resumed: Vec::new(),
+        done: HashSet::new(),
+        bytes_resumed: 0,
+        files_reused: 0,
+        bytes_reused: 0,
+    };
+    let mut set: BTreeSet<usize> = spread_over_packs(jobs, plan.files.len()).into_iter().collect();
+    let mut old: HashMap<usize, File> = HashMap::new();
+    if let Some((_, todo)) = reuse {
+        for &i in todo {
+            let f = &plan.files[i];
+            let (shown, dir) = (dirs.shown(&f.rel), dirs.get(f.dir)?);
+            if let Ok(file) = fs::open_read(&dir, f.node.name.as_os_str(), &shown) {
+                old.insert(i, file);
+                set.insert(i);
+            }
+        }
+    }
+    for i in set {
         let f = &plan.files[i];
         let (shown, dir) = (dirs.shown(&f.rel), dirs.get(f.dir)?);
         let file = match fs::reopen_temp(&dir, &f.tmp, f.node.size, &shown)? {
@@ -49,11 +75,51 @@ pub(super) fn open_spread_files(
                 out.resumed.push((i, file.try_clone().map_err(|e| Error::io(&shown, e))?));
                 file
             }
-            None => fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?,
+            None => {
+                let file = fs::create_temp(&dir, &f.tmp, f.node.size, &shown)?;
+                if let (Some(src), Some((chunker, _))) = (old.remove(&i), reuse) {
+                    let tmp = fs::open_temp(&dir, &f.tmp, fs::identity(&file, &shown)?, &shown)?;
+                    out.bytes_reused += reuse_old(repo, index, chunker, &src, &tmp, i, &f.node, &shown, &mut out.done)?;
+                    out.files_reused += 1;
+                    out.resumed.push((i, file.try_clone().map_err(|e| Error::io(&shown, e))?));
+                }
+                file
+            }
         };
         out.ids[i] = Some(fs::identity(&file, &shown)?);
     }
     Ok(out)
+}
+
+/// Copies into `dst` every blob of `node` that the old file `src` holds, at its new
+/// offset; records those (file, offset) targets as done. Returns the bytes copied.
+#[allow(clippy::too_many_arguments)]
+fn reuse_old(
+    repo: &Repository,
+    index: &Index,
+    chunker: &Chunker,
+    src: &File,
+    dst: &File,
+    i: usize,
+    node: &Node,
+    shown: &Path,
+    done: &mut HashSet<Target>,
+) -> Result<u64> {
+    let have = super::reuse::old_blocks(repo.key(), chunker, src, shown)?;
+    let (mut at, mut copied) = (0u64, 0u64);
+    for id in &node.content {
+        let len = index
+            .get(id)
+            .ok_or_else(|| Error::MissingBlob { blob: format!("{id} of {}", shown.display()) })?
+            .raw_length as u64;
+        if let Some(&(from, l)) = have.get(id).filter(|(_, l)| *l == len) {
+            super::reuse::copy_range(src, from, dst, at, l, shown)?;
+            done.insert((i, at));
+            copied += len;
+        }
+        at += len;
+    }
+    Ok(copied)
 }
 
 /// Files whose blobs come from more than one pack (plan indexes, ascending).

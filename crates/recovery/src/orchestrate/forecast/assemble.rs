@@ -92,6 +92,13 @@ pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOpt
     // A system never drilled: the learned costs, at the given throughput if one is.
     let undrilled = opts.throughput.map_or(costs, |t| costs.with_throughput(t));
     let (mut inputs, mut warnings) = (vec![], vec![]);
+    // A readiness view: a priority-3 system without a standby cannot meet its deadline.
+    for s in plan.systems.iter().filter(|s| s.priority.get() == 3 && s.standby.is_none()) {
+        warnings.push(format!(
+            "{}: priority 3 (must not stop) without a standby: a restore cannot meet its deadline (docs/STANDBY.md)",
+            s.name
+        ));
+    }
     let mut disk: BTreeMap<String, u64> = BTreeMap::new();
     let mut blobs: HashMap<BlobId, u32> = HashMap::new();
     let mut packs: HashSet<PackId> = HashSet::new();
@@ -125,14 +132,26 @@ pub fn assemble(state: &State, repo: &Repository, plan: &Plan, opts: ForecastOpt
                 warnings.push(format!("{}: {w}; the figure is less sure", s.name));
             }
         }
-        let (restore_secs, source) = match model::predict(drilled, &shape, &costs) {
+        let (mut restore_secs, mut source) = match model::predict(drilled, &shape, &costs) {
             Some(t) => (t, ThroughputSource::Drills { count: drilled.len() }),
             None => (undrilled.secs(&shape), ThroughputSource::Default),
         };
+        let mut overhead_secs = overhead_secs;
+        if let Some(m) =
+            s.standby.as_ref().map(|_| crate::standby::measured_failovers(state, &s.name)).transpose()?.flatten()
+        {
+            (restore_secs, overhead_secs, source) =
+                (m.apply_secs, m.switch_secs, ThroughputSource::Failovers { count: m.count });
+        }
         inputs.push(SystemInput { shape, restore_secs, source, overhead_secs, confidence });
     }
     let parallel = opts.parallel.max(1);
-    let rows = simulate(plan, &inputs, parallel);
+    // A system with a standby is predicted to fail over: judged on its tolerance.
+    let mut judged = plan.clone();
+    for s in judged.systems.iter_mut().filter(|s| s.standby.is_some()) {
+        s.deadline = Some(s.tolerance);
+    }
+    let rows = simulate(&judged, &inputs, parallel);
     Ok(Forecast {
         plan: plan.name.clone(),
         parallel,

@@ -27,6 +27,9 @@ pub enum ThroughputSource {
     Drills { count: usize },
     /// The cost model alone (its costs learned from the plan's other drills, else assumed).
     Default,
+    /// A system with a standby: its measured failovers (drills and real ones), the
+    /// roll-back by difference and the switch (docs/STANDBY.md).
+    Failovers { count: usize },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,261 @@
+//! Failover, failback and failover drills. Each is a row in `failovers` whose
+//! phase is stored before the step runs, so that after a kill -9 the same command
+//! resumes at that step (hooks should be idempotent, as every recovery hook).
+//!
+//! * failover: fence (the primary stops) -> apply (the standby rolled back or
+//!   forward to the newest snapshot before the incident's compromise, by
+//!   difference) -> promote -> verify -> done, with the downtime and data loss
+//!   measured against the tolerance and written to the incident's timeline.
+//! * failback: demote (the standby stops serving) -> backup (of the standby: it
+//!   holds the newest data) -> apply (the primary brought to that snapshot, by
+//!   difference) -> unfence (the primary starts) -> done.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use kura_store::progress::Progress;
+use kura_store::repo::Repository;
+use kura_store::types::FileId;
+
+use super::update::{bring_to, verify};
+use super::{hook_env, hook_failure, newest_snapshot, primary_path, run_hooks, standby_of, subpath};
+use crate::config::{StandbyConfig, SystemConfig};
+use crate::error::{Error, Result};
+use crate::incident::Event;
+use crate::orchestrate::hooks::{HookRunner, HookStage};
+use crate::state::standby::{SwitchKind, SwitchPhase, SwitchRecord};
+use crate::state::State;
+
+/// What a failover or failback works with.
+pub struct Switch<'a> {
+    pub state: &'a State,
+    pub repo: &'a Arc<Repository>,
+    pub sys: &'a SystemConfig,
+    pub runner: &'a dyn HookRunner,
+    pub now: &'a dyn Fn() -> DateTime<Utc>,
+    pub progress: &'a dyn Progress,
+}
+
+/// The verdict of a priority-3 system: met when both the downtime and the data
+/// lost are within the tolerance.
+pub fn p3_met(downtime: Duration, data_loss: Duration, tolerance: Duration) -> bool {
+    downtime <= tolerance && data_loss <= tolerance
+}
+
+impl Switch<'_> {
+    fn sb(&self) -> Result<&StandbyConfig> {
+        standby_of(self.sys)
+    }
+
+    /// Runs one optional hook of the standby; its time is added to the switch time.
+    fn hook(&self, id: i64, what: &str, cmd: Option<&String>, dir: &std::path::Path, snapshot: &str) -> Result<()> {
+        let Some(cmd) = cmd else { return Ok(()) };
+        let sb = self.sb()?;
+        let t = Instant::now();
+        let env = hook_env(self.sys, dir, snapshot, what, false);
+        let res = run_hooks(self.runner, HookStage::Pre, std::slice::from_ref(cmd), sb, &env);
+        self.state.switch_times(id, None, Some(t.elapsed().as_millis() as u64))?;
+        res.map(|_| ()).map_err(|o| Error::invalid(format!("system {}", self.sys.name), hook_failure(what, &o)))
+    }
+
+    /// The row to continue: the unfinished one of this kind, or a new one.
+    fn row(&self, kind: SwitchKind, incident: Option<i64>, first: SwitchPhase) -> Result<SwitchRecord> {
+        match self.state.switch_unfinished(&self.sys.name, kind)? {
+            Some(r) if kind != SwitchKind::Failover || r.incident == incident => Ok(r),
+            Some(r) => Err(Error::invalid(
+                format!("system {}", self.sys.name),
+                format!(
+                    "failover {} for incident {} is unfinished: finish it first (kura failover {} --incident {})",
+                    r.id,
+                    r.incident.unwrap_or_default(),
+                    self.sys.name,
+                    r.incident.unwrap_or_default()
+                ),
+            )),
+            None => {
+                let id = self.state.switch_open(&self.sys.name, kind, incident, first, (self.now)())?;
+                self.state.switch(id)
+            }
+        }
+    }
+
+    /// Ends the row as failed with `e`, and returns `e`.
+    fn fail(&self, id: i64, e: Error) -> Error {
+        let _ = self.state.switch_finish(id, SwitchPhase::Failed, (self.now)(), None, None, None, Some(&e.to_string()));
+        e
+    }
+
+    /// Fails the system over to its standby for `incident` (or resumes the failover).
+    pub fn failover(&self, state_mut: &mut State, incident: i64) -> Result<SwitchRecord> {
+        let sb = self.sb()?.clone();
+        let inc = self.state.incident(incident)?;
+        let row = self.row(SwitchKind::Failover, Some(incident), SwitchPhase::Fence)?;
+        let id = row.id;
+        match self.failover_steps(&sb, &row, inc.fields.compromised_since) {
+            Ok(()) => {}
+            Err(e) => return Err(self.fail(id, e)),
+        }
+        let row = self.state.switch(id)?;
+        let now = (self.now)();
+        let snap_time = row.snapshot_time.unwrap_or(now);
+        let downtime = now - inc.clock_start();
+        let data_loss = (inc.clock_start() - snap_time).max(Duration::zero());
+        let met = p3_met(downtime, data_loss, self.sys.tolerance());
+        let (d, l) = (downtime.num_seconds(), data_loss.num_seconds());
+        self.state.switch_finish(id, SwitchPhase::Done, now, Some(d), Some(l), Some(met), None)?;
+        let ev = Event::FailedOver {
+            system: self.sys.name.clone(),
+            snapshot: row.snapshot.clone().unwrap_or_default(),
+            downtime_secs: d,
+            data_loss_secs: l,
+            tolerance_secs: self.sys.tolerance().num_seconds(),
+            met,
+        };
+        state_mut.append_event(incident, now, &ev)?;
+        self.state.switch(id)
+    }
+
+    fn failover_steps(&self, sb: &StandbyConfig, row: &SwitchRecord, compromised: Option<DateTime<Utc>>) -> Result<()> {
+        let (id, mut phase) = (row.id, row.phase);
+        let snap_hint = row.snapshot.clone().unwrap_or_default();
+        if phase <= SwitchPhase::Fence {
+            self.hook(id, "fence", sb.fence.as_ref(), &sb.path, &snap_hint)?;
+            phase = SwitchPhase::Apply;
+            self.state.switch_phase(id, phase)?;
+        }
+        let list = self.repo.snapshots()?;
+        let (sid, snap) = match &row.snapshot {
+            Some(hex) => self.repo.find_snapshot(hex)?,
+            None => newest_snapshot(&list, self.sys, compromised).cloned().ok_or_else(|| {
+                Error::invalid(
+                    format!("system {}", self.sys.name),
+                    match compromised {
+                        Some(c) => {
+                            format!("no complete snapshot tagged {} taken before the compromise ({c})", self.sys.tag())
+                        }
+                        None => format!("no complete snapshot tagged {}", self.sys.tag()),
+                    },
+                )
+            })?,
+        };
+        let hex = sid.to_hex();
+        if row.snapshot.is_none() {
+            self.state.switch_snapshot(id, &hex, snap.time)?;
+        }
+        if phase <= SwitchPhase::Apply {
+            let t = Instant::now();
+            self.bring_standby(sb, &sid, &snap)?;
+            self.state.switch_times(id, Some(t.elapsed().as_millis() as u64), None)?;
+            phase = SwitchPhase::Promote;
+            self.state.switch_phase(id, phase)?;
+        }
+        if phase <= SwitchPhase::Promote {
+            self.hook(id, "promote", sb.promote.as_ref(), &sb.path, &hex)?;
+            self.state.standby_set_serving(&self.sys.name, true)?;
+            phase = SwitchPhase::Verify;
+            self.state.switch_phase(id, phase)?;
+        }
+        let t = Instant::now();
+        let (_, ok, why) = verify(self.state, self.sys, sb, &hex, self.runner, (self.now)(), false)?;
+        self.state.switch_times(id, None, Some(t.elapsed().as_millis() as u64))?;
+        if !ok {
+            return Err(Error::invalid(format!("system {}", self.sys.name), why.unwrap_or_default()));
+        }
+        Ok(())
+    }
+
+    /// The standby brought to the snapshot unless it holds it completely already.
+    fn bring_standby(
+        &self,
+        sb: &StandbyConfig,
+        sid: &FileId,
+        snap: &kura_store::repo::snapshot::Snapshot,
+    ) -> Result<()> {
+        if kura_store::sync::held(&sb.path)? == Some(*sid) {
+            return Ok(());
+        }
+        bring_to(self.state, self.repo, self.sys, sb, sid, snap, self.progress).map(|_| ())
+    }
+
+    /// Brings the primary back from the standby (or resumes doing so).
+    pub fn failback(&self, state_mut: &mut State) -> Result<SwitchRecord> {
+        let sb = self.sb()?.clone();
+        let primary = primary_path(self.sys)?;
+        let last_failover = self
+            .state
+            .switches(Some(&self.sys.name))?
+            .into_iter()
+            .rev()
+            .find(|r| r.kind == SwitchKind::Failover && r.phase == SwitchPhase::Done);
+        let incident = last_failover.as_ref().and_then(|r| r.incident);
+        let row = self.row(SwitchKind::Failback, incident, SwitchPhase::Demote)?;
+        let id = row.id;
+        if let Err(e) = self.failback_steps(&sb, &row, &primary) {
+            return Err(self.fail(id, e));
+        }
+        let now = (self.now)();
+        self.state.switch_finish(id, SwitchPhase::Done, now, None, None, None, None)?;
+        self.state.standby_set_serving(&self.sys.name, false)?;
+        let row = self.state.switch(id)?;
+        if let Some(inc) = row.incident {
+            let ev =
+                Event::FailedBack { system: self.sys.name.clone(), snapshot: row.snapshot.clone().unwrap_or_default() };
+            state_mut.append_event(inc, now, &ev)?;
+        }
+        Ok(row)
+    }
+
+    fn failback_steps(&self, sb: &StandbyConfig, row: &SwitchRecord, primary: &std::path::Path) -> Result<()> {
+        let (id, mut phase) = (row.id, row.phase);
+        if phase <= SwitchPhase::Demote {
+            self.hook(id, "demote", sb.demote.as_ref(), &sb.path, "")?;
+            phase = SwitchPhase::Backup;
+            self.state.switch_phase(id, phase)?;
+        }
+        let hex = match &row.snapshot {
+            Some(h) if phase > SwitchPhase::Backup => h.clone(),
+            _ => {
+                // The standby holds the newest data: it is backed up as the system.
+                let opts = kura_store::backup::BackupOptions {
+                    paths: vec![sb.path.clone()],
+                    tags: vec![self.sys.tag(), "failback".into()],
+                    host: self.sys.host.clone(),
+                    excludes: self.sys.excludes.clone(),
+                    compression: None,
+                    threads: None,
+                    stream: None,
+                    ..Default::default()
+                };
+                let out = kura_store::backup::run(self.repo, &opts, self.progress)?;
+                if out.snapshot.partial {
+                    return Err(Error::invalid(
+                        format!("standby {}", sb.path.display()),
+                        "some files could not be read, so its backup is partial: fix them and run kura failback again",
+                    ));
+                }
+                self.state.switch_snapshot(id, &out.id.to_hex(), out.snapshot.time)?;
+                phase = SwitchPhase::Apply;
+                self.state.switch_phase(id, phase)?;
+                out.id.to_hex()
+            }
+        };
+        let (sid, snap) = self.repo.find_snapshot(&hex)?;
+        if phase <= SwitchPhase::Apply {
+            let t = Instant::now();
+            let opts =
+                kura_store::sync::SyncOptions { target: primary.to_path_buf(), subpath: subpath(&snap), threads: None };
+            kura_store::sync::apply(self.repo, &sid, &snap, &opts, self.progress)?;
+            // The standby holds that snapshot too: recorded (nothing is rewritten).
+            bring_to(self.state, self.repo, self.sys, sb, &sid, &snap, self.progress)?;
+            self.state.switch_times(id, Some(t.elapsed().as_millis() as u64), None)?;
+            phase = SwitchPhase::Unfence;
+            self.state.switch_phase(id, phase)?;
+        }
+        if phase <= SwitchPhase::Unfence {
+            self.hook(id, "unfence", sb.unfence.as_ref(), primary, &hex)?;
+            self.state.switch_phase(id, SwitchPhase::Verify)?;
+        }
+        Ok(())
+    }
+}
