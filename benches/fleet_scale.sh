@@ -19,7 +19,7 @@ else
 fi
 BIN=target/$PROFILE
 W=$(mktemp -d)
-trap 'kill $DAEMON 2>/dev/null || true; rm -rf "$W"' EXIT
+trap 'kill -9 $DAEMON 2>/dev/null || true; rm -rf "$W"' EXIT
 mkdir -m 700 "$W/run"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo 'bench passphrase' > "$W/pass"; chmod 600 "$W/pass"

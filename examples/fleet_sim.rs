@@ -18,7 +18,9 @@ use kura::fleet::proto::{
 
 fn result(spec: &TaskSpec) -> serde_json::Value {
     let v = match spec {
-        TaskSpec::Backup { .. } => serde_json::to_value(BackupResult { snapshot: "0".repeat(64), ..Default::default() }),
+        TaskSpec::Backup { .. } => {
+            serde_json::to_value(BackupResult { snapshot: "0".repeat(64), ..Default::default() })
+        }
         TaskSpec::Restore { .. } => serde_json::to_value(RestoreResult::default()),
         TaskSpec::Hook { .. } => serde_json::to_value(HookResult { ok: true, ..Default::default() }),
     };
