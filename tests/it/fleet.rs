@@ -359,6 +359,29 @@ fn recovery_across_three_hosts_in_priority_order_with_hooks_on_each_host() {
         assert_eq!(sys["state"], "done", "{sys}");
         assert!(sys["bytes"].as_u64().unwrap_or(0) > 0 || sys["files"].as_u64().unwrap_or(0) > 0, "{sys}");
     }
+    // A viewer elsewhere reads the same status from the coordinator over mutual TLS;
+    // an agent's certificate may not.
+    let eve = site.base.path().join("eve");
+    site.fleet.join(&site.fleet.enroll("eve", &["--role", "viewer"]), &eve).ok();
+    let remote = |dir: &Path, json: bool| {
+        let mut c = bare_kura();
+        if json {
+            c.arg("--json");
+        }
+        run(c.args(["recover", "status", "--incident", &id, "--coordinator", &site.fleet.url(), "--identity", s(dir)]))
+    };
+    let far = remote(&eve, true).ok().json();
+    let view = |v: &Value| -> Vec<(Value, Value, Value)> {
+        v["systems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["name"].clone(), x["state"].clone(), x["bytes"].clone()))
+            .collect()
+    };
+    assert_eq!(view(&far), view(&status));
+    remote(&eve, false).ok().stdout_has("dns").stdout_has("done");
+    remote(&agents[0].dir, false).code(2).stderr_has("agent certificate may not");
 }
 
 /// Waits until `p` exists.

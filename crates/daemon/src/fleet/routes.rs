@@ -235,7 +235,7 @@ async fn operator(
     version(req.version)?;
     let (rec, role) = identify(&ctx, &peer).await?;
     let action = match &req.request {
-        Request::Status | Request::Jobs { .. } => Action::Read,
+        Request::Status | Request::Jobs { .. } | Request::RecoveryStatus { .. } => Action::Read,
         Request::Run { .. } | Request::Stop => Action::Change,
     };
     forbid(&role, action)?;
