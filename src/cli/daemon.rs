@@ -26,6 +26,13 @@ pub struct SocketArg {
     identity: Option<PathBuf>,
 }
 
+/// One request to a remote coordinator over mutual TLS, as an operator or viewer.
+pub fn remote_request(url: &str, identity: &Path, req: daemon::Request) -> Result<Reply> {
+    let mut id = kura::agent::identity::Identity::load(identity)?;
+    id.url = url.to_string();
+    Conn::Remote(id).request(req)
+}
+
 /// The daemon over its socket, or a remote coordinator over mutual TLS.
 enum Conn {
     Local(Client),

@@ -359,6 +359,29 @@ fn recovery_across_three_hosts_in_priority_order_with_hooks_on_each_host() {
         assert_eq!(sys["state"], "done", "{sys}");
         assert!(sys["bytes"].as_u64().unwrap_or(0) > 0 || sys["files"].as_u64().unwrap_or(0) > 0, "{sys}");
     }
+    // A viewer elsewhere reads the same status from the coordinator over mutual TLS;
+    // an agent's certificate may not.
+    let eve = site.base.path().join("eve");
+    site.fleet.join(&site.fleet.enroll("eve", &["--role", "viewer"]), &eve).ok();
+    let remote = |dir: &Path, json: bool| {
+        let mut c = bare_kura();
+        if json {
+            c.arg("--json");
+        }
+        run(c.args(["recover", "status", "--incident", &id, "--coordinator", &site.fleet.url(), "--identity", s(dir)]))
+    };
+    let far = remote(&eve, true).ok().json();
+    let view = |v: &Value| -> Vec<(Value, Value, Value)> {
+        v["systems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["name"].clone(), x["state"].clone(), x["bytes"].clone()))
+            .collect()
+    };
+    assert_eq!(view(&far), view(&status));
+    remote(&eve, false).ok().stdout_has("dns").stdout_has("done");
+    remote(&agents[0].dir, false).code(2).stderr_has("agent certificate may not");
 }
 
 /// Waits until `p` exists.
@@ -455,4 +478,55 @@ fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_a
     run(&mut site.recover(&id2)).ok();
     site.assert_restored();
     assert!(hooks_of(&agents[2]).contains("pre db"), "{}", hooks_of(&agents[2]));
+}
+
+#[test]
+fn per_host_parallel_limits_the_systems_of_one_host_running_at_once() {
+    let base = tempfile::tempdir().unwrap();
+    let log = base.path().join("order.log");
+    let mut systems = String::new();
+    let mut plan = String::new();
+    for name in ["a", "b", "c"] {
+        let src = base.path().join(name);
+        write(&src.join("f.txt"), format!("{name}\n"));
+        systems += &system(name, 2, "h1", &src);
+        let hook = |stage: &str| {
+            format!(
+                "[[system.{stage}]]\ncommand = 'echo \"$KURA_PHASE $KURA_SYSTEM\" >> {}; sleep 0.3'\n",
+                log.display()
+            )
+        };
+        plan += &format!(
+            "[[system]]\nname = '{name}'\ntarget = '{}'\n{}{}\n",
+            base.path().join("restore").join(name).display(),
+            hook("pre"),
+            hook("post")
+        );
+    }
+    let fleet = Fleet::new(&systems);
+    let cfg = std::fs::read_to_string(&fleet.setup.config).unwrap();
+    write(&fleet.setup.config, cfg.replace("name = \"coord\"\n", "name = \"coord\"\nper_host_parallel = 1\n"));
+    let plan_path = base.path().join("plan.toml");
+    write(&plan_path, format!("name = 'one host'\nconfig = '{}'\n\n{plan}", s(&fleet.setup.config)));
+    let _d = fleet.daemon();
+    let _h1 = fleet.agent("h1");
+    for name in ["a", "b", "c"] {
+        fleet.setup.cli(&["run", name]).ok();
+    }
+    let kura = |args: &[&str]| {
+        let mut c = bare_kura();
+        c.arg("--state").arg(fleet.state()).args(args).env("KURA_CONFIG", &fleet.setup.config);
+        run(&mut c)
+    };
+    let id = kura(&["--json", "incident", "open", "--title", "t"]).ok().json()["id"].as_i64().unwrap().to_string();
+    kura(&["incident", "resolve-cause", &id, "--note", "fixed"]).ok();
+    kura(&["recover", "--incident", &id, "--plan", s(&plan_path), "--parallel", "3"]).ok();
+    // --parallel 3 would start all three at once; h1 runs one system at a time.
+    let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    for pair in lines.chunks(2) {
+        let sys = |l: &str| l.split(' ').nth(1).unwrap().to_string();
+        assert!(pair[0].starts_with("pre") && pair[1].starts_with("post"), "{lines:?}");
+        assert_eq!(sys(&pair[0]), sys(&pair[1]), "{lines:?}");
+    }
 }

@@ -36,6 +36,14 @@ pub enum Request {
         wait: bool,
     },
     Stop,
+    /// A recovery's systems with their state, deadline and progress (`kura recover
+    /// status`): the given run, else the latest recovery (of the incident, if given).
+    RecoveryStatus {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<i64>,
+    },
 }
 
 /// The `data` of a successful response, one shape per request. Untagged on the
@@ -54,6 +62,8 @@ pub enum Reply {
     Started { job: String, started: i64 },
     /// To `stop`.
     Stopping { stopping: bool, pid: u32 },
+    /// To `recovery_status`: `{run, systems}` as `kura recover status --json` prints them.
+    Recovery { recovery: serde_json::Value },
 }
 
 /// `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.

@@ -25,6 +25,11 @@ pub enum DaemonError {
     StoppedBeforeStart,
     #[error("the run was lost (the daemon is stopping)")]
     RunLost,
+    #[error("{}", match incident {
+        Some(i) => format!("incident {i} has no recovery run yet"),
+        None => "no recovery has been run yet".to_string(),
+    })]
+    NoRecovery { incident: Option<i64> },
     #[error("run {0} is missing from the state database")]
     RunMissing(i64),
     /// The thread that owns the state database is gone (it panicked).

@@ -154,5 +154,22 @@ pub(crate) async fn answer(daemon: &Arc<Daemon>, req: Request) -> Result<Reply> 
             daemon.request_stop();
             Ok(Reply::Stopping { stopping: true, pid: std::process::id() })
         }
+        Request::RecoveryStatus { incident, run } => {
+            let recovery = daemon
+                .db
+                .query(move |st| {
+                    use kura_recovery::state::recovery::RunKind;
+                    let rec = match run {
+                        Some(r) => Some(st.recovery_run(r)?),
+                        None => st.recovery_runs(Some(RunKind::Recovery), incident)?.pop(),
+                    };
+                    let Some(rec) = rec else { return Ok(None) };
+                    let systems = st.run_systems(rec.id)?;
+                    Ok(Some(serde_json::json!({ "run": rec, "systems": systems })))
+                })
+                .await?;
+            let recovery = recovery.ok_or_else(|| DaemonError::NoRecovery { incident })?;
+            Ok(Reply::Recovery { recovery })
+        }
     }
 }

@@ -129,7 +129,11 @@ impl FleetDir {
         let (exists, passphrase) = self.host_key(host)?;
         if !exists {
             // First use: make the repository (or find the one a crash left), then
-            // mark it made. Later dispatches derive no key here.
+            // mark it made. Later dispatches derive no key here. One at a time: each
+            // key derivation takes argon2's memory (a fleet's first slot would
+            // otherwise derive one per host at once).
+            static FIRST_USE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one = FIRST_USE.lock().unwrap_or_else(|e| e.into_inner());
             let backend = kura_store::backend::open_location(&location)?;
             match Repository::open(backend.clone(), passphrase.as_bytes()) {
                 Ok(_) => {}

@@ -125,6 +125,9 @@ fn forbid(role: &Role, action: Action) -> Result<(), Refused> {
     }
 }
 
+/// How often a held poll looks at the task table (and the registry).
+const POLL_ROUND: Duration = Duration::from_millis(400);
+
 /// Long poll: the caller's host's open tasks, as soon as there are any, or an
 /// empty list after the wait. Each round re-reads the registry, so a revoked
 /// certificate's poll ends within a round.
@@ -136,6 +139,7 @@ async fn poll(
     version(req.version)?;
     let heartbeat = ctx.daemon.config().fleet.as_ref().map_or(Duration::from_secs(25), |f| f.heartbeat);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(heartbeat);
+    let mut first = true;
     loop {
         let (rec, role) = identify(&ctx, &peer).await?;
         let host = rec.name.clone();
@@ -147,11 +151,15 @@ async fn poll(
             .daemon
             .db
             .query(move |st| {
-                st.fleet_seen(&fp, now)?;
+                // The heartbeat is written once per poll; the rounds after it only read.
+                if first {
+                    st.fleet_seen(&fp, now)?;
+                }
                 st.fleet_open_tasks(&h)
             })
             .await
             .map_err(internal)?;
+        first = false;
         if !open.is_empty() {
             return Ok(Json(PollReply { tasks: hand_out(&ctx, open).await? }));
         }
@@ -159,13 +167,15 @@ async fn poll(
             return Ok(Json(PollReply { tasks: vec![] }));
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(POLL_ROUND) => {}
             _ = ctx.daemon.stopping() => return Ok(Json(PollReply { tasks: vec![] })),
         }
     }
 }
 
-/// Marks queued tasks running and attaches the passphrase each one needs.
+/// Marks queued tasks running and attaches the passphrase each one needs. Both on
+/// the state thread: not on the blocking pool, which a fleet's backup jobs can fill
+/// while they wait for exactly these tasks (reading a key file is a small read).
 async fn hand_out(ctx: &Ctx, open: Vec<kura_recovery::state::fleet::TaskRecord>) -> Result<Vec<Task>, Refused> {
     let cfg = ctx.daemon.config();
     let dir = ctx.fleet_dir.clone();
@@ -177,23 +187,18 @@ async fn hand_out(ctx: &Ctx, open: Vec<kura_recovery::state::fleet::TaskRecord>)
             for id in queued {
                 st.fleet_task_started(id, now)?;
             }
-            Ok(())
+            open.into_iter()
+                .map(|t| {
+                    let passphrase = match &t.spec {
+                        TaskSpec::Hook { .. } => None,
+                        spec => Some(dir.passphrase_for(&cfg, spec.repository().unwrap_or_default())?),
+                    };
+                    Ok(Task { id: t.id, spec: t.spec, passphrase })
+                })
+                .collect()
         })
         .await
-        .map_err(internal)?;
-    tokio::task::spawn_blocking(move || {
-        open.into_iter()
-            .map(|t| {
-                let passphrase = match &t.spec {
-                    TaskSpec::Hook { .. } => None,
-                    spec => Some(dir.passphrase_for(&cfg, spec.repository().unwrap_or_default()).map_err(internal)?),
-                };
-                Ok(Task { id: t.id, spec: t.spec, passphrase })
-            })
-            .collect::<Result<Vec<Task>, Refused>>()
-    })
-    .await
-    .map_err(internal)?
+        .map_err(internal)
 }
 
 async fn report(
@@ -230,7 +235,7 @@ async fn operator(
     version(req.version)?;
     let (rec, role) = identify(&ctx, &peer).await?;
     let action = match &req.request {
-        Request::Status | Request::Jobs { .. } => Action::Read,
+        Request::Status | Request::Jobs { .. } | Request::RecoveryStatus { .. } => Action::Read,
         Request::Run { .. } | Request::Stop => Action::Change,
     };
     forbid(&role, action)?;

@@ -71,6 +71,8 @@ pub struct Fleet {
     pub heartbeat: std::time::Duration,
     /// All hosts back up into the one repository (opt-in; see docs/FLEET.md).
     pub shared_repository: bool,
+    /// At most this many systems of one host restored at once (`None`: only `--parallel`).
+    pub per_host_parallel: Option<usize>,
 }
 
 /// The port `[fleet]` listens on when `listen` is not given.

@@ -611,7 +611,8 @@ fn http(d: &mut Diag, o: &Obj, base: &Path) -> Option<Http> {
     Some(Http { listen, token_file })
 }
 
-const FLEET: &[&str] = &["listen", "name", "advertise", "agent_lost_after", "heartbeat", "shared_repository"];
+const FLEET: &[&str] =
+    &["listen", "name", "advertise", "agent_lost_after", "heartbeat", "shared_repository", "per_host_parallel"];
 
 /// `[fleet]`: given at all means the coordinator listens for agents.
 fn fleet(d: &mut Diag, o: &Obj) -> Option<Fleet> {
@@ -636,7 +637,14 @@ fn fleet(d: &mut Diag, o: &Obj) -> Option<Fleet> {
         agent_lost_after: std::time::Duration::from_secs(600),
         heartbeat: std::time::Duration::from_secs(25),
         shared_repository: false,
+        per_host_parallel: None,
     };
+    if let Some(n) = o.int(d, "per_host_parallel") {
+        match usize::try_from(n.value) {
+            Ok(v) if v >= 1 => f.per_host_parallel = Some(v),
+            _ => d.error(n.line, &n.field, format!("per_host_parallel must be 1 or more, not {}", n.value)),
+        }
+    }
     for (key, slot) in [("agent_lost_after", &mut f.agent_lost_after), ("heartbeat", &mut f.heartbeat)] {
         if let Some(v) = o.str(d, key) {
             match tree::parse_duration(&v.value) {

@@ -212,6 +212,50 @@ pub struct FleetExecutor {
     /// The main repository; a host's is `<main>/hosts/HOST` unless shared.
     pub main: Location,
     pub shared: bool,
+    /// `[fleet] per_host_parallel`: systems of one host restored at once.
+    pub slots: HostSlots,
+}
+
+/// Per-host slots: a system's worker holds one of its host's while it runs.
+#[derive(Clone, Debug, Default)]
+pub struct HostSlots {
+    limit: Option<usize>,
+    taken: std::sync::Arc<(std::sync::Mutex<std::collections::HashMap<String, usize>>, std::sync::Condvar)>,
+}
+
+/// A held slot; given back when dropped.
+pub struct HostSlot {
+    slots: HostSlots,
+    host: String,
+}
+
+impl HostSlots {
+    pub fn new(limit: Option<usize>) -> HostSlots {
+        HostSlots { limit, taken: Default::default() }
+    }
+
+    /// Waits for a free slot of `host` (at once without a limit).
+    pub fn acquire(&self, host: &str) -> Option<HostSlot> {
+        let limit = self.limit?;
+        let (lock, cv) = &*self.taken;
+        let mut taken = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while taken.get(host).copied().unwrap_or(0) >= limit {
+            taken = cv.wait(taken).unwrap_or_else(|e| e.into_inner());
+        }
+        *taken.entry(host.to_string()).or_default() += 1;
+        Some(HostSlot { slots: self.clone(), host: host.to_string() })
+    }
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.slots.taken;
+        let mut taken = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = taken.get_mut(&self.host) {
+            *n = n.saturating_sub(1);
+        }
+        cv.notify_all();
+    }
 }
 
 impl FleetExecutor {
@@ -226,6 +270,7 @@ impl FleetExecutor {
             },
             main: config.repository.location.clone(),
             shared: f.shared_repository,
+            slots: HostSlots::new(f.per_host_parallel),
         })
     }
 

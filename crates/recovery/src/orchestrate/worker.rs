@@ -157,6 +157,8 @@ pub(super) fn spawn_worker(
                 clock,
                 remote: remote.as_ref(),
             };
+            // `[fleet] per_host_parallel`: wait for a slot of the host it runs on.
+            let _slot = remote.as_ref().and_then(|p| p.fleet.slots.acquire(&p.run_on));
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.run(&w, from))).unwrap_or_else(|p| {
                     let msg =
