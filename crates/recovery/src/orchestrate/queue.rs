@@ -166,6 +166,7 @@ pub(crate) mod tests {
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             hooks: Hooks::default(),
             scan: None,
+            snapshot: None,
         }
     }
 

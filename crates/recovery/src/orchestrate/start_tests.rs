@@ -39,6 +39,7 @@ fn plan(dir: &std::path::Path) -> Plan {
             depends_on: vec![],
             hooks: Hooks::default(),
             scan: None,
+            snapshot: None,
         }],
     }
 }

@@ -97,6 +97,7 @@ fn system(name: &str, priority: u8, deadline: Duration, target: &Path) -> PlanSy
         depends_on: vec![],
         hooks: Hooks::default(),
         scan: None,
+        snapshot: None,
     }
 }
 

@@ -74,6 +74,9 @@ pub struct PlanSystem {
     /// The plan's `scan`: an indicator file the restored files are checked against
     /// before the system is promoted (verify hooks, post hooks); a hit stops it.
     pub scan: Option<PathBuf>,
+    /// A snapshot (id or unique prefix) this system restores, whatever the clean
+    /// point or the incident's compromised-since would choose.
+    pub snapshot: Option<String>,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`
