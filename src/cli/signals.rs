@@ -79,12 +79,6 @@ pub fn false_positives(ctx: &Ctx, repo_id: &str) -> Result<std::collections::Has
     }
 }
 
-/// Every snapshot of the repository with its verdict, oldest first.
-pub fn assess(ctx: &Ctx, repo: &Repository, rules: &Rules) -> Result<Vec<Assessed>> {
-    let fps = false_positives(ctx, &repo.config().id)?;
-    Ok(detect::assess_all(&repo.snapshots()?, &fps, rules))
-}
-
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let (repo, rules) = open(ctx, a.config.as_deref())?;
     match a.cmd {
@@ -96,10 +90,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
 }
 
 fn list(ctx: &Ctx, repo: &Repository, rules: &Rules, filter: Filter) -> Result<ExitCode> {
-    let all = assess(ctx, repo, rules)?;
     let snaps = repo.snapshots()?;
+    let fps = false_positives(ctx, &repo.config().id)?;
+    // In the order of `snaps`, one verdict each.
+    let all = detect::assess_all(&snaps, &fps, rules);
     let shown: Vec<&Assessed> =
-        all.iter().filter(|a| snaps.iter().any(|(id, s)| *id == a.id && filter.matches(s))).collect();
+        all.iter().zip(&snaps).filter(|(_, (_, s))| filter.matches(s)).map(|(a, _)| a).collect();
     if ctx.json {
         output::print_json(&shown)?;
         return Ok(ExitCode::SUCCESS);

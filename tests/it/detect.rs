@@ -590,3 +590,51 @@ fn a_recovery_with_a_scan_stops_a_system_whose_restored_files_match_an_indicator
     write(&base.join("iocs.txt"), "sha256 zz\n");
     run(bare_kura().args(["plan", "validate", s(&plan)]).env("KURA_CONFIG", &cfg)).code(2).stderr_has("iocs.txt:1");
 }
+
+#[test]
+fn a_plan_can_pin_a_systems_snapshot_over_the_clean_point() {
+    let repo = TestRepo::new();
+    let base = repo.base().to_path_buf();
+    let src = base.join("src/app");
+    write(&src.join("version"), "v1\n");
+    repo.backup(&[&src], &["--tag", "system:app"]);
+    let v1 = text(repo.snapshots(&[]).last().unwrap(), "id").to_string();
+    write(&src.join("version"), "v2\n");
+    repo.backup(&[&src], &["--tag", "system:app"]);
+    write(&base.join("pass"), PASSWORD);
+    let cfg = base.join("kura.toml");
+    let cfg_text = format!(
+        "[repository]\nlocation = '{}'\npassword_file = '{}'\n\n[[system]]\nname = 'app'\npriority = 2\npaths = ['{}']\n",
+        s(&repo.path),
+        s(&base.join("pass")),
+        s(&src)
+    );
+    write(&cfg, cfg_text);
+    let plan = base.join("plan.toml");
+    let target = base.join("restore/app");
+    let plan_with = |pin: &str| {
+        write(
+            &plan,
+            format!(
+                "name = 'p'\nconfig = '{}'\n\n[[system]]\nname = 'app'\ntarget = '{}'\n{pin}\n",
+                s(&cfg),
+                s(&target)
+            ),
+        )
+    };
+    plan_with(&format!("snapshot = '{}'", &v1[..10]));
+    let state = base.join("state.db");
+    let cli = |args: &[&str]| run(bare_kura().args(["--state", s(&state)]).args(args).env("KURA_CONFIG", &cfg));
+    cli(&["incident", "open", "--title", "bad deploy"]).ok();
+    cli(&["incident", "resolve-cause", "1", "--note", "rolled back"]).ok();
+    let v = cli(&["--json", "recover", "--incident", "1", "--plan", s(&plan)]).ok().json();
+    assert_eq!(v["systems"][0]["snapshot"], v1.as_str(), "{v:#}");
+    assert_eq!(std::fs::read_to_string(target.join("version")).unwrap(), "v1\n");
+    cli(&["incident", "show", "1"]).ok().stdout_has("named in the plan");
+
+    plan_with("snapshot = 'xyz'");
+    run(bare_kura().args(["plan", "validate", s(&plan)]).env("KURA_CONFIG", &cfg))
+        .code(2)
+        .stderr_has("plan.toml:7: error: system[0].snapshot")
+        .stderr_has("not a snapshot id");
+}

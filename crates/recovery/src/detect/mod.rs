@@ -67,13 +67,13 @@ pub fn same_series(a: &Snapshot, b: &Snapshot) -> bool {
 /// Verdicts for every snapshot of `all` (sorted by time, oldest first), each judged
 /// within its own series. `false_positives` holds snapshot ids in hex.
 pub fn assess_all(all: &[(FileId, Snapshot)], false_positives: &HashSet<String>, rules: &Rules) -> Vec<Assessed> {
+    // One pass to group the series (host and paths as `same_series` compares them).
+    let mut groups: std::collections::BTreeMap<(String, Vec<String>), Vec<usize>> = Default::default();
+    for (j, (_, s)) in all.iter().enumerate() {
+        groups.entry(series_key(s)).or_default().push(j);
+    }
     let mut out: Vec<Option<Assessed>> = vec![None; all.len()];
-    let mut done = vec![false; all.len()];
-    for i in 0..all.len() {
-        if done[i] {
-            continue;
-        }
-        let members: Vec<usize> = (i..all.len()).filter(|&j| same_series(&all[i].1, &all[j].1)).collect();
+    for members in groups.into_values() {
         let fp: Vec<bool> = members.iter().map(|&j| false_positives.contains(&all[j].0.to_hex())).collect();
         let points: Vec<rules::Point> = members
             .iter()
@@ -82,7 +82,6 @@ pub fn assess_all(all: &[(FileId, Snapshot)], false_positives: &HashSet<String>,
             .collect();
         let verdicts = rules::assess_series(&points, rules);
         for ((&j, v), f) in members.iter().zip(verdicts).zip(fp) {
-            done[j] = true;
             let (id, s) = &all[j];
             out[j] = Some(Assessed {
                 id: *id,
@@ -97,6 +96,25 @@ pub fn assess_all(all: &[(FileId, Snapshot)], false_positives: &HashSet<String>,
         }
     }
     out.into_iter().flatten().collect()
+}
+
+/// Host and the set of paths, each without trailing slashes (`same_series`' rule).
+fn series_key(s: &Snapshot) -> (String, Vec<String>) {
+    let mut paths: Vec<String> = s
+        .paths
+        .iter()
+        .map(|p| {
+            let t = p.trim_end_matches('/');
+            if t.is_empty() && p.starts_with('/') {
+                "/".to_string()
+            } else {
+                t.to_string()
+            }
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    (s.host.clone(), paths)
 }
 
 /// The newest clean snapshot of `id`'s series older than `id`.

@@ -123,16 +123,28 @@ pub fn prepare(
         .map(|i| &plan.systems[i])
         .map(|s| {
             let snapshots = &lists[&s.agent];
-            let chosen = match choosers.get(&s.agent) {
-                Some(c) => {
+            let pinned = s
+                .snapshot
+                .as_deref()
+                .map(|q| snapshot::select(snapshots, q).ok().filter(|(_, snap)| source_matches(&s.source, snap)));
+            if let Some(Some((id, _))) = &pinned {
+                notes.push(format!("system {}: restoring snapshot {}, named in the plan", s.name, id.short()));
+            }
+            let chosen = match (choosers.get(&s.agent), pinned) {
+                (_, Some(p)) => p,
+                (Some(c), None) => {
                     let mine = |snap: &Snapshot| source_matches(&s.source, snap);
                     let (chosen, note) = c.choose(snapshots, &mine, &s.name);
                     notes.extend(note);
                     chosen
                 }
-                None => choose_snapshot(snapshots, &s.source, options.compromised_since),
+                (None, None) => choose_snapshot(snapshots, &s.source, options.compromised_since),
             };
             let error = chosen.is_none().then(|| match (&s.source, options.compromised_since) {
+                _ if s.snapshot.is_some() => format!(
+                    "snapshot {} named in the plan is not one of this system's snapshots (or not unique)",
+                    s.snapshot.as_deref().unwrap_or_default()
+                ),
                 (Source::Tag(t), Some(b)) => format!("no snapshot tagged {t} taken before the compromise ({b})"),
                 (Source::Tag(t), None) => format!("no snapshot tagged {t} in the repository"),
                 (Source::HostPaths { host, paths }, _) => {

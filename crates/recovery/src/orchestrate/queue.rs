@@ -170,6 +170,7 @@ pub(crate) mod tests {
             scan: None,
             standby: None,
             tolerance: chrono::Duration::minutes(5),
+            snapshot: None,
         }
     }
 

@@ -43,6 +43,7 @@ fn plan(dir: &std::path::Path) -> Plan {
             scan: None,
             standby: None,
             tolerance: chrono::Duration::minutes(5),
+            snapshot: None,
         }],
     }
 }

@@ -101,6 +101,7 @@ fn system(name: &str, priority: u8, deadline: Duration, target: &Path) -> PlanSy
         scan: None,
         standby: None,
         tolerance: chrono::Duration::minutes(5),
+        snapshot: None,
     }
 }
 

@@ -11,8 +11,19 @@ use crate::config::{parse_duration, Config};
 use super::*;
 
 const TOP: &[&str] = &["name", "description", "config", "allow_overlap", "on_failure", "hook_env", "scan", "system"];
-const SYSTEM: &[&str] =
-    &["name", "target", "subpath", "host", "paths", "depends_on", "pre", "verify", "post", "replacement_host"];
+const SYSTEM: &[&str] = &[
+    "name",
+    "target",
+    "subpath",
+    "host",
+    "paths",
+    "depends_on",
+    "pre",
+    "verify",
+    "post",
+    "replacement_host",
+    "snapshot",
+];
 const HOOK: &[&str] = &["command", "timeout", "retries", "retry_delay", "drill"];
 
 /// Default hook timeout.
@@ -101,6 +112,7 @@ struct Raw {
     paths: Option<Vec<String>>,
     depends_on: Vec<At<String>>,
     hooks: Hooks,
+    snapshot: Option<String>,
 }
 
 fn config_hint(config: Option<&Config>) -> String {
@@ -232,6 +244,7 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
                 scan: scan.clone(),
                 standby: s.standby.clone(),
                 tolerance: s.tolerance(),
+                snapshot: r.snapshot.clone(),
             })
         }));
     }
@@ -413,7 +426,27 @@ fn raw_system(d: &mut Diag, o: &Obj, index: usize, base: &Path) -> Option<Raw> {
         verify: hooks(d, o, "verify", DEFAULT_VERIFY_RETRIES, true),
         post: hooks(d, o, "post", 0, false),
     };
-    Some(Raw { index, line: o.line, name: name?, target, subpath, host, replacement_host, paths, depends_on, hooks })
+    // A snapshot to restore whatever else decides (clean point, compromised-since).
+    let snapshot = o.str(d, "snapshot").and_then(|v| {
+        let ok = (8..=64).contains(&v.value.len()) && v.value.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            d.error(v.line, &v.field, format!("{:?} is not a snapshot id (8 to 64 hex digits)", v.value));
+        }
+        ok.then(|| v.value.to_ascii_lowercase())
+    });
+    Some(Raw {
+        index,
+        line: o.line,
+        name: name?,
+        target,
+        subpath,
+        host,
+        replacement_host,
+        paths,
+        depends_on,
+        hooks,
+        snapshot,
+    })
 }
 
 fn hooks(d: &mut Diag, o: &Obj, key: &str, retries: u32, drill: bool) -> Vec<Hook> {

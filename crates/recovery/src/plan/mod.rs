@@ -84,6 +84,9 @@ pub struct PlanSystem {
     pub standby: Option<crate::config::StandbyConfig>,
     /// From the config: the priority-3 tolerance on downtime and data loss.
     pub tolerance: Duration,
+    /// A snapshot (id or unique prefix) this system restores, whatever the clean
+    /// point or the incident's compromised-since would choose.
+    pub snapshot: Option<String>,
 }
 
 /// Which snapshots belong to the system: by default those tagged `system:NAME`
