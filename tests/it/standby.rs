@@ -376,6 +376,21 @@ fn a_recovery_fails_over_instead_of_restoring_and_judges_priority_3_on_the_measu
     // The report says which system failed over and which was restored.
     let rep = site.kura(["report", "--incident", "1", "--format", "md"]).ok().stdout.clone();
     assert!(rep.contains("failover") && rep.contains("restore"), "{rep}");
+    let html = site.kura(["report", "--incident", "1", "--format", "html"]).ok().stdout.clone();
+    assert!(html.contains(r#"<td class="how">failover to its standby</td>"#), "{html}");
+    assert!(html.contains(r#"<td class="how">restore</td>"#), "{html}");
+    let csv = site.kura(["report", "--incident", "1", "--format", "csv"]).ok().stdout.clone();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"failover"), "{csv}");
+    let system = header.iter().position(|h| *h == "system").unwrap();
+    // `failover` is the last column; `system` comes before any quoted field.
+    let failed_over: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.rsplit(',').next() == Some("true"))
+        .filter_map(|l| l.split(',').nth(system))
+        .collect();
+    assert_eq!(failed_over, ["db"], "{csv}");
 }
 
 /// A failover drill promotes nothing: a copy of the standby in the sandbox is

@@ -34,6 +34,7 @@ pub const COLUMNS: &[&str] = &[
     "hooks",
     "error",
     "confidence",
+    "failover",
 ];
 
 /// Quotes a field when it holds a comma, a quote, a line break, or leading or
@@ -94,6 +95,7 @@ fn row_fields(
         r.hooks_summary(),
         r.error.clone().unwrap_or_default(),
         r.confidence.as_ref().map(|c| c.level.as_str().to_string()).unwrap_or_default(),
+        r.failover.to_string(),
     ]
 }
 

@@ -140,7 +140,7 @@ fn system_rows(rows: &[SystemRow]) -> Vec<Vec<String>> {
                 verify,
                 r.hooks_summary(),
                 r.error.clone().unwrap_or_default(),
-                if r.failover { "failover to its standby" } else { "restore" }.to_string(),
+                r.how().to_string(),
             ]
         })
         .collect()

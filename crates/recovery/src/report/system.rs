@@ -252,6 +252,15 @@ impl SystemRow {
         }
     }
 
+    /// How the system came back: "failover to its standby" or "restore" (every format's wording).
+    pub fn how(&self) -> &'static str {
+        if self.failover {
+            "failover to its standby"
+        } else {
+            "restore"
+        }
+    }
+
     /// One line summing up the hooks: "pre ok, verify ok (3 attempts), post skipped".
     pub fn hooks_summary(&self) -> String {
         text::hooks_summary(&self.hooks)

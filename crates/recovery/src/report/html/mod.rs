@@ -58,7 +58,7 @@ fn tier_table(out: &mut String, tiers: &[TierSummary], id: &str) {
 fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
     let _ = write!(
         out,
-        r#"<table id="{id}" class="systems"><thead><tr><th>System</th><th>Priority</th><th>Deadline</th><th>State</th><th>Time from clock start</th><th>Result</th><th>Margin</th><th>Snapshot</th><th>Data lost (RPO)</th><th>Bytes</th><th>Restore took</th><th>Verification</th><th>Hooks</th><th>Error</th></tr></thead><tbody>"#
+        r#"<table id="{id}" class="systems"><thead><tr><th>System</th><th>Priority</th><th>Deadline</th><th>State</th><th>Time from clock start</th><th>Result</th><th>Margin</th><th>Snapshot</th><th>Data lost (RPO)</th><th>Bytes</th><th>Restore took</th><th>Verification</th><th>Hooks</th><th>Error</th><th>How</th></tr></thead><tbody>"#
     );
     for r in rows {
         let time = match r.time_secs {
@@ -78,7 +78,7 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
         };
         let _ = write!(
             out,
-            r#"<tr class="verdict-{v}" data-system="{name}" data-verdict="{v}"><td>{name}</td><td class="num">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="result {v}">{}</td><td class="num">{}</td><td class="snap">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wrap">{}</td><td class="wrap">{}</td><td class="wrap err">{}</td></tr>"#,
+            r#"<tr class="verdict-{v}" data-system="{name}" data-verdict="{v}"><td>{name}</td><td class="num">{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="result {v}">{}</td><td class="num">{}</td><td class="snap">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="wrap">{}</td><td class="wrap">{}</td><td class="wrap err">{}</td><td class="how">{}</td></tr>"#,
             r.priority,
             e(&deadline_text(r.deadline_secs)),
             e(r.state.as_str()),
@@ -92,6 +92,7 @@ fn systems_table(out: &mut String, rows: &[SystemRow], id: &str) {
             e(&verify),
             e(&r.hooks_summary()),
             e(r.error.as_deref().unwrap_or("")),
+            r.how(),
             name = e(&r.name),
             v = r.verdict.as_str(),
         );
