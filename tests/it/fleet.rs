@@ -190,6 +190,28 @@ impl Site {
         }
     }
 
+    /// `recover status` (JSON and text) and the JSON report of incident `id` name
+    /// the host each system ran on.
+    fn assert_ran_on(&self, id: &str, want: &[(&str, &str)]) {
+        let st = run(&mut self.kura(&["--json", "recover", "status", "--incident", id])).ok().json();
+        let rep = run(&mut self.kura(&["report", "--incident", id, "--format", "json"]));
+        rep.ok();
+        let rep: Value = serde_json::from_str(&rep.stdout).unwrap();
+        let text = run(&mut self.kura(&["recover", "status", "--incident", id])).ok().stdout.clone();
+        for (doc, what) in [(&st, "status"), (&rep, "report")] {
+            let systems = doc["systems"].as_array().unwrap_or_else(|| panic!("{what}: {doc}"));
+            for (name, host) in want {
+                let row = systems.iter().find(|s| s["name"] == *name).unwrap_or_else(|| panic!("{what}: {doc}"));
+                assert_eq!(row["ran_on"], *host, "{what}: {name}: {row}");
+            }
+        }
+        for (name, host) in want {
+            let lines: Vec<&str> = text.lines().collect();
+            let i = lines.iter().position(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
+            assert!(lines[i + 1..].iter().take(2).any(|l| l.trim() == format!("on host {host}")), "{name}: {text}");
+        }
+    }
+
     fn global_log(&self) -> Vec<String> {
         std::fs::read_to_string(&self.global_log).unwrap_or_default().lines().map(String::from).collect()
     }
@@ -319,6 +341,8 @@ fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_a
     site.assert_restored();
     assert!(hooks_of(&agents[1]).contains("pre dns"), "{}", hooks_of(&agents[1]));
     assert!(!hooks_of(&agents[0]).contains("dns"), "{}", hooks_of(&agents[0]));
+    // Status and the report name the host each system ran on.
+    site.assert_ran_on(&id, &[("dns", "h2"), ("db", "h2"), ("web", "h3")]);
     // --on names a system of the plan.
     run(site.recover(&id).args(["--on", "nope=h2"])).code(2).stderr_has("no system \"nope\"");
 
@@ -346,6 +370,7 @@ fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_a
     run(&mut site.recover(&id2)).ok();
     site.assert_restored();
     assert!(hooks_of(&agents[2]).contains("pre db"), "{}", hooks_of(&agents[2]));
+    site.assert_ran_on(&id2, &[("dns", "h1"), ("db", "h3"), ("web", "h3")]);
 }
 
 #[test]
