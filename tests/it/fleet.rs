@@ -2,7 +2,6 @@
 //! with `[fleet]` on a loopback port) and agents (`kura agent run`), each agent with
 //! its own directory and host name, enrolled with `kura agent enroll` + `join`.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
