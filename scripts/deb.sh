@@ -46,17 +46,20 @@ SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null ||
 export SOURCE_DATE_EPOCH
 # [package.metadata.deb] lists target/assets/: another directory is for tests only.
 assets="${KURA_DEB_ASSETS:-target/assets}"
-rm -rf "$assets/man" "$assets/completions" "$assets/kura.service"
+rm -rf "$assets/man" "$assets/completions" "$assets/kura.service" "$assets/kura-agent.service"
 mkdir -p "$assets/man" "$assets/completions"
 "$kura" man "$assets/man" >/dev/null
 "$kura" completions bash >"$assets/completions/kura.bash"
 "$kura" completions zsh >"$assets/completions/_kura"
 "$kura" completions fish >"$assets/completions/kura.fish"
-# contrib/kura.service runs /usr/local/bin/kura (a hand install, as in README); the
-# package installs /usr/bin/kura.
-sed 's#/usr/local/bin/kura#/usr/bin/kura#g' contrib/kura.service >"$assets/kura.service"
+# contrib/kura.service and contrib/kura-agent.service run /usr/local/bin/kura (a hand
+# install, as in README); the package installs /usr/bin/kura.
+for unit in kura.service kura-agent.service; do
+  sed 's#/usr/local/bin/kura#/usr/bin/kura#g' "contrib/$unit" >"$assets/$unit"
+done
 grep -q 'ExecStart=/usr/bin/kura daemon' "$assets/kura.service"
-echo "$(ls "$assets/man" | wc -l) man pages, 3 completion scripts, kura.service"
+grep -q 'ExecStart=/usr/bin/kura agent run' "$assets/kura-agent.service"
+echo "$(ls "$assets/man" | wc -l) man pages, 3 completion scripts, kura.service, kura-agent.service"
 if $assets_only; then
   exit 0
 fi
@@ -134,21 +137,25 @@ for f in /usr/share/doc/kura/examples/small-office.toml /usr/share/doc/kura/exam
   [ -f "$f" ] || fail "$f is missing"
 done
 
-check "systemd unit"
+check "systemd units"
 unit=/lib/systemd/system/kura.service
-[ -f "$unit" ] || fail "$unit is missing"
-if command -v systemd-analyze >/dev/null 2>&1; then
-  systemd-analyze verify "$unit" || fail "systemd-analyze verify $unit"
-  echo "systemd-analyze verify: clean"
-else
-  echo "systemd-analyze is not installed: skipped"
-fi
+agent_unit=/lib/systemd/system/kura-agent.service
+for u in "$unit" "$agent_unit"; do
+  [ -f "$u" ] || fail "$u is missing"
+  if command -v systemd-analyze >/dev/null 2>&1; then
+    systemd-analyze verify "$u" || fail "systemd-analyze verify $u"
+    echo "systemd-analyze verify $u: clean"
+  else
+    echo "systemd-analyze is not installed: $u not verified"
+  fi
+done
 
 check "dpkg -r kura"
 trap - EXIT
 dpkg -r kura
 [ ! -e /usr/bin/kura ] || fail "/usr/bin/kura is still there after dpkg -r"
 [ ! -e "$unit" ] || fail "$unit is still there after dpkg -r"
+[ ! -e "$agent_unit" ] || fail "$agent_unit is still there after dpkg -r"
 # dpkg -r keeps the maintainer scripts (state config-files) until a purge: leave the
 # machine as it was.
 dpkg -P kura >/dev/null

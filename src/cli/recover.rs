@@ -460,6 +460,9 @@ pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>
         let back = s.ended_at.filter(|_| s.state == Phase::Done).map(local).unwrap_or_else(|| "-".into());
         let snap = s.snapshot.as_deref().map(|x| &x[..x.len().min(8)]).unwrap_or("-");
         println!("{:<16} {:>3}  {:<22} {:<8} {:<22} {:<17} {snap}", s.name, s.priority, state, deadline, left, back);
+        if let Some(h) = &s.ran_on {
+            println!("{:<16}      on host {h}", "");
+        }
         if let Some(e) = &s.error {
             println!("{:<16}      {e}", "");
         }

@@ -3,146 +3,13 @@
 //! its own directory and host name, enrolled with `kura agent enroll` + `join`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::daemon::{eventually, DaemonProc, Setup};
-use crate::servers::free_port;
+use crate::daemon::eventually;
+use crate::fleet_util::*;
 use crate::util::*;
-
-pub struct Fleet {
-    pub setup: Setup,
-    pub port: u16,
-}
-
-/// A running `kura agent run`; killed on drop.
-pub struct AgentProc {
-    pub host: String,
-    pub dir: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl AgentProc {
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-    /// Starts the agent process again (same directory, same identity).
-    pub fn restart(&mut self) {
-        self.kill9();
-        self.child = Some(spawn_agent(&self.dir, &self.log));
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn spawn_agent(dir: &Path, log: &Path) -> Child {
-    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    bare_kura()
-        .args(["agent", "run", "--dir", s(dir)])
-        // Hooks run in the agent's working directory: their relative files land there.
-        .current_dir(dir)
-        .env("KURA_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(logf)
-        .spawn()
-        .expect("start kura agent")
-}
-
-impl Fleet {
-    /// A coordinator config: `[fleet]` on a free loopback port (heartbeat 2 s), then `systems`.
-    pub fn new(systems: &str) -> Fleet {
-        let setup = Setup::new();
-        let port = free_port();
-        let tables = format!(
-            "[deadlines]\np3 = \"1h\"\np2 = \"1h\"\np1 = \"1h\"\n\n[fleet]\nlisten = \"127.0.0.1:{port}\"\nname = \"coord\"\nheartbeat = \"2s\"\nagent_lost_after = \"20s\"\n\n{systems}"
-        );
-        setup.configure("", &tables);
-        Fleet { setup, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    pub fn state(&self) -> &Path {
-        &self.setup.state
-    }
-
-    /// `kura --state S ARGS` (the coordinator's commands).
-    pub fn kura(&self, args: &[&str]) -> Out {
-        run(bare_kura().arg("--state").arg(self.state()).args(args))
-    }
-
-    pub fn daemon(&self) -> DaemonProc {
-        let d = self.setup.daemon();
-        // The fleet port listens once the daemon has bound it, before the socket.
-        eventually(20, "the fleet listener", || std::net::TcpStream::connect(("127.0.0.1", self.port)).ok());
-        d
-    }
-
-    pub fn enroll(&self, name: &str, extra: &[&str]) -> String {
-        let url = self.url();
-        let mut args = vec!["agent", "enroll", name, "--url", &url];
-        args.extend_from_slice(extra);
-        self.kura(&args).ok().stdout.trim().to_string()
-    }
-
-    pub fn agent_dir(&self, host: &str) -> PathBuf {
-        self.setup.repo.base().join("agents").join(host)
-    }
-
-    /// `kura agent join URL --token T --dir D`.
-    pub fn join(&self, token: &str, dir: &Path) -> Out {
-        run(bare_kura().args(["agent", "join", &self.url(), "--token", token, "--dir", s(dir)]))
-    }
-
-    /// Enrols `host`, joins it, starts its agent.
-    pub fn agent(&self, host: &str) -> AgentProc {
-        let token = self.enroll(host, &[]);
-        let dir = self.agent_dir(host);
-        self.join(&token, &dir).ok();
-        let log = self.setup.repo.base().join(format!("agent-{host}.log"));
-        let child = spawn_agent(&dir, &log);
-        let a = AgentProc { host: host.into(), dir, child: Some(child), log };
-        eventually(30, &format!("agent {host} connected"), || {
-            let list = self.kura(&["--json", "agent", "list"]).ok().json();
-            list.as_array()?.iter().find(|r| r["name"] == host && !r["last_seen"].is_null()).map(|_| ())
-        });
-        a
-    }
-
-    /// A host's repository and its passphrase file (kept by the coordinator).
-    pub fn host_repo(&self, host: &str) -> (PathBuf, PathBuf) {
-        let key = self.state().parent().unwrap().join("fleet/keys").join(host);
-        (self.setup.repo.path.join("hosts").join(host), key)
-    }
-
-    pub fn host_snapshots(&self, host: &str) -> Vec<Value> {
-        let (repo, key) = self.host_repo(host);
-        let o = run(bare_kura().args(["--json", "--repo", s(&repo), "--password-file", s(&key), "snapshots"]));
-        match o.ok().json() {
-            Value::Array(a) => a,
-            v => panic!("not a list: {v}"),
-        }
-    }
-}
-
-/// A system on `host` backing up `path`.
-pub fn system(name: &str, priority: u8, host: &str, path: &Path) -> String {
-    format!("[[system]]\nname = \"{name}\"\npriority = {priority}\nhost = \"{host}\"\npaths = [\"{}\"]\n\n", s(path))
-}
 
 #[test]
 fn scheduled_and_manual_backups_on_agent_hosts_land_in_their_own_repositories() {
@@ -322,6 +189,28 @@ impl Site {
         }
     }
 
+    /// `recover status` (JSON and text) and the JSON report of incident `id` name
+    /// the host each system ran on.
+    fn assert_ran_on(&self, id: &str, want: &[(&str, &str)]) {
+        let st = run(&mut self.kura(&["--json", "recover", "status", "--incident", id])).ok().json();
+        let rep = run(&mut self.kura(&["report", "--incident", id, "--format", "json"]));
+        rep.ok();
+        let rep: Value = serde_json::from_str(&rep.stdout).unwrap();
+        let text = run(&mut self.kura(&["recover", "status", "--incident", id])).ok().stdout.clone();
+        for (doc, what) in [(&st, "status"), (&rep, "report")] {
+            let systems = doc["systems"].as_array().unwrap_or_else(|| panic!("{what}: {doc}"));
+            for (name, host) in want {
+                let row = systems.iter().find(|s| s["name"] == *name).unwrap_or_else(|| panic!("{what}: {doc}"));
+                assert_eq!(row["ran_on"], *host, "{what}: {name}: {row}");
+            }
+        }
+        for (name, host) in want {
+            let lines: Vec<&str> = text.lines().collect();
+            let i = lines.iter().position(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
+            assert!(lines[i + 1..].iter().take(2).any(|l| l.trim() == format!("on host {host}")), "{name}: {text}");
+        }
+    }
+
     fn global_log(&self) -> Vec<String> {
         std::fs::read_to_string(&self.global_log).unwrap_or_default().lines().map(String::from).collect()
     }
@@ -451,6 +340,8 @@ fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_a
     site.assert_restored();
     assert!(hooks_of(&agents[1]).contains("pre dns"), "{}", hooks_of(&agents[1]));
     assert!(!hooks_of(&agents[0]).contains("dns"), "{}", hooks_of(&agents[0]));
+    // Status and the report name the host each system ran on.
+    site.assert_ran_on(&id, &[("dns", "h2"), ("db", "h2"), ("web", "h3")]);
     // --on names a system of the plan.
     run(site.recover(&id).args(["--on", "nope=h2"])).code(2).stderr_has("no system \"nope\"");
 
@@ -478,6 +369,7 @@ fn systems_restore_on_another_host_with_on_and_on_their_replacement_when_their_a
     run(&mut site.recover(&id2)).ok();
     site.assert_restored();
     assert!(hooks_of(&agents[2]).contains("pre db"), "{}", hooks_of(&agents[2]));
+    site.assert_ran_on(&id2, &[("dns", "h1"), ("db", "h3"), ("web", "h3")]);
 }
 
 #[test]

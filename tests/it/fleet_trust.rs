@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use kura::fleet::pki::{generate_client_key, Ca};
 use kura::fleet::proto::{PollReply, PollRequest, Report, ReportRequest, TaskSpec, PROTOCOL_VERSION};
 
-use crate::fleet::Fleet;
+use crate::fleet_util::Fleet;
 
 fn poll_req(wait_ms: u64) -> PollRequest {
     PollRequest { version: PROTOCOL_VERSION, held: None, wait_ms }

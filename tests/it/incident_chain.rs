@@ -205,6 +205,7 @@ fn legacy_unkeyed_chain_from_before_the_migration_verifies_with_a_warning() {
          DROP TABLE fleet_agents; DROP TABLE fleet_tokens; DROP TABLE fleet_tasks;
          DROP TABLE snapshot_verdicts; DROP TABLE snapshot_holds; DROP TABLE scan_results; DROP TABLE scanned_content;
          DROP TABLE standbys; DROP TABLE failovers; ALTER TABLE recovery_systems DROP COLUMN failover;
+         ALTER TABLE recovery_systems DROP COLUMN ran_on;
          PRAGMA user_version = 1;",
     )
     .unwrap();

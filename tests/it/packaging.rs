@@ -255,6 +255,7 @@ fn deb_assets_exist_for_every_listed_source() {
     }
     for want in [
         "lib/systemd/system/kura.service",
+        "lib/systemd/system/kura-agent.service",
         "usr/share/man/man1/",
         "usr/share/bash-completion/completions/kura",
         "usr/share/zsh/vendor-completions/_kura",
@@ -269,16 +270,39 @@ fn deb_assets_exist_for_every_listed_source() {
     let bash = std::fs::read_to_string(assets.join("completions/kura.bash")).unwrap();
     assert_eq!(bash, run(bare_kura().args(["completions", "bash"])).ok().stdout);
 
-    let unit = std::fs::read_to_string(assets.join("kura.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/bin/kura daemon") && !unit.contains("/usr/local/bin"), "{unit}");
-    if installed("systemd-analyze") {
-        // The unit as packaged, with the binary under test in /usr/bin/kura's place.
-        let here = dir.path().join("kura.service");
-        std::fs::write(&here, unit.replace("/usr/bin/kura", KURA)).unwrap();
-        let out = tool(Command::new("systemd-analyze").arg("verify").arg(&here));
-        out.ok();
-        assert!(out.stderr.trim().is_empty() && out.stdout.trim().is_empty(), "{out}");
-    } else {
-        eprintln!("systemd-analyze is not installed: the unit is not verified");
+    // Both units (the daemon's, the fleet agent's) with the packaged binary's path.
+    let units = [
+        ("kura.service", "ExecStart=/usr/bin/kura daemon "),
+        ("kura-agent.service", "ExecStart=/usr/bin/kura agent run --dir /var/lib/kura-agent\n"),
+    ];
+    for (name, exec) in units {
+        let unit = std::fs::read_to_string(assets.join(name)).unwrap();
+        assert!(unit.contains(exec) && !unit.contains("/usr/local/bin"), "{name}:\n{unit}");
+        if installed("systemd-analyze") {
+            // The unit as packaged, with the binary under test in /usr/bin/kura's place.
+            let here = dir.path().join(name);
+            std::fs::write(&here, unit.replace("/usr/bin/kura", KURA)).unwrap();
+            let out = tool(Command::new("systemd-analyze").arg("verify").arg(&here));
+            out.ok();
+            assert!(out.stderr.trim().is_empty() && out.stdout.trim().is_empty(), "{name}: {out}");
+        } else {
+            eprintln!("systemd-analyze is not installed: {name} is not verified");
+        }
     }
+    // The agent's unit: its identity directory is systemd's, owner-only, and it is
+    // confined (no new privileges, a bounded capability set, kernel out of reach).
+    let agent = std::fs::read_to_string(assets.join("kura-agent.service")).unwrap();
+    for line in [
+        "StateDirectory=kura-agent",
+        "StateDirectoryMode=0700",
+        "WorkingDirectory=/var/lib/kura-agent",
+        "UMask=0077",
+        "NoNewPrivileges=true",
+        "ProtectKernelModules=true",
+        "RestartPreventExitStatus=2",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(agent.lines().any(|l| l == line), "kura-agent.service has no {line}");
+    }
+    assert!(agent.lines().any(|l| l.starts_with("CapabilityBoundingSet=")), "kura-agent.service: no capability bound");
 }

@@ -54,7 +54,7 @@ pub fn cheap_key(location: &str) {
 /// hosts), its own files, one that changes each round and one that goes back to its
 /// content of two rounds before, when that round's snapshots are forgotten and the
 /// prune beside the backups is marking or repacking the packs that hold it.
-fn write_round(src: &Path, h: usize, k: u64) {
+pub fn write_round(src: &Path, h: usize, k: u64) {
     std::fs::create_dir_all(src.join("notes")).unwrap();
     write_random(&src.join("shared.bin"), 700 << 10, 1);
     write_random(&src.join("own.bin"), 400 << 10, 100 + h as u64);
@@ -65,7 +65,7 @@ fn write_round(src: &Path, h: usize, k: u64) {
     let _ = std::fs::remove_file(src.join(format!("notes/round{}.txt", k.wrapping_sub(1))));
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub fn copy_tree(from: &Path, to: &Path) {
     let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }

@@ -271,7 +271,7 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
         if p.is_active() {
             let rec = by_name[plan.systems[i].name.as_str()].clone();
             live.insert(i, Live::default());
-            workers.push(spawn_worker(engine, plan, &run, i, *p, rec, drill, tx.clone()));
+            workers.push(spawn_worker(state, engine, plan, &run, i, *p, rec, drill, tx.clone())?);
         }
     }
 
@@ -283,7 +283,7 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
             engine.observer.phase(name, Phase::Pre);
             let rec = state.run_system(run_id, name)?;
             live.insert(i, Live::default());
-            workers.push(spawn_worker(engine, plan, &run, i, Phase::Pre, rec, drill, tx.clone()));
+            workers.push(spawn_worker(state, engine, plan, &run, i, Phase::Pre, rec, drill, tx.clone())?);
         }
         for (i, reason) in queue.halt_leftovers() {
             skip(state, engine, &run, plan, i, &reason)?;

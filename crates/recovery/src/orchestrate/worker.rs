@@ -110,6 +110,7 @@ impl Worker {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn spawn_worker(
+    state: &State,
     engine: &Engine,
     plan: &Plan,
     run: &crate::state::recovery::RunRecord,
@@ -118,7 +119,7 @@ pub(super) fn spawn_worker(
     rec: SystemRecord,
     drill: bool,
     tx: Sender<Msg>,
-) -> std::thread::JoinHandle<()> {
+) -> Result<std::thread::JoinHandle<()>> {
     let mut sys = plan.systems[i].clone();
     if rec.failover {
         crate::standby::add_standby_hooks(&mut sys);
@@ -127,6 +128,10 @@ pub(super) fn spawn_worker(
     let repo = engine.repo.clone();
     // A system on an agent host runs its hooks and its restore there.
     let remote = engine.fleet.as_ref().and_then(|f| f.placement(&sys, &run.options.on));
+    if engine.fleet.is_some() {
+        // Recorded before it starts there: status and the report name the host.
+        state.set_ran_on(run.id, &sys.name, remote.as_ref().map(|p| p.run_on.as_str()))?;
+    }
     let runner: Arc<dyn HookRunner> = match &remote {
         Some(p) => Arc::new(super::executor::RemoteHooks {
             fleet: p.fleet.clone(),
@@ -140,7 +145,7 @@ pub(super) fn spawn_worker(
     let clock = engine.clock.clone();
     let run_id = run.id;
     let incident = run.incident;
-    std::thread::Builder::new()
+    Ok(std::thread::Builder::new()
         .name(format!("recover-{}", sys.name))
         .spawn(move || {
             let w = Worker { i, tx: tx.clone() };
@@ -167,7 +172,7 @@ pub(super) fn spawn_worker(
                 });
             let _ = tx.send(Msg::Finished(i, result));
         })
-        .expect("spawning a recovery thread")
+        .expect("spawning a recovery thread"))
 }
 
 struct SystemJob<'a> {

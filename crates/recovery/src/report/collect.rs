@@ -24,6 +24,7 @@ fn row(r: &SystemRecord) -> SystemRow {
     row.snapshot = r.snapshot.clone();
     row.snapshot_time = r.snapshot_time;
     row.failover = r.failover;
+    row.ran_on = r.ran_on.clone();
     row.bytes = (r.bytes > 0 || r.state == Phase::Done).then_some(r.bytes);
     row.files = (r.files > 0).then_some(r.files);
     row.error = r.error.clone();

@@ -197,6 +197,10 @@ pub struct SystemRow {
     /// judged on its downtime and its data lost, both within its tolerance (the deadline).
     #[serde(default)]
     pub failover: bool,
+    /// The fleet host it ran on (its agent, or its replacement / `--on` host);
+    /// `None`: the coordinator's own machine.
+    #[serde(default)]
+    pub ran_on: Option<String>,
     /// Bytes restored (or, predicted: to restore).
     #[serde(default)]
     pub bytes: Option<u64>,
@@ -241,6 +245,7 @@ impl SystemRow {
             snapshot_time: None,
             rpo_secs: None,
             failover: false,
+            ran_on: None,
             bytes: None,
             files: None,
             restore_secs: None,

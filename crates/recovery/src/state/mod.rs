@@ -264,6 +264,11 @@ CREATE INDEX failovers_by_system ON failovers(system, id);
 -- A system of a recovery run that fails over to its standby instead of restoring.
 ALTER TABLE recovery_systems ADD COLUMN failover INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Fleet (issue #14): the host each system of a recovery runs on (its agent, or its
+-- replacement / `--on` host); NULL: the coordinator's own machine.
+ALTER TABLE recovery_systems ADD COLUMN ran_on TEXT;
+"#,
 ];
 
 pub struct State {

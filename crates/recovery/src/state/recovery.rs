@@ -137,6 +137,10 @@ pub struct SystemRecord {
     /// It failed over to its standby (at `target`) instead of being restored.
     #[serde(default)]
     pub failover: bool,
+    /// The fleet host it runs (or ran) on: its agent, or its replacement or `--on`
+    /// host. `None`: the coordinator's own machine.
+    #[serde(default)]
+    pub ran_on: Option<String>,
 }
 
 impl SystemRecord {
@@ -218,6 +222,7 @@ fn system_row(r: &Row<'_>) -> rusqlite::Result<Result<SystemRecord>> {
         verify: None,
         error: r.get("error")?,
         failover: r.get("failover")?,
+        ran_on: r.get("ran_on")?,
     };
     let [snapshot_time, started_at, ended_at] = times;
     Ok((|| {
@@ -384,6 +389,14 @@ impl State {
                  WHERE run = ?1 AND name = ?2",
                 params![run, name, phase.stored(), ts(now), phase.is_active()],
             )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    /// Records the host a system runs on in this run (before it starts there).
+    pub fn set_ran_on(&self, run: i64, name: &str, host: Option<&str>) -> Result<()> {
+        self.conn
+            .execute("UPDATE recovery_systems SET ran_on = ?3 WHERE run = ?1 AND name = ?2", params![run, name, host])
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
     }
