@@ -13,7 +13,7 @@ use crate::daemon::{eventually, Setup};
 use crate::util::*;
 
 /// A tree of compressible text files in a few directories.
-fn text_tree(root: &Path, files: usize) {
+pub fn text_tree(root: &Path, files: usize) {
     let words = ["invoice", "total", "customer", "order", "shipped", "paid", "north", "south", "item", "qty"];
     for i in 0..files {
         let mut body = String::new();
