@@ -670,8 +670,13 @@ fn a_held_snapshot_keeps_its_object_lock_extended_until_released() {
     let (first, clean) = (text(&snaps[0], "id").to_string(), text(&snaps[5], "id").to_string());
     let first_until = retained(Kind::Snapshot, &first);
     let clean_until = retained(Kind::Snapshot, &clean);
-    let packs_before: Vec<(String, chrono::DateTime<chrono::Utc>)> =
-        b.list(Kind::Pack).unwrap().into_iter().map(|(n, _)| (retained(Kind::Pack, &n), n)).map(|(u, n)| (n, u)).collect();
+    let packs_before: Vec<(String, chrono::DateTime<chrono::Utc>)> = b
+        .list(Kind::Pack)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| (retained(Kind::Pack, &n), n))
+        .map(|(u, n)| (n, u))
+        .collect();
     std::thread::sleep(std::time::Duration::from_secs(2));
 
     // Half the documents renamed at once: suspect, and the clean point is held.
@@ -688,8 +693,11 @@ fn a_held_snapshot_keeps_its_object_lock_extended_until_released() {
     assert!(held_until >= clean_until + chrono::Duration::seconds(2), "not extended: {held_until} vs {clean_until}");
     // The packs the held snapshot needs (all written before the attack) are
     // extended with it: its trees and the documents' data.
-    let extended: Vec<&String> =
-        packs_before.iter().filter(|(n, u)| *u < held_until && retained(Kind::Pack, n) >= held_until).map(|(n, _)| n).collect();
+    let extended: Vec<&String> = packs_before
+        .iter()
+        .filter(|(n, u)| *u < held_until && retained(Kind::Pack, n) >= held_until)
+        .map(|(n, _)| n)
+        .collect();
     assert!(extended.len() >= 2, "{} of {} packs extended", extended.len(), packs_before.len());
     // The oldest snapshot is not held: its retention is untouched.
     assert_eq!(retained(Kind::Snapshot, &first), first_until);

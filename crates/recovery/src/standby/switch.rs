@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use kura_store::progress::Progress;
-use kura_store::repo::Repository;
 use kura_store::repo::snapshot::Snapshot;
+use kura_store::repo::Repository;
 use kura_store::types::FileId;
 
 use super::update::{bring_to, verify};
@@ -146,10 +146,14 @@ impl Switch<'_> {
             if !snap.has_tag(&tag) || snap.partial {
                 return Err(Error::invalid(
                     who(),
-                    format!("snapshot {} is not a complete snapshot tagged {tag}: name one of this system's", sid.short()),
+                    format!(
+                        "snapshot {} is not a complete snapshot tagged {tag}: name one of this system's",
+                        sid.short()
+                    ),
                 ));
             }
-            let note = format!("system {}: failing over to snapshot {}, named by the operator", self.sys.name, sid.short());
+            let note =
+                format!("system {}: failing over to snapshot {}, named by the operator", self.sys.name, sid.short());
             return Ok(((sid, snap), Some(note)));
         }
         if compromised.is_none() {
