@@ -388,7 +388,15 @@ pub fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<ExitCode> {
     bar.finish();
     super::incident::anchor_after_write(&repo, &state, a.incident, chrono::Utc::now());
     let (rec, note) = res.with_context(|| format!("failover of {} for incident {}", a.system, a.incident))?;
-    if let (Some(n), false) = (&note, ctx.json) {
+    if ctx.json {
+        // The record, with the note on the snapshot chosen (null when it is simply
+        // the newest before the compromise, or a resumed failover).
+        let mut v = serde_json::to_value(&rec)?;
+        v["choice"] = serde_json::json!(note);
+        output::print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(n) = &note {
         println!("{n}");
     }
     print_switch(ctx, &rec)

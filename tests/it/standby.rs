@@ -494,8 +494,13 @@ fn failover_without_compromised_since_takes_the_clean_point_and_can_be_overridde
     site.kura(["failback", "db"]).ok();
     site.kura(["incident", "open", "--title", "again"]).ok();
     site.kura(["failover", "db", "--incident", "2", "--snapshot", "nonexistent"]).code(2);
+    let other = site.r.backup(&[&site.src], &[])["snapshot"].as_str().unwrap().to_string();
+    site.kura(["failover", "db", "--incident", "2", "--snapshot", &other[..10]])
+        .code(2)
+        .stderr_has("is not a complete snapshot tagged system:db");
     let v = site.kura(["--json", "failover", "db", "--incident", "2", "--snapshot", &ids[2][..10]]).ok().json();
     assert_eq!(v["snapshot"].as_str(), Some(ids[2].as_str()), "{v}");
+    assert!(v["choice"].as_str().is_some_and(|c| c.contains("named by the operator")), "{v}");
     assert_same_tree(&restore_of(&site, &ids[2]), &site.sb, FULL);
     site.kura(["incident", "show", "2"]).ok().stdout_has("named by the operator");
 }

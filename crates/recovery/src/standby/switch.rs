@@ -104,11 +104,8 @@ impl Switch<'_> {
         let row = self.row(SwitchKind::Failover, Some(incident), SwitchPhase::Fence)?;
         let id = row.id;
         let mut note = None;
-        let res = self.failover_steps(&sb, &row, inc.fields.compromised_since, pin, &mut note);
-        if let Some(text) = &note {
-            state_mut.append_event(incident, (self.now)(), &Event::Note { text: text.clone() })?;
-        }
-        if let Err(e) = res {
+        let ctx = (incident, &mut *state_mut);
+        if let Err(e) = self.failover_steps(&sb, &row, inc.fields.compromised_since, pin, &mut note, ctx) {
             return Err(self.fail(id, e));
         }
         let row = self.state.switch(id)?;
@@ -183,6 +180,7 @@ impl Switch<'_> {
         compromised: Option<DateTime<Utc>>,
         pin: Option<&str>,
         note: &mut Option<String>,
+        (incident, state_mut): (i64, &mut State),
     ) -> Result<()> {
         let (id, mut phase) = (row.id, row.phase);
         let snap_hint = row.snapshot.clone().unwrap_or_default();
@@ -197,6 +195,11 @@ impl Switch<'_> {
             Some(hex) => self.repo.find_snapshot(hex)?,
             None => {
                 let (c, n) = self.choose(&list, compromised, pin)?;
+                // On the timeline before the choice is stored: a crash in between
+                // chooses (and notes) again rather than losing the note.
+                if let Some(text) = &n {
+                    state_mut.append_event(incident, (self.now)(), &Event::Note { text: text.clone() })?;
+                }
                 *note = n;
                 c
             }
