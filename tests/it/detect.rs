@@ -652,7 +652,13 @@ fn a_held_snapshot_keeps_its_object_lock_extended_until_released() {
     let setup = Setup::new();
     let web = setup.repo.base().join("src/web");
     text_tree(&web, 60);
-    let tables = format!("[[system]]\nname = \"web\"\npriority = 2\npaths = [\"{}\"]\n", s(&web));
+    let remote = m.location("kura-held-copy/site", "&object_lock_days=1");
+    let tables = format!(
+        "[remote]\nlocation = \"{remote}\"\npassword_file = \"{}\"\n\n[jobs.replicate]\nschedule = \"0 0 1 1 *\"\n\n\
+         [[system]]\nname = \"web\"\npriority = 2\npaths = [\"{}\"]\n",
+        s(&setup.repo.base().join("pass")),
+        s(&web)
+    );
     setup.configure_at(&loc, "", &tables);
     let _d = setup.daemon();
     let kura = |args: &[&str]| {
@@ -708,6 +714,17 @@ fn a_held_snapshot_keeps_its_object_lock_extended_until_released() {
     setup.cli(&["--json", "run", "web"]).ok();
     let renewed = retained(Kind::Snapshot, &clean);
     assert!(renewed >= held_until + chrono::Duration::seconds(2), "not renewed: {renewed} vs {held_until}");
+    // The remote mirror's copy of the held snapshot is renewed by each replicate run.
+    setup.cli(&["--json", "run", "replicate"]).ok();
+    let rb = S3Backend::open(&remote).unwrap();
+    let copied = rb.retained_until(Kind::Snapshot, &clean).unwrap().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    setup.cli(&["--json", "run", "replicate"]).ok();
+    let remote_renewed = rb.retained_until(Kind::Snapshot, &clean).unwrap().unwrap();
+    assert!(
+        remote_renewed >= copied + chrono::Duration::seconds(2),
+        "remote not renewed: {remote_renewed} vs {copied}"
+    );
     kura(&["signals", "release", &clean[..8], "--note", "investigated"]).ok();
     std::thread::sleep(std::time::Duration::from_secs(2));
     write(&web.join("dept1/more.txt"), "even more\n");
