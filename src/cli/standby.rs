@@ -63,9 +63,14 @@ enum Cmd {
 pub struct FailoverArgs {
     /// The system whose standby takes over
     system: String,
-    /// The incident: the standby is rolled back to the newest snapshot before its compromised-since
+    /// The incident: the standby is rolled back to the newest snapshot before its
+    /// compromised-since; without one, to the system's clean point (the newest
+    /// snapshot before the first suspect one, see `kura clean-point`)
     #[arg(long)]
     incident: i64,
+    /// Fail over to this snapshot (ID or prefix) instead of the one chosen
+    #[arg(long, value_name = "ID")]
+    snapshot: Option<String>,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -379,10 +384,21 @@ pub fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<ExitCode> {
     let bar = output::Bar::new(ctx.show_progress(), "failing over");
     let now = chrono::Utc::now;
     let sw = Switch { state: &reader, repo: &repo, sys, runner: &ShellRunner, now: &now, progress: &bar };
-    let res = sw.failover(&mut state, a.incident);
+    let res = sw.failover(&mut state, a.incident, a.snapshot.as_deref());
     bar.finish();
     super::incident::anchor_after_write(&repo, &state, a.incident, chrono::Utc::now());
-    let rec = res.with_context(|| format!("failover of {} for incident {}", a.system, a.incident))?;
+    let (rec, note) = res.with_context(|| format!("failover of {} for incident {}", a.system, a.incident))?;
+    if ctx.json {
+        // The record, with the note on the snapshot chosen (null when it is simply
+        // the newest before the compromise, or a resumed failover).
+        let mut v = serde_json::to_value(&rec)?;
+        v["choice"] = serde_json::json!(note);
+        output::print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(n) = &note {
+        println!("{n}");
+    }
     print_switch(ctx, &rec)
 }
 

@@ -13,7 +13,7 @@ use crate::daemon::{eventually, Setup};
 use crate::util::*;
 
 /// A tree of compressible text files in a few directories.
-fn text_tree(root: &Path, files: usize) {
+pub fn text_tree(root: &Path, files: usize) {
     let words = ["invoice", "total", "customer", "order", "shipped", "paid", "north", "south", "item", "qty"];
     for i in 0..files {
         let mut body = String::new();
@@ -637,4 +637,97 @@ fn a_plan_can_pin_a_systems_snapshot_over_the_clean_point() {
         .code(2)
         .stderr_has("plan.toml:7: error: system[0].snapshot")
         .stderr_has("not a snapshot id");
+}
+
+/// A hold on the clean point of a repository with object lock (moto) extends the
+/// retention of the held snapshot and its packs at each backup; a released hold
+/// is extended no more.
+#[test]
+fn a_held_snapshot_keeps_its_object_lock_extended_until_released() {
+    use kura::backend::s3::S3Backend;
+    use kura::backend::{Backend, Kind};
+    let m = crate::servers::Moto::start();
+    let loc = m.location("kura-held/site", "&object_lock_days=1&object_lock_mode=governance");
+    run(bare_kura().args(["--repo", &loc, "init"]).env("KURA_PASSWORD", PASSWORD)).ok();
+    let setup = Setup::new();
+    let web = setup.repo.base().join("src/web");
+    text_tree(&web, 60);
+    let remote = m.location("kura-held-copy/site", "&object_lock_days=1");
+    let tables = format!(
+        "[remote]\nlocation = \"{remote}\"\npassword_file = \"{}\"\n\n[jobs.replicate]\nschedule = \"0 0 1 1 *\"\n\n\
+         [[system]]\nname = \"web\"\npriority = 2\npaths = [\"{}\"]\n",
+        s(&setup.repo.base().join("pass")),
+        s(&web)
+    );
+    setup.configure_at(&loc, "", &tables);
+    let _d = setup.daemon();
+    let kura = |args: &[&str]| {
+        let mut c = bare_kura();
+        c.args(["--state", s(&setup.state), "--repo", &loc]).args(args);
+        run(c.env("KURA_CONFIG", &setup.config).env("KURA_PASSWORD", PASSWORD))
+    };
+    for i in 0..6 {
+        write(&web.join(format!("dept0/log_{i}.txt")), format!("round {i}\n"));
+        setup.cli(&["--json", "run", "web"]).ok();
+    }
+    let b = S3Backend::open(&loc).unwrap();
+    let retained = |k: Kind, n: &str| b.retained_until(k, n).unwrap().unwrap();
+    let snaps = kura(&["--json", "snapshots"]).ok().json();
+    let (first, clean) = (text(&snaps[0], "id").to_string(), text(&snaps[5], "id").to_string());
+    let first_until = retained(Kind::Snapshot, &first);
+    let clean_until = retained(Kind::Snapshot, &clean);
+    let packs_before: Vec<(String, chrono::DateTime<chrono::Utc>)> = b
+        .list(Kind::Pack)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| (retained(Kind::Pack, &n), n))
+        .map(|(u, n)| (n, u))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    // Half the documents renamed at once: suspect, and the clean point is held.
+    for p in files_under(&web).into_iter().map(|p| web.join(p)) {
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("doc_") && name[4..7].parse::<u32>().unwrap() % 2 == 0 {
+            std::fs::rename(&p, p.with_file_name(format!("{name}.locked"))).unwrap();
+        }
+    }
+    setup.cli(&["--json", "run", "web"]).ok();
+    let holds = kura(&["--json", "signals", "holds"]).ok().json();
+    assert_eq!(holds[0]["snapshot"].as_str(), Some(clean.as_str()), "{holds:#}");
+    let held_until = retained(Kind::Snapshot, &clean);
+    assert!(held_until >= clean_until + chrono::Duration::seconds(2), "not extended: {held_until} vs {clean_until}");
+    // The packs the held snapshot needs (all written before the attack) are
+    // extended with it: its trees and the documents' data.
+    let extended: Vec<&String> = packs_before
+        .iter()
+        .filter(|(n, u)| *u < held_until && retained(Kind::Pack, n) >= held_until)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(extended.len() >= 2, "{} of {} packs extended", extended.len(), packs_before.len());
+    // The oldest snapshot is not held: its retention is untouched.
+    assert_eq!(retained(Kind::Snapshot, &first), first_until);
+
+    // While the hold stands each backup renews it; once released, no more.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    write(&web.join("dept1/more.txt"), "more\n");
+    setup.cli(&["--json", "run", "web"]).ok();
+    let renewed = retained(Kind::Snapshot, &clean);
+    assert!(renewed >= held_until + chrono::Duration::seconds(2), "not renewed: {renewed} vs {held_until}");
+    // The remote mirror's copy of the held snapshot is renewed by each replicate run.
+    setup.cli(&["--json", "run", "replicate"]).ok();
+    let rb = S3Backend::open(&remote).unwrap();
+    let copied = rb.retained_until(Kind::Snapshot, &clean).unwrap().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    setup.cli(&["--json", "run", "replicate"]).ok();
+    let remote_renewed = rb.retained_until(Kind::Snapshot, &clean).unwrap().unwrap();
+    assert!(
+        remote_renewed >= copied + chrono::Duration::seconds(2),
+        "remote not renewed: {remote_renewed} vs {copied}"
+    );
+    kura(&["signals", "release", &clean[..8], "--note", "investigated"]).ok();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    write(&web.join("dept1/more.txt"), "even more\n");
+    setup.cli(&["--json", "run", "web"]).ok();
+    assert_eq!(retained(Kind::Snapshot, &clean), renewed, "a released hold was extended");
 }

@@ -471,3 +471,51 @@ fn bad_input_is_refused_with_a_clear_error() {
     site.kura(["standby", "apply", "db"]).ok();
     assert_same_tree(&site.src, &site.sb, FULL);
 }
+
+/// An incident without compromised-since: the failover takes the system's clean
+/// point (the newest snapshot before the first suspect one), says so on the
+/// timeline, and an operator can name another snapshot instead.
+#[test]
+fn failover_without_compromised_since_takes_the_clean_point_and_can_be_overridden() {
+    let site = Site::new("");
+    crate::detect::text_tree(&site.src, 60);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        write(&site.src.join(format!("dept0/log_{i}.txt")), format!("round {i}\n"));
+        ids.push(site.backup()["snapshot"].as_str().unwrap().to_string());
+    }
+    // Half the documents renamed to a new extension at once: the next backup is suspect.
+    for p in files_under(&site.src).into_iter().map(|p| site.src.join(p)) {
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("doc_") && name[4..7].parse::<u32>().unwrap() % 2 == 0 {
+            fs::rename(&p, p.with_file_name(format!("{name}.locked"))).unwrap();
+        }
+    }
+    ids.push(site.backup()["snapshot"].as_str().unwrap().to_string());
+    write(&site.src.join("dept1/after.txt"), "after the attack\n");
+    ids.push(site.backup()["snapshot"].as_str().unwrap().to_string());
+    assert_eq!(site.status()["snapshot"].as_str(), Some(ids[7].as_str()));
+    site.kura(["clean-point", "db"]).ok().stdout_has(&ids[5][..8]);
+
+    site.kura(["incident", "open", "--title", "files renamed"]).ok();
+    site.kura(["failover", "db", "--incident", "1"]).ok().stdout_has("clean point").stdout_has(&ids[5][..8]);
+    let inc = site.kura(["--json", "incident", "show", "1"]).ok().stdout.clone();
+    assert!(inc.contains("restoring the clean point") && inc.contains(&ids[5][..8]), "{inc}");
+    let st = site.status();
+    assert_eq!(st["snapshot"].as_str(), Some(ids[5].as_str()), "{st}");
+    assert_same_tree(&restore_of(&site, &ids[5]), &site.sb, FULL);
+
+    // Back to the primary, then a second incident: the operator names snapshot 3.
+    site.kura(["failback", "db"]).ok();
+    site.kura(["incident", "open", "--title", "again"]).ok();
+    site.kura(["failover", "db", "--incident", "2", "--snapshot", "nonexistent"]).code(2);
+    let other = site.r.backup(&[&site.src], &[])["snapshot"].as_str().unwrap().to_string();
+    site.kura(["failover", "db", "--incident", "2", "--snapshot", &other[..10]])
+        .code(2)
+        .stderr_has("is not a complete snapshot tagged system:db");
+    let v = site.kura(["--json", "failover", "db", "--incident", "2", "--snapshot", &ids[2][..10]]).ok().json();
+    assert_eq!(v["snapshot"].as_str(), Some(ids[2].as_str()), "{v}");
+    assert!(v["choice"].as_str().is_some_and(|c| c.contains("named by the operator")), "{v}");
+    assert_same_tree(&restore_of(&site, &ids[2]), &site.sb, FULL);
+    site.kura(["incident", "show", "2"]).ok().stdout_has("named by the operator");
+}

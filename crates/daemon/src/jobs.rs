@@ -166,7 +166,9 @@ fn open_spec_cached(spec: &kura_recovery::config::RepoSpec, cache: bool) -> Resu
 }
 
 /// Copies what the remote site lacks (mirror: the remote holds the same master key).
-fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
+/// After the copy, the holds of the repository (the remote mirror has the same
+/// repository id) renew the object lock of the held snapshots' copies there too.
+fn replicate(cfg: &Config, state_path: &Path, progress: &JobProgress) -> Result<RunOutput> {
     let remote = cfg.remote.as_ref().ok_or_else(|| Error::invalid("replicate job", "no [remote] in the config"))?;
     let src_pass = read_password_file(&cfg.repository.password_file)?;
     let src = open_repo(cfg)?;
@@ -179,13 +181,18 @@ fn replicate(cfg: &Config, progress: &JobProgress) -> Result<RunOutput> {
         &kura_store::replicate::CopyOptions { jobs: 8, dry_run: false },
         progress,
     )?;
-    Ok(RunOutput {
-        outcome: Some(Outcome::Ok),
-        bytes: Some(report.bytes),
-        snapshot: None,
-        error: None,
-        detail: serde_json::to_value(&report).unwrap_or_default(),
-    })
+    let mut detail = serde_json::to_value(&report).unwrap_or_default();
+    let held = || -> Result<Vec<(String, kura_store::retain::Extended)>> {
+        let state = kura_recovery::state::State::open(state_path)?;
+        let dst = Repository::open(kura_store::backend::open_location(&remote.location)?, &dst_pass)?;
+        kura_recovery::detect::extend_holds(&state, &dst, chrono::Utc::now())
+    };
+    // Never fails the copy: the outcome (or error) is in the run's detail.
+    detail["held_locks"] = match held() {
+        Ok(list) => serde_json::to_value(list).unwrap_or_default(),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    Ok(RunOutput { outcome: Some(Outcome::Ok), bytes: Some(report.bytes), snapshot: None, error: None, detail })
 }
 
 impl Executor for LibraryExecutor {
@@ -195,7 +202,7 @@ impl Executor for LibraryExecutor {
             JobKind::Prune => prune(cfg, &self.state, progress),
             JobKind::Check => check(cfg, req, progress),
             JobKind::Drill => drill(cfg, &self.state, progress),
-            JobKind::Replicate => replicate(cfg, progress),
+            JobKind::Replicate => replicate(cfg, &self.state, progress),
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod repair;
 pub mod replicate;
 pub mod repo;
 pub mod restore;
+pub mod retain;
 pub mod signals;
 pub mod sync;
 pub mod types;

@@ -180,6 +180,34 @@ pub fn after_backup(
             out = AfterBackup { verdict: out.verdict, ..raised };
         }
     }
+    // Each backup of the repository renews the object lock of its held snapshots
+    // (a new hold included). A failure here must not fail the backup: it is logged
+    // and the next backup tries again.
+    if let Err(e) = extend_holds(state, repo, now) {
+        tracing::warn!("held snapshots' object lock could not be extended: {e}");
+    }
+    Ok(out)
+}
+
+/// Extends the object lock of every snapshot held in `repo` to at least `now` +
+/// the repository's lock period (kura_store::retain). Nothing where the
+/// repository has no object lock; released holds are no longer extended, so their
+/// retention lapses on its own. Returns (snapshot, what was extended).
+pub fn extend_holds(
+    state: &State,
+    repo: &Repository,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, kura_store::retain::Extended)>> {
+    if repo.backend().lock_period().is_none() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for h in state.active_holds(&repo.config().id)? {
+        let Ok(id) = FileId::from_hex(&h.snapshot) else { continue };
+        if let Some(x) = kura_store::retain::extend_snapshot(repo, &id, now)? {
+            out.push((h.snapshot, x));
+        }
+    }
     Ok(out)
 }
 

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use kura_store::progress::Progress;
+use kura_store::repo::snapshot::Snapshot;
 use kura_store::repo::Repository;
 use kura_store::types::FileId;
 
@@ -87,14 +88,25 @@ impl Switch<'_> {
     }
 
     /// Fails the system over to its standby for `incident` (or resumes the failover).
-    pub fn failover(&self, state_mut: &mut State, incident: i64) -> Result<SwitchRecord> {
+    /// The snapshot: `pin` when given (an operator's override), else the newest
+    /// before the incident's compromised-since, else (no compromised-since) the
+    /// system's clean point (crate::detect), as `kura recover` chooses. A choice
+    /// other than the plain newest is written to the incident's timeline and
+    /// returned as the note.
+    pub fn failover(
+        &self,
+        state_mut: &mut State,
+        incident: i64,
+        pin: Option<&str>,
+    ) -> Result<(SwitchRecord, Option<String>)> {
         let sb = self.sb()?.clone();
         let inc = self.state.incident(incident)?;
         let row = self.row(SwitchKind::Failover, Some(incident), SwitchPhase::Fence)?;
         let id = row.id;
-        match self.failover_steps(&sb, &row, inc.fields.compromised_since) {
-            Ok(()) => {}
-            Err(e) => return Err(self.fail(id, e)),
+        let mut note = None;
+        let ctx = (incident, &mut *state_mut);
+        if let Err(e) = self.failover_steps(&sb, &row, inc.fields.compromised_since, pin, &mut note, ctx) {
+            return Err(self.fail(id, e));
         }
         let row = self.state.switch(id)?;
         let now = (self.now)();
@@ -113,10 +125,63 @@ impl Switch<'_> {
             met,
         };
         state_mut.append_event(incident, now, &ev)?;
-        self.state.switch(id)
+        Ok((self.state.switch(id)?, note))
     }
 
-    fn failover_steps(&self, sb: &StandbyConfig, row: &SwitchRecord, compromised: Option<DateTime<Utc>>) -> Result<()> {
+    /// The snapshot a new failover applies (see `failover`), and a note for the
+    /// timeline when it is not simply the newest before the compromise.
+    fn choose(
+        &self,
+        list: &[(FileId, Snapshot)],
+        compromised: Option<DateTime<Utc>>,
+        pin: Option<&str>,
+    ) -> Result<((FileId, Snapshot), Option<String>)> {
+        let who = || format!("system {}", self.sys.name);
+        let tag = self.sys.tag();
+        if let Some(q) = pin {
+            let (sid, snap) = self.repo.find_snapshot(q)?;
+            if !snap.has_tag(&tag) || snap.partial {
+                return Err(Error::invalid(
+                    who(),
+                    format!(
+                        "snapshot {} is not a complete snapshot tagged {tag}: name one of this system's",
+                        sid.short()
+                    ),
+                ));
+            }
+            let note =
+                format!("system {}: failing over to snapshot {}, named by the operator", self.sys.name, sid.short());
+            return Ok(((sid, snap), Some(note)));
+        }
+        if compromised.is_none() {
+            let chooser = crate::detect::RecoveryChooser::new(self.state, &self.repo.config().id, list)?;
+            let mine = |s: &Snapshot| s.has_tag(&tag) && !s.partial;
+            let (chosen, note) = chooser.choose(list, &mine, &self.sys.name);
+            if let Some(c) = chosen {
+                return Ok((c.clone(), note));
+            }
+        }
+        let newest = newest_snapshot(list, self.sys, compromised).cloned().ok_or_else(|| {
+            Error::invalid(
+                who(),
+                match compromised {
+                    Some(c) => format!("no complete snapshot tagged {tag} taken before the compromise ({c})"),
+                    None => format!("no complete snapshot tagged {tag}"),
+                },
+            )
+        })?;
+        Ok((newest, None))
+    }
+
+    fn failover_steps(
+        &self,
+        sb: &StandbyConfig,
+        row: &SwitchRecord,
+        compromised: Option<DateTime<Utc>>,
+        pin: Option<&str>,
+        note: &mut Option<String>,
+        (incident, state_mut): (i64, &mut State),
+    ) -> Result<()> {
         let (id, mut phase) = (row.id, row.phase);
         let snap_hint = row.snapshot.clone().unwrap_or_default();
         if phase <= SwitchPhase::Fence {
@@ -126,18 +191,18 @@ impl Switch<'_> {
         }
         let list = self.repo.snapshots()?;
         let (sid, snap) = match &row.snapshot {
+            // A resumed failover keeps the snapshot it chose (and recorded) first.
             Some(hex) => self.repo.find_snapshot(hex)?,
-            None => newest_snapshot(&list, self.sys, compromised).cloned().ok_or_else(|| {
-                Error::invalid(
-                    format!("system {}", self.sys.name),
-                    match compromised {
-                        Some(c) => {
-                            format!("no complete snapshot tagged {} taken before the compromise ({c})", self.sys.tag())
-                        }
-                        None => format!("no complete snapshot tagged {}", self.sys.tag()),
-                    },
-                )
-            })?,
+            None => {
+                let (c, n) = self.choose(&list, compromised, pin)?;
+                // On the timeline before the choice is stored: a crash in between
+                // chooses (and notes) again rather than losing the note.
+                if let Some(text) = &n {
+                    state_mut.append_event(incident, (self.now)(), &Event::Note { text: text.clone() })?;
+                }
+                *note = n;
+                c
+            }
         };
         let hex = sid.to_hex();
         if row.snapshot.is_none() {

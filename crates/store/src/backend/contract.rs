@@ -173,6 +173,10 @@ pub fn no_retention_without_object_lock(b: &dyn Backend) {
     let pack = name('a');
     b.put(Kind::Pack, &pack, b"x").unwrap();
     assert_eq!(b.retained_until(Kind::Pack, &pack).unwrap(), None);
+    // A hold's extension sets nothing there either.
+    assert_eq!(b.lock_period(), None);
+    assert_eq!(b.extend_retention(Kind::Pack, &pack, chrono::Utc::now()).unwrap(), None);
+    assert_eq!(b.retained_until(Kind::Pack, &pack).unwrap(), None);
     cleanup(b, &[(Kind::Pack, &pack)]);
 }
 

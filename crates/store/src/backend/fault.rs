@@ -146,6 +146,18 @@ impl Backend for FaultBackend {
         self.check(false, kind, name)?;
         self.inner.retained_until(kind, name)
     }
+    fn lock_period(&self) -> Option<chrono::Duration> {
+        self.inner.lock_period()
+    }
+    fn extend_retention(
+        &self,
+        kind: Kind,
+        name: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> BResult<Option<chrono::DateTime<chrono::Utc>>> {
+        self.check(true, kind, name)?;
+        self.inner.extend_retention(kind, name, until)
+    }
     fn cleanup(&self) -> usize {
         self.inner.cleanup()
     }

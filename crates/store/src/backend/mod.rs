@@ -180,6 +180,22 @@ pub trait Backend: Send + Sync {
     fn retained_until(&self, _kind: Kind, _name: &str) -> BResult<Option<chrono::DateTime<chrono::Utc>>> {
         Ok(None)
     }
+    /// The object-lock period new objects get (S3 `object_lock_days`), if the store
+    /// has one.
+    fn lock_period(&self) -> Option<chrono::Duration> {
+        None
+    }
+    /// Extends an object's object-lock retention to at least `until` (never
+    /// shortens it). Returns the retention date now in force, or `None` where the
+    /// store sets no retention.
+    fn extend_retention(
+        &self,
+        _kind: Kind,
+        _name: &str,
+        _until: chrono::DateTime<chrono::Utc>,
+    ) -> BResult<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(None)
+    }
 }
 
 /// Opens a repository location given as text (see [`Location::parse`]).

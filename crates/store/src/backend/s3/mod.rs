@@ -243,6 +243,15 @@ impl Backend for S3Backend {
         })
     }
 
+    fn lock_period(&self) -> Option<chrono::Duration> {
+        self.inner.s.lock_days.map(|d| chrono::Duration::days(d as i64))
+    }
+
+    fn extend_retention(&self, kind: Kind, name: &str, until: DateTime<Utc>) -> BResult<Option<DateTime<Utc>>> {
+        let inner = &self.inner;
+        self.run(async move { inner.extend_retention(kind, name, until).await })
+    }
+
     fn retained_until(&self, kind: Kind, name: &str) -> BResult<Option<DateTime<Utc>>> {
         // Asked even without object_lock_days: objects locked by an earlier setting
         // (or a bucket default) are protected all the same.

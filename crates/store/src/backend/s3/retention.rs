@@ -2,8 +2,8 @@
 //! probe that refuses to write unprotected, and deleting every version of a key in
 //! the versioned buckets that object lock requires.
 
-use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockMode};
-use chrono::Utc;
+use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode};
+use chrono::{DateTime, Utc};
 
 use super::classify::classify;
 use super::{Inner, LockMode};
@@ -74,6 +74,45 @@ impl Inner {
             LockMode::Compliance => ObjectLockMode::Compliance,
         };
         Some((mode, aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp())))
+    }
+
+    /// Extends an object's retention to at least `until` (a hold on a snapshot,
+    /// docs/DETECTION.md). Extending is allowed in both modes without any bypass
+    /// permission; a date already later is left alone (S3 refuses to shorten).
+    pub(super) async fn extend_retention(
+        &self,
+        kind: Kind,
+        name: &str,
+        until: DateTime<Utc>,
+    ) -> BResult<Option<DateTime<Utc>>> {
+        if self.retention(kind).is_none() {
+            return Ok(None);
+        }
+        let current = self.head(kind, name).await?.1;
+        if current.is_some_and(|c| c >= until) {
+            return Ok(current);
+        }
+        let mode = match self.s.lock_mode {
+            LockMode::Governance => ObjectLockRetentionMode::Governance,
+            LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+        };
+        let date = aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp());
+        let key = self.key(kind, name);
+        let obj = || object_name(kind, name);
+        self.retry(|| async {
+            let r = ObjectLockRetention::builder().mode(mode.clone()).retain_until_date(date).build();
+            self.client
+                .put_object_retention()
+                .bucket(&self.s.bucket)
+                .key(&key)
+                .retention(r)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(e, obj(), &self.endpoint()))
+        })
+        .await?;
+        Ok(Some(until))
     }
 
     /// In a versioned (object-lock) bucket a plain delete only hides the object behind
