@@ -3,7 +3,7 @@
 #
 # Usage: benches/compare_restic.sh [--only kura|restic] [--install] [-h]
 # Env:   SIZE_MB=1024 FILES=50000 RUNS=3 WORK=/tmp/kura-bench
-#        KURA=<repo>/target/release/kura  CORPUS_GEN=<repo>/../shared/bench/make_corpus.py
+#        KURA=<repo>/target/release/kura  CORPUS_GEN=<repo>/benches/lib/make_corpus.py
 #        TIMEOUT=7200 (seconds per tool invocation; a hung tool fails the run)
 # Needs: bash, python3, coreutils, restic, /usr/bin/time (Debian: restic time);
 #        optional zstd and b3sum for the "machine limit" reference figures.
@@ -30,7 +30,7 @@ done
 case $ONLY in "") TOOLS=(kura restic) ;; kura|restic) TOOLS=("$ONLY") ;; *) die "--only takes kura or restic" ;; esac
 
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/.." && pwd)
-CORPUS_GEN=${CORPUS_GEN:-$HERE/../../shared/bench/make_corpus.py}
+CORPUS_GEN=${CORPUS_GEN:-$HERE/lib/make_corpus.py}
 SIZE_MB=${SIZE_MB:-1024} FILES=${FILES:-50000} RUNS=${RUNS:-3}
 WORK=${WORK:-/tmp/kura-bench} KURA=${KURA:-$ROOT/target/release/kura} TIMEOUT=${TIMEOUT:-7200}
 export KURA_PASSWORD=bench-password RESTIC_PASSWORD=bench-password

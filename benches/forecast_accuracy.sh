@@ -10,7 +10,7 @@ cargo build --release --quiet
 KURA=$PWD/target/release/kura
 W=${1:-/tmp/kura-forecast}
 SCALE=${SCALE_MB:-200}
-CORPUS=${CORPUS:-../shared/bench/make_corpus.py}
+CORPUS=${CORPUS:-benches/lib/make_corpus.py}
 rm -rf "$W" && mkdir -p "$W"
 export KURA_STATE=$W/state.db KURA_PASSWORD=bench
 echo bench > "$W/pass"

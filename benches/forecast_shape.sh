@@ -13,7 +13,7 @@ KURA=$PWD/target/release/kura
 W=${1:-/tmp/kura-forecast-shape}
 SCALE=${SCALE_MB:-200}
 N=${DRILLS:-3}
-CORPUS=${CORPUS:-../shared/bench/make_corpus.py}
+CORPUS=${CORPUS:-benches/lib/make_corpus.py}
 # The base corpora are kept between runs of the same WORKDIR and SCALE_MB (slow to make).
 [ "$(cat "$W/scale" 2>/dev/null)" = "$SCALE" ] || rm -rf "$W"
 mkdir -p "$W" && echo "$SCALE" > "$W/scale"

@@ -22,7 +22,7 @@ SIZE_MB=${SIZE_MB:-400}
 FILES=${FILES:-5000}
 RUNS=${RUNS:-3}
 PARALLEL=${PARALLEL:-16}
-CORPUS_SCRIPT=${CORPUS_SCRIPT:-/work/shared/bench/make_corpus.py}
+CORPUS_SCRIPT=${CORPUS_SCRIPT:-benches/lib/make_corpus.py}
 source benches/lib/garage.sh
 for tool in restic curl python3 "$GARAGE"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }

@@ -3,7 +3,7 @@
 #
 #   SIZE_MB=300 RUNS=3 benches/remote_s3.sh
 #
-# Builds kura in release mode, generates a corpus with /work/shared/bench/make_corpus.py
+# Builds kura in release mode, generates a corpus with benches/lib/make_corpus.py
 # (or $CORPUS_SCRIPT), backs it up into a local repository, then RUNS times: copies the
 # repository to a fresh prefix on a single-node Garage on loopback, and restores the
 # latest snapshot from there into an empty directory. Prints each run and the medians.
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-300}
 RUNS=${RUNS:-3}
-CORPUS_SCRIPT=${CORPUS_SCRIPT:-/work/shared/bench/make_corpus.py}
+CORPUS_SCRIPT=${CORPUS_SCRIPT:-benches/lib/make_corpus.py}
 
 cargo build --release --quiet
 KURA=$PWD/target/release/kura

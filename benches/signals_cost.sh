@@ -3,7 +3,7 @@
 #
 # Usage: benches/signals_cost.sh [-h]
 # Env:   SIZE_MB=1024 FILES=50000 RUNS=8 WORK=/tmp/kura-signals-bench
-#        KURA=<repo>/target/release/kura  CORPUS_GEN=<repo>/../shared/bench/make_corpus.py
+#        KURA=<repo>/target/release/kura  CORPUS_GEN=<repo>/benches/lib/make_corpus.py
 # Needs: bash, python3, /usr/bin/time.
 # In one run, RUNS times each and interleaved (on, off, on, off, ...), so that load
 # from elsewhere hits both alike: the first backup of the bench corpus into a fresh
@@ -17,7 +17,7 @@ set -euo pipefail
 die() { echo "signals_cost.sh: error: $*" >&2; exit 1; }
 [[ ${1:-} == -h || ${1:-} == --help ]] && { sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0; }
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/.." && pwd)
-CORPUS_GEN=${CORPUS_GEN:-$HERE/../../shared/bench/make_corpus.py}
+CORPUS_GEN=${CORPUS_GEN:-$HERE/lib/make_corpus.py}
 SIZE_MB=${SIZE_MB:-1024} FILES=${FILES:-50000} RUNS=${RUNS:-8}
 WORK=${WORK:-/tmp/kura-signals-bench} KURA=${KURA:-$ROOT/target/release/kura}
 export KURA_PASSWORD=bench-password

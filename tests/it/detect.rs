@@ -212,10 +212,11 @@ fn ransomware_in_a_daemon_backed_tree_is_caught_and_the_clean_point_is_held() {
     assert_eq!(setup.repo.snapshots(&["--tag", "system:web"]).len(), 1);
 }
 
-/// The corpus generator of the benches (stdlib Python).
+/// The corpus generator of the benches (stdlib Python), kept in the repository so
+/// that a clean clone runs this test.
 pub fn make_corpus() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/make_corpus.py");
-    assert!(p.is_file(), "the corpus generator {} is missing (the shared bench directory)", p.display());
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/lib/make_corpus.py");
+    assert!(p.is_file(), "the corpus generator {} is missing", p.display());
     p
 }
 
