@@ -1,8 +1,6 @@
 //! The agent's directory: `agent.key` (0600, made on this host), `agent.pem`, `ca.pem`,
 //! `coordinator` (the URL), `tasks/` (held tasks and unreported results). 0700.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,24 +13,6 @@ pub struct Identity {
     pub dir: PathBuf,
     pub url: String,
     pub client: reqwest::blocking::Client,
-}
-
-pub fn private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| AgentError::io(dir, e))
-}
-
-/// Writes a file atomically, readable by its owner only.
-pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| AgentError::io(&tmp, e))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| AgentError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))
 }
 
 fn read(path: &Path) -> Result<String> {

@@ -8,8 +8,9 @@ use kura_fleet::pki::{fingerprint, generate_client_key, pem_to_der};
 use kura_fleet::proto::{JoinReply, JoinRequest, PROTOCOL_VERSION};
 use kura_fleet::token::Token;
 
-use crate::identity::{client, post, private_dir, write_private};
+use crate::identity::{client, post};
 use crate::{AgentError, Result};
+use kura_store::private_file;
 
 /// Joins and writes the identity into `dir`; returns the coordinator's answer.
 pub fn join(url: Option<&str>, token: &str, dir: &Path) -> Result<JoinReply> {
@@ -39,10 +40,10 @@ pub fn join(url: Option<&str>, token: &str, dir: &Path) -> Result<JoinReply> {
     if fingerprint(&pem_to_der(&reply.ca_pem)?) != token.ca_fingerprint {
         return Err(AgentError::Invalid("the CA the coordinator sent does not match the token's fingerprint".into()));
     }
-    private_dir(dir)?;
-    write_private(&dir.join("agent.key"), key_pem.as_bytes())?;
-    write_private(&dir.join("agent.pem"), reply.certificate_pem.as_bytes())?;
-    write_private(&dir.join("ca.pem"), reply.ca_pem.as_bytes())?;
-    write_private(&dir.join("coordinator"), url.as_bytes())?;
+    private_file::create_dir(dir)?;
+    private_file::write(&dir.join("agent.key"), key_pem.as_bytes())?;
+    private_file::write(&dir.join("agent.pem"), reply.certificate_pem.as_bytes())?;
+    private_file::write(&dir.join("ca.pem"), reply.ca_pem.as_bytes())?;
+    private_file::write(&dir.join("coordinator"), url.as_bytes())?;
     Ok(reply)
 }

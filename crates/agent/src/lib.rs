@@ -22,6 +22,8 @@ pub enum AgentError {
     Io { path: std::path::PathBuf, cause: std::io::Error },
     #[error("{0}")]
     Fleet(#[from] kura_fleet::Error),
+    #[error("{0}")]
+    Store(#[from] kura_store::Error),
     #[error("cannot reach the coordinator at {url}: {cause}")]
     Unreachable { url: String, cause: String },
     /// The coordinator refused (status and its sentence).

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use kura_fleet::proto::{PollReply, PollRequest, Report, ReportRequest, Task, PROTOCOL_VERSION};
 
-use crate::identity::{private_dir, write_private, Identity};
+use crate::identity::Identity;
 use crate::work::{execute, Meter};
 use crate::{AgentError, Result};
+use kura_store::private_file;
 
 /// The longest wait between two attempts to reach the coordinator.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -41,7 +42,7 @@ fn result_path(dir: &Path, id: i64) -> PathBuf {
 pub fn run(dir: &Path, stop: &AtomicBool) -> Result<()> {
     let id = Identity::load(dir)?;
     let tasks = dir.join("tasks");
-    private_dir(&tasks)?;
+    private_file::create_dir(&tasks)?;
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut backoff = Duration::from_millis(500);
     tracing::info!(coordinator = %id.url, "agent started");
@@ -96,7 +97,7 @@ fn round(id: &Identity, tasks: &Path, running: &mut HashMap<i64, Running>) -> Re
 fn start(tasks: &Path, task: Task, running: &mut HashMap<i64, Running>) -> Result<()> {
     let spec = serde_json::to_vec(&task.spec).map_err(|e| AgentError::Invalid(e.to_string()))?;
     // Persisted before acting: the spec only, never the passphrase.
-    write_private(&spec_path(tasks, task.id), &spec)?;
+    private_file::write(&spec_path(tasks, task.id), &spec)?;
     tracing::info!(task = task.id, kind = task.spec.kind(), system = task.spec.system(), "task started");
     let meter = Arc::new(Meter::default());
     let m = meter.clone();
@@ -113,7 +114,7 @@ fn start(tasks: &Path, task: Task, running: &mut HashMap<i64, Running>) -> Resul
             };
             tracing::info!(task = id, ok = matches!(report, Report::Done { .. }), "task ended");
             let body = serde_json::to_vec(&report).unwrap_or_default();
-            if let Err(e) = write_private(&result_path(&dir, id), &body) {
+            if let Err(e) = private_file::write(&result_path(&dir, id), &body) {
                 tracing::error!(task = id, error = %e, "could not keep the result");
             }
         })

@@ -7,8 +7,6 @@
 //! own with its own passphrase, made by the coordinator on first use. With
 //! `[fleet] shared_repository = true` every host writes the main repository.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use kura_fleet::pki::Ca;
@@ -40,24 +38,6 @@ fn fleet_err(what: &str, e: kura_fleet::Error) -> Error {
     Error::invalid(what, e.to_string())
 }
 
-/// Writes `data` to a new file readable by its owner only (replacing nothing).
-pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io(dir, e))
-}
-
 impl FleetDir {
     /// The fleet directory of the state database at `state`.
     pub fn for_state(state: &Path) -> FleetDir {
@@ -77,10 +57,10 @@ impl FleetDir {
             let k = std::fs::read_to_string(&key).map_err(|e| Error::io(&key, e))?;
             return Ca::load(&c, &k).map_err(|e| fleet_err(&key.display().to_string(), e));
         }
-        private_dir(&self.root)?;
+        kura_store::private_file::create_dir(&self.root)?;
         let (ca, key_pem) = Ca::generate().map_err(|e| fleet_err("fleet CA", e))?;
-        write_private(&key, key_pem.as_bytes())?;
-        write_private(&cert, ca.cert_pem.as_bytes())?;
+        kura_store::private_file::write(&key, key_pem.as_bytes())?;
+        kura_store::private_file::write(&cert, ca.cert_pem.as_bytes())?;
         Ok(ca)
     }
 
@@ -108,11 +88,11 @@ impl FleetDir {
         if pending.exists() {
             return Ok((false, read(&pending)?));
         }
-        private_dir(&dir)?;
+        kura_store::private_file::create_dir(&dir)?;
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let pass: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&pending, pass.as_bytes())?;
+        kura_store::private_file::write(&pending, pass.as_bytes())?;
         Ok((false, pass))
     }
 

@@ -25,6 +25,7 @@ pub mod forget;
 pub mod mount;
 pub mod parallel;
 pub mod pathmatch;
+pub mod private_file;
 pub mod progress;
 pub mod prune;
 pub mod repair;

@@ -18,7 +18,7 @@ use kura_store::repo::snapshot::Snapshot;
 use kura_store::repo::Repository;
 use kura_store::types::FileId;
 
-use super::hooks::{HookOutcome, HookRunner, HookStage};
+use super::hooks::{HookOutcome, HookRunner};
 use crate::config::Config;
 use crate::error::Error;
 use crate::fleet_dir::FleetDir;
@@ -329,17 +329,7 @@ impl HookRunner for RemoteHooks {
             run: Some(self.run),
         };
         let started = std::time::Instant::now();
-        let mut out = HookOutcome {
-            stage: HookStage::default(),
-            command: hook.command.clone(),
-            ok: false,
-            attempts: 1,
-            exit_code: None,
-            timed_out: false,
-            duration_ms: 0,
-            output: String::new(),
-            skipped: false,
-        };
+        let mut out = HookOutcome::not_run(&hook.command);
         match self.fleet.dispatch.run(&self.host, &spec, &kura_store::progress::NoProgress) {
             Ok(v) => match serde_json::from_value::<HookResult>(v) {
                 Ok(r) => {

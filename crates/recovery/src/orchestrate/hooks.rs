@@ -77,16 +77,12 @@ pub trait HookRunner: Send + Sync {
 }
 
 /// Runs hooks through `sh -c` in their own process group, killed on timeout.
-pub struct ShellRunner;
-
-const OUTPUT_TAIL: usize = 2048;
-
-impl HookRunner for ShellRunner {
-    fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
-        let started = Instant::now();
-        let mut out = HookOutcome {
+impl HookOutcome {
+    /// One attempt of `command` that has not run (yet): failed until told otherwise.
+    pub fn not_run(command: &str) -> HookOutcome {
+        HookOutcome {
             stage: HookStage::default(),
-            command: hook.command.clone(),
+            command: command.to_string(),
             ok: false,
             attempts: 1,
             exit_code: None,
@@ -94,7 +90,18 @@ impl HookRunner for ShellRunner {
             duration_ms: 0,
             output: String::new(),
             skipped: false,
-        };
+        }
+    }
+}
+
+pub struct ShellRunner;
+
+const OUTPUT_TAIL: usize = 2048;
+
+impl HookRunner for ShellRunner {
+    fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
+        let started = Instant::now();
+        let mut out = HookOutcome::not_run(&hook.command);
         let mut cmd = Command::new("sh");
         clean_env(&mut cmd);
         cmd.arg("-c").arg(&hook.command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

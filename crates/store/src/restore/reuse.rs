@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -28,27 +27,16 @@ use crate::types::BlobId;
 pub(super) fn old_blocks(
     key: &MasterKey,
     chunker: &Chunker,
-    mut f: &File,
+    f: &File,
     shown: &Path,
 ) -> Result<HashMap<BlobId, (u64, u64)>> {
-    let max = chunker.params().max as usize;
-    let mut buf: Vec<u8> = Vec::with_capacity(2 * max);
-    let (mut eof, mut at) = (false, 0u64);
+    let mut at = 0u64;
     let mut out = HashMap::new();
-    loop {
-        while !eof && buf.len() < max {
-            let n = f
-                .by_ref()
-                .take((max - buf.len()) as u64 + (1 << 20))
-                .read_to_end(&mut buf)
-                .map_err(|e| Error::io(shown, e))?;
-            eof = n == 0;
-        }
-        let Some(cut) = chunker.find_cut(&buf, eof) else { break };
-        out.entry(key.blob_id(&buf[..cut])).or_insert((at, cut as u64));
-        at += cut as u64;
-        buf.drain(..cut);
-    }
+    super::verify::for_each_chunk(chunker, f, shown, |chunk| {
+        out.entry(key.blob_id(chunk)).or_insert((at, chunk.len() as u64));
+        at += chunk.len() as u64;
+        Ok(())
+    })?;
     Ok(out)
 }
 
