@@ -283,8 +283,11 @@ async fn failures_and_panics_are_recorded_and_the_scheduler_goes_on() {
 async fn prune_runs_apart_from_checks_backups_run_beside_it() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
-    let exec = TestExec::new(|_| {
-        std::thread::sleep(StdDuration::from_millis(150));
+    // Backups outlast a check followed by a prune: whichever of those two the gate
+    // lets in first, the prune starts while backups still run.
+    let exec = TestExec::new(|req| {
+        let ms = if req.spec.kind == JobKind::Backup { 600 } else { 150 };
+        std::thread::sleep(StdDuration::from_millis(ms));
         ok_output()
     });
     let mut cfg = config(vec![system("a", 1, None), system("b", 1, None), system("c", 1, None)]);
