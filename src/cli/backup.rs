@@ -70,13 +70,14 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
             a.tags.push(sys.tag());
             a.excludes.extend(sys.excludes.iter().cloned());
             a.host = a.host.take().or(sys.host.clone());
-            Some((sys, repo))
+            let site = super::standby::site(ctx, &cfg, &sys)?;
+            Some((sys, repo, site))
         }
         None => None,
     };
-    let stream = stream.or_else(|| system.as_ref().and_then(|(s, _)| s.stream.clone()));
+    let stream = stream.or_else(|| system.as_ref().and_then(|(s, _, _)| s.stream.clone()));
     let repo = match &system {
-        Some((_, r)) => r.clone(),
+        Some((_, r, _)) => r.clone(),
         None => ctx.open()?,
     };
     let opts = BackupOptions {
@@ -116,7 +117,7 @@ pub fn run(ctx: &Ctx, mut a: Args) -> Result<ExitCode> {
     };
     // After a good backup of a system, its standby is brought to it.
     let standby = match (&system, out.snapshot.partial) {
-        (Some((sys, repo)), false) => super::standby::after_backup(ctx, sys, repo)?,
+        (Some((sys, repo, site)), false) => super::standby::after_backup(ctx, sys, repo, site)?,
         _ => None,
     };
     let code = print_outcome(ctx, &out, standby.as_ref())?;

@@ -14,7 +14,8 @@ use kura::config::{Config, SystemConfig};
 use kura::human::human_secs;
 use kura::orchestrate::hooks::ShellRunner;
 use kura::repo::Repository;
-use kura::standby::update::Update;
+use kura::standby::site::Site;
+use kura::standby::update::{Ctx as SbCtx, Update};
 use kura::standby::{self, switch::Switch};
 use kura::state::standby::SwitchRecord;
 
@@ -101,6 +102,26 @@ pub fn system<'a>(cfg: &'a Config, name: &str) -> Result<&'a SystemConfig> {
     })
 }
 
+/// Where `sys`'s standby and primary live (on agents through the coordinator's
+/// state database, or here).
+pub fn site(ctx: &Ctx, cfg: &Config, sys: &SystemConfig) -> Result<Site> {
+    let state = ctx.state_path().unwrap_or_else(kura::state::default_path);
+    Ok(Site::of(cfg, &state, sys)?)
+}
+
+/// The repository holding `sys`'s snapshots: its agent host's (docs/FLEET.md), or
+/// the config's (`--repo` wins).
+pub fn repo_for(ctx: &Ctx, cfg: &Config, sys: &SystemConfig) -> Result<Arc<Repository>> {
+    match cfg.agent_host(sys) {
+        Some(host) if ctx.repo_location().is_none() => {
+            let state = ctx.state_path().unwrap_or_else(kura::state::default_path);
+            let dir = kura::fleet_dir::FleetDir::for_state(&state);
+            Ok(Arc::new(dir.open_host_repo(cfg, host).with_context(|| format!("the repository of host {host}"))?))
+        }
+        _ => open_repo(ctx, cfg),
+    }
+}
+
 /// The config's repository (`--repo` wins).
 pub fn open_repo(ctx: &Ctx, cfg: &Config) -> Result<Arc<Repository>> {
     let location = match ctx.repo_location() {
@@ -116,17 +137,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         Cmd::Apply { system: name, snapshot } => {
             let sys = system(&cfg, &name)?;
             let sb = standby::standby_of(sys)?;
-            let repo = open_repo(ctx, &cfg)?;
+            let repo = repo_for(ctx, &cfg, sys)?;
+            let site = site(ctx, &cfg, sys)?;
             let state = ctx.state()?;
             let now = chrono::Utc::now;
             let bar = output::Bar::new(ctx.show_progress(), "applying");
+            let c = SbCtx { state: &state, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &bar };
             let up = match snapshot {
                 Some(s) => {
                     let (id, snap) = repo.find_snapshot(&s)?;
-                    standby::update::apply(&state, &repo, sys, sb, &id, &snap, &ShellRunner, &now, &bar)?
+                    standby::update::apply(&c, sb, &id, &snap)?
                 }
-                None => standby::update::keep_current(&state, &repo, sys, &ShellRunner, &now, &bar)?
-                    .expect("the system has a standby"),
+                None => standby::update::keep_current(&c)?.ok_or_else(|| anyhow!("{name} has no standby"))?,
             };
             bar.finish();
             print_update(ctx, &name, &up)
@@ -155,7 +177,6 @@ fn drill(ctx: &Ctx, cfg: &Config, names: Vec<String>, sandbox: Option<PathBuf>, 
     if systems.is_empty() {
         anyhow::bail!("no system of {} has a standby: nothing to drill", cfg.path.display());
     }
-    let repo = open_repo(ctx, cfg)?;
     let state = ctx.state()?;
     let made = sandbox.is_none();
     let dir = sandbox.unwrap_or_else(|| {
@@ -166,8 +187,13 @@ fn drill(ctx: &Ctx, cfg: &Config, names: Vec<String>, sandbox: Option<PathBuf>, 
     let now = chrono::Utc::now;
     let mut rows = Vec::new();
     for sys in systems {
-        let res =
-            standby::drill::drill(&state, &repo, sys, &dir, None, &ShellRunner, &now, &kura::progress::NoProgress);
+        let res = (|| -> Result<_> {
+            let (repo, site) = (repo_for(ctx, cfg, sys)?, site(ctx, cfg, sys)?);
+            let progress = kura::progress::NoProgress;
+            let c =
+                SbCtx { state: &state, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &progress };
+            Ok(standby::drill::drill(&c, &dir, None)?)
+        })();
         let (record, error) = match res {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(e.to_string())),
@@ -370,7 +396,7 @@ fn switch_ctx<'a>(
 ) -> Result<(&'a SystemConfig, Arc<Repository>, kura::state::State, kura::orchestrate::runlock::RunLock)> {
     let sys = system(cfg, name)?;
     standby::standby_of(sys)?;
-    let repo = open_repo(ctx, cfg)?;
+    let repo = repo_for(ctx, cfg, sys)?;
     let mut state = ctx.state()?;
     state.set_chain_key(repo.key());
     let lock = super::recover::exclusive(&state)?;
@@ -383,7 +409,8 @@ pub fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<ExitCode> {
     let reader = ctx.state()?;
     let bar = output::Bar::new(ctx.show_progress(), "failing over");
     let now = chrono::Utc::now;
-    let sw = Switch { state: &reader, repo: &repo, sys, runner: &ShellRunner, now: &now, progress: &bar };
+    let site = site(ctx, &cfg, sys)?;
+    let sw = Switch { state: &reader, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &bar };
     let res = sw.failover(&mut state, a.incident, a.snapshot.as_deref());
     bar.finish();
     super::incident::anchor_after_write(&repo, &state, a.incident, chrono::Utc::now());
@@ -408,7 +435,8 @@ pub fn failback(ctx: &Ctx, a: FailbackArgs) -> Result<ExitCode> {
     let reader = ctx.state()?;
     let bar = output::Bar::new(ctx.show_progress(), "failing back");
     let now = chrono::Utc::now;
-    let sw = Switch { state: &reader, repo: &repo, sys, runner: &ShellRunner, now: &now, progress: &bar };
+    let site = site(ctx, &cfg, sys)?;
+    let sw = Switch { state: &reader, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &bar };
     let res = sw.failback(&mut state);
     bar.finish();
     let rec = res.with_context(|| format!("failback of {}", a.system))?;
@@ -442,13 +470,15 @@ fn print_switch(ctx: &Ctx, r: &SwitchRecord) -> Result<ExitCode> {
 }
 
 /// After `kura backup --system NAME`: the standby is brought to the new snapshot.
-pub fn after_backup(ctx: &Ctx, sys: &SystemConfig, repo: &Arc<Repository>) -> Result<Option<Update>> {
+pub fn after_backup(ctx: &Ctx, sys: &SystemConfig, repo: &Arc<Repository>, site: &Site) -> Result<Option<Update>> {
     if sys.standby.is_none() {
         return Ok(None);
     }
     let state = ctx.state()?;
     let now = chrono::Utc::now;
-    let up = standby::update::keep_current(&state, repo, sys, &ShellRunner, &now, &kura::progress::NoProgress)
+    let progress = kura::progress::NoProgress;
+    let c = SbCtx { state: &state, repo, sys, site, runner: &ShellRunner, now: &now, progress: &progress };
+    let up = standby::update::keep_current(&c)
         .with_context(|| format!("the backup is stored, but the standby of {} was not brought to it", sys.name))?;
     Ok(up)
 }

@@ -1,5 +1,6 @@
-//! What a task does on the host: a backup or a restore with the store, or one
-//! attempt of a hook with the recovery engine's own hook runner.
+//! What a task does on the host: a backup or a restore with the store, one
+//! attempt of a hook with the recovery engine's own hook runner, or a standby
+//! brought to a snapshot by difference (`kura_recovery::standby::site`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,6 +107,21 @@ pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> 
                 duration_ms: o.duration_ms,
                 output: o.output,
             }))
+        }
+        TaskSpec::StandbyApply { snapshot, path, subpath, repository, copy_from, .. } => {
+            // The same crash-safe apply (and directory lock) as on the coordinator.
+            let repo = open(repository, task.passphrase.as_deref())?;
+            let copy_from = copy_from.as_ref().map(PathBuf::from);
+            let r = kura_recovery::standby::site::apply_task(
+                &repo,
+                snapshot,
+                &PathBuf::from(path),
+                subpath.clone(),
+                copy_from.as_deref(),
+                meter,
+            )
+            .map_err(|e| e.to_string())?;
+            json(serde_json::to_value(r))
         }
     }
 }

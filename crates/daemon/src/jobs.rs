@@ -314,23 +314,18 @@ fn backup(cfg: &Config, state: &Path, req: &RunRequest, progress: &JobProgress) 
     let summary = out.snapshot.summary.clone().unwrap_or_default();
     let mut warnings = out.warnings.clone();
     warnings.truncate(50);
-    let (detected, suspect) = detect(cfg, &repo, &out.id, name, state);
+    let followed = crate::after_backup::follow(cfg, state, sys, &repo, &out.id, out.snapshot.partial);
     let mut detail = serde_json::json!({
         "summary": summary,
         "warnings": warnings,
         "warnings_total": out.warnings.len(),
         "signals": out.snapshot.signals,
-        "detect": detected,
+        "detect": followed.detect,
     });
-    // After a good backup, the system's standby is brought to it (docs/STANDBY.md);
-    // never to a suspect one: the standby keeps the last clean data.
-    let standby_error = if out.snapshot.partial {
-        None
-    } else if suspect {
-        sys.standby.as_ref().map(|_| "the snapshot is suspect: the standby was left at its last snapshot".to_string())
-    } else {
-        keep_standby(sys, &repo, state, &mut detail)
-    };
+    if let Some(up) = followed.standby {
+        detail["standby"] = up;
+    }
+    let standby_error = followed.error;
     Ok(RunOutput {
         outcome: Some(if out.snapshot.partial || standby_error.is_some() { Outcome::Partial } else { Outcome::Ok }),
         bytes: Some(summary.bytes_added),
@@ -338,63 +333,6 @@ fn backup(cfg: &Config, state: &Path, req: &RunRequest, progress: &JobProgress) 
         error: standby_error,
         detail,
     })
-}
-
-/// Keeps the system's standby current after its backup; the error, if any, in words.
-fn keep_standby(
-    sys: &kura_recovery::config::SystemConfig,
-    repo: &Arc<Repository>,
-    state_path: &Path,
-    detail: &mut serde_json::Value,
-) -> Option<String> {
-    use kura_recovery::standby::update::{keep_current, Update};
-    sys.standby.as_ref()?;
-    let res = kura_recovery::state::State::open(state_path).and_then(|state| {
-        let runner = kura_recovery::orchestrate::hooks::ShellRunner;
-        keep_current(&state, repo, sys, &runner, &chrono::Utc::now, &kura_store::progress::NoProgress)
-    });
-    match res {
-        Ok(Some(up)) => {
-            detail["standby"] = serde_json::to_value(&up).unwrap_or_default();
-            match up {
-                Update::Applied { verify_ok: false, verify_error, .. } => {
-                    Some(format!("standby: {}", verify_error.unwrap_or_default()))
-                }
-                _ => None,
-            }
-        }
-        Ok(None) => None,
-        Err(e) => Some(format!("the backup is stored, but the standby was not brought to it: {e}")),
-    }
-}
-
-/// Judges the new snapshot (kura_recovery::detect). The backup itself succeeded
-/// whatever happens here: a failure is logged and reported in the run's detail.
-fn detect(
-    cfg: &Config,
-    repo: &Repository,
-    id: &kura_store::types::FileId,
-    system: &str,
-    state_path: &Path,
-) -> (serde_json::Value, bool) {
-    let run = || -> Result<kura_recovery::detect::AfterBackup> {
-        let mut state = kura_recovery::state::State::open(state_path)?;
-        let alarm = kura_recovery::detect::Alarm { system: Some(system), notify: Some(&cfg.notify) };
-        kura_recovery::detect::after_backup(&mut state, repo, id, &cfg.detect.rules, &alarm, chrono::Utc::now())
-    };
-    match run() {
-        Ok(a) => {
-            if let Some(kura_recovery::detect::Verdict::Suspect { .. }) = &a.verdict {
-                tracing::warn!(system, snapshot = %id.short(), incident = ?a.incident, "suspect snapshot");
-            }
-            let suspect = matches!(a.verdict, Some(kura_recovery::detect::Verdict::Suspect { .. }));
-            (serde_json::to_value(&a).unwrap_or_default(), suspect)
-        }
-        Err(e) => {
-            tracing::warn!(system, "detection after the backup failed: {e}");
-            (serde_json::json!({ "error": e.to_string() }), false)
-        }
-    }
 }
 
 fn prune(cfg: &Config, state_path: &Path, progress: &JobProgress) -> Result<RunOutput> {

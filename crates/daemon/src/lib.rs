@@ -29,6 +29,7 @@
 //! * Optionally (`[http]`), an HTTP listener bound by the caller serves metrics and
 //!   a read-only dashboard on the same runtime, behind a token (`http/`).
 
+mod after_backup;
 pub mod api;
 pub mod client;
 mod daemon;

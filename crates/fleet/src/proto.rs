@@ -128,6 +128,22 @@ pub enum TaskSpec {
         #[serde(default)]
         run: Option<i64>,
     },
+    /// Bring a directory on this host (a standby, or a primary at a failback) to a
+    /// snapshot by difference with `kura_store::sync::apply` (crash-safe: its marker
+    /// says what the directory holds). `copy_from` (a failover drill): the standby
+    /// at that path is first copied to `path`, a sandbox, and the copy is brought.
+    StandbyApply {
+        system: String,
+        snapshot: String,
+        path: String,
+        subpath: Option<String>,
+        repository: String,
+        #[serde(default)]
+        copy_from: Option<String>,
+        /// The failover, failback or drill row it belongs to, if any.
+        #[serde(default)]
+        run: Option<i64>,
+    },
 }
 
 impl TaskSpec {
@@ -136,6 +152,7 @@ impl TaskSpec {
             TaskSpec::Backup { .. } => "backup",
             TaskSpec::Restore { .. } => "restore",
             TaskSpec::Hook { .. } => "hook",
+            TaskSpec::StandbyApply { .. } => "standby_apply",
         }
     }
     pub fn system(&self) -> &str {
@@ -143,12 +160,14 @@ impl TaskSpec {
             TaskSpec::Backup { system, .. } | TaskSpec::Restore { system, .. } | TaskSpec::Hook { system, .. } => {
                 system
             }
+            TaskSpec::StandbyApply { system, .. } => system,
         }
     }
     /// The repository the task reads or writes (hooks: none).
     pub fn repository(&self) -> Option<&str> {
         match self {
             TaskSpec::Backup { repository, .. } | TaskSpec::Restore { repository, .. } => Some(repository),
+            TaskSpec::StandbyApply { repository, .. } => Some(repository),
             TaskSpec::Hook { .. } => None,
         }
     }
@@ -201,6 +220,24 @@ pub struct HookResult {
     pub timed_out: bool,
     pub duration_ms: u64,
     pub output: String,
+}
+
+/// What an agent's standby apply reports: what the directory now holds (read back
+/// from its marker after the apply, never assumed) and what it took.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyResult {
+    /// The snapshot the directory holds completely now (full id); `None`: none.
+    pub holds: Option<String>,
+    /// The snapshot it held before (none: empty, unknown or interrupted).
+    pub previous: Option<String>,
+    pub files_unchanged: u64,
+    pub files_written: u64,
+    pub files_reused: u64,
+    pub removed: u64,
+    pub bytes_written: u64,
+    pub bytes_reused: u64,
+    pub bytes_resumed: u64,
+    pub duration_ms: u64,
 }
 
 /// An error body of every route: a sentence meant for a person.

@@ -1,5 +1,7 @@
 //! A scheduled or manual backup of a system that lives on an agent host: a Backup
-//! task into the host's repository, waited for on the job's blocking thread.
+//! task into the host's repository, waited for on the job's blocking thread. Once
+//! the agent reports the snapshot, the same sequence as after a local backup runs
+//! (`crate::after_backup`): detection, then the standby (never to a suspect one).
 
 use std::path::Path;
 
@@ -55,13 +57,42 @@ pub(crate) fn on_agent(
     };
     let r: BackupResult = serde_json::from_value(value)
         .map_err(|e| Error::invalid(format!("backup of {} on {host}", sys.name), format!("unreadable result: {e}")))?;
+    let mut detail = serde_json::json!({
+        "host": host, "repository": repo.location, "summary": r.summary, "warnings": r.warnings,
+    });
+    let error = follow(cfg, state, sys, host, &r, &mut detail);
     Ok(RunOutput {
-        outcome: Some(if r.partial { Outcome::Partial } else { Outcome::Ok }),
+        outcome: Some(if r.partial || error.is_some() { Outcome::Partial } else { Outcome::Ok }),
         bytes: Some(r.bytes_added),
         snapshot: Some(r.snapshot.clone()),
-        error: None,
-        detail: serde_json::json!({
-            "host": host, "repository": repo.location, "summary": r.summary, "warnings": r.warnings,
-        }),
+        error,
+        detail,
     })
+}
+
+/// Detection and the standby after the agent's backup (`crate::after_backup`),
+/// read from the host's repository; the error that makes the run partial, if any.
+fn follow(
+    cfg: &Config,
+    state: &Path,
+    sys: &SystemConfig,
+    host: &str,
+    r: &BackupResult,
+    detail: &mut serde_json::Value,
+) -> Option<String> {
+    let opened = FleetDir::for_state(state).open_host_repo(cfg, host).and_then(|repo| {
+        let id = kura_store::types::FileId::from_hex(&r.snapshot)
+            .map_err(|_| Error::invalid(format!("backup of {} on {host}", sys.name), "not a snapshot id"))?;
+        Ok((std::sync::Arc::new(repo), id))
+    });
+    let (repo, id) = match opened {
+        Ok(x) => x,
+        Err(e) => return Some(format!("the backup is stored, but detection and the standby could not read it: {e}")),
+    };
+    let f = crate::after_backup::follow(cfg, state, sys, &repo, &id, r.partial);
+    detail["detect"] = f.detect;
+    if let Some(up) = f.standby {
+        detail["standby"] = up;
+    }
+    f.error
 }

@@ -286,8 +286,10 @@ fn system(d: &mut Diag, o: &Obj, base: &Path) -> Option<SystemConfig> {
     let schedule = schedule_field(d, o, "schedule");
     let standby = super::standby::standby(d, o, base);
     let tolerance = super::standby::tolerance(d, o);
+    // Only on one host can a standby lie inside the system's paths.
+    let same_host = |sb: &super::StandbyConfig| sb.host.is_none() || sb.host.as_deref() == host.as_deref();
     if let (Some(sb), [p]) = (&standby, paths.as_slice()) {
-        if sb.path.starts_with(p) || p.starts_with(&sb.path) {
+        if same_host(sb) && sb.path.starts_with(p) || p.starts_with(&sb.path) {
             let at = o.get("standby").map_or(o.line, |e| e.line);
             d.error(
                 at,

@@ -11,13 +11,15 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 /// How long each standby hook may run unless `hook_timeout` says otherwise.
 pub const DEFAULT_STANDBY_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
-pub(crate) const STANDBY: &[&str] = &["path", "fence", "promote", "demote", "unfence", "verify", "hook_timeout"];
+pub(crate) const STANDBY: &[&str] = &["path", "host", "fence", "promote", "demote", "unfence", "verify", "hook_timeout"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StandbyConfig {
-    /// The directory the standby is kept in (a local path; through an agent once the
-    /// fleet exists).
+    /// The directory the standby is kept in: on this machine, or on `host`.
     pub path: PathBuf,
+    /// The agent host the standby lives on (docs/FLEET.md); `None`: this machine.
+    /// Every standby operation (apply, its hooks, drills) then runs on that agent.
+    pub host: Option<String>,
     /// Run before a failover to stop the primary (`sh -c`); a failure stops the failover.
     pub fence: Option<String>,
     /// Makes the standby serve (start its service, move an address).
@@ -48,7 +50,16 @@ pub(crate) fn tolerance(d: &mut Diag, o: &Obj) -> Option<chrono::Duration> {
 pub(crate) fn standby(d: &mut Diag, o: &Obj, base: &Path) -> Option<StandbyConfig> {
     let s = o.table(d, "standby", STANDBY)?;
     let path = s.req_str(d, "path", "the directory the standby is kept in")?;
-    let path = resolve_path(base, &path.value);
+    let host = s.str(d, "host").map(|h| h.value);
+    let path = match &host {
+        // A path on another host cannot be resolved against this config's directory.
+        Some(_) if !Path::new(&path.value).is_absolute() => {
+            d.error(path.line, &path.field, "a standby on an agent host needs an absolute path");
+            return None;
+        }
+        Some(_) => PathBuf::from(&path.value),
+        None => resolve_path(base, &path.value),
+    };
     let one = |d: &mut Diag, key: &str| {
         s.get(key)?;
         s.req_str(d, key, "a shell command, or remove the line").map(|v| v.value)
@@ -64,5 +75,5 @@ pub(crate) fn standby(d: &mut Diag, o: &Obj, base: &Path) -> Option<StandbyConfi
         }),
     };
     let hook_timeout = dur(d, "hook_timeout", DEFAULT_STANDBY_HOOK_TIMEOUT);
-    Some(StandbyConfig { path, fence, promote, demote, unfence, verify, hook_timeout })
+    Some(StandbyConfig { path, host, fence, promote, demote, unfence, verify, hook_timeout })
 }

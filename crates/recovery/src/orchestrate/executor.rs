@@ -314,7 +314,9 @@ pub struct RemoteHooks {
     pub fleet: FleetExecutor,
     pub host: String,
     pub system: String,
-    pub run: i64,
+    /// The recovery or drill run (a resumed run finds its finished hooks); `None`:
+    /// every call runs the hook again (a standby's hooks).
+    pub run: Option<i64>,
 }
 
 impl HookRunner for RemoteHooks {
@@ -326,7 +328,7 @@ impl HookRunner for RemoteHooks {
             command: hook.command.clone(),
             env: env.iter().filter(|(k, _)| k.starts_with("KURA_")).cloned().collect(),
             timeout_ms: hook.timeout.as_millis() as u64,
-            run: Some(self.run),
+            run: self.run,
         };
         let started = std::time::Instant::now();
         let mut out = HookOutcome::not_run(&hook.command);

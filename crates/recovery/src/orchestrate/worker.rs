@@ -137,7 +137,7 @@ pub(super) fn spawn_worker(
             fleet: p.fleet.clone(),
             host: p.run_on.clone(),
             system: sys.name.clone(),
-            run: run.id,
+            run: Some(run.id),
         }),
         None => engine.runner.clone(),
     };

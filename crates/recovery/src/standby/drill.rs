@@ -5,35 +5,20 @@
 //! measurement is a `failovers` row of kind `drill`, which forecasts learn from.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use kura_store::progress::Progress;
 use kura_store::repo::snapshot::Snapshot;
-use kura_store::repo::Repository;
 use kura_store::types::FileId;
 
-use super::update::verify;
-use super::{newest_snapshot, standby_of, subpath};
-use crate::config::SystemConfig;
+use super::update::{verify, Ctx};
+use super::{newest_snapshot, standby_of};
 use crate::error::{Error, Result};
-use crate::orchestrate::hooks::HookRunner;
 use crate::state::standby::{SwitchKind, SwitchPhase, SwitchRecord};
-use crate::state::State;
 
-/// Drills the failover of `sys` in `sandbox/NAME`; `snapshot`: the system's newest when `None`.
-#[allow(clippy::too_many_arguments)]
-pub fn drill(
-    state: &State,
-    repo: &Arc<Repository>,
-    sys: &SystemConfig,
-    sandbox: &Path,
-    snapshot: Option<(FileId, Snapshot)>,
-    runner: &dyn HookRunner,
-    now: &dyn Fn() -> DateTime<Utc>,
-    progress: &dyn Progress,
-) -> Result<SwitchRecord> {
+/// Drills the failover of `c.sys` in `sandbox/NAME` (on the standby's host when it
+/// lives on an agent); `snapshot`: the system's newest when `None`.
+pub fn drill(c: &Ctx, sandbox: &Path, snapshot: Option<(FileId, Snapshot)>) -> Result<SwitchRecord> {
+    let (state, repo, sys, now) = (c.state, c.repo, c.sys, c.now);
     let sb = standby_of(sys)?;
     let copy: PathBuf = sandbox.join(&sys.name);
     let real: Vec<&Path> = std::iter::once(sb.path.as_path()).chain(sys.paths.iter().map(|p| p.as_path())).collect();
@@ -53,24 +38,17 @@ pub fn drill(
             Error::invalid(format!("system {}", sys.name), format!("no snapshot tagged {}", sys.tag()))
         })?,
     };
+    // The copy is taken of a standby no other operation is changing.
+    let _lock = super::lock::StandbyLock::acquire(state.path(), &sys.name, "a failover drill")?;
     let id = state.switch_open(&sys.name, SwitchKind::Drill, None, SwitchPhase::Apply, now())?;
     state.switch_snapshot(id, &sid.to_hex(), snap.time)?;
     let res = (|| -> Result<()> {
-        if copy.exists() {
-            std::fs::remove_dir_all(&copy).map_err(|e| Error::io(&copy, e))?;
-        }
-        kura_store::sync::copy_tree(&sb.path, &copy)?;
-        let t = Instant::now();
-        let opts = kura_store::sync::SyncOptions { target: copy.clone(), subpath: subpath(&snap), threads: None };
-        kura_store::sync::apply(repo, &sid, &snap, &opts, progress)?;
-        state.switch_times(id, Some(t.elapsed().as_millis() as u64), None)?;
+        // Only the roll-back is measured (the apply's own time), not the copy.
+        let r = c.site.apply_standby(repo, sys, &sid, &snap, &copy, Some(&sb.path), Some(id), c.progress)?;
+        state.switch_times(id, Some(r.duration_ms), None)?;
         state.switch_phase(id, SwitchPhase::Verify)?;
         let t = Instant::now();
-        let mut on_copy = sb.clone();
-        on_copy.path = copy.clone();
-        let mut sys_copy = sys.clone();
-        sys_copy.standby = Some(on_copy.clone());
-        let (_, ok, why) = verify(state, &sys_copy, &on_copy, &sid.to_hex(), runner, now(), true)?;
+        let (_, ok, why) = verify(c, sb, &copy, &sid.to_hex(), true)?;
         state.switch_times(id, None, Some(t.elapsed().as_millis() as u64))?;
         if !ok {
             return Err(Error::invalid(format!("system {}", sys.name), why.unwrap_or_default()));

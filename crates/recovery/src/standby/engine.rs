@@ -16,6 +16,10 @@ use crate::state::State;
 /// Whether the system's standby can take over now, and if not, why (for the timeline).
 pub fn can_take_over(state: &State, s: &PlanSystem) -> Result<(bool, String)> {
     let Some(sb) = &s.standby else { return Ok((false, "none configured".into())) };
+    if let Some(h) = &sb.host {
+        // A recovery run fails over standbys on this machine only (docs/STANDBY.md).
+        return Ok((false, format!("it is on agent host {h}: fail it over with `kura failover {}`", s.name)));
+    }
     let rec = state.standby(&s.name)?;
     let health = super::health(rec.as_ref(), None, None);
     if !health.can_take_over() {

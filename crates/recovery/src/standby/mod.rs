@@ -11,10 +11,14 @@
 //! * `health`: pure: is a standby stale, failed or healthy.
 //! * `drill`: failover drills in a sandbox, measured.
 //! * `engine`: a recovery run fails a system over instead of restoring it.
+//! * `site`: where a standby's work runs: here, or on its host's agent.
+//! * `lock`: one operation on a standby at a time.
 
 pub mod drill;
 pub mod engine;
 pub mod health;
+pub mod lock;
+pub mod site;
 pub mod switch;
 pub mod update;
 

@@ -19,8 +19,9 @@ use kura_store::repo::snapshot::Snapshot;
 use kura_store::repo::Repository;
 use kura_store::types::FileId;
 
-use super::update::{bring_to, verify};
-use super::{hook_env, hook_failure, newest_snapshot, primary_path, run_hooks, standby_of, subpath};
+use super::site::Site;
+use super::update::{bring_to, verify, Ctx};
+use super::{hook_env, hook_failure, newest_snapshot, primary_path, run_hooks, standby_of};
 use crate::config::{StandbyConfig, SystemConfig};
 use crate::error::{Error, Result};
 use crate::incident::Event;
@@ -33,9 +34,18 @@ pub struct Switch<'a> {
     pub state: &'a State,
     pub repo: &'a Arc<Repository>,
     pub sys: &'a SystemConfig,
+    /// Where the standby and the primary live (their hooks and applies run there).
+    pub site: &'a Site,
     pub runner: &'a dyn HookRunner,
     pub now: &'a dyn Fn() -> DateTime<Utc>,
     pub progress: &'a dyn Progress,
+}
+
+/// Which host a switch hook runs on.
+#[derive(Clone, Copy)]
+enum Side {
+    Primary,
+    Standby,
 }
 
 /// The verdict of a priority-3 system: met when both the downtime and the data
@@ -49,13 +59,30 @@ impl Switch<'_> {
         standby_of(self.sys)
     }
 
-    /// Runs one optional hook of the standby; its time is added to the switch time.
-    fn hook(&self, id: i64, what: &str, cmd: Option<&String>, dir: &std::path::Path, snapshot: &str) -> Result<()> {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            state: self.state,
+            repo: self.repo,
+            sys: self.sys,
+            site: self.site,
+            runner: self.runner,
+            now: self.now,
+            progress: self.progress,
+        }
+    }
+
+    /// Runs one optional hook of the standby on `side`'s host; its time is added
+    /// to the switch time.
+    fn hook(&self, id: i64, side: Side, what: &str, cmd: Option<&String>, dir: &std::path::Path, snapshot: &str) -> Result<()> {
         let Some(cmd) = cmd else { return Ok(()) };
         let sb = self.sb()?;
         let t = Instant::now();
         let env = hook_env(self.sys, dir, snapshot, what, false);
-        let res = run_hooks(self.runner, HookStage::Pre, std::slice::from_ref(cmd), sb, &env);
+        let runner = match side {
+            Side::Primary => self.site.primary_hooks(self.runner, self.sys),
+            Side::Standby => self.site.standby_hooks(self.runner, self.sys),
+        };
+        let res = run_hooks(runner.as_ref(), HookStage::Pre, std::slice::from_ref(cmd), sb, &env);
         self.state.switch_times(id, None, Some(t.elapsed().as_millis() as u64))?;
         res.map(|_| ()).map_err(|o| Error::invalid(format!("system {}", self.sys.name), hook_failure(what, &o)))
     }
@@ -100,6 +127,7 @@ impl Switch<'_> {
         pin: Option<&str>,
     ) -> Result<(SwitchRecord, Option<String>)> {
         let sb = self.sb()?.clone();
+        let _lock = super::lock::StandbyLock::acquire(self.state.path(), &self.sys.name, "a failover")?;
         let inc = self.state.incident(incident)?;
         let row = self.row(SwitchKind::Failover, Some(incident), SwitchPhase::Fence)?;
         let id = row.id;
@@ -185,7 +213,7 @@ impl Switch<'_> {
         let (id, mut phase) = (row.id, row.phase);
         let snap_hint = row.snapshot.clone().unwrap_or_default();
         if phase <= SwitchPhase::Fence {
-            self.hook(id, "fence", sb.fence.as_ref(), &sb.path, &snap_hint)?;
+            self.hook(id, Side::Primary, "fence", sb.fence.as_ref(), &sb.path, &snap_hint)?;
             phase = SwitchPhase::Apply;
             self.state.switch_phase(id, phase)?;
         }
@@ -210,19 +238,19 @@ impl Switch<'_> {
         }
         if phase <= SwitchPhase::Apply {
             let t = Instant::now();
-            self.bring_standby(sb, &sid, &snap)?;
+            self.bring_standby(sb, &sid, &snap, id)?;
             self.state.switch_times(id, Some(t.elapsed().as_millis() as u64), None)?;
             phase = SwitchPhase::Promote;
             self.state.switch_phase(id, phase)?;
         }
         if phase <= SwitchPhase::Promote {
-            self.hook(id, "promote", sb.promote.as_ref(), &sb.path, &hex)?;
+            self.hook(id, Side::Standby, "promote", sb.promote.as_ref(), &sb.path, &hex)?;
             self.state.standby_set_serving(&self.sys.name, true)?;
             phase = SwitchPhase::Verify;
             self.state.switch_phase(id, phase)?;
         }
         let t = Instant::now();
-        let (_, ok, why) = verify(self.state, self.sys, sb, &hex, self.runner, (self.now)(), false)?;
+        let (_, ok, why) = verify(&self.ctx(), sb, &sb.path, &hex, false)?;
         self.state.switch_times(id, None, Some(t.elapsed().as_millis() as u64))?;
         if !ok {
             return Err(Error::invalid(format!("system {}", self.sys.name), why.unwrap_or_default()));
@@ -230,23 +258,20 @@ impl Switch<'_> {
         Ok(())
     }
 
-    /// The standby brought to the snapshot unless it holds it completely already.
-    fn bring_standby(
-        &self,
-        sb: &StandbyConfig,
-        sid: &FileId,
-        snap: &kura_store::repo::snapshot::Snapshot,
-    ) -> Result<()> {
-        if kura_store::sync::held(&sb.path)? == Some(*sid) {
+    /// The standby brought to the snapshot unless it holds it completely already
+    /// (on an agent host the apply itself finds that out: nothing is rewritten).
+    fn bring_standby(&self, sb: &StandbyConfig, sid: &FileId, snap: &Snapshot, row: i64) -> Result<()> {
+        if sb.host.is_none() && kura_store::sync::held(&sb.path)? == Some(*sid) {
             return Ok(());
         }
-        bring_to(self.state, self.repo, self.sys, sb, sid, snap, self.progress).map(|_| ())
+        bring_to(&self.ctx(), sb, sid, snap, Some(row)).map(|_| ())
     }
 
     /// Brings the primary back from the standby (or resumes doing so).
     pub fn failback(&self, state_mut: &mut State) -> Result<SwitchRecord> {
         let sb = self.sb()?.clone();
         let primary = primary_path(self.sys)?;
+        let _lock = super::lock::StandbyLock::acquire(self.state.path(), &self.sys.name, "a failback")?;
         let last_failover = self
             .state
             .switches(Some(&self.sys.name))?
@@ -274,14 +299,28 @@ impl Switch<'_> {
     fn failback_steps(&self, sb: &StandbyConfig, row: &SwitchRecord, primary: &std::path::Path) -> Result<()> {
         let (id, mut phase) = (row.id, row.phase);
         if phase <= SwitchPhase::Demote {
-            self.hook(id, "demote", sb.demote.as_ref(), &sb.path, "")?;
+            self.hook(id, Side::Standby, "demote", sb.demote.as_ref(), &sb.path, "")?;
             phase = SwitchPhase::Backup;
             self.state.switch_phase(id, phase)?;
         }
         let hex = match &row.snapshot {
             Some(h) if phase > SwitchPhase::Backup => h.clone(),
             _ => {
-                // The standby holds the newest data: it is backed up as the system.
+                // The standby holds the newest data: it is backed up as the system,
+                // on its host.
+                if let Some(r) = self.site.backup_standby_remote(self.sys, &sb.path)? {
+                    if r.partial {
+                        return Err(Error::invalid(
+                            format!("standby {}", super::update::location(sb)),
+                            "some files could not be read, so its backup is partial: fix them and run kura failback again",
+                        ));
+                    }
+                    let (sid, snap) = self.repo.find_snapshot(&r.snapshot)?;
+                    self.state.switch_snapshot(id, &sid.to_hex(), snap.time)?;
+                    phase = SwitchPhase::Apply;
+                    self.state.switch_phase(id, phase)?;
+                    sid.to_hex()
+                } else {
                 let opts = kura_store::backup::BackupOptions {
                     paths: vec![sb.path.clone()],
                     tags: vec![self.sys.tag(), "failback".into()],
@@ -303,22 +342,27 @@ impl Switch<'_> {
                 phase = SwitchPhase::Apply;
                 self.state.switch_phase(id, phase)?;
                 out.id.to_hex()
+                }
             }
         };
         let (sid, snap) = self.repo.find_snapshot(&hex)?;
         if phase <= SwitchPhase::Apply {
             let t = Instant::now();
-            let opts =
-                kura_store::sync::SyncOptions { target: primary.to_path_buf(), subpath: subpath(&snap), threads: None };
-            kura_store::sync::apply(self.repo, &sid, &snap, &opts, self.progress)?;
+            let r = self.site.apply_primary(self.repo, self.sys, &sid, &snap, primary, Some(id), self.progress)?;
+            if r.holds.as_deref() != Some(hex.as_str()) {
+                return Err(Error::invalid(
+                    format!("primary {}", primary.display()),
+                    format!("after the apply it holds {:?}, not snapshot {}", r.holds, sid.short()),
+                ));
+            }
             // The standby holds that snapshot too: recorded (nothing is rewritten).
-            bring_to(self.state, self.repo, self.sys, sb, &sid, &snap, self.progress)?;
+            bring_to(&self.ctx(), sb, &sid, &snap, Some(id))?;
             self.state.switch_times(id, Some(t.elapsed().as_millis() as u64), None)?;
             phase = SwitchPhase::Unfence;
             self.state.switch_phase(id, phase)?;
         }
         if phase <= SwitchPhase::Unfence {
-            self.hook(id, "unfence", sb.unfence.as_ref(), primary, &hex)?;
+            self.hook(id, Side::Primary, "unfence", sb.unfence.as_ref(), primary, &hex)?;
             self.state.switch_phase(id, SwitchPhase::Verify)?;
         }
         Ok(())

@@ -17,6 +17,11 @@
 //! holding a snapshot it does not fully hold. Running `apply` again finishes the job:
 //! every step is idempotent and a file spread over several packs resumes from its
 //! temp file.
+//!
+//! One apply per directory at a time: `apply` holds an `flock` on
+//! `.NAME.kura-standby.lock` beside it (released by the kernel if the process
+//! dies), so a second apply of the same directory, from this process or another
+//! (two agent tasks, a CLI and a daemon), waits for the first to end.
 
 pub mod copy;
 pub mod plan;
@@ -156,6 +161,7 @@ pub fn apply(
     let target = &opts.target;
     marker_path(target)?;
     make_dir(target)?;
+    let _lock = lock(target)?;
     let previous = match read_marker(target)? {
         Some(Marker::Holds { snapshot }) => Some(snapshot),
         Some(Marker::Applying { .. }) => None,
@@ -201,6 +207,27 @@ pub fn apply(
         duration_ms: started.elapsed().as_millis() as u64,
         restore,
     })
+}
+
+/// Takes the directory's apply lock, waiting for another apply of it to end.
+fn lock(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut p = marker_path(dir)?.into_os_string();
+    p.push(".lock");
+    let p = PathBuf::from(p);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    // SAFETY: flock on a file descriptor this function owns; blocks until free.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(Error::io(&p, std::io::Error::last_os_error()));
+    }
+    Ok(f)
 }
 
 /// The target directory, created 0700 if missing; a file or a symlink in its place is refused.
