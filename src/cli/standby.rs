@@ -313,13 +313,17 @@ pub fn rows(cfg: &Config, state: &kura::state::State, repo: Option<&Repository>)
     let mut out = Vec::new();
     for sys in cfg.systems.iter().filter(|s| s.standby.is_some()) {
         let rec = state.standby(&sys.name)?;
-        let last = standby::newest_snapshot(&snaps, sys, None).map(|(_, s)| s.time);
+        // An agent host's system: its snapshots are in the host's repository; its
+        // last good backup is the daemon's record of it.
+        let last = standby::newest_snapshot(&snaps, sys, None)
+            .map(|(_, s)| s.time)
+            .or_else(|| state.last_good_backup(&sys.name).ok().flatten().map(|r| r.started_at));
         let allowed = cfg.max_backup_age[sys.priority.get() as usize];
         let health = standby::health(rec.as_ref(), last, allowed);
         let lag = rec.as_ref().and_then(|r| standby::health::lag(r, last)).map(|l| l.num_seconds());
         out.push(StandbyView {
             system: sys.name.clone(),
-            path: sys.standby.as_ref().unwrap().path.clone(),
+            path: sys.standby.as_ref().map(standby::update::location).unwrap_or_default(),
             rec,
             health,
             lag,
@@ -330,7 +334,8 @@ pub fn rows(cfg: &Config, state: &kura::state::State, repo: Option<&Repository>)
 
 pub struct StandbyView {
     pub system: String,
-    pub path: PathBuf,
+    /// `HOST:PATH` for a standby on an agent host.
+    pub path: String,
     pub rec: Option<kura::state::standby::StandbyRecord>,
     pub health: standby::Health,
     pub lag: Option<i64>,
@@ -344,7 +349,7 @@ fn status(ctx: &Ctx, cfg: &Config) -> Result<ExitCode> {
         .iter()
         .map(|v| Row {
             system: v.system.clone(),
-            path: v.path.display().to_string(),
+            path: v.path.clone(),
             state: v.rec.as_ref().map(|r| r.state.to_string()),
             snapshot: v.rec.as_ref().and_then(|r| r.snapshot.clone()),
             snapshot_time: v.rec.as_ref().and_then(|r| r.snapshot_time),

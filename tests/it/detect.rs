@@ -27,7 +27,7 @@ pub fn text_tree(root: &Path, files: usize) {
 
 /// Encrypts `share` of the files with openssl, gives the copies a `.locked`
 /// extension, deletes the originals and drops a ransom note in every directory.
-fn ransomware(root: &Path, share: f64) -> usize {
+pub fn ransomware(root: &Path, share: f64) -> usize {
     let mut files: Vec<PathBuf> = files_under(root).into_iter().map(|p| root.join(p)).collect();
     files.sort();
     let n = (files.len() as f64 * share).round() as usize;

@@ -47,6 +47,7 @@ mod security;
 mod servers;
 mod shared_bucket;
 mod standby;
+mod standby_fleet;
 mod standby_watch;
 mod state_db;
 mod streams;

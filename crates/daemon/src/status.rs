@@ -102,7 +102,7 @@ impl StandbyStatus {
         let sb = sys.standby.as_ref()?;
         let health = standby::health(rec, last_backup, allowed);
         Some(StandbyStatus {
-            path: sb.path.display().to_string(),
+            path: standby::update::location(sb),
             state: rec.map(|r| r.state.to_string()),
             snapshot: rec.and_then(|r| r.snapshot.clone()),
             snapshot_time: rec.and_then(|r| r.snapshot_time),
