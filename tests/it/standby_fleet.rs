@@ -72,6 +72,12 @@ impl Site {
     }
 }
 
+/// `write_random` into a directory made first.
+fn rand_file(p: &std::path::Path, len: usize, seed: u64) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    write_random(p, len, seed);
+}
+
 fn snap_of(run: &Value) -> String {
     run["snapshot"].as_str().unwrap_or_else(|| panic!("no snapshot: {run:#}")).to_string()
 }
@@ -87,7 +93,7 @@ fn a_standby_on_an_agent_host_is_kept_current_failed_over_and_failed_back_there(
     write(&site.src.join("ok.txt"), "service config\n");
     write(&site.src.join("keep/notes.txt"), "notes\n");
     write(&site.src.join("gone.txt"), "to be deleted\n");
-    write_random(&site.src.join("data/blob.bin"), 300_000, 1);
+    rand_file(&site.src.join("data/blob.bin"), 300_000, 1);
 
     let first = site.backup();
     assert_eq!(first["outcome"], "ok", "{first:#}");
@@ -103,7 +109,7 @@ fn a_standby_on_an_agent_host_is_kept_current_failed_over_and_failed_back_there(
 
     // A deletion, a change, a new file: the standby follows byte for byte.
     fs::remove_file(site.src.join("gone.txt")).unwrap();
-    write_random(&site.src.join("data/blob.bin"), 300_000, 2);
+    rand_file(&site.src.join("data/blob.bin"), 300_000, 2);
     write(&site.src.join("keep/new.txt"), "new\n");
     let second = site.backup();
     assert_eq!(second["outcome"], "ok", "{second:#}");
@@ -170,7 +176,7 @@ fn kill_9_of_the_standby_agent_mid_apply_never_shows_a_snapshot_it_does_not_hold
 
     // Enough new data that the apply on dr1 takes a while.
     for i in 0..24 {
-        write_random(&site.src.join(format!("big/{i:02}.bin")), 4_000_000, 100 + i);
+        rand_file(&site.src.join(format!("big/{i:02}.bin")), 4_000_000, 100 + i);
     }
     let job = bare_kura()
         .args(["--json", "run", "db", "--socket", s(&site.fleet.setup.socket)])
