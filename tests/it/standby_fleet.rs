@@ -318,3 +318,36 @@ fn a_second_operation_on_a_standby_waits_for_the_first_and_then_decides_afresh()
     assert_eq!(again["outcome"], "skipped", "{again}");
     assert_ne!(id1, id2);
 }
+
+/// Bad input: a standby host without the fleet, a relative path on another host,
+/// and a standby host whose agent never connected: each named, nothing claimed.
+#[test]
+fn a_standby_host_without_the_fleet_or_its_agent_is_refused_clearly() {
+    let repo = TestRepo::new();
+    let (cfg, _src, sb) = local_site(&repo, "host = 'dr1'");
+    let check = run(bare_kura().args(["config", "check", s(&cfg)]));
+    let check = check.code(2);
+    check.stderr_has("standby.host").stderr_has("needs the fleet").stderr_has("kura.toml:");
+
+    let text = fs::read_to_string(&cfg).unwrap();
+    let fleet = format!("[fleet]\nlisten = '127.0.0.1:{}'\nname = 'coord'\n\n", crate::servers::free_port());
+    write(&cfg, format!("{fleet}{}", text.replace(&format!("path = '{}'", s(&sb)), "path = 'relative/db'")));
+    run(bare_kura().args(["config", "check", s(&cfg)])).code(2).stderr_has("absolute path");
+
+    // With the fleet, but dr1's agent never connected: the backup is kept, the
+    // standby is not claimed to hold it, and the error says what to do.
+    write(&cfg, format!("{fleet}{text}"));
+    let state = repo.base().join("state.db");
+    let kura = |args: &[&str]| {
+        let mut c = bare_kura();
+        c.arg("--state").arg(&state).env("KURA_CONFIG", &cfg).args(args);
+        c
+    };
+    let out = run(&mut kura(&["backup", "--system", "db"]));
+    out.code(2).stderr_has("agent dr1 has never connected").stderr_has("kura agent enroll dr1");
+    assert_eq!(repo.snapshots(&[]).len(), 1, "the backup itself is kept");
+    let st = run(&mut kura(&["--json", "standby", "status"])).json()[0].clone();
+    assert!(st["snapshot"].is_null(), "{st}");
+    assert_eq!((st["state"].as_str(), st["path"].as_str()), (Some("failed"), Some(format!("dr1:{}", s(&sb)).as_str())));
+    assert!(!sb.exists(), "nothing was written here for a standby on dr1");
+}

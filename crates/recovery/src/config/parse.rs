@@ -125,6 +125,8 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
 
     let mut systems = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    // Standbys on an agent host need the fleet: checked once [fleet] is read.
+    let mut standby_hosts: Vec<(usize, String)> = Vec::new();
     if let Some(e) = top.get("system") {
         if !matches!(e.node.kind, tree::Kind::Array(_)) {
             d.error(e.line, "system", "expected [[system]] tables");
@@ -148,7 +150,12 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
             }
         }
         match system(d, &o, base) {
-            Some(s) if !dup => systems.push(s),
+            Some(s) if !dup => {
+                if s.standby.as_ref().is_some_and(|sb| sb.host.is_some()) {
+                    standby_hosts.push((o.get("standby").map_or(o.line, |e| e.line), o.field("standby.host")));
+                }
+                systems.push(s)
+            }
             _ => {}
         }
     }
@@ -160,6 +167,16 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, base: &Path) -> Option<Con
     let notify = top.table(d, "notify", NOTIFY).map(|o| notify(d, &o, base)).unwrap_or_default();
     let http = top.table(d, "http", &["listen", "token_file"]).and_then(|o| http(d, &o, base));
     let fleet = top.table(d, "fleet", FLEET).and_then(|o| fleet(d, &o));
+    if fleet.is_none() {
+        for (line, field) in standby_hosts {
+            d.error(
+                line,
+                &field,
+                "a standby on another host needs the fleet: add a [fleet] table and run `kura agent` there \
+                 (docs/FLEET.md), or remove `host` for a standby on this machine",
+            );
+        }
+    }
     let detect = top.table(d, "detect", DETECT).map(|o| detect(d, &o, base)).unwrap_or_default();
 
     Some(Config {
