@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use kura::agent::identity::Identity;
 use kura::fleet::proto::{
-    BackupResult, HookResult, PollReply, PollRequest, Report, ReportRequest, RestoreResult, TaskSpec, PROTOCOL_VERSION,
+    BackupResult, HookResult, PollReply, PollRequest, Report, ReportRequest, RestoreResult, StandbyResult, TaskSpec,
+    PROTOCOL_VERSION,
 };
 
 fn result(spec: &TaskSpec) -> serde_json::Value {
@@ -23,6 +24,9 @@ fn result(spec: &TaskSpec) -> serde_json::Value {
         }
         TaskSpec::Restore { .. } => serde_json::to_value(RestoreResult::default()),
         TaskSpec::Hook { .. } => serde_json::to_value(HookResult { ok: true, ..Default::default() }),
+        TaskSpec::StandbyApply { snapshot, .. } => {
+            serde_json::to_value(StandbyResult { holds: Some(snapshot.clone()), ..Default::default() })
+        }
     };
     v.unwrap_or_default()
 }

@@ -142,7 +142,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             let state = ctx.state()?;
             let now = chrono::Utc::now;
             let bar = output::Bar::new(ctx.show_progress(), "applying");
-            let c = SbCtx { state: &state, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &bar };
+            let c =
+                SbCtx { state: &state, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &bar };
             let up = match snapshot {
                 Some(s) => {
                     let (id, snap) = repo.find_snapshot(&s)?;
@@ -190,8 +191,15 @@ fn drill(ctx: &Ctx, cfg: &Config, names: Vec<String>, sandbox: Option<PathBuf>, 
         let res = (|| -> Result<_> {
             let (repo, site) = (repo_for(ctx, cfg, sys)?, site(ctx, cfg, sys)?);
             let progress = kura::progress::NoProgress;
-            let c =
-                SbCtx { state: &state, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &progress };
+            let c = SbCtx {
+                state: &state,
+                repo: &repo,
+                sys,
+                site: &site,
+                runner: &ShellRunner,
+                now: &now,
+                progress: &progress,
+            };
             Ok(standby::drill::drill(&c, &dir, None)?)
         })();
         let (record, error) = match res {

@@ -260,7 +260,7 @@ fn local_site(r: &TestRepo, verify: &str) -> (PathBuf, PathBuf, PathBuf) {
         &cfg,
         format!(
             "[repository]\nlocation = '{}'\npassword_file = '{}'\n\n[[system]]\nname = 'db'\npriority = 3\npaths = ['{}']\n\n[system.standby]\npath = '{}'\n{verify}\n",
-            s(&r),
+            s(r),
             s(&pw),
             s(&src),
             s(&sb)
@@ -288,9 +288,11 @@ fn a_second_operation_on_a_standby_waits_for_the_first_and_then_decides_afresh()
         c.arg("--state").arg(&state).env("KURA_CONFIG", &cfg).args(args);
         c
     };
-    let id1 = run(&mut kura(&["--json", "backup", "--system", "db"])).ok().json()["snapshot"].as_str().unwrap().to_string();
+    let id1 =
+        run(&mut kura(&["--json", "backup", "--system", "db"])).ok().json()["snapshot"].as_str().unwrap().to_string();
     write(&src.join("data.txt"), "v2\n");
-    let id2 = run(&mut kura(&["--json", "backup", "--system", "db"])).ok().json()["snapshot"].as_str().unwrap().to_string();
+    let id2 =
+        run(&mut kura(&["--json", "backup", "--system", "db"])).ok().json()["snapshot"].as_str().unwrap().to_string();
     run(&mut kura(&["incident", "open", "--title", "test"])).ok();
 
     // A keep-current whose verification is slow holds the standby...

@@ -277,4 +277,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<TaskSpec>(&spec).unwrap(), t.spec);
         assert!(!format!("{t:?}").contains("hunter2"));
     }
+
+    #[test]
+    fn a_standby_apply_names_its_repository_and_round_trips() {
+        let spec = TaskSpec::StandbyApply {
+            system: "db".into(),
+            snapshot: "ab".into(),
+            path: "/srv/standby/db".into(),
+            subpath: Some("/srv/db".into()),
+            repository: "/r/hosts/app1".into(),
+            copy_from: None,
+            run: Some(4),
+        };
+        assert_eq!((spec.kind(), spec.system(), spec.repository()), ("standby_apply", "db", Some("/r/hosts/app1")));
+        let text = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<TaskSpec>(&text).unwrap(), spec);
+    }
 }

@@ -11,7 +11,8 @@ pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 /// How long each standby hook may run unless `hook_timeout` says otherwise.
 pub const DEFAULT_STANDBY_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
-pub(crate) const STANDBY: &[&str] = &["path", "host", "fence", "promote", "demote", "unfence", "verify", "hook_timeout"];
+pub(crate) const STANDBY: &[&str] =
+    &["path", "host", "fence", "promote", "demote", "unfence", "verify", "hook_timeout"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StandbyConfig {

@@ -70,7 +70,9 @@ impl Site {
                 (Some(h), Some(f)) => Ok(Place::Agent { host: h.to_string(), fleet: f.clone() }),
                 (Some(h), None) => Err(Error::invalid(
                     format!("system {}", sys.name),
-                    format!("its standby is on host {h:?}, which needs a [fleet] table and an agent there (docs/FLEET.md)"),
+                    format!(
+                        "its standby is on host {h:?}, which needs a [fleet] table and an agent there (docs/FLEET.md)"
+                    ),
                 )),
             }
         };
@@ -207,12 +209,9 @@ impl HookRunner for Borrowed<'_> {
 fn hooks_on<'a>(place: &'a Place, local: &'a dyn HookRunner, sys: &SystemConfig) -> Box<dyn HookRunner + 'a> {
     match place {
         Place::Here => Box::new(Borrowed(local)),
-        Place::Agent { host, fleet } => Box::new(RemoteHooks {
-            fleet: fleet.clone(),
-            host: host.clone(),
-            system: sys.name.clone(),
-            run: None,
-        }),
+        Place::Agent { host, fleet } => {
+            Box::new(RemoteHooks { fleet: fleet.clone(), host: host.clone(), system: sys.name.clone(), run: None })
+        }
     }
 }
 

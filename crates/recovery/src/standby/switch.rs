@@ -73,7 +73,15 @@ impl Switch<'_> {
 
     /// Runs one optional hook of the standby on `side`'s host; its time is added
     /// to the switch time.
-    fn hook(&self, id: i64, side: Side, what: &str, cmd: Option<&String>, dir: &std::path::Path, snapshot: &str) -> Result<()> {
+    fn hook(
+        &self,
+        id: i64,
+        side: Side,
+        what: &str,
+        cmd: Option<&String>,
+        dir: &std::path::Path,
+        snapshot: &str,
+    ) -> Result<()> {
         let Some(cmd) = cmd else { return Ok(()) };
         let sb = self.sb()?;
         let t = Instant::now();
@@ -321,27 +329,27 @@ impl Switch<'_> {
                     self.state.switch_phase(id, phase)?;
                     sid.to_hex()
                 } else {
-                let opts = kura_store::backup::BackupOptions {
-                    paths: vec![sb.path.clone()],
-                    tags: vec![self.sys.tag(), "failback".into()],
-                    host: self.sys.host.clone(),
-                    excludes: self.sys.excludes.clone(),
-                    compression: None,
-                    threads: None,
-                    stream: None,
-                    ..Default::default()
-                };
-                let out = kura_store::backup::run(self.repo, &opts, self.progress)?;
-                if out.snapshot.partial {
-                    return Err(Error::invalid(
+                    let opts = kura_store::backup::BackupOptions {
+                        paths: vec![sb.path.clone()],
+                        tags: vec![self.sys.tag(), "failback".into()],
+                        host: self.sys.host.clone(),
+                        excludes: self.sys.excludes.clone(),
+                        compression: None,
+                        threads: None,
+                        stream: None,
+                        ..Default::default()
+                    };
+                    let out = kura_store::backup::run(self.repo, &opts, self.progress)?;
+                    if out.snapshot.partial {
+                        return Err(Error::invalid(
                         format!("standby {}", sb.path.display()),
                         "some files could not be read, so its backup is partial: fix them and run kura failback again",
                     ));
-                }
-                self.state.switch_snapshot(id, &out.id.to_hex(), out.snapshot.time)?;
-                phase = SwitchPhase::Apply;
-                self.state.switch_phase(id, phase)?;
-                out.id.to_hex()
+                    }
+                    self.state.switch_snapshot(id, &out.id.to_hex(), out.snapshot.time)?;
+                    phase = SwitchPhase::Apply;
+                    self.state.switch_phase(id, phase)?;
+                    out.id.to_hex()
                 }
             }
         };

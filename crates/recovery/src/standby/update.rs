@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use kura_fleet::proto::StandbyResult;
 use kura_store::progress::Progress;
 use kura_store::repo::snapshot::Snapshot;
 use kura_store::repo::Repository;
-use kura_fleet::proto::StandbyResult;
 use kura_store::types::FileId;
 use serde::Serialize;
 

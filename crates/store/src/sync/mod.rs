@@ -281,3 +281,31 @@ fn remove(root: &Path, e: &DiskEntry) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_apply_of_one_directory_waits_for_the_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("standby");
+        std::fs::create_dir(&dir).unwrap();
+        let first = lock(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        let t = std::thread::spawn(move || {
+            let _second = lock(&d).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "two applies at once");
+        drop(first);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the second never ran");
+        t.join().unwrap();
+        // Another directory beside it is not held by it.
+        let other = tmp.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        let _a = lock(&dir).unwrap();
+        let _b = lock(&other).unwrap();
+    }
+}
