@@ -157,6 +157,39 @@ fn a_standby_on_an_agent_host_is_kept_current_failed_over_and_failed_back_there(
     let drill = run(&mut site.kura(&["--json", "standby", "drill", "--sandbox", s(&sandbox), "--keep"])).ok().json();
     assert_eq!(drill[0]["phase"], "done", "{drill}");
     assert_same_tree(&site.sb, &sandbox.join("db"), FULL);
+
+    // A recovery run fails db over to its standby on dr1 instead of restoring it.
+    write(&site.src.join("after-failback.txt"), "newest
+");
+    let id_new = snap_of(&site.backup());
+    fs::remove_file(site.dr1.dir.join("promote.marker")).unwrap();
+    let plan = site.sb.parent().unwrap().parent().unwrap().join("plan.toml");
+    let restore_to = site.sb.parent().unwrap().parent().unwrap().join("restore/db");
+    write(
+        &plan,
+        format!(
+            "name = 'dr'
+config = '{}'
+
+[[system]]
+name = 'db'
+target = '{}'
+",
+            s(&site.fleet.setup.config),
+            s(&restore_to)
+        ),
+    );
+    run(&mut site.kura(&["incident", "open", "--title", "site down"])).ok();
+    run(&mut site.kura(&["incident", "resolve-cause", "2", "--note", "fixed"])).ok();
+    let rec = run(&mut site.kura(&["--json", "recover", "--incident", "2", "--plan", s(&plan)])).ok().json();
+    let db = &rec["systems"][0];
+    assert_eq!((db["failover"].as_bool(), db["verdict"].as_str()), (Some(true), Some("met")), "{rec:#}");
+    assert_eq!((db["ran_on"].as_str(), db["target"].as_str()), (Some("dr1"), Some(s(&site.sb))), "{db}");
+    assert_same_tree(&site.src, &site.sb, FULL);
+    assert!(!restore_to.exists(), "db was restored although it failed over");
+    assert_eq!(fs::read_to_string(site.dr1.dir.join("promote.marker")).unwrap().trim(), id_new);
+    let st = site.status();
+    assert_eq!((st["state"].as_str(), st["snapshot"].as_str()), (Some("serving"), Some(id_new.as_str())), "{st}");
     // Every standby task ran on dr1, and the passphrase never reached a file there.
     let log = site.dr1.log();
     assert!(log.contains("standby_apply"), "{log}");

@@ -286,6 +286,15 @@ impl FleetExecutor {
     /// else (its agent lost past `agent_lost_after`) its plan's replacement host.
     /// `None`: on this machine.
     pub fn placement(&self, sys: &PlanSystem, on: &BTreeMap<String, String>) -> Option<Placement> {
+        self.placement_of(sys, on, false)
+    }
+
+    /// As `placement`; a system failing over to a standby on an agent host runs
+    /// there (its hooks, and the apply by difference as a StandbyApply task).
+    pub fn placement_of(&self, sys: &PlanSystem, on: &BTreeMap<String, String>, failover: bool) -> Option<Placement> {
+        if let (true, Some(h)) = (failover, sys.standby.as_ref().and_then(|s| s.host.clone())) {
+            return Some(Placement { run_on: h, repository: self.repository_of(sys.agent.as_deref()), fleet: self.clone() });
+        }
         let run_on = match (on.get(&sys.name), &sys.agent, &sys.replacement_host) {
             (Some(h), _, _) => h.clone(),
             (None, Some(home), Some(repl)) if self.dispatch.is_lost(home).unwrap_or(false) => {

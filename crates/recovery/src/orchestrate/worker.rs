@@ -127,7 +127,7 @@ pub(super) fn spawn_worker(
     let hook_env = plan.hook_env.clone();
     let repo = engine.repo.clone();
     // A system on an agent host runs its hooks and its restore there.
-    let remote = engine.fleet.as_ref().and_then(|f| f.placement(&sys, &run.options.on));
+    let remote = engine.fleet.as_ref().and_then(|f| f.placement_of(&sys, &run.options.on, rec.failover));
     if engine.fleet.is_some() {
         // Recorded before it starts there: status and the report name the host.
         state.set_ran_on(run.id, &sys.name, remote.as_ref().map(|p| p.run_on.as_str()))?;
@@ -350,6 +350,9 @@ impl SystemJob<'_> {
 impl SystemJob<'_> {
     /// The restore as a task for the system's agent host, from that host's repository.
     fn restore_on(&self, w: &Worker, p: &super::executor::Placement) -> Outcome {
+        if self.rec.failover {
+            return self.apply_on(w, p);
+        }
         let (host, fleet) = (p.run_on.as_str(), &p.fleet);
         let snapshot = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
         let target = self.rec.target.clone().ok_or(SystemFailure::NoTarget)?;
@@ -389,5 +392,39 @@ impl SystemJob<'_> {
             return Err(SystemFailure::Mismatch { count: r.verify_failures.len(), first: first.clone() });
         }
         Ok(())
+    }
+
+    /// A failover to a standby on an agent host: the standby brought to the
+    /// snapshot by difference there, trusted only as far as the agent reports it holds it.
+    fn apply_on(&self, w: &Worker, p: &super::executor::Placement) -> Outcome {
+        let (host, fleet) = (p.run_on.as_str(), &p.fleet);
+        let snapshot = self.rec.snapshot.clone().ok_or(SystemFailure::NoSnapshot)?;
+        let spec = kura_fleet::proto::TaskSpec::StandbyApply {
+            system: self.sys.name.clone(),
+            snapshot: snapshot.clone(),
+            path: self.rec.target.clone().ok_or(SystemFailure::NoTarget)?,
+            subpath: self.sys.subpath.clone(),
+            repository: p.repository.clone(),
+            copy_from: None,
+            run: Some(self.run_id),
+        };
+        let progress =
+            ChannelProgress { i: w.i, tx: w.tx.clone(), clock: self.clock.clone(), done: Default::default() };
+        let value = fleet.dispatch.run(host, &spec, &progress).map_err(|e| SystemFailure::Remote(e.to_string()))?;
+        let r: kura_fleet::proto::StandbyResult = serde_json::from_value(value)
+            .map_err(|e| SystemFailure::Remote(format!("unreadable standby result from {host}: {e}")))?;
+        if r.holds.as_deref() != Some(snapshot.as_str()) {
+            return Err(SystemFailure::Remote(format!("the standby on {host} reports holding {:?}", r.holds)));
+        }
+        let figures = Restored {
+            bytes: r.bytes_written,
+            files: r.files_unchanged + r.files_written,
+            dirs: 0,
+            objects: 0,
+            restore_ms: r.duration_ms,
+        };
+        let verify = VerifyRecord { ok: true, files_verified: 0, failures: vec![] };
+        let i = w.i;
+        w.commit(|ack| Msg::Restored { i, figures, verify, ack })
     }
 }

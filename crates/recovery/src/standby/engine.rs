@@ -16,14 +16,18 @@ use crate::state::State;
 /// Whether the system's standby can take over now, and if not, why (for the timeline).
 pub fn can_take_over(state: &State, s: &PlanSystem) -> Result<(bool, String)> {
     let Some(sb) = &s.standby else { return Ok((false, "none configured".into())) };
-    if let Some(h) = &sb.host {
-        // A recovery run fails over standbys on this machine only (docs/STANDBY.md).
-        return Ok((false, format!("it is on agent host {h}: fail it over with `kura failover {}`", s.name)));
-    }
     let rec = state.standby(&s.name)?;
     let health = super::health(rec.as_ref(), None, None);
     if !health.can_take_over() {
         return Ok((false, format!("it is {}", health.kind())));
+    }
+    if sb.host.is_some() {
+        // On an agent host: its record is only ever set from the agent's report of
+        // what the directory holds completely.
+        return Ok(match rec.as_ref().and_then(|r| r.snapshot.as_ref()) {
+            Some(_) => (true, String::new()),
+            None => (false, "it does not hold a complete snapshot".into()),
+        });
     }
     // The marker beside the directory is the truth about what it holds completely.
     match kura_store::sync::held(&sb.path) {

@@ -252,7 +252,8 @@ pub fn apply_here(
     })
 }
 
-/// What the agent runs for a `StandbyApply` task (`copy_from`: a drill's copy first).
+/// What the agent runs for a `StandbyApply` task (`copy_from`: a drill's copy
+/// first; no `subpath`: the snapshot's one path, as a restore takes it).
 pub fn apply_task(
     repo: &Arc<Repository>,
     snapshot: &str,
@@ -262,6 +263,7 @@ pub fn apply_task(
     progress: &dyn Progress,
 ) -> Result<StandbyResult> {
     let (id, snap) = repo.find_snapshot(snapshot)?;
+    let subpath = subpath.or_else(|| super::subpath(&snap));
     if let Some(from) = copy_from {
         fresh_copy(from, path)?;
     }
