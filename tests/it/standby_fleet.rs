@@ -159,8 +159,11 @@ fn a_standby_on_an_agent_host_is_kept_current_failed_over_and_failed_back_there(
     assert_same_tree(&site.sb, &sandbox.join("db"), FULL);
 
     // A recovery run fails db over to its standby on dr1 instead of restoring it.
-    write(&site.src.join("after-failback.txt"), "newest
-");
+    write(
+        &site.src.join("after-failback.txt"),
+        "newest
+",
+    );
     let id_new = snap_of(&site.backup());
     fs::remove_file(site.dr1.dir.join("promote.marker")).unwrap();
     let plan = site.sb.parent().unwrap().parent().unwrap().join("plan.toml");

@@ -293,7 +293,11 @@ impl FleetExecutor {
     /// there (its hooks, and the apply by difference as a StandbyApply task).
     pub fn placement_of(&self, sys: &PlanSystem, on: &BTreeMap<String, String>, failover: bool) -> Option<Placement> {
         if let (true, Some(h)) = (failover, sys.standby.as_ref().and_then(|s| s.host.clone())) {
-            return Some(Placement { run_on: h, repository: self.repository_of(sys.agent.as_deref()), fleet: self.clone() });
+            return Some(Placement {
+                run_on: h,
+                repository: self.repository_of(sys.agent.as_deref()),
+                fleet: self.clone(),
+            });
         }
         let run_on = match (on.get(&sys.name), &sys.agent, &sys.replacement_host) {
             (Some(h), _, _) => h.clone(),
