@@ -177,23 +177,40 @@ impl Site {
         hooks_on(&self.primary, local, sys)
     }
 
-    /// Backs the standby up as the system, on its host (a failback). `None`: here.
-    pub fn backup_standby_remote(&self, sys: &SystemConfig, dir: &Path) -> Result<Option<BackupResult>> {
-        let Place::Agent { host, fleet } = &self.standby else { return Ok(None) };
+    /// Backs the standby at `dir` up as the system (tags `system:NAME` and
+    /// `failback`), on its host: (the snapshot's full id, whether it is partial).
+    pub fn backup_standby(
+        &self,
+        repo: &Arc<Repository>,
+        sys: &SystemConfig,
+        dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<(String, bool)> {
+        let tags = vec![sys.tag(), "failback".into()];
+        let Place::Agent { host, fleet } = &self.standby else {
+            let opts = kura_store::backup::BackupOptions {
+                paths: vec![dir.to_path_buf()],
+                tags,
+                host: sys.host.clone(),
+                excludes: sys.excludes.clone(),
+                ..Default::default()
+            };
+            let out = kura_store::backup::run(repo, &opts, progress)?;
+            return Ok((out.id.to_hex(), out.snapshot.partial));
+        };
         let spec = TaskSpec::Backup {
             system: sys.name.clone(),
             paths: vec![dir.display().to_string()],
             excludes: sys.excludes.clone(),
-            tags: vec![sys.tag(), "failback".into()],
+            tags,
             host: sys.host.clone().unwrap_or_else(|| host.clone()),
             repository: self.repository.clone(),
         };
         let who = || format!("backup of the standby of {} on {host}", sys.name);
-        let v = fleet
-            .dispatch
-            .run(host, &spec, &kura_store::progress::NoProgress)
-            .map_err(|e| Error::invalid(who(), e.to_string()))?;
-        serde_json::from_value(v).map(Some).map_err(|e| Error::invalid(who(), format!("unreadable result: {e}")))
+        let v = fleet.dispatch.run(host, &spec, progress).map_err(|e| Error::invalid(who(), e.to_string()))?;
+        let r: BackupResult =
+            serde_json::from_value(v).map_err(|e| Error::invalid(who(), format!("unreadable result: {e}")))?;
+        Ok((r.snapshot, r.partial))
     }
 }
 

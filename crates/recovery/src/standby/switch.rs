@@ -314,43 +314,20 @@ impl Switch<'_> {
         let hex = match &row.snapshot {
             Some(h) if phase > SwitchPhase::Backup => h.clone(),
             _ => {
-                // The standby holds the newest data: it is backed up as the system,
-                // on its host.
-                if let Some(r) = self.site.backup_standby_remote(self.sys, &sb.path)? {
-                    if r.partial {
-                        return Err(Error::invalid(
-                            format!("standby {}", super::update::location(sb)),
-                            "some files could not be read, so its backup is partial: fix them and run kura failback again",
-                        ));
-                    }
-                    let (sid, snap) = self.repo.find_snapshot(&r.snapshot)?;
-                    self.state.switch_snapshot(id, &sid.to_hex(), snap.time)?;
-                    phase = SwitchPhase::Apply;
-                    self.state.switch_phase(id, phase)?;
-                    sid.to_hex()
-                } else {
-                    let opts = kura_store::backup::BackupOptions {
-                        paths: vec![sb.path.clone()],
-                        tags: vec![self.sys.tag(), "failback".into()],
-                        host: self.sys.host.clone(),
-                        excludes: self.sys.excludes.clone(),
-                        compression: None,
-                        threads: None,
-                        stream: None,
-                        ..Default::default()
-                    };
-                    let out = kura_store::backup::run(self.repo, &opts, self.progress)?;
-                    if out.snapshot.partial {
-                        return Err(Error::invalid(
-                        format!("standby {}", sb.path.display()),
+                // The standby holds the newest data: it is backed up as the
+                // system, on its host.
+                let (hex, partial) = self.site.backup_standby(self.repo, self.sys, &sb.path, self.progress)?;
+                if partial {
+                    return Err(Error::invalid(
+                        format!("standby {}", super::update::location(sb)),
                         "some files could not be read, so its backup is partial: fix them and run kura failback again",
                     ));
-                    }
-                    self.state.switch_snapshot(id, &out.id.to_hex(), out.snapshot.time)?;
-                    phase = SwitchPhase::Apply;
-                    self.state.switch_phase(id, phase)?;
-                    out.id.to_hex()
                 }
+                let (sid, snap) = self.repo.find_snapshot(&hex)?;
+                self.state.switch_snapshot(id, &sid.to_hex(), snap.time)?;
+                phase = SwitchPhase::Apply;
+                self.state.switch_phase(id, phase)?;
+                hex
             }
         };
         let (sid, snap) = self.repo.find_snapshot(&hex)?;
