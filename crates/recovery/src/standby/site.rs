@@ -85,11 +85,6 @@ impl Site {
         Ok(Site { standby, primary, repository })
     }
 
-    /// Whether any side runs on an agent.
-    pub fn remote(&self) -> bool {
-        self.standby.host().is_some() || self.primary.host().is_some()
-    }
-
     /// Brings `dir` on the standby's host to the snapshot (`copy_from`: a drill's
     /// copy of the standby there first).
     #[allow(clippy::too_many_arguments)]
