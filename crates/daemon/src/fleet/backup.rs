@@ -3,7 +3,9 @@
 //! the agent reports the snapshot, the same sequence as after a local backup runs
 //! (`crate::after_backup`): detection, then the standby (never to a suspect one).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use kura_fleet::proto::{BackupResult, TaskSpec};
 use kura_recovery::config::{Config, SystemConfig};
@@ -11,6 +13,7 @@ use kura_recovery::error::{Error, Result};
 use kura_recovery::fleet_dir::FleetDir;
 use kura_recovery::orchestrate::executor::{Dispatch, DispatchError};
 use kura_recovery::state::jobs::Outcome;
+use kura_store::repo::Repository;
 
 use crate::jobs::{JobProgress, RunOutput};
 
@@ -80,10 +83,10 @@ fn follow(
     r: &BackupResult,
     detail: &mut serde_json::Value,
 ) -> Option<String> {
-    let opened = FleetDir::for_state(state).open_host_repo(cfg, host).and_then(|repo| {
+    let opened = host_repo(cfg, state, host).and_then(|repo| {
         let id = kura_store::types::FileId::from_hex(&r.snapshot)
             .map_err(|_| Error::invalid(format!("backup of {} on {host}", sys.name), "not a snapshot id"))?;
-        Ok((std::sync::Arc::new(repo), id))
+        Ok((repo, id))
     });
     let (repo, id) = match opened {
         Ok(x) => x,
@@ -95,4 +98,19 @@ fn follow(
         detail["standby"] = up;
     }
     f.error
+}
+
+/// Host `host`'s repository, opened once per daemon process: opening derives the
+/// key (argon2: memory and a fraction of a second), which every agent backup
+/// would otherwise pay. The handle holds no listing: snapshots and the index are
+/// read afresh on each use.
+fn host_repo(cfg: &Config, state: &Path, host: &str) -> Result<Arc<Repository>> {
+    static OPEN: Mutex<Option<HashMap<(PathBuf, String), Arc<Repository>>>> = Mutex::new(None);
+    let key = (state.to_path_buf(), host.to_string());
+    if let Some(r) = OPEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
+        return Ok(r.clone());
+    }
+    let repo = Arc::new(FleetDir::for_state(state).open_host_repo(cfg, host)?);
+    OPEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).insert(key, repo.clone());
+    Ok(repo)
 }
