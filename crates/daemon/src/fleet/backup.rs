@@ -105,7 +105,9 @@ fn follow(
 /// would otherwise pay. The handle holds no listing: snapshots and the index are
 /// read afresh on each use.
 fn host_repo(cfg: &Config, state: &Path, host: &str) -> Result<Arc<Repository>> {
-    static OPEN: Mutex<Option<HashMap<(PathBuf, String), Arc<Repository>>>> = Mutex::new(None);
+    /// (state database, host) -> the open repository.
+    type Open = HashMap<(PathBuf, String), Arc<Repository>>;
+    static OPEN: Mutex<Option<Open>> = Mutex::new(None);
     let key = (state.to_path_buf(), host.to_string());
     if let Some(r) = OPEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
         return Ok(r.clone());
