@@ -389,3 +389,36 @@ fn a_standby_host_without_the_fleet_or_its_agent_is_refused_clearly() {
     assert_eq!((st["state"].as_str(), st["path"].as_str()), (Some("failed"), Some(format!("dr1:{}", s(&sb)).as_str())));
     assert!(!sb.exists(), "nothing was written here for a standby on dr1");
 }
+
+/// kill -9 of `kura failover` while its fence runs on app1's agent: run again, it
+/// waits for the same fence task (not a second one) and completes on dr1.
+#[test]
+fn a_failover_killed_during_its_remote_fence_resumes_without_fencing_twice() {
+    let site = Site::new(2, "fence = 'echo fence >> fence.log; sleep 4'\npromote = 'echo promoted > promote.marker'\n");
+    write(&site.src.join("data.txt"), "v1\n");
+    let id1 = snap_of(&site.backup());
+    write(&site.src.join("data.txt"), "v2\n");
+    write(&site.src.join("later.txt"), "later\n");
+    snap_of(&site.backup());
+    run(&mut site.kura(&["incident", "open", "--title", "test"])).ok();
+
+    let args = ["--json", "failover", "db", "--incident", "1", "--snapshot", &id1];
+    let mut first = site.kura(&args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let fence_log = site.app1.dir.join("fence.log");
+    let started = Instant::now();
+    while !fence_log.exists() {
+        assert!(first.try_wait().unwrap().is_none(), "the failover ended before its fence ran");
+        assert!(started.elapsed() < Duration::from_secs(60), "the fence never ran: {}", site.app1.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let out = run(&mut site.kura(&args)).ok().json();
+    assert_eq!((out["phase"].as_str(), out["snapshot"].as_str()), (Some("done"), Some(id1.as_str())), "{out}");
+    assert_eq!(fs::read_to_string(&fence_log).unwrap(), "fence\n", "fenced twice");
+    assert_eq!(fs::read_to_string(site.sb.join("data.txt")).unwrap(), "v1\n");
+    assert!(!site.sb.join("later.txt").exists());
+    assert!(site.dr1.dir.join("promote.marker").exists());
+    assert_eq!(site.status()["state"], "serving");
+}
