@@ -261,6 +261,14 @@ pub fn execute(state: &mut State, engine: &Engine, plan: &Plan, run_id: i64) -> 
     let drill = run.kind == RunKind::Drill;
     let patched = crate::standby::failover_deadlines(plan, &records);
     let plan = patched.as_ref().unwrap_or(plan);
+    // The standbys this run fails over are its own for its whole length: a backup's
+    // keep-current waits, then finds them serving (docs/STANDBY.md).
+    let what = format!("a failover in recovery run {run_id}");
+    let _standbys = records
+        .iter()
+        .filter(|r| r.failover)
+        .map(|r| crate::standby::lock::StandbyLock::acquire(state.path(), &r.name, &what))
+        .collect::<Result<Vec<_>>>()?;
     let mut queue = Queue::new(plan, phases.clone(), run.options.parallel);
     let (tx, rx) = unbounded::<Msg>();
     let mut live: HashMap<usize, Live> = HashMap::new();
