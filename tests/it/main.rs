@@ -51,4 +51,6 @@ mod standby_watch;
 mod state_db;
 mod streams;
 mod traversal;
+#[cfg(feature = "yara")]
+mod yara;
 mod util;

@@ -9,9 +9,11 @@
 
 pub mod clean;
 pub mod indicators;
+pub mod quarantine;
 pub mod rules;
 pub mod scan;
 pub mod scope;
+pub mod yara;
 #[cfg(test)]
 mod tests;
 
