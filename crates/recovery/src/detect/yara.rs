@@ -53,6 +53,9 @@ mod engine {
         pub fn compile(sources: &[RuleSource]) -> Result<YaraRules> {
             let mut c = yara_x::Compiler::new();
             c.colorize_errors(false);
+            // Every source must be in the set's digest (incremental scans): an
+            // `include` would pull in a file the digest does not cover.
+            c.enable_includes(false);
             for s in sources {
                 let code = yara_x::SourceCode::from(s.text.as_str()).with_origin(s.origin.clone());
                 c.add_source(code)

@@ -143,7 +143,8 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
     };
     let hook_env = top.str_list(d, "hook_env").map(|l| check_hook_env(d, l.value)).unwrap_or_default();
     // Indicators that restored files are scanned against before a system is promoted.
-    let on_hit = match top.str(d, "on_scan_hit") {
+    let on_hit_at = top.str(d, "on_scan_hit");
+    let on_hit = match &on_hit_at {
         None => OnScanHit::Stop,
         Some(s) => match s.value.as_str() {
             "stop" => OnScanHit::Stop,
@@ -164,6 +165,9 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
             }
         }
     });
+    if let (Some(at), None) = (&on_hit_at, top.get("scan")) {
+        d.error(at.line, &at.field, "on_scan_hit needs `scan = \"INDICATOR FILE\"`: without it nothing is scanned");
+    }
     if config.is_none() {
         d.error(
             root.line,
