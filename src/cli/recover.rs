@@ -191,7 +191,7 @@ impl Observer for Printer {
             println!("{}  {system}: {}", local(Utc::now()), q.summary());
         }
     }
-        fn alert(&self, system: &str, alert: Alert, detail: &str) {
+    fn alert(&self, system: &str, alert: Alert, detail: &str) {
         let level = match alert {
             Alert::AtRisk => "AT RISK",
             Alert::Breach => "DEADLINE BREACH",

@@ -51,6 +51,6 @@ mod standby_watch;
 mod state_db;
 mod streams;
 mod traversal;
+mod util;
 #[cfg(feature = "yara")]
 mod yara;
-mod util;

@@ -14,7 +14,8 @@ use crate::util::*;
 
 const MARKER: &str = "KURA-TEST-RANSOM-MARKER: your files are encrypted, pay 2 BTC";
 
-const RULE: &str = "rule Fake_Ransom_Note\n{\n  strings:\n    $m = \"KURA-TEST-RANSOM-MARKER\"\n  condition:\n    $m\n}\n";
+const RULE: &str =
+    "rule Fake_Ransom_Note\n{\n  strings:\n    $m = \"KURA-TEST-RANSOM-MARKER\"\n  condition:\n    $m\n}\n";
 
 /// Snapshot ids with a hit, in scan order.
 fn infected(results: &Value) -> Vec<String> {
@@ -84,7 +85,10 @@ fn a_yara_rule_finds_a_planted_marker_in_exactly_the_snapshots_holding_it_and_re
 
     // A changed rule file is a new set: everything is read again, and the new rule
     // (a string of doc_extra.txt) hits too.
-    write(&rules.join("ransom.yar"), format!("{RULE}\nrule Extra_Doc {{ strings: $a = \"more\" condition: $a and filesize < 10 }}\n"));
+    write(
+        &rules.join("ransom.yar"),
+        format!("{RULE}\nrule Extra_Doc {{ strings: $a = \"more\" condition: $a and filesize < 10 }}\n"),
+    );
     let third = scan().json();
     assert!(total(&third, "files_read") >= 25, "{third:#}");
     let names: Vec<&str> =
@@ -174,8 +178,11 @@ fn a_recovery_with_quarantine_moves_the_hit_out_of_the_target_and_promotes_the_s
     }
     assert_eq!(std::fs::metadata(&q).unwrap().mode() & 0o777, 0o700);
     let manifest: Value = serde_json::from_slice(&std::fs::read(q.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["files"]["dept3/readme_now.txt"][1][0][1], "Fake_Ransom_Note", "{manifest:#}");
-    assert_eq!(manifest["files"]["dept0/tool.scr"][1][0][1], "screensaver dropper", "{manifest:#}");
+    assert_eq!(
+        manifest["files"]["dept3/readme_now.txt"]["matched"][0]["indicator"], "Fake_Ransom_Note",
+        "{manifest:#}"
+    );
+    assert_eq!(manifest["files"]["dept0/tool.scr"]["matched"][0]["indicator"], "screensaver dropper", "{manifest:#}");
     // Everything else is byte-identical to the source.
     let mut expected = files(&src);
     expected.retain(|(p, _)| p != "dept3/readme_now.txt" && p != "dept0/tool.scr");
@@ -189,7 +196,10 @@ fn a_recovery_with_quarantine_moves_the_hit_out_of_the_target_and_promotes_the_s
     let hits = sys["verify"]["quarantine"]["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 2, "{st:#}");
     cli(&["recover", "status", "--incident", "1"]).ok().stdout_has("dept3/readme_now.txt (yara Fake_Ransom_Note)");
-    cli(&["incident", "show", "1"]).ok().stdout_has("quarantined").stdout_has("dept0/tool.scr (name screensaver dropper)");
+    cli(&["incident", "show", "1"])
+        .ok()
+        .stdout_has("quarantined")
+        .stdout_has("dept0/tool.scr (name screensaver dropper)");
     cli(&["report", "--incident", "1", "--format", "md"]).ok().stdout_has("2 file(s) quarantined");
 
     // A bad value of on_scan_hit is refused when the plan loads, naming it.

@@ -45,7 +45,11 @@ impl Indicators {
 
     /// A set without `yara` lines (those need [`Indicators::load`]).
     pub fn parse(text: &str, origin: &str) -> Result<Indicators> {
-        Indicators::parse_with(text, origin, &mut |_| Err("YARA rule files are read only from an indicator file".into()))
+        Indicators::parse_with(
+            text,
+            origin,
+            &mut |_| Err("YARA rule files are read only from an indicator file".into()),
+        )
     }
 
     /// `origin` names the set in errors (`FILE:LINE`).
@@ -269,7 +273,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        for (text, line) in [("sha256 abc\n", 1), ("# x\nmd5 00\n", 2), ("name\n", 1), ("name [\n", 1), ("yara r.yar\n", 1)] {
+        for (text, line) in
+            [("sha256 abc\n", 1), ("# x\nmd5 00\n", 2), ("name\n", 1), ("name [\n", 1), ("yara r.yar\n", 1)]
+        {
             let e = Indicators::parse(text, "ioc.txt").err().expect(text).to_string();
             assert!(e.contains(&format!("ioc.txt:{line}")), "{e}");
         }

@@ -13,9 +13,9 @@ pub mod quarantine;
 pub mod rules;
 pub mod scan;
 pub mod scope;
-pub mod yara;
 #[cfg(test)]
 mod tests;
+pub mod yara;
 
 use std::collections::HashSet;
 

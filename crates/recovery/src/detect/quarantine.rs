@@ -56,8 +56,21 @@ impl Quarantined {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Manifest {
     target: String,
-    /// Relative path -> (when moved, the indicators it matched).
-    files: BTreeMap<String, (DateTime<Utc>, Vec<(String, String)>)>,
+    /// By path relative to the target (and to `files/`).
+    files: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    moved_at: DateTime<Utc>,
+    matched: Vec<Matched>,
+}
+
+/// One indicator a file matched: `by` is `hash`, `name` or `yara`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Matched {
+    by: String,
+    indicator: String,
 }
 
 /// Where a target's quarantine lives: beside it, `TARGET.quarantine`.
@@ -110,8 +123,8 @@ pub fn quarantine(target: &Path, hits: &[Hit], now: DateTime<Utc>) -> Result<Qua
     };
     manifest.target = target.display().to_string();
     for (path, why) in &grouped {
-        let why = why.iter().map(|(b, i)| (b.to_string(), i.to_string())).collect();
-        manifest.files.insert(path.to_string(), (now, why));
+        let matched = why.iter().map(|(b, i)| Matched { by: b.to_string(), indicator: i.to_string() }).collect();
+        manifest.files.insert(path.to_string(), Entry { moved_at: now, matched });
     }
     let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     kura_store::private_file::write(&manifest_path, &json)?;
@@ -170,7 +183,7 @@ mod tests {
             assert_eq!(std::fs::metadata(d).unwrap().mode() & 0o777, 0o700, "{}", d.display());
         }
         let m: Manifest = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-        assert_eq!(m.files["a/b/note.txt"].1.len(), 2);
+        assert_eq!(m.files["a/b/note.txt"].matched.len(), 2);
         // A path leaving the target is refused.
         assert!(quarantine(&target, &[hit("../x", "name", "n")], Utc::now()).is_err());
     }

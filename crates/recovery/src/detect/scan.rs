@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use super::indicators::{ContentCheck, ContentVerdict, Indicators};
+use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use kura_store::repo::index::Index;
 use kura_store::repo::snapshot::Snapshot;
@@ -13,8 +15,6 @@ use kura_store::repo::tree::{Node, NodeType, MAX_DEPTH};
 use kura_store::repo::Repository;
 use kura_store::types::{BlobId, FileId};
 use serde::{Deserialize, Serialize};
-use super::indicators::{ContentCheck, ContentVerdict, Indicators};
-use crate::error::{Error, Result};
 
 /// Snapshot id (hex) -> when it was last scanned, and what that scan found.
 pub type ScanIndex = HashMap<String, (DateTime<Utc>, Vec<Hit>)>;
@@ -97,8 +97,7 @@ pub fn scan_snapshot(
     let mut s = Scanner { repo, index, ind, check, memory: &*memory, fresh: HashMap::new(), out };
     s.tree(&snap.tree, "", 0)?;
     let Scanner { fresh, out, .. } = s;
-    let found: Vec<(String, Option<String>)> =
-        fresh.into_iter().map(|(k, v)| (k, ind.encode_verdict(&v))).collect();
+    let found: Vec<(String, Option<String>)> = fresh.into_iter().map(|(k, v)| (k, ind.encode_verdict(&v))).collect();
     memory.remember(&ind.digest, &found)?;
     Ok(out)
 }

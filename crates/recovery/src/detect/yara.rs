@@ -58,8 +58,7 @@ mod engine {
             c.enable_includes(false);
             for s in sources {
                 let code = yara_x::SourceCode::from(s.text.as_str()).with_origin(s.origin.clone());
-                c.add_source(code)
-                    .map_err(|e| Error::invalid(format!("YARA rules {}", s.origin), e.to_string()))?;
+                c.add_source(code).map_err(|e| Error::invalid(format!("YARA rules {}", s.origin), e.to_string()))?;
             }
             let rules = c.build();
             let count = rules.iter().len();
