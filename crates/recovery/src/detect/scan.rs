@@ -1,7 +1,8 @@
 //! `kura scan`: a snapshot's files checked against indicators of compromise (file
-//! name globs; SHA-256 hashes and YARA rules on the content, one read for both). Incremental: the verdict on a file's
-//! content is remembered per indicator set, keyed by a digest of its blob ids, so a
-//! file whose content was already scanned with the same set is not read again.
+//! name globs; SHA-256 hashes and YARA rules on the content, one read for both).
+//! Incremental: the verdict on a file's content is remembered per indicator set,
+//! keyed by a digest of its blob ids, so a file whose content was already scanned
+//! with the same set is not read again.
 //! Results are stored per snapshot (state database, `scan_results`).
 
 use std::collections::HashMap;
