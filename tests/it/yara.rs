@@ -1,8 +1,9 @@
 //! YARA rules in `kura scan` and secure restore's quarantine (docs/DETECTION.md),
 //! end to end through the binary: a rule matching a planted ransom-note marker is
 //! found in exactly the snapshots holding the file, a rescan reads nothing, a
-//! changed rule rescans, a broken rule file is refused naming its line; a recovery
-//! with `on_scan_hit = "quarantine"` moves the hit out of the target and goes on.
+//! changed rule rescans, a broken rule file is refused naming its line; a drill and
+//! a recovery with `on_scan_hit = "quarantine"` move the hits out of the target
+//! and go on.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -161,6 +162,17 @@ fn a_recovery_with_quarantine_moves_the_hit_out_of_the_target_and_promotes_the_s
     );
     let state = base.join("state.db");
     let cli = |args: &[&str]| run(bare_kura().args(["--state", s(&state)]).args(args).env("KURA_CONFIG", &cfg));
+
+    // A drill quarantines in its sandbox, and leaves the real target alone.
+    let sandbox = base.join("sandbox");
+    let drill = cli(&["--json", "drill", "run", "--plan", s(&plan), "--sandbox", s(&sandbox), "--keep"]).ok().json();
+    let row = drill["systems"].as_array().unwrap().iter().find(|r| r["name"] == "web").unwrap().clone();
+    assert_eq!(row["state"], "done", "{drill:#}");
+    assert_eq!(row["verify"]["quarantine"]["hits"].as_array().unwrap().len(), 2, "{drill:#}");
+    assert!(!sandbox.join("web/dept3/readme_now.txt").exists());
+    assert!(sandbox.join("web.quarantine/files/dept3/readme_now.txt").is_file());
+    assert!(!target.exists() && !marker.exists(), "a drill touches neither the target nor runs the post hook");
+
     cli(&["incident", "open", "--title", "intrusion"]).ok();
     cli(&["incident", "resolve-cause", "1", "--note", "fixed"]).ok();
     let out = cli(&["recover", "--incident", "1", "--plan", s(&plan)]);
