@@ -186,6 +186,11 @@ impl Observer for Printer {
         let err = r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
         println!("{}  {}: {}{verdict}{err}", local(Utc::now()), r.name, r.state);
     }
+    fn quarantined(&self, system: &str, q: &kura::detect::quarantine::Quarantined) {
+        if !self.json {
+            println!("{}  {system}: {}", local(Utc::now()), q.summary());
+        }
+    }
     fn alert(&self, system: &str, alert: Alert, detail: &str) {
         let level = match alert {
             Alert::AtRisk => "AT RISK",
@@ -465,6 +470,9 @@ pub fn print_table(run: &RunRecord, systems: &[SystemRecord], now: DateTime<Utc>
         }
         if let Some(e) = &s.error {
             println!("{:<16}      {e}", "");
+        }
+        if let Some(q) = s.verify.as_ref().and_then(|v| v.quarantine.as_ref()) {
+            println!("{:<16}      {}", "", q.summary());
         }
     }
 }

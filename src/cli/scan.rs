@@ -21,7 +21,8 @@ pub struct ScanArgs {
     /// Scan every snapshot of this system (its `system:NAME` tag)
     #[arg(long, conflicts_with = "snapshots")]
     system: Option<String>,
-    /// Indicator file: `sha256 HEX [LABEL]` and `name GLOB [LABEL]` lines (docs/DETECTION.md)
+    /// Indicator file: `sha256 HEX [LABEL]`, `name GLOB [LABEL]` and `yara PATH` (YARA rule file or
+    /// directory) lines (docs/DETECTION.md)
     #[arg(long, value_name = "FILE")]
     indicators: PathBuf,
     /// A config (kura.toml) whose [repository] is scanned when --repo is not given

@@ -53,3 +53,5 @@ mod state_db;
 mod streams;
 mod traversal;
 mod util;
+#[cfg(feature = "yara")]
+mod yara;

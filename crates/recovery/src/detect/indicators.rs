@@ -1,14 +1,22 @@
 //! Indicators of compromise for `kura scan`: a text file of SHA-256 hashes of known
-//! malicious files and file-name globs (docs/DETECTION.md). Pure: parsing and
-//! matching. The set's digest names it in the state database, so content scanned
-//! clean with the same set is not read again.
+//! malicious files, file-name globs and YARA rule files (docs/DETECTION.md).
+//! Parsing and matching; the only I/O is `load` reading the files. The set's digest
+//! (its normalized rules and the text of its YARA sources) names it in the state
+//! database, so content scanned clean with the same set is not read again.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use sha2::{Digest, Sha256};
 
+use super::yara::{RuleSource, YaraMatcher, YaraRules};
 use crate::error::{Error, Result};
+
+/// What a file's content matched: (`hash` or `yara`, the indicator's label or the
+/// YARA rule's name).
+pub type ContentVerdict = Vec<(String, String)>;
 
 /// A parsed indicator set.
 pub struct Indicators {
@@ -16,23 +24,41 @@ pub struct Indicators {
     hashes: HashMap<[u8; 32], String>,
     names: GlobSet,
     name_labels: Vec<String>,
+    yara: Option<YaraRules>,
     /// Identifies the set: blake3 over its normalized rules.
     pub digest: String,
+    /// Hash and name indicators, plus the YARA rules compiled.
     pub rules: usize,
 }
 
+/// Reads the YARA sources a `yara PATH` line names.
+type RuleReader<'a> = dyn FnMut(&str) -> std::result::Result<Vec<RuleSource>, String> + 'a;
+
 impl Indicators {
+    /// Reads the indicator file and the YARA rule files its `yara` lines name
+    /// (relative to its directory).
     pub fn load(path: &Path) -> Result<Indicators> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Indicators::parse(&text, &path.display().to_string())
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Indicators::parse_with(&text, &path.display().to_string(), &mut |p| read_rules(&dir.join(p)))
+    }
+
+    /// A set without `yara` lines (those need [`Indicators::load`]).
+    pub fn parse(text: &str, origin: &str) -> Result<Indicators> {
+        Indicators::parse_with(
+            text,
+            origin,
+            &mut |_| Err("YARA rule files are read only from an indicator file".into()),
+        )
     }
 
     /// `origin` names the set in errors (`FILE:LINE`).
-    pub fn parse(text: &str, origin: &str) -> Result<Indicators> {
+    pub fn parse_with(text: &str, origin: &str, read: &mut RuleReader<'_>) -> Result<Indicators> {
         let mut hashes = HashMap::new();
         let mut names = GlobSetBuilder::new();
         let mut name_labels = Vec::new();
         let mut normalized: Vec<String> = Vec::new();
+        let mut sources: Vec<RuleSource> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -43,10 +69,7 @@ impl Indicators {
             let (kind, value) = (parts.next().unwrap_or(""), parts.next().unwrap_or("").trim());
             let label = parts.next().map(str::trim).filter(|l| !l.is_empty());
             if value.is_empty() {
-                return Err(Error::invalid(
-                    at(),
-                    format!("{line:?}: expected `sha256 HEX [LABEL]` or `name GLOB [LABEL]`"),
-                ));
+                return Err(Error::invalid(at(), format!("{line:?}: expected {KINDS}")));
             }
             match kind {
                 "sha256" => {
@@ -67,14 +90,23 @@ impl Indicators {
                     name_labels.push(label.map_or_else(|| format!("name {value}"), str::to_string));
                     normalized.push(format!("name {value}"));
                 }
-                other => {
-                    return Err(Error::invalid(
-                        at(),
-                        format!("unknown indicator {other:?}: use `sha256 HEX [LABEL]` or `name GLOB [LABEL]`"),
-                    ))
+                "yara" => {
+                    let found = read(value).map_err(|e| Error::invalid(at(), format!("yara {value:?}: {e}")))?;
+                    if found.is_empty() {
+                        return Err(Error::invalid(at(), format!("yara {value:?}: no .yar or .yara file there")));
+                    }
+                    for s in found {
+                        normalized.push(format!("yara {}", blake3::hash(s.text.as_bytes()).to_hex()));
+                        sources.push(s);
+                    }
                 }
+                other => return Err(Error::invalid(at(), format!("unknown indicator {other:?}: use {KINDS}"))),
             }
         }
+        let yara = match sources.is_empty() {
+            true => None,
+            false => Some(YaraRules::compile(&sources)?),
+        };
         normalized.sort();
         let mut h = blake3::Hasher::new();
         h.update(b"kura indicators v1\n");
@@ -84,17 +116,23 @@ impl Indicators {
         }
         let names = names.build().map_err(|e| Error::invalid(origin.to_string(), e.to_string()))?;
         Ok(Indicators {
-            rules: normalized.len(),
+            rules: hashes.len() + name_labels.len() + yara.as_ref().map_or(0, |y| y.count),
             hashes,
             names,
             name_labels,
+            yara,
             digest: h.finalize().to_hex()[..32].to_string(),
         })
     }
 
-    /// Whether content hashing is needed at all.
-    pub fn has_hashes(&self) -> bool {
-        !self.hashes.is_empty()
+    /// Whether the scan must read content (hash or YARA indicators).
+    pub fn needs_content(&self) -> bool {
+        !self.hashes.is_empty() || self.yara.is_some()
+    }
+
+    /// Whether the set has YARA rules.
+    pub fn has_yara(&self) -> bool {
+        self.yara.is_some()
     }
 
     /// The label of the hash indicator `sha256` matches.
@@ -107,6 +145,98 @@ impl Indicators {
         let s = String::from_utf8_lossy(name);
         self.names.matches(s.as_ref()).first().map(|&i| self.name_labels[i].as_str())
     }
+
+    /// A sink for one file's content at a time, checked against the hash and YARA
+    /// indicators in the one pass; reused across files.
+    pub fn content_check(&self) -> ContentCheck<'_> {
+        ContentCheck {
+            ind: self,
+            sha: (!self.hashes.is_empty()).then(Sha256::new),
+            yara: self.yara.as_ref().map(YaraRules::matcher),
+        }
+    }
+
+    /// A content verdict as the state database remembers it: `None` when clean.
+    /// Sets without YARA keep the first format (the hash indicator's label).
+    pub fn encode_verdict(&self, v: &ContentVerdict) -> Option<String> {
+        match (v.first(), self.has_yara()) {
+            (None, _) => None,
+            (Some((_, label)), false) => Some(label.clone()),
+            (Some(_), true) => Some(serde_json::to_string(v).unwrap_or_default()),
+        }
+    }
+
+    pub fn decode_verdict(&self, stored: Option<String>) -> Result<ContentVerdict> {
+        match (stored, self.has_yara()) {
+            (None, _) => Ok(Vec::new()),
+            (Some(label), false) => Ok(vec![("hash".into(), label)]),
+            (Some(json), true) => serde_json::from_str(&json)
+                .map_err(|e| Error::invalid("scanned_content", format!("a stored verdict does not parse: {e}"))),
+        }
+    }
+}
+
+/// See [`Indicators::content_check`].
+pub struct ContentCheck<'a> {
+    ind: &'a Indicators,
+    sha: Option<Sha256>,
+    yara: Option<YaraMatcher<'a>>,
+}
+
+impl ContentCheck<'_> {
+    /// What the content written since the last call matched (`what` names the
+    /// file in an error); ready for the next file.
+    pub fn finish(&mut self, what: &str) -> Result<ContentVerdict> {
+        let mut v = Vec::new();
+        if let Some(sha) = self.sha.as_mut() {
+            let sum: [u8; 32] = std::mem::take(sha).finalize().into();
+            if let Some(label) = self.ind.hash_hit(&sum) {
+                v.push(("hash".to_string(), label.to_string()));
+            }
+        }
+        if let Some(y) = self.yara.as_mut() {
+            let rules = y.finish().map_err(|e| Error::invalid(what.to_string(), format!("YARA scan: {e}")))?;
+            v.extend(rules.into_iter().map(|r| ("yara".to_string(), r)));
+        }
+        Ok(v)
+    }
+}
+
+impl Write for ContentCheck<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Some(sha) = self.sha.as_mut() {
+            sha.update(b);
+        }
+        if let Some(y) = self.yara.as_mut() {
+            y.update(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const KINDS: &str = "`sha256 HEX [LABEL]`, `name GLOB [LABEL]` or `yara PATH`";
+
+/// A `yara PATH` line's sources: the file, or a directory's `.yar` and `.yara`
+/// files (not its subdirectories), sorted by name.
+fn read_rules(path: &Path) -> std::result::Result<Vec<RuleSource>, String> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|text| RuleSource { origin: p.display().to_string(), text })
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(vec![read(path)?]);
+    }
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .and_then(|d| d.map(|e| e.map(|e| e.path())).collect::<std::io::Result<Vec<_>>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    files.retain(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yar" | "yara")));
+    files.sort();
+    files.iter().map(|p| read(p)).collect()
 }
 
 fn hex_decode(s: &str, out: &mut [u8; 32]) -> Option<()> {
@@ -143,7 +273,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        for (text, line) in [("sha256 abc\n", 1), ("# x\nmd5 00\n", 2), ("name\n", 1), ("name [\n", 1)] {
+        for (text, line) in
+            [("sha256 abc\n", 1), ("# x\nmd5 00\n", 2), ("name\n", 1), ("name [\n", 1), ("yara r.yar\n", 1)]
+        {
             let e = Indicators::parse(text, "ioc.txt").err().expect(text).to_string();
             assert!(e.contains(&format!("ioc.txt:{line}")), "{e}");
         }

@@ -9,11 +9,13 @@
 
 pub mod clean;
 pub mod indicators;
+pub mod quarantine;
 pub mod rules;
 pub mod scan;
 pub mod scope;
 #[cfg(test)]
 mod tests;
+pub mod yara;
 
 use std::collections::HashSet;
 

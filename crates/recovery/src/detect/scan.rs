@@ -1,12 +1,14 @@
 //! `kura scan`: a snapshot's files checked against indicators of compromise (file
-//! name globs; SHA-256 hashes of the content). Incremental: the verdict on a file's
-//! content is remembered per indicator set, keyed by a digest of its blob ids, so a
-//! file whose content was already scanned with the same set is not read again.
+//! name globs; SHA-256 hashes and YARA rules on the content, one read for both).
+//! Incremental: the verdict on a file's content is remembered per indicator set,
+//! keyed by a digest of its blob ids, so a file whose content was already scanned
+//! with the same set is not read again.
 //! Results are stored per snapshot (state database, `scan_results`).
 
 use std::collections::HashMap;
-use std::io::Write;
 
+use super::indicators::{ContentCheck, ContentVerdict, Indicators};
+use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use kura_store::repo::index::Index;
 use kura_store::repo::snapshot::Snapshot;
@@ -14,10 +16,6 @@ use kura_store::repo::tree::{Node, NodeType, MAX_DEPTH};
 use kura_store::repo::Repository;
 use kura_store::types::{BlobId, FileId};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-use super::indicators::Indicators;
-use crate::error::{Error, Result};
 
 /// Snapshot id (hex) -> when it was last scanned, and what that scan found.
 pub type ScanIndex = HashMap<String, (DateTime<Utc>, Vec<Hit>)>;
@@ -26,7 +24,7 @@ pub type ScanIndex = HashMap<String, (DateTime<Utc>, Vec<Hit>)>;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hit {
     pub path: String,
-    /// `hash` or `name`.
+    /// `hash`, `name` or `yara` (then `indicator` is the rule's name).
     pub by: String,
     pub indicator: String,
 }
@@ -50,7 +48,8 @@ impl SnapshotScan {
     }
 }
 
-/// What is remembered about content already scanned: `None` clean, else the hit.
+/// What is remembered about content already scanned: `None` clean, else the
+/// verdict as [`Indicators::encode_verdict`] wrote it.
 pub trait ContentMemory {
     fn recall(&self, rules: &str, content: &str) -> Result<Option<Option<String>>>;
     fn remember(&mut self, rules: &str, found: &[(String, Option<String>)]) -> Result<()>;
@@ -71,9 +70,10 @@ struct Scanner<'a> {
     repo: &'a Repository,
     index: &'a Index,
     ind: &'a Indicators,
+    check: ContentCheck<'a>,
     memory: &'a dyn ContentMemory,
     /// Decided in this run, not yet remembered.
-    fresh: HashMap<String, Option<String>>,
+    fresh: HashMap<String, ContentVerdict>,
     out: SnapshotScan,
 }
 
@@ -94,10 +94,11 @@ pub fn scan_snapshot(
         bytes_read: 0,
         hits: Vec::new(),
     };
-    let mut s = Scanner { repo, index, ind, memory: &*memory, fresh: HashMap::new(), out };
+    let check = ind.content_check();
+    let mut s = Scanner { repo, index, ind, check, memory: &*memory, fresh: HashMap::new(), out };
     s.tree(&snap.tree, "", 0)?;
     let Scanner { fresh, out, .. } = s;
-    let found: Vec<(String, Option<String>)> = fresh.into_iter().collect();
+    let found: Vec<(String, Option<String>)> = fresh.into_iter().map(|(k, v)| (k, ind.encode_verdict(&v))).collect();
     memory.remember(&ind.digest, &found)?;
     Ok(out)
 }
@@ -127,54 +128,42 @@ impl Scanner<'_> {
         if let Some(label) = self.ind.name_hit(&n.name.0) {
             self.out.hits.push(Hit { path: path.clone(), by: "name".into(), indicator: label.to_string() });
         }
-        if !self.ind.has_hashes() {
+        if !self.ind.needs_content() {
             return Ok(());
         }
         let key = content_key(&n.content);
         let known = match self.fresh.get(&key) {
             Some(k) => Some(k.clone()),
-            None => self.memory.recall(&self.ind.digest, &key)?,
+            None => match self.memory.recall(&self.ind.digest, &key)? {
+                Some(stored) => Some(self.ind.decode_verdict(stored)?),
+                None => None,
+            },
         };
         let verdict = match known {
             Some(v) => v,
             None => {
-                let sum = self.sha256(n)?;
-                let v = self.ind.hash_hit(&sum).map(str::to_string);
+                let bytes = kura_store::dump::file(self.repo, self.index, n, &mut self.check)?;
+                self.out.files_read += 1;
+                self.out.bytes_read += bytes;
+                let v = self.check.finish(&path)?;
                 self.fresh.insert(key, v.clone());
                 v
             }
         };
-        if let Some(label) = verdict {
-            self.out.hits.push(Hit { path, by: "hash".into(), indicator: label });
+        for (by, indicator) in verdict {
+            self.out.hits.push(Hit { path: path.clone(), by, indicator });
         }
         Ok(())
-    }
-
-    fn sha256(&mut self, n: &Node) -> Result<[u8; 32]> {
-        struct HashWriter(Sha256);
-        impl Write for HashWriter {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.update(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut w = HashWriter(Sha256::new());
-        let bytes = kura_store::dump::file(self.repo, self.index, n, &mut w)?;
-        self.out.files_read += 1;
-        self.out.bytes_read += bytes;
-        Ok(w.0.finalize().into())
     }
 }
 
 /// Scans a restored directory (files on disk) before the system is promoted: every
-/// regular file's name, and its SHA-256 when the set has hashes. Paths are relative
-/// to `dir`. Symlinks are not followed.
+/// regular file's name, and its content when the set has hash or YARA indicators.
+/// Paths are relative to `dir`. Symlinks are not followed.
 pub fn scan_dir(dir: &std::path::Path, ind: &Indicators) -> Result<Vec<Hit>> {
     use std::os::unix::ffi::OsStrExt;
     let mut hits = Vec::new();
+    let mut check = ind.content_check();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&d)
@@ -196,27 +185,14 @@ pub fn scan_dir(dir: &std::path::Path, ind: &Indicators) -> Result<Vec<Hit>> {
             if let Some(label) = ind.name_hit(e.file_name().as_bytes()) {
                 hits.push(Hit { path: rel.clone(), by: "name".into(), indicator: label.to_string() });
             }
-            if ind.has_hashes() {
+            if ind.needs_content() {
                 let mut f = std::fs::File::open(&p).map_err(|err| Error::io(&p, err))?;
-                let mut h = Sha256::new();
-                std::io::copy(&mut f, &mut HashSink(&mut h)).map_err(|err| Error::io(&p, err))?;
-                if let Some(label) = ind.hash_hit(&h.finalize().into()) {
-                    hits.push(Hit { path: rel, by: "hash".into(), indicator: label.to_string() });
+                std::io::copy(&mut f, &mut check).map_err(|err| Error::io(&p, err))?;
+                for (by, indicator) in check.finish(&rel)? {
+                    hits.push(Hit { path: rel.clone(), by, indicator });
                 }
             }
         }
     }
     Ok(hits)
-}
-
-struct HashSink<'a>(&'a mut Sha256);
-
-impl Write for HashSink<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -197,6 +197,8 @@ pub trait Observer: Send + Sync {
     fn phase(&self, _system: &str, _phase: Phase) {}
     fn finished(&self, _record: &SystemRecord) {}
     fn alert(&self, _system: &str, _alert: Alert, _detail: &str) {}
+    /// Secure restore quarantined files of a system (`on_scan_hit = "quarantine"`).
+    fn quarantined(&self, _system: &str, _q: &crate::detect::quarantine::Quarantined) {}
 }
 
 pub struct Quiet;
@@ -368,6 +370,16 @@ fn handle(
         }
         Msg::Restored { i, figures, verify, ack } => {
             state.set_restored(run.id, &plan.systems[i].name, &figures, &verify)?;
+            let _ = ack.send(());
+        }
+        Msg::Quarantined(i, q, ack) => {
+            let name = &plan.systems[i].name;
+            state.set_quarantined(run.id, name, &q)?;
+            if let Some(inc) = run.incident {
+                let text = format!("{name} (recovery run {}): {}", run.id, q.summary());
+                state.append_event(inc, now, &Event::Note { text })?;
+            }
+            engine.observer.quarantined(name, &q);
             let _ = ack.send(());
         }
         Msg::Total(i, total, began) => {

@@ -60,6 +60,8 @@ pub(super) enum Msg {
         verify: VerifyRecord,
         ack: Sender<()>,
     },
+    /// Secure restore moved files with a hit to the quarantine (`on_scan_hit`).
+    Quarantined(usize, crate::detect::quarantine::Quarantined, Sender<()>),
     /// The restore planned its work: bytes it will write (the pace's total), and when.
     Total(usize, u64, DateTime<Utc>),
     Progress(usize, u64),
@@ -255,7 +257,7 @@ impl SystemJob<'_> {
         }
         if from <= Phase::Restoring {
             self.restore(w)?;
-            self.scan_restored()?;
+            self.scan_restored(w)?;
             w.phase(Phase::Verifying)?;
         }
         if from <= Phase::Verifying {
@@ -269,19 +271,24 @@ impl SystemJob<'_> {
     }
 
     /// The plan's `scan`: the restored files against its indicators; a hit stops the
-    /// system before it is promoted.
-    fn scan_restored(&self) -> Outcome {
-        let Some(file) = &self.sys.scan else { return Ok(()) };
-        let ind = crate::detect::indicators::Indicators::load(file).map_err(|e| SystemFailure::Scan(e.to_string()))?;
+    /// system before it is promoted, or (`on_scan_hit = "quarantine"`) its files
+    /// move to the quarantine beside the target, recorded, and the system goes on.
+    fn scan_restored(&self, w: &Worker) -> Outcome {
+        let Some(step) = &self.sys.scan else { return Ok(()) };
+        let scan_err = |e: crate::error::Error| SystemFailure::Scan(e.to_string());
+        let ind = crate::detect::indicators::Indicators::load(&step.indicators).map_err(scan_err)?;
         let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
-        let hits = crate::detect::scan::scan_dir(&target, &ind).map_err(|e| SystemFailure::Scan(e.to_string()))?;
-        match hits.first() {
-            None => Ok(()),
-            Some(h) => Err(SystemFailure::Infected {
+        let hits = crate::detect::scan::scan_dir(&target, &ind).map_err(scan_err)?;
+        let Some(h) = hits.first() else { return Ok(()) };
+        if step.on_hit == crate::plan::OnScanHit::Stop {
+            return Err(SystemFailure::Infected {
                 count: hits.len(),
                 first: format!("{} matches {} ({})", h.path, h.indicator, h.by),
-            }),
+            });
         }
+        let q = crate::detect::quarantine::quarantine(&target, &hits, self.clock.now()).map_err(scan_err)?;
+        let i = w.i;
+        w.commit(|ack| Msg::Quarantined(i, q, ack))
     }
 
     fn restore(&self, w: &Worker) -> Outcome {
@@ -321,6 +328,7 @@ impl SystemJob<'_> {
             ok: failures == 0,
             files_verified: sum.files_verified,
             failures: sum.verify_failures.iter().take(20).cloned().collect(),
+            quarantine: None,
         };
         let i = w.i;
         let figures = Restored {
@@ -373,6 +381,7 @@ impl SystemJob<'_> {
             ok: r.verify_failures.is_empty(),
             files_verified: r.files_verified,
             failures: r.verify_failures.clone(),
+            quarantine: None,
         };
         let figures = Restored {
             bytes: r.bytes_written,

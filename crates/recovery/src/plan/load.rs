@@ -10,7 +10,8 @@ use crate::config::{parse_duration, Config};
 
 use super::*;
 
-const TOP: &[&str] = &["name", "description", "config", "allow_overlap", "on_failure", "hook_env", "scan", "system"];
+const TOP: &[&str] =
+    &["name", "description", "config", "allow_overlap", "on_failure", "hook_env", "scan", "on_scan_hit", "system"];
 const SYSTEM: &[&str] = &[
     "name",
     "target",
@@ -92,7 +93,7 @@ pub fn load(path: &Path, config: Option<&Config>) -> Result<(Plan, Vec<Problem>)
 pub fn parse_str(path: &Path, text: &str, config: Option<&Config>) -> Result<(Plan, Vec<Problem>), Problems> {
     let root = tree::parse(path, text).map_err(|p| Problems(vec![p]))?;
     let mut d = Diag::new(path);
-    d.top_keys = &["description", "config", "allow_overlap", "on_failure", "hook_env", "scan"];
+    d.top_keys = &["description", "config", "allow_overlap", "on_failure", "hook_env", "scan", "on_scan_hit"];
     let plan = read(&mut d, &root, path, config);
     match plan {
         Some(p) if !d.has_errors() => Ok((p, d.problems)),
@@ -142,16 +143,31 @@ fn read(d: &mut Diag, root: &tree::Node, path: &Path, config: Option<&Config>) -
     };
     let hook_env = top.str_list(d, "hook_env").map(|l| check_hook_env(d, l.value)).unwrap_or_default();
     // Indicators that restored files are scanned against before a system is promoted.
+    let on_hit_at = top.str(d, "on_scan_hit");
+    let on_hit = match &on_hit_at {
+        None => OnScanHit::Stop,
+        Some(s) => match s.value.as_str() {
+            "stop" => OnScanHit::Stop,
+            "quarantine" => OnScanHit::Quarantine,
+            other => {
+                d.error(s.line, &s.field, format!("{other:?} is not a scan action: use \"stop\" or \"quarantine\""));
+                OnScanHit::Stop
+            }
+        },
+    };
     let scan = top.str(d, "scan").and_then(|v| {
         let p = tree::resolve_path(&base_dir(path), &v.value);
         match crate::detect::indicators::Indicators::load(&p) {
-            Ok(_) => Some(p),
+            Ok(_) => Some(ScanStep { indicators: p, on_hit }),
             Err(e) => {
                 d.error(v.line, &v.field, e.to_string());
                 None
             }
         }
     });
+    if let (Some(at), None) = (&on_hit_at, top.get("scan")) {
+        d.error(at.line, &at.field, "on_scan_hit needs `scan = \"INDICATOR FILE\"`: without it nothing is scanned");
+    }
     if config.is_none() {
         d.error(
             root.line,

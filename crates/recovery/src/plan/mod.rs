@@ -58,6 +58,27 @@ pub enum OnFailure {
     Continue,
 }
 
+/// Secure restore: the restored files checked against indicators before the
+/// system is promoted (docs/DETECTION.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanStep {
+    /// The plan's `scan`: the indicator file.
+    pub indicators: PathBuf,
+    /// The plan's `on_scan_hit`.
+    pub on_hit: OnScanHit,
+}
+
+/// What a hit in the restored files does to the system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnScanHit {
+    /// The system fails before it is promoted; its dependents are skipped.
+    #[default]
+    Stop,
+    /// The files with a hit move to a quarantine beside the target; the system goes on.
+    Quarantine,
+}
+
 #[derive(Clone, Debug)]
 pub struct PlanSystem {
     pub name: String,
@@ -77,8 +98,8 @@ pub struct PlanSystem {
     /// Where it is restored when its agent is lost (`[fleet] agent_lost_after`).
     pub replacement_host: Option<String>,
     /// The plan's `scan`: an indicator file the restored files are checked against
-    /// before the system is promoted (verify hooks, post hooks); a hit stops it.
-    pub scan: Option<PathBuf>,
+    /// before the system is promoted (verify hooks, post hooks), and what a hit does.
+    pub scan: Option<ScanStep>,
     /// From the config: its warm standby, which a recovery fails over to when it is
     /// healthy (docs/STANDBY.md).
     pub standby: Option<crate::config::StandbyConfig>,

@@ -39,6 +39,13 @@ fn row(r: &SystemRecord) -> SystemRow {
         },
         None => Verification::default(),
     };
+    if let Some(q) = r.verify.as_ref().and_then(|v| v.quarantine.as_ref()) {
+        let note = q.summary();
+        row.verification.detail = Some(match row.verification.detail.take() {
+            Some(d) => format!("{d}; {note}"),
+            None => note,
+        });
+    }
     row.hooks = r
         .hooks
         .iter()

@@ -546,7 +546,7 @@ mod tests {
         let p = dir.path().join("state.db");
         let mut s = State::open(&p).unwrap();
         let run = stored_run(&mut s);
-        let verify = VerifyRecord { ok: true, files_verified: 7, failures: vec![] };
+        let verify = VerifyRecord { ok: true, files_verified: 7, failures: vec![], quarantine: None };
         let r = Restored { bytes: 1000, files: 7, dirs: 3, objects: 2, restore_ms: 250 };
         s.set_restored(run, "a", &r, &verify).unwrap();
         s.set_restored(run, "b", &Restored { restore_ms: 500, ..r }, &verify).unwrap();

@@ -31,8 +31,9 @@ pub enum RunStatus {
     Failed,
 }
 
-/// What the restore's own verification found: every restored file re-read and
-/// compared with the snapshot's content hashes. Stored as JSON in `verify`.
+/// What the checks of the restored files found: the restore's own verification
+/// (every restored file re-read and compared with the snapshot's content hashes)
+/// and secure restore's quarantine. Stored as JSON in `verify`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyRecord {
     pub ok: bool,
@@ -40,6 +41,9 @@ pub struct VerifyRecord {
     /// The first mismatches (at most 20), each "path: reason".
     #[serde(default)]
     pub failures: Vec<String>,
+    /// The files the plan's scan moved to the quarantine (`on_scan_hit = "quarantine"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<crate::detect::quarantine::Quarantined>,
 }
 
 /// Which repository a run restores from. Stored (as `local` / `remote`) with the
@@ -448,6 +452,19 @@ impl State {
                     r.dirs as i64,
                     r.objects as i64
                 ],
+            )
+            .map_err(|e| db_err(self.path(), e))?;
+        Ok(())
+    }
+
+    /// Secure restore's quarantine of a system, kept with its verification.
+    pub fn set_quarantined(&self, run: i64, name: &str, q: &crate::detect::quarantine::Quarantined) -> Result<()> {
+        let mut verify = self.run_system(run, name)?.verify.unwrap_or_default();
+        verify.quarantine = Some(q.clone());
+        self.conn
+            .execute(
+                "UPDATE recovery_systems SET verify = ?3 WHERE run = ?1 AND name = ?2",
+                params![run, name, serde_json::to_string(&verify).expect("verify serializes")],
             )
             .map_err(|e| db_err(self.path(), e))?;
         Ok(())
