@@ -25,6 +25,17 @@ pub struct Args {
     cmd: IncidentCommand,
 }
 
+impl Args {
+    /// Whether the command only reads incidents (list, show, export, verify): a
+    /// remote viewer may run those; the others change the state or the repository.
+    pub fn reads_only(&self) -> bool {
+        matches!(
+            self.cmd,
+            IncidentCommand::List | IncidentCommand::Show { .. } | IncidentCommand::Export { .. } | IncidentCommand::Verify { .. }
+        )
+    }
+}
+
 #[derive(Subcommand)]
 pub enum IncidentCommand {
     /// Record a new incident; its clock starts at --down-since (default --discovered-at, default now)

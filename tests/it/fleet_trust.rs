@@ -76,7 +76,7 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
     // Another protocol major version is refused, naming both.
     let old = PollRequest { version: kura::fleet::proto::Version { major: 9, minor: 0 }, held: None, wait_ms: 0 };
     let e = db1.post::<_, PollReply>("/v1/agent/poll", &old).unwrap_err();
-    assert!(e.to_string().contains("9.0") && e.to_string().contains("1.0"), "{e}");
+    assert!(e.to_string().contains("9.0") && e.to_string().contains("1.1"), "{e}");
 
     // A viewer may not fetch work.
     let vt = fleet.enroll("alice", &["--role", "viewer"]);

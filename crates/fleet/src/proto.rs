@@ -5,6 +5,7 @@
 //! * `POST /v1/agent/poll`   long poll; doubles as the heartbeat -> tasks for the caller's host
 //! * `POST /v1/agent/report` progress, done or failed for one task (idempotent)
 //! * `POST /v1/operator`     an operator's or viewer's typed request (the daemon's own API)
+//! * `POST /v1/cli`          an operator's or viewer's command line, run by the coordinator (1.1)
 //!
 //! Every request carries `PROTOCOL_VERSION`; a different major version is refused
 //! with both versions named (`check_version`).
@@ -24,7 +25,7 @@ impl std::fmt::Display for Version {
     }
 }
 
-pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 0 };
+pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 1 };
 
 /// Why a peer's version is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -203,6 +204,32 @@ pub struct HookResult {
     pub output: String,
 }
 
+/// `POST /v1/cli`: a kura command line (without the program name and without
+/// `--coordinator`/`--identity`) that the coordinator parses with its own CLI
+/// definitions, allows by role, and runs with its own config and state.
+/// Its `Debug` leaves the arguments out: they may carry a reason or a note that
+/// does not belong in a log.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CliRequest {
+    pub version: Version,
+    pub args: Vec<String>,
+}
+
+impl std::fmt::Debug for CliRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "command line of {} arguments", self.args.len())
+    }
+}
+
+/// What the command printed and how it ended, as the operator's CLI prints it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CliReply {
+    pub stdout: String,
+    pub stderr: String,
+    /// The process exit code (0 success, 1 partial, 2 error).
+    pub code: u8,
+}
+
 /// An error body of every route: a sentence meant for a person.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ErrorReply {
@@ -218,7 +245,7 @@ mod tests {
         assert!(check_version(Version { major: 1, minor: 7 }).is_ok());
         let e = check_version(Version { major: 2, minor: 0 }).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("2.0") && msg.contains("1.0"), "{msg}");
+        assert!(msg.contains("2.0") && msg.contains("1.1"), "{msg}");
     }
 
     #[test]

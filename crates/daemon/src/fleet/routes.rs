@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kura_fleet::pki::{fingerprint, pem_to_der, Ca};
 use kura_fleet::proto::{
-    check_version, ErrorReply, JoinReply, JoinRequest, PollReply, PollRequest, ReportRequest, Task, TaskSpec, Version,
+    check_version, CliReply, CliRequest, ErrorReply, JoinReply, JoinRequest, PollReply, PollRequest, ReportRequest, Task, TaskSpec, Version,
 };
 use kura_fleet::role::{allowed, Action, Role};
 use kura_recovery::fleet_dir::FleetDir;
@@ -27,6 +27,7 @@ pub(crate) struct Ctx {
     pub daemon: Arc<Daemon>,
     pub ca: Arc<Ca>,
     pub fleet_dir: Arc<FleetDir>,
+    pub cli: Option<Arc<super::cli::RemoteCli>>,
 }
 
 pub(crate) fn router(ctx: Ctx) -> Router {
@@ -36,6 +37,7 @@ pub(crate) fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/poll", post(poll))
         .route("/v1/agent/report", post(report))
         .route("/v1/operator", post(operator))
+        .route("/v1/cli", post(cli))
         .with_state(ctx)
 }
 
@@ -241,4 +243,34 @@ async fn operator(
     forbid(&role, action)?;
     tracing::info!(name = %rec.name, role = role.kind(), request = ?req.request, "remote request");
     Ok(Json(ApiResponse::from(crate::serve::answer(&ctx.daemon, req.request).await)))
+}
+
+/// An operator's or viewer's command line: parsed and classified with the CLI's own
+/// definitions, allowed by role, run by the coordinator (`cli.rs`). Only the
+/// command's name is logged, never its arguments.
+async fn cli(
+    State(ctx): State<Ctx>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<CliRequest>,
+) -> Result<Json<CliReply>, Refused> {
+    version(req.version)?;
+    let (rec, role) = identify(&ctx, &peer).await?;
+    // An agent's certificate learns nothing, not even whether its command parses.
+    forbid(&role, Action::Read)?;
+    let Some(cli) = ctx.cli.clone() else {
+        return Err(Refused(StatusCode::NOT_IMPLEMENTED, "this coordinator runs no remote commands".into()));
+    };
+    let c = (cli.classify)(&req.args).map_err(|e| Refused(StatusCode::BAD_REQUEST, e))?;
+    if !allowed(&role, &c.action) {
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a {} certificate may not run `kura {}`: it changes the coordinator's state; ask an operator",
+                role.kind(),
+                c.name
+            ),
+        ));
+    }
+    tracing::info!(name = %rec.name, role = role.kind(), command = %c.name, "remote command");
+    Ok(Json(super::cli::run(&ctx.daemon, &cli, &req.args, &c).await))
 }
