@@ -452,7 +452,8 @@ pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
-    let answer = Conn::open(ctx, &a.socket)?.request(daemon::Request::Run { target: a.target.clone(), wait: !a.no_wait })?;
+    let answer =
+        Conn::open(ctx, &a.socket)?.request(daemon::Request::Run { target: a.target.clone(), wait: !a.no_wait })?;
     let run = match answer {
         Reply::Started { job, started: run } => {
             if ctx.json {

@@ -12,7 +12,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kura_fleet::pki::{fingerprint, pem_to_der, Ca};
 use kura_fleet::proto::{
-    check_version, CliReply, CliRequest, ErrorReply, JoinReply, JoinRequest, PollReply, PollRequest, ReportRequest, Task, TaskSpec, Version,
+    check_version, CliReply, CliRequest, ErrorReply, JoinReply, JoinRequest, PollReply, PollRequest, ReportRequest,
+    Task, TaskSpec, Version,
 };
 use kura_fleet::role::{allowed, Action, Role};
 use kura_recovery::fleet_dir::FleetDir;
