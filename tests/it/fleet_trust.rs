@@ -40,7 +40,7 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
     // A certificate from another CA fails the TLS handshake.
     let (other, _) = Ca::generate().unwrap();
     let (k, pk) = generate_client_key().unwrap();
-    let foreign = other.client_cert("db1", "agent", &pk).unwrap();
+    let foreign = other.client_cert("db1", kura::fleet::role::RoleKind::Agent, &pk).unwrap();
     let tls = kura::fleet::tls::client_config(&ca_pem, Some((&foreign, &k))).unwrap();
     let client = kura::agent::identity::client(tls).unwrap();
     let e =
@@ -58,7 +58,7 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
     let mut st = kura::state::State::open(fleet.state()).unwrap();
     let spec = TaskSpec::Hook {
         system: "web".into(),
-        stage: "pre".into(),
+        stage: kura::fleet::proto::HookStage::Pre,
         command: "true".into(),
         env: vec![],
         timeout_ms: 1000,

@@ -59,7 +59,7 @@ pub struct JoinRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JoinReply {
     pub name: String,
-    pub role: String,
+    pub role: crate::role::RoleKind,
     pub certificate_pem: String,
     pub ca_pem: String,
 }
@@ -122,7 +122,7 @@ pub enum TaskSpec {
     },
     Hook {
         system: String,
-        stage: String,
+        stage: HookStage,
         command: String,
         env: Vec<(String, String)>,
         timeout_ms: u64,
@@ -166,12 +166,58 @@ pub struct ReportRequest {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Report {
     Progress { done: u64, total: u64 },
-    Done { result: serde_json::Value },
+    Done { result: TaskResult },
     Failed { error: String },
 }
 
+/// When a hook runs in a system's recovery (and in a standby's switch). Its
+/// serde text (`pre`, `verify`, `post`) is what the task spec and the state
+/// database's `hooks` column carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookStage {
+    /// Before the restore.
+    #[default]
+    Pre,
+    /// After the restore, retried: proves the system works.
+    Verify,
+    /// Last, e.g. start the service again.
+    Post,
+}
+
+impl HookStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookStage::Pre => "pre",
+            HookStage::Verify => "verify",
+            HookStage::Post => "post",
+        }
+    }
+
+    /// The stage a `KURA_PHASE` value names.
+    pub fn from_name(s: &str) -> Option<HookStage> {
+        [HookStage::Pre, HookStage::Verify, HookStage::Post].into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for HookStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What a finished task reports, one shape per task kind. Untagged on the wire
+/// (each shape has its own required fields), so it reads as protocol 1.0 wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TaskResult {
+    Backup(BackupResult),
+    Restore(RestoreResult),
+    Hook(HookResult),
+}
+
 /// What an agent's backup reports as its result.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackupResult {
     pub snapshot: String,
     pub bytes_added: u64,
@@ -181,7 +227,7 @@ pub struct BackupResult {
 }
 
 /// What an agent's restore reports as its result.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreResult {
     pub bytes_written: u64,
     pub files: u64,
@@ -195,7 +241,7 @@ pub struct RestoreResult {
 }
 
 /// What an agent's hook reports: one attempt.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookResult {
     pub ok: bool,
     pub exit_code: Option<i32>,
@@ -266,5 +312,28 @@ mod tests {
         assert!(!spec.contains("hunter2"));
         assert_eq!(serde_json::from_str::<TaskSpec>(&spec).unwrap(), t.spec);
         assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn typed_reports_read_the_1_0_wire() {
+        let restore = r#"{"state":"done","result":{"bytes_written":5,"files":1,"dirs":0,"packs_read":1,
+            "restore_ms":3,"files_verified":1,"verify_failures":[],"damaged":null}}"#;
+        match serde_json::from_str::<Report>(restore).unwrap() {
+            Report::Done { result: TaskResult::Restore(r) } => assert_eq!(r.bytes_written, 5),
+            other => panic!("{other:?}"),
+        }
+        let hook =
+            r#"{"state":"done","result":{"ok":true,"exit_code":0,"timed_out":false,"duration_ms":1,"output":""}}"#;
+        assert!(matches!(serde_json::from_str::<Report>(hook).unwrap(), Report::Done { result: TaskResult::Hook(_) }));
+        let spec = r#"{"kind":"hook","system":"db","stage":"verify","command":"true","env":[],"timeout_ms":1}"#;
+        let spec: TaskSpec = serde_json::from_str(spec).unwrap();
+        assert!(matches!(spec, TaskSpec::Hook { stage: HookStage::Verify, .. }));
+        assert!(serde_json::from_str::<TaskSpec>(&spec_text("later")).is_err());
+        assert_eq!(HookStage::from_name("post"), Some(HookStage::Post));
+        assert_eq!(serde_json::to_string(&crate::role::RoleKind::Viewer).unwrap(), "\"viewer\"");
+    }
+
+    fn spec_text(stage: &str) -> String {
+        format!(r#"{{"kind":"hook","system":"db","stage":"{stage}","command":"true","env":[],"timeout_ms":1}}"#)
     }
 }

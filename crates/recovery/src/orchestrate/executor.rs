@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use kura_fleet::proto::{HookResult, TaskSpec};
+use kura_fleet::proto::{HookResult, HookStage, TaskSpec};
 use kura_store::backend::Location;
 use kura_store::progress::Progress;
 use kura_store::repo::snapshot::Snapshot;
@@ -319,7 +319,12 @@ pub struct RemoteHooks {
 
 impl HookRunner for RemoteHooks {
     fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
-        let stage = env.iter().find(|(k, _)| k == "KURA_PHASE").map(|(_, v)| v.clone()).unwrap_or_default();
+        let phase = env.iter().find(|(k, _)| k == "KURA_PHASE").map(|(_, v)| v.as_str()).unwrap_or_default();
+        let Some(stage) = HookStage::from_name(phase) else {
+            let mut out = HookOutcome::not_run(&hook.command);
+            out.output = format!("unknown hook stage {phase:?}");
+            return out;
+        };
         let spec = TaskSpec::Hook {
             system: self.system.clone(),
             stage,
