@@ -133,6 +133,11 @@ while p.poll() is None or handed is None:
     time.sleep(0.1)
 p.wait()
 ended = time.monotonic() - start
+c = sqlite3.connect(f"file:{w}/state/state.db?mode=ro", uri=True)
+spread = c.execute("SELECT min(created_at), max(created_at), max(started_at), max(ended_at) FROM fleet_tasks "
+                   "WHERE kind = 'restore'").fetchone()
+c.close()
+print(f"restore tasks: first inserted {spread[0]}, last inserted {spread[1]}, last handed out {spread[2]}, last done {spread[3]}")
 u, s, m = open(f"{w}/recover.time").read().split()[-3:]
 print(f"recovery of {n} systems: every restore task handed out after "
       f"{handed if handed is None else round(handed, 1)} s, recovery ended after {round(ended, 1)} s (exit {p.returncode})")
