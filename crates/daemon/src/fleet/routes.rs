@@ -185,8 +185,8 @@ async fn hand_out(ctx: &Ctx, open: Vec<kura_recovery::state::fleet::TaskRecord>)
     ctx.daemon
         .db
         .query(move |st| {
-            for id in queued {
-                st.fleet_task_started(id, now)?;
+            if !queued.is_empty() {
+                st.fleet_tasks_started(&queued, now)?;
             }
             open.into_iter()
                 .map(|t| {

@@ -298,17 +298,20 @@ impl State {
         Ok(out)
     }
 
-    /// Marks a host's task running when it is handed out (queued -> running).
-    pub fn fleet_task_started(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
+    /// Marks the tasks of one poll running, in one transaction: one commit (and one
+    /// fsync) per poll, not one per task (a recovery hands out many at once).
+    pub fn fleet_tasks_started(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
         let p = self.path().to_path_buf();
-        self.conn
-            .execute(
+        let tx = self.write_tx()?;
+        for id in ids {
+            tx.execute(
                 "UPDATE fleet_tasks SET state = 'running', started_at = COALESCE(started_at, ?2) \
                  WHERE id = ?1 AND state = 'queued'",
                 params![id, ts(now)],
             )
             .map_err(|e| db_err(&p, e))?;
-        Ok(())
+        }
+        tx.commit().map_err(|e| db_err(&p, e))
     }
 
     /// Records a report. A report on a finished task changes nothing (a second
