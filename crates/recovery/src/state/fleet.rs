@@ -260,6 +260,13 @@ impl State {
         id.map(|id| self.fleet_task(id)).transpose().map(Option::flatten)
     }
 
+    /// The tasks with these ids (the process's task waiter reads them all at once).
+    pub fn fleet_tasks_by_id(&self, ids: &[i64]) -> Result<Vec<TaskRecord>> {
+        // Integers only, so written into the statement.
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        self.fleet_tasks_where(&format!("id IN ({}) AND ?1 = ''", list.join(",")), "")
+    }
+
     /// A host's tasks still to do (queued or running), oldest first.
     pub fn fleet_open_tasks(&self, host: &str) -> Result<Vec<TaskRecord>> {
         self.fleet_tasks_where("host = ?1 AND state IN ('queued', 'running')", host)
