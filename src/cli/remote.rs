@@ -81,6 +81,18 @@ pub fn route(cmd: &Command) -> Route {
     }
 }
 
+/// The plan files a remote command reads: they must lie in the coordinator's
+/// config directory (the daemon checks), so that a command line cannot make the
+/// coordinator read and echo any other file.
+fn plan_files(cmd: &Command) -> Vec<PathBuf> {
+    match cmd {
+        Command::Recover(a) if !a.is_status() => a.common.plan.iter().cloned().collect(),
+        Command::Drill(DrillCommand::Run(a)) => a.common.plan.iter().cloned().collect(),
+        Command::Plan(p) => vec![p.file().to_path_buf()],
+        _ => vec![],
+    }
+}
+
 /// Options that would name something on the operator's machine (or replace the
 /// coordinator's own config, state or repository); refused on a remote command line.
 const LOCAL_OPTIONS: [(&str, &str); 9] = [
@@ -129,7 +141,9 @@ pub fn classify_args(args: &[String]) -> std::result::Result<Classified, String>
         return Err(why);
     }
     match route(&cli.command) {
-        Route::Remote { action, mode, repository } => Ok(Classified { action, name, mode, json: cli.json, repository }),
+        Route::Remote { action, mode, repository } => {
+            Ok(Classified { action, name, mode, json: cli.json, repository, plans: plan_files(&cli.command) })
+        }
         Route::Typed => Err(format!("`kura {name}` reaches the coordinator as its own request, not as a command line")),
         Route::LocalOnly => Err(format!("`kura {name}` works on the machine it runs on and has no remote form")),
     }
@@ -205,6 +219,7 @@ mod tests {
         assert_eq!((r.action, r.mode), (Action::Change, Mode::Start(RunKind::Recovery)));
         assert_eq!(classify_args(&args("report --incident 1 --format csv")).unwrap().action, Action::Read);
         assert!(classify_args(&args("snapshots")).unwrap().repository);
+        assert_eq!(classify_args(&args("plan show plans/a.toml")).unwrap().plans, vec![PathBuf::from("plans/a.toml")]);
     }
 
     #[test]

@@ -18,7 +18,8 @@ fn operators_run_viewers_read_and_agents_are_refused_coordinator_commands() {
     sample_tree(&src, 30_000);
     let fleet = Fleet::new(&system("db", 2, "h1", &src));
     let target = base.path().join("restore/db");
-    let plan = base.path().join("plan.toml");
+    // Plans named remotely are the coordinator's, in its config's directory.
+    let plan = fleet.setup.config.parent().unwrap().join("plans/remote.toml");
     write(
         &plan,
         format!(
@@ -58,6 +59,10 @@ fn operators_run_viewers_read_and_agents_are_refused_coordinator_commands() {
     // Options naming the operator's files, and commands without a remote form.
     remote(&eve, &["report", "--incident", &id, "--output", "/tmp/r.md"]).code(2).stderr_has("--output is not allowed");
     remote(&ops, &["backup", s(&src)]).code(2).stderr_has("no remote form");
+    // A plan elsewhere on the coordinator is not read (its errors could echo any file).
+    let stray = base.path().join("stray.toml");
+    std::fs::copy(&plan, &stray).unwrap();
+    remote(&ops, &["plan", "show", s(&stray)]).code(2).stderr_has("outside the coordinator's config directory");
     // A stolen agent certificate reads and starts nothing.
     for args in [
         vec!["incident", "list"],

@@ -52,6 +52,30 @@ pub struct Classified {
     pub json: bool,
     /// The command opens `--repo`: it gets the config's `[repository]` and its password file.
     pub repository: bool,
+    /// The plan files it reads: they must lie in the config's directory.
+    pub plans: Vec<PathBuf>,
+}
+
+/// Refuses a plan outside the config's directory (relative ones are taken from
+/// there): a command line must not make the coordinator read, and echo in its
+/// errors, any other file it can read.
+pub(crate) fn check_plans(config: &Path, plans: &[PathBuf]) -> Result<(), String> {
+    let dir = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let root = std::fs::canonicalize(dir).map_err(|e| format!("the config's directory {}: {e}", dir.display()))?;
+    for p in plans {
+        let full = std::fs::canonicalize(dir.join(p))
+            .map_err(|e| format!("the plan {} on the coordinator: {e}", dir.join(p).display()))?;
+        if !full.starts_with(&root) {
+            return Err(format!(
+                "the plan {} is outside the coordinator's config directory {}: remote commands read plans from \
+                 there only (e.g. {}/plans/)",
+                full.display(),
+                root.display(),
+                root.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses and classifies a command line (without the program name); an `Err` is a

@@ -270,6 +270,7 @@ async fn cli(
             ),
         ));
     }
+    super::cli::check_plans(&ctx.daemon.config().path, &c.plans).map_err(|e| Refused(StatusCode::BAD_REQUEST, e))?;
     tracing::info!(name = %rec.name, role = %role.kind(), command = %c.name, "remote command");
     Ok(Json(super::cli::run(&ctx.daemon, &cli, &req.args, &c).await))
 }
