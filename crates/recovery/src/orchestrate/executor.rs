@@ -117,7 +117,7 @@ impl Dispatch {
                 return Err(DispatchError::Lost { host: host.into(), id, since });
             }
             let t = ticket
-                .next()?
+                .next_round()?
                 .ok_or_else(|| Error::invalid(format!("fleet task {id}"), "it disappeared from the task table"))?;
             if let Some(p) = &t.progress {
                 let (done, total) = (p["done"].as_u64().unwrap_or(0), p["total"].as_u64().unwrap_or(0));

@@ -24,6 +24,9 @@ struct Board {
     rows: HashMap<i64, TaskRecord>,
     /// Why the last round could not read the table.
     error: Option<String>,
+    /// The number of the last round that began (took the wanted ids).
+    started: u64,
+    /// The number of the last round whose rows are on the board.
     round: u64,
 }
 
@@ -72,10 +75,14 @@ impl Waiter {
         let mut st = None;
         loop {
             std::thread::sleep(ROUND);
-            let ids: Vec<i64> = self.lock().wanted.keys().copied().collect();
-            if ids.is_empty() {
-                continue;
-            }
+            let (this, ids) = {
+                let mut b = self.lock();
+                if b.wanted.is_empty() {
+                    continue;
+                }
+                b.started += 1;
+                (b.started, b.wanted.keys().copied().collect::<Vec<i64>>())
+            };
             let res = self.read(&mut st, &ids);
             let mut b = self.lock();
             match res {
@@ -89,7 +96,7 @@ impl Waiter {
                     st = None;
                 }
             }
-            b.round += 1;
+            b.round = this;
             drop(b);
             self.cv.notify_all();
         }
@@ -99,7 +106,8 @@ impl Waiter {
     pub fn watch(self: &Arc<Self>, id: i64) -> Ticket {
         let mut b = self.lock();
         *b.wanted.entry(id).or_default() += 1;
-        Ticket { waiter: self.clone(), id, seen: b.round }
+        // Only a round that begins after this one took the ids knows of `id`.
+        Ticket { waiter: self.clone(), id, seen: b.started }
     }
 }
 
@@ -113,10 +121,10 @@ pub struct Ticket {
 impl Ticket {
     /// Waits for the next round and returns the task's row then (`None`: the
     /// task is not in the table).
-    pub fn next(&mut self) -> Result<Option<TaskRecord>> {
+    pub fn next_round(&mut self) -> Result<Option<TaskRecord>> {
         let w = &self.waiter;
         let mut b = w.lock();
-        while b.round == self.seen {
+        while b.round <= self.seen {
             b = w.cv.wait(b).unwrap_or_else(|e| e.into_inner());
         }
         self.seen = b.round;
@@ -137,5 +145,42 @@ impl Drop for Ticket {
                 b.rows.remove(&self.id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kura_fleet::proto::{HookStage, TaskSpec};
+
+    #[test]
+    fn every_waiter_sees_its_task_from_its_first_round_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut st = State::open(&path).unwrap();
+        let spec = |i: usize| TaskSpec::Hook {
+            system: format!("s{i}"),
+            stage: HookStage::Pre,
+            command: "true".into(),
+            env: vec![],
+            timeout_ms: 1,
+            run: None,
+        };
+        let waiter = Waiter::of(&path);
+        // Tickets taken while rounds run: none may miss its row.
+        let threads: Vec<_> = (0..40)
+            .map(|i| {
+                let id = st.fleet_insert_task("h", &spec(i), chrono::Utc::now()).unwrap();
+                let w = waiter.clone();
+                std::thread::sleep(Duration::from_millis(13));
+                std::thread::spawn(move || {
+                    let mut t = w.watch(id);
+                    (t.next_round().unwrap().map(|r| r.id), t.next_round().unwrap().map(|r| r.id))
+                })
+            })
+            .collect();
+        let ids: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(ids.iter().all(|(a, b)| a.is_some() && a == b), "{ids:?}");
+        assert!(waiter.lock().wanted.is_empty(), "tickets dropped: nobody waits");
     }
 }
