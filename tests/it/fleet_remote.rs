@@ -95,4 +95,10 @@ fn operators_run_viewers_read_and_agents_are_refused_coordinator_commands() {
     remote(&ops, &["report", "--incident", &id, "--format", "csv"]).ok().stdout_has("db");
     remote(&ops, &["report", "--incident", &id, "--format", "html"]).ok().stdout_has("<html");
     remote(&eve, &["plan", "show", s(&plan)]).ok().stdout_has("db");
+    remote(&eve, &["--json", "drill", "list"]).ok();
+    // The coordinator's own repository (its config's [repository]), read by a viewer.
+    let main = remote(&eve, &["--json", "snapshots"]).ok().json();
+    let pass = fleet.setup.repo.base().join("pass");
+    let here = fleet.kura(&["--json", "--repo", s(&fleet.setup.repo.path), "--password-file", s(&pass), "snapshots"]);
+    assert_eq!(main, here.ok().json());
 }
