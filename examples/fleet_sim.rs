@@ -13,22 +13,19 @@ use std::time::{Duration, Instant};
 
 use kura::agent::identity::Identity;
 use kura::fleet::proto::{
-    BackupResult, HookResult, PollReply, PollRequest, Report, ReportRequest, RestoreResult, StandbyResult, TaskSpec,
-    PROTOCOL_VERSION,
+    BackupResult, HookResult, PollReply, PollRequest, Report, ReportRequest, RestoreResult, StandbyResult, TaskResult,
+    TaskSpec, PROTOCOL_VERSION,
 };
 
-fn result(spec: &TaskSpec) -> serde_json::Value {
-    let v = match spec {
-        TaskSpec::Backup { .. } => {
-            serde_json::to_value(BackupResult { snapshot: "0".repeat(64), ..Default::default() })
-        }
-        TaskSpec::Restore { .. } => serde_json::to_value(RestoreResult::default()),
-        TaskSpec::Hook { .. } => serde_json::to_value(HookResult { ok: true, ..Default::default() }),
+fn result(spec: &TaskSpec) -> TaskResult {
+    match spec {
+        TaskSpec::Backup { .. } => TaskResult::Backup(BackupResult { snapshot: "0".repeat(64), ..Default::default() }),
+        TaskSpec::Restore { .. } => TaskResult::Restore(RestoreResult::default()),
+        TaskSpec::Hook { .. } => TaskResult::Hook(HookResult { ok: true, ..Default::default() }),
         TaskSpec::StandbyApply { snapshot, .. } => {
-            serde_json::to_value(StandbyResult { holds: Some(snapshot.clone()), ..Default::default() })
+            TaskResult::StandbyApply(StandbyResult { holds: Some(snapshot.clone()), ..Default::default() })
         }
-    };
-    v.unwrap_or_default()
+    }
 }
 
 fn agent(id: Identity, until: Instant, polls: Arc<AtomicU64>, done: Arc<AtomicU64>) {

@@ -10,6 +10,7 @@ use chrono::Utc;
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 
 use super::{output, Ctx};
+use kura::fleet::role::RoleKind;
 use kura::fleet::token::Token;
 use kura::fleet_dir::FleetDir;
 
@@ -114,9 +115,9 @@ fn enroll(ctx: &Ctx, a: EnrollArgs) -> Result<ExitCode> {
     let ca = FleetDir::for_state(state.path()).ca()?;
     let token = Token::new(ca.fingerprint(), a.url.clone());
     let role = match a.role {
-        RoleArg::Agent => "agent",
-        RoleArg::Operator => "operator",
-        RoleArg::Viewer => "viewer",
+        RoleArg::Agent => RoleKind::Agent,
+        RoleArg::Operator => RoleKind::Operator,
+        RoleArg::Viewer => RoleKind::Viewer,
     };
     let now = Utc::now();
     let expires = now + chrono::Duration::from_std(ttl)?;
@@ -149,7 +150,7 @@ fn join(ctx: &Ctx, a: JoinArgs) -> Result<ExitCode> {
         output::print_json(&serde_json::json!({ "name": reply.name, "role": reply.role, "dir": dir }))?;
     } else {
         println!("joined as {} ({}); identity in {}", reply.name, reply.role, dir.display());
-        if reply.role == "agent" {
+        if reply.role == RoleKind::Agent {
             println!("start the agent with: kura agent run --dir {}", dir.display());
         }
     }

@@ -18,19 +18,6 @@ pub struct SocketArg {
     /// The daemon's control socket [default: $XDG_RUNTIME_DIR/kura/kura.sock, /run/kura/kura.sock for root]
     #[arg(long, env = "KURA_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// A remote coordinator (https://HOST:PORT), reached over mutual TLS with --identity
-    #[arg(long, env = "KURA_COORDINATOR", value_name = "URL", requires = "identity")]
-    coordinator: Option<String>,
-    /// An operator's or viewer's identity directory (made by `kura agent join --dir`)
-    #[arg(long, env = "KURA_IDENTITY", value_name = "DIR")]
-    identity: Option<PathBuf>,
-}
-
-/// One request to a remote coordinator over mutual TLS, as an operator or viewer.
-pub fn remote_request(url: &str, identity: &Path, req: daemon::Request) -> Result<Reply> {
-    let mut id = kura::agent::identity::Identity::load(identity)?;
-    id.url = url.to_string();
-    Conn::Remote(id).request(req)
 }
 
 /// The daemon over its socket, or a remote coordinator over mutual TLS.
@@ -40,14 +27,11 @@ enum Conn {
 }
 
 impl Conn {
-    fn open(a: &SocketArg) -> Result<Conn> {
-        match (&a.coordinator, &a.identity) {
-            (Some(url), Some(dir)) => {
-                let mut id = kura::agent::identity::Identity::load(dir)?;
-                id.url = url.clone();
-                Ok(Conn::Remote(id))
-            }
-            _ => Ok(Conn::Local(connect(&a.path())?)),
+    /// A remote coordinator when `--coordinator` is given, else the local socket.
+    fn open(ctx: &Ctx, a: &SocketArg) -> Result<Conn> {
+        match &ctx.remote {
+            Some(r) => Ok(Conn::Remote(r.identity()?)),
+            None => Ok(Conn::Local(connect(&a.path())?)),
         }
     }
 
@@ -212,7 +196,10 @@ async fn run_daemon(cfg: kura::config::Config, state: PathBuf, socket: PathBuf, 
         }
     };
     let fleet = match daemon::fleet::Listener::bind(&cfg, &state).await {
-        Ok(f) => f,
+        Ok(f) => f.map(|f| match super::remote::remote_cli() {
+            Some(cli) => f.with_cli(cli),
+            None => f,
+        }),
         Err(e) => {
             drop(listener);
             let _ = std::fs::remove_file(&socket);
@@ -279,7 +266,7 @@ fn or_dash(v: Option<&str>) -> &str {
 }
 
 pub fn status(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
-    let st = match Conn::open(&a.socket)?.request(daemon::Request::Status)? {
+    let st = match Conn::open(ctx, &a.socket)?.request(daemon::Request::Status)? {
         Reply::Status(s) => *s,
         _ => anyhow::bail!("the daemon answered a status request with something else"),
     };
@@ -445,7 +432,7 @@ fn print_run(r: &JobRun) {
 
 pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {
     let req = daemon::Request::Jobs { system: a.system, job: a.job, limit: Some(a.limit) };
-    let runs = match Conn::open(&a.socket)?.request(req)? {
+    let runs = match Conn::open(ctx, &a.socket)?.request(req)? {
         Reply::Runs { runs } => runs,
         _ => anyhow::bail!("the daemon answered a jobs request with something else"),
     };
@@ -465,7 +452,8 @@ pub fn jobs(ctx: &Ctx, a: JobsArgs) -> Result<ExitCode> {
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
-    let answer = Conn::open(&a.socket)?.request(daemon::Request::Run { target: a.target.clone(), wait: !a.no_wait })?;
+    let answer =
+        Conn::open(ctx, &a.socket)?.request(daemon::Request::Run { target: a.target.clone(), wait: !a.no_wait })?;
     let run = match answer {
         Reply::Started { job, started: run } => {
             if ctx.json {

@@ -10,6 +10,13 @@ use kura::human::human_secs;
 use kura::orchestrate::forecast::{self, Confidence, ForecastOptions, ThroughputSource};
 use kura::report::Format;
 
+impl Args {
+    /// The plan file it reads.
+    pub fn file(&self) -> &std::path::Path {
+        &self.file
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The plan file (TOML; see docs/PLANS.md)

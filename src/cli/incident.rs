@@ -25,6 +25,26 @@ pub struct Args {
     cmd: IncidentCommand,
 }
 
+impl Args {
+    /// Whether the command only reads incidents (list, show, export, verify): it
+    /// opens the state read-only, and a remote viewer may run it.
+    pub fn reads_only(&self) -> bool {
+        self.cmd.reads_only()
+    }
+}
+
+impl IncidentCommand {
+    fn reads_only(&self) -> bool {
+        matches!(
+            self,
+            IncidentCommand::List
+                | IncidentCommand::Show { .. }
+                | IncidentCommand::Export { .. }
+                | IncidentCommand::Verify { .. }
+        )
+    }
+}
+
 #[derive(Subcommand)]
 pub enum IncidentCommand {
     /// Record a new incident; its clock starts at --down-since (default --discovered-at, default now)
@@ -263,23 +283,10 @@ pub fn verify_incident(
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     let Args { config, cmd } = args;
-    let reads_only = matches!(
-        cmd,
-        IncidentCommand::List
-            | IncidentCommand::Show { .. }
-            | IncidentCommand::Export { .. }
-            | IncidentCommand::Verify { .. }
-    );
+    let reads_only = cmd.reads_only();
     let mut state = if reads_only { ctx.state_read_only()? } else { ctx.state()? };
     let now = ctx.now();
-    let writes = !matches!(
-        cmd,
-        IncidentCommand::List
-            | IncidentCommand::Show { .. }
-            | IncidentCommand::Export { .. }
-            | IncidentCommand::Verify { .. }
-            | IncidentCommand::Anchor { .. }
-    );
+    let writes = !reads_only && !matches!(cmd, IncidentCommand::Anchor { .. });
     let mut repo = None;
     if writes {
         match open_sites(ctx, config.as_deref(), false).local {

@@ -26,6 +26,7 @@ mod packaging;
 mod plan;
 mod prune;
 mod recover;
+mod remote;
 mod report;
 mod restore;
 mod scan;
@@ -75,6 +76,14 @@ pub struct Cli {
     /// Read every object from the repository, without the local metadata cache
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Run this command on a remote coordinator (https://HOST:PORT) over mutual TLS, with
+    /// --identity: status, jobs, run, incident, recover, report, drill, plan, snapshots,
+    /// signals, clean-point (docs/FLEET.md)
+    #[arg(long, env = "KURA_COORDINATOR", value_name = "URL", global = true, requires = "identity")]
+    coordinator: Option<String>,
+    /// An operator's or viewer's identity directory (made by `kura agent join --dir`)
+    #[arg(long, env = "KURA_IDENTITY", value_name = "DIR", global = true)]
+    identity: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -173,6 +182,8 @@ pub struct Ctx {
     state: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     no_cache: bool,
+    /// `--coordinator` and `--identity`: the command runs there.
+    remote: Option<remote::Remote>,
 }
 
 impl Ctx {
@@ -321,7 +332,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         state: cli.state,
         cache_dir: cli.cache_dir,
         no_cache: cli.no_cache,
+        remote: match (cli.coordinator, cli.identity) {
+            (Some(url), Some(identity)) => Some(remote::Remote { url, identity }),
+            _ => None,
+        },
     };
+    if let Some(r) = &ctx.remote {
+        match remote::route(&cli.command) {
+            remote::Route::Typed => {}
+            remote::Route::Remote { .. } => return remote::run(r),
+            remote::Route::LocalOnly => return remote::refuse_local_only(),
+        }
+    }
     match cli.command {
         Command::Init => key::init(&ctx),
         Command::Backup(a) => backup::run(&ctx, a),

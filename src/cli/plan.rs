@@ -36,6 +36,16 @@ pub struct Args {
     config: Option<PathBuf>,
 }
 
+impl PlanCommand {
+    /// The plan file it reads.
+    pub fn file(&self) -> &Path {
+        match self {
+            PlanCommand::Validate(a) | PlanCommand::Show(a) => &a.file,
+            PlanCommand::Forecast(f) => f.file(),
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, cmd: PlanCommand) -> Result<ExitCode> {
     match cmd {
         PlanCommand::Validate(a) => validate(ctx, a, false),

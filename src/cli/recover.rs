@@ -93,13 +93,14 @@ enum Sub {
         /// A specific run id (recovery or drill)
         #[arg(long)]
         run: Option<i64>,
-        /// Ask a remote coordinator (https://HOST:PORT) over mutual TLS, with --identity
-        #[arg(long, env = "KURA_COORDINATOR", value_name = "URL", requires = "identity")]
-        coordinator: Option<String>,
-        /// An operator's or viewer's identity directory (made by `kura agent join --dir`)
-        #[arg(long, env = "KURA_IDENTITY", value_name = "DIR")]
-        identity: Option<PathBuf>,
     },
+}
+
+impl Args {
+    /// `recover status`: reads only (a remote viewer may ask it).
+    pub fn is_status(&self) -> bool {
+        matches!(self.sub, Some(Sub::Status { .. }))
+    }
 }
 
 pub struct Loaded {
@@ -240,10 +241,7 @@ fn phase_text(p: Phase) -> String {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
-    if let Some(Sub::Status { incident, run, coordinator, identity }) = a.sub {
-        if let (Some(url), Some(dir)) = (coordinator, identity) {
-            return remote_status(ctx, &url, &dir, incident, run);
-        }
+    if let Some(Sub::Status { incident, run }) = a.sub {
         return status(ctx, incident, run);
     }
     let id = a.incident.expect("clap requires --incident");
@@ -343,44 +341,6 @@ pub fn finish_run(
     } else {
         ExitCode::from(super::EXIT_PARTIAL)
     })
-}
-
-/// `recover status` from a remote coordinator: its JSON as is, or a short table.
-fn remote_status(
-    ctx: &Ctx,
-    url: &str,
-    dir: &std::path::Path,
-    incident: Option<i64>,
-    run: Option<i64>,
-) -> Result<ExitCode> {
-    let req = kura::daemon::Request::RecoveryStatus { incident, run };
-    let v = match super::daemon::remote_request(url, dir, req)? {
-        kura::daemon::Reply::Recovery { recovery } => recovery,
-        _ => anyhow::bail!("the coordinator answered a recovery status request with something else"),
-    };
-    if ctx.json {
-        output::print_json(&v)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let r = &v["run"];
-    println!(
-        "{} run {} ({}), plan {}, clock started {}",
-        r["kind"], r["id"], r["status"], r["plan_name"], r["clock_start"]
-    );
-    println!("{:<20} {:>4}  {:<10} {:>9}  ERROR", "SYSTEM", "PRIO", "STATE", "PROGRESS");
-    for s in v["systems"].as_array().into_iter().flatten() {
-        let (done, total) = (s["bytes"].as_u64().unwrap_or(0), s["bytes_total"].as_u64().unwrap_or(0));
-        let pct = if total > 0 { format!("{:.0}%", done as f64 * 100.0 / total as f64) } else { "-".into() };
-        println!(
-            "{:<20} {:>4}  {:<10} {:>9}  {}",
-            s["name"].as_str().unwrap_or(""),
-            s["priority"],
-            s["state"].as_str().unwrap_or(""),
-            pct,
-            s["error"].as_str().unwrap_or("")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Serialize)]

@@ -32,6 +32,14 @@ pub struct Args {
     cmd: Option<SignalsCommand>,
 }
 
+impl Args {
+    /// Whether the command only reads (the list, the holds); marking a false positive
+    /// and releasing a hold change what forget and detection do.
+    pub fn reads_only(&self) -> bool {
+        matches!(self.cmd, None | Some(SignalsCommand::Holds))
+    }
+}
+
 #[derive(Subcommand)]
 pub enum SignalsCommand {
     /// Mark a suspect snapshot a false positive: the baseline learns from it (a change

@@ -40,7 +40,7 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
     // A certificate from another CA fails the TLS handshake.
     let (other, _) = Ca::generate().unwrap();
     let (k, pk) = generate_client_key().unwrap();
-    let foreign = other.client_cert("db1", "agent", &pk).unwrap();
+    let foreign = other.client_cert("db1", kura::fleet::role::RoleKind::Agent, &pk).unwrap();
     let tls = kura::fleet::tls::client_config(&ca_pem, Some((&foreign, &k))).unwrap();
     let client = kura::agent::identity::client(tls).unwrap();
     let e =
@@ -58,7 +58,7 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
     let mut st = kura::state::State::open(fleet.state()).unwrap();
     let spec = TaskSpec::Hook {
         system: "web".into(),
-        stage: "pre".into(),
+        stage: kura::fleet::proto::HookStage::Pre,
         command: "true".into(),
         env: vec![],
         timeout_ms: 1000,
@@ -76,7 +76,7 @@ fn enrolment_tokens_other_ca_other_hosts_work_and_revocation() {
     // Another protocol major version is refused, naming both.
     let old = PollRequest { version: kura::fleet::proto::Version { major: 9, minor: 0 }, held: None, wait_ms: 0 };
     let e = db1.post::<_, PollReply>("/v1/agent/poll", &old).unwrap_err();
-    assert!(e.to_string().contains("9.0") && e.to_string().contains("1.0"), "{e}");
+    assert!(e.to_string().contains("9.0") && e.to_string().contains("1.1"), "{e}");
 
     // A viewer may not fetch work.
     let vt = fleet.enroll("alice", &["--role", "viewer"]);

@@ -17,6 +17,7 @@ mod detect;
 mod errors;
 mod find;
 mod fleet;
+mod fleet_remote;
 mod fleet_shared;
 mod fleet_trust;
 mod fleet_util;

@@ -26,6 +26,9 @@ const KURA_VARS: &[&str] = &[
     "KURA_NEW_PASSWORD",
     "KURA_NEW_PASSWORD_FILE",
     "KURA_LOG",
+    // A developer's remote coordinator must not turn test commands into remote ones.
+    "KURA_COORDINATOR",
+    "KURA_IDENTITY",
 ];
 
 /// Exit code, stdout and stderr of one run of the binary.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kura_fleet::proto::{BackupResult, HookResult, RestoreResult, Task, TaskSpec};
+use kura_fleet::proto::{BackupResult, HookResult, RestoreResult, Task, TaskResult, TaskSpec};
 use kura_recovery::orchestrate::hooks::{HookRunner, ShellRunner};
 use kura_store::backend::Location;
 use kura_store::progress::Progress;
@@ -38,8 +38,7 @@ fn open(location: &str, passphrase: Option<&str>) -> Result<Arc<Repository>, Str
 }
 
 /// Runs a task to its end: the result to report, or why it failed.
-pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> {
-    let json = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| e.to_string());
+pub fn execute(task: &Task, meter: &Meter) -> Result<TaskResult, String> {
     match &task.spec {
         TaskSpec::Backup { paths, excludes, tags, host, repository, .. } => {
             let repo = open(repository, task.passphrase.as_deref())?;
@@ -58,7 +57,7 @@ pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> 
             };
             let out = kura_store::backup::run(&repo, &opts, meter).map_err(|e| e.to_string())?;
             let summary = out.snapshot.summary.clone().unwrap_or_default();
-            json(serde_json::to_value(BackupResult {
+            Ok(TaskResult::Backup(BackupResult {
                 snapshot: out.id.to_hex(),
                 bytes_added: summary.bytes_added,
                 partial: out.snapshot.partial,
@@ -80,7 +79,7 @@ pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> 
             };
             let started = Instant::now();
             let sum = kura_store::restore::run(&repo, &id, &snap, &opts, meter).map_err(|e| e.to_string())?;
-            json(serde_json::to_value(RestoreResult {
+            Ok(TaskResult::Restore(RestoreResult {
                 bytes_written: sum.bytes_written,
                 files: sum.files_restored + sum.files_skipped,
                 dirs: sum.dirs,
@@ -100,7 +99,7 @@ pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> 
                 drill: true,
             };
             let o = ShellRunner.run_once(&hook, env);
-            json(serde_json::to_value(HookResult {
+            Ok(TaskResult::Hook(HookResult {
                 ok: o.ok,
                 exit_code: o.exit_code,
                 timed_out: o.timed_out,
@@ -121,7 +120,7 @@ pub fn execute(task: &Task, meter: &Meter) -> Result<serde_json::Value, String> 
                 meter,
             )
             .map_err(|e| e.to_string())?;
-            json(serde_json::to_value(r))
+            Ok(TaskResult::StandbyApply(r))
         }
     }
 }

@@ -101,7 +101,7 @@ impl Ca {
     /// A client certificate for `name` with role `role`, over the public key the
     /// client sent (raw P-256 point). The name comes from the coordinator's token,
     /// never from the client.
-    pub fn client_cert(&self, name: &str, role: &str, public_key: &[u8]) -> Result<String> {
+    pub fn client_cert(&self, name: &str, role: crate::role::RoleKind, public_key: &[u8]) -> Result<String> {
         let pk = RawP256(public_key.to_vec());
         if public_key.len() != 65 || public_key[0] != 4 {
             return Err(Error::invalid("public key", "expected an uncompressed ECDSA P-256 point (65 bytes)"));
@@ -109,7 +109,7 @@ impl Ca {
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
-        dn.push(DnType::OrganizationalUnitName, role);
+        dn.push(DnType::OrganizationalUnitName, role.as_str());
         p.distinguished_name = dn;
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.use_authority_key_identifier_extension = true;
@@ -144,10 +144,10 @@ mod tests {
         let again = Ca::load(&ca.cert_pem, &key_pem).unwrap();
         assert_eq!(again.fingerprint(), ca.fingerprint());
         let (_k, pk) = generate_client_key().unwrap();
-        let pem = again.client_cert("db1", "agent", &pk).unwrap();
+        let pem = again.client_cert("db1", crate::role::RoleKind::Agent, &pk).unwrap();
         let der = pem_to_der(&pem).unwrap();
         // The chain check proper is in tls::tests; here: a certificate came out.
         assert!(der.len() > 100);
-        assert!(again.client_cert("db1", "agent", &[1, 2, 3]).is_err());
+        assert!(again.client_cert("db1", crate::role::RoleKind::Agent, &[1, 2, 3]).is_err());
     }
 }

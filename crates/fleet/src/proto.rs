@@ -5,6 +5,7 @@
 //! * `POST /v1/agent/poll`   long poll; doubles as the heartbeat -> tasks for the caller's host
 //! * `POST /v1/agent/report` progress, done or failed for one task (idempotent)
 //! * `POST /v1/operator`     an operator's or viewer's typed request (the daemon's own API)
+//! * `POST /v1/cli`          an operator's or viewer's command line, run by the coordinator (1.1)
 //!
 //! Every request carries `PROTOCOL_VERSION`; a different major version is refused
 //! with both versions named (`check_version`).
@@ -24,7 +25,7 @@ impl std::fmt::Display for Version {
     }
 }
 
-pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 0 };
+pub const PROTOCOL_VERSION: Version = Version { major: 1, minor: 1 };
 
 /// Why a peer's version is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub struct JoinRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JoinReply {
     pub name: String,
-    pub role: String,
+    pub role: crate::role::RoleKind,
     pub certificate_pem: String,
     pub ca_pem: String,
 }
@@ -121,7 +122,7 @@ pub enum TaskSpec {
     },
     Hook {
         system: String,
-        stage: String,
+        stage: HookStage,
         command: String,
         env: Vec<(String, String)>,
         timeout_ms: u64,
@@ -184,12 +185,59 @@ pub struct ReportRequest {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Report {
     Progress { done: u64, total: u64 },
-    Done { result: serde_json::Value },
+    Done { result: TaskResult },
     Failed { error: String },
 }
 
+/// When a hook runs in a system's recovery (and in a standby's switch). Its
+/// serde text (`pre`, `verify`, `post`) is what the task spec and the state
+/// database's `hooks` column carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookStage {
+    /// Before the restore.
+    #[default]
+    Pre,
+    /// After the restore, retried: proves the system works.
+    Verify,
+    /// Last, e.g. start the service again.
+    Post,
+}
+
+impl HookStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookStage::Pre => "pre",
+            HookStage::Verify => "verify",
+            HookStage::Post => "post",
+        }
+    }
+
+    /// The stage a `KURA_PHASE` value names.
+    pub fn from_name(s: &str) -> Option<HookStage> {
+        [HookStage::Pre, HookStage::Verify, HookStage::Post].into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for HookStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What a finished task reports, one shape per task kind. Untagged on the wire
+/// (each shape has its own required fields), so it reads as protocol 1.0 wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TaskResult {
+    Backup(BackupResult),
+    Restore(RestoreResult),
+    Hook(HookResult),
+    StandbyApply(StandbyResult),
+}
+
 /// What an agent's backup reports as its result.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackupResult {
     pub snapshot: String,
     pub bytes_added: u64,
@@ -199,7 +247,7 @@ pub struct BackupResult {
 }
 
 /// What an agent's restore reports as its result.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreResult {
     pub bytes_written: u64,
     pub files: u64,
@@ -213,7 +261,7 @@ pub struct RestoreResult {
 }
 
 /// What an agent's hook reports: one attempt.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookResult {
     pub ok: bool,
     pub exit_code: Option<i32>,
@@ -240,6 +288,32 @@ pub struct StandbyResult {
     pub duration_ms: u64,
 }
 
+/// `POST /v1/cli`: a kura command line (without the program name and without
+/// `--coordinator`/`--identity`) that the coordinator parses with its own CLI
+/// definitions, allows by role, and runs with its own config and state.
+/// Its `Debug` leaves the arguments out: they may carry a reason or a note that
+/// does not belong in a log.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CliRequest {
+    pub version: Version,
+    pub args: Vec<String>,
+}
+
+impl std::fmt::Debug for CliRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "command line of {} arguments", self.args.len())
+    }
+}
+
+/// What the command printed and how it ended, as the operator's CLI prints it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CliReply {
+    pub stdout: String,
+    pub stderr: String,
+    /// The process exit code (0 success, 1 partial, 2 error).
+    pub code: u8,
+}
+
 /// An error body of every route: a sentence meant for a person.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ErrorReply {
@@ -255,7 +329,7 @@ mod tests {
         assert!(check_version(Version { major: 1, minor: 7 }).is_ok());
         let e = check_version(Version { major: 2, minor: 0 }).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("2.0") && msg.contains("1.0"), "{msg}");
+        assert!(msg.contains("2.0") && msg.contains("1.1"), "{msg}");
     }
 
     #[test]
@@ -292,5 +366,29 @@ mod tests {
         assert_eq!((spec.kind(), spec.system(), spec.repository()), ("standby_apply", "db", Some("/r/hosts/app1")));
         let text = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<TaskSpec>(&text).unwrap(), spec);
+    }
+
+    #[test]
+
+    fn typed_reports_read_the_1_0_wire() {
+        let restore = r#"{"state":"done","result":{"bytes_written":5,"files":1,"dirs":0,"packs_read":1,
+            "restore_ms":3,"files_verified":1,"verify_failures":[],"damaged":null}}"#;
+        match serde_json::from_str::<Report>(restore).unwrap() {
+            Report::Done { result: TaskResult::Restore(r) } => assert_eq!(r.bytes_written, 5),
+            other => panic!("{other:?}"),
+        }
+        let hook =
+            r#"{"state":"done","result":{"ok":true,"exit_code":0,"timed_out":false,"duration_ms":1,"output":""}}"#;
+        assert!(matches!(serde_json::from_str::<Report>(hook).unwrap(), Report::Done { result: TaskResult::Hook(_) }));
+        let spec = r#"{"kind":"hook","system":"db","stage":"verify","command":"true","env":[],"timeout_ms":1}"#;
+        let spec: TaskSpec = serde_json::from_str(spec).unwrap();
+        assert!(matches!(spec, TaskSpec::Hook { stage: HookStage::Verify, .. }));
+        assert!(serde_json::from_str::<TaskSpec>(&spec_text("later")).is_err());
+        assert_eq!(HookStage::from_name("post"), Some(HookStage::Post));
+        assert_eq!(serde_json::to_string(&crate::role::RoleKind::Viewer).unwrap(), "\"viewer\"");
+    }
+
+    fn spec_text(stage: &str) -> String {
+        format!(r#"{{"kind":"hook","system":"db","stage":"{stage}","command":"true","env":[],"timeout_ms":1}}"#)
     }
 }

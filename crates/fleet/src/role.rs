@@ -13,23 +13,55 @@ pub enum Role {
     Viewer,
 }
 
-impl Role {
-    /// The stored and printed name: `agent`, `operator`, `viewer`.
-    pub fn kind(&self) -> &'static str {
+/// A role without its host: what a token, a certificate and the registry carry.
+/// Stored and sent as `agent`, `operator`, `viewer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleKind {
+    Agent,
+    Operator,
+    Viewer,
+}
+
+impl RoleKind {
+    pub const ALL: [RoleKind; 3] = [RoleKind::Agent, RoleKind::Operator, RoleKind::Viewer];
+
+    pub fn as_str(self) -> &'static str {
         match self {
-            Role::Agent { .. } => "agent",
-            Role::Operator => "operator",
-            Role::Viewer => "viewer",
+            RoleKind::Agent => "agent",
+            RoleKind::Operator => "operator",
+            RoleKind::Viewer => "viewer",
+        }
+    }
+
+    /// The kind a stored name stands for.
+    pub fn from_name(s: &str) -> Option<RoleKind> {
+        RoleKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RoleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Role {
+    /// The role's kind (printed `agent`, `operator`, `viewer`).
+    pub fn kind(&self) -> RoleKind {
+        match self {
+            Role::Agent { .. } => RoleKind::Agent,
+            Role::Operator => RoleKind::Operator,
+            Role::Viewer => RoleKind::Viewer,
         }
     }
 
     /// The role of a registry row: its kind and the certificate's name.
-    pub fn from_kind(kind: &str, name: &str) -> Option<Role> {
+    pub fn from_kind(kind: RoleKind, name: &str) -> Role {
         match kind {
-            "agent" => Some(Role::Agent { host: name.to_string() }),
-            "operator" => Some(Role::Operator),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
+            RoleKind::Agent => Role::Agent { host: name.to_string() },
+            RoleKind::Operator => Role::Operator,
+            RoleKind::Viewer => Role::Viewer,
         }
     }
 }
@@ -88,8 +120,9 @@ mod tests {
     #[test]
     fn kinds_round_trip() {
         for r in [Role::Agent { host: "h".into() }, Role::Operator, Role::Viewer] {
-            assert_eq!(Role::from_kind(r.kind(), "h"), Some(r));
+            assert_eq!(Role::from_kind(r.kind(), "h"), r);
+            assert_eq!(RoleKind::from_name(r.kind().as_str()), Some(r.kind()));
         }
-        assert_eq!(Role::from_kind("root", "h"), None);
+        assert_eq!(RoleKind::from_name("root"), None);
     }
 }

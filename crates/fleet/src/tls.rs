@@ -135,7 +135,7 @@ mod tests {
         let (cert, key) = ca.server_cert(&["localhost".into(), "127.0.0.1".into()]).unwrap();
         server_config(&ca.cert_pem, &cert, &key).unwrap();
         let (ckey, pk) = generate_client_key().unwrap();
-        let ccert = ca.client_cert("db1", "agent", &pk).unwrap();
+        let ccert = ca.client_cert("db1", crate::role::RoleKind::Agent, &pk).unwrap();
         client_config(&ca.cert_pem, Some((&ccert, &ckey))).unwrap();
         pinned_client(ca.fingerprint()).unwrap();
     }

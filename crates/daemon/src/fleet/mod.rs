@@ -10,6 +10,7 @@
 //! * Every state access goes through the daemon's state thread.
 
 pub(crate) mod backup;
+pub mod cli;
 mod routes;
 
 use std::net::SocketAddr;
@@ -36,9 +37,16 @@ pub struct Listener {
     tls: tokio_rustls::TlsAcceptor,
     ca: Arc<Ca>,
     fleet_dir: Arc<FleetDir>,
+    cli: Option<cli::RemoteCli>,
 }
 
 impl Listener {
+    /// Lets operators and viewers run coordinator-side command lines (`POST /v1/cli`).
+    pub fn with_cli(mut self, cli: cli::RemoteCli) -> Listener {
+        self.cli = Some(cli);
+        self
+    }
+
     /// Binds `[fleet] listen`; `state` is the state database's path (the CA lives beside it).
     pub async fn bind(cfg: &kura_recovery::config::Config, state: &Path) -> Result<Option<Listener>, FleetError> {
         let Some(fleet) = &cfg.fleet else { return Ok(None) };
@@ -60,6 +68,7 @@ impl Listener {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             ca: Arc::new(ca),
             fleet_dir: Arc::new(dir),
+            cli: None,
         }))
     }
 
@@ -82,7 +91,12 @@ pub(crate) struct Peer(pub Option<String>);
 /// Serves until the daemon stops.
 pub(crate) async fn serve(l: Listener, daemon: Arc<Daemon>) {
     tracing::info!(listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "fleet listener (mutual TLS)");
-    let ctx = routes::Ctx { daemon: daemon.clone(), ca: l.ca.clone(), fleet_dir: l.fleet_dir.clone() };
+    let ctx = routes::Ctx {
+        daemon: daemon.clone(),
+        ca: l.ca.clone(),
+        fleet_dir: l.fleet_dir.clone(),
+        cli: l.cli.clone().map(Arc::new),
+    };
     let app = routes::router(ctx);
     loop {
         let (tcp, addr) = tokio::select! {

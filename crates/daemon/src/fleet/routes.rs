@@ -12,7 +12,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kura_fleet::pki::{fingerprint, pem_to_der, Ca};
 use kura_fleet::proto::{
-    check_version, ErrorReply, JoinReply, JoinRequest, PollReply, PollRequest, ReportRequest, Task, TaskSpec, Version,
+    check_version, CliReply, CliRequest, ErrorReply, JoinReply, JoinRequest, PollReply, PollRequest, ReportRequest,
+    Task, TaskSpec, Version,
 };
 use kura_fleet::role::{allowed, Action, Role};
 use kura_recovery::fleet_dir::FleetDir;
@@ -27,6 +28,7 @@ pub(crate) struct Ctx {
     pub daemon: Arc<Daemon>,
     pub ca: Arc<Ca>,
     pub fleet_dir: Arc<FleetDir>,
+    pub cli: Option<Arc<super::cli::RemoteCli>>,
 }
 
 pub(crate) fn router(ctx: Ctx) -> Router {
@@ -36,6 +38,7 @@ pub(crate) fn router(ctx: Ctx) -> Router {
         .route("/v1/agent/poll", post(poll))
         .route("/v1/agent/report", post(report))
         .route("/v1/operator", post(operator))
+        .route("/v1/cli", post(cli))
         .with_state(ctx)
 }
 
@@ -111,9 +114,7 @@ async fn identify(ctx: &Ctx, peer: &Peer) -> Result<(AgentRecord, Role), Refused
             format!("the certificate of {} was revoked at {}", rec.name, at.format("%Y-%m-%d %H:%M:%S UTC")),
         ));
     }
-    let role = rec
-        .role()
-        .ok_or_else(|| internal(format!("registry row of {} has an unknown role {:?}", rec.name, rec.role)))?;
+    let role = rec.role();
     Ok((rec, role))
 }
 
@@ -184,8 +185,8 @@ async fn hand_out(ctx: &Ctx, open: Vec<kura_recovery::state::fleet::TaskRecord>)
     ctx.daemon
         .db
         .query(move |st| {
-            for id in queued {
-                st.fleet_task_started(id, now)?;
+            if !queued.is_empty() {
+                st.fleet_tasks_started(&queued, now)?;
             }
             open.into_iter()
                 .map(|t| {
@@ -239,6 +240,37 @@ async fn operator(
         Request::Run { .. } | Request::Stop => Action::Change,
     };
     forbid(&role, action)?;
-    tracing::info!(name = %rec.name, role = role.kind(), request = ?req.request, "remote request");
+    tracing::info!(name = %rec.name, role = %role.kind(), request = ?req.request, "remote request");
     Ok(Json(ApiResponse::from(crate::serve::answer(&ctx.daemon, req.request).await)))
+}
+
+/// An operator's or viewer's command line: parsed and classified with the CLI's own
+/// definitions, allowed by role, run by the coordinator (`cli.rs`). Only the
+/// command's name is logged, never its arguments.
+async fn cli(
+    State(ctx): State<Ctx>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<CliRequest>,
+) -> Result<Json<CliReply>, Refused> {
+    version(req.version)?;
+    let (rec, role) = identify(&ctx, &peer).await?;
+    // An agent's certificate learns nothing, not even whether its command parses.
+    forbid(&role, Action::Read)?;
+    let Some(cli) = ctx.cli.clone() else {
+        return Err(Refused(StatusCode::NOT_IMPLEMENTED, "this coordinator runs no remote commands".into()));
+    };
+    let c = (cli.classify)(&req.args).map_err(|e| Refused(StatusCode::BAD_REQUEST, e))?;
+    if !allowed(&role, &c.action) {
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a {} certificate may not run `kura {}`: it changes the coordinator's state; ask an operator",
+                role.kind(),
+                c.name
+            ),
+        ));
+    }
+    super::cli::check_plans(&ctx.daemon.config().path, &c.plans).map_err(|e| Refused(StatusCode::BAD_REQUEST, e))?;
+    tracing::info!(name = %rec.name, role = %role.kind(), command = %c.name, "remote command");
+    Ok(Json(super::cli::run(&ctx.daemon, &cli, &req.args, &c).await))
 }

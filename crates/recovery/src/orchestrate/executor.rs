@@ -1,7 +1,8 @@
 //! Where a system's work runs. The engine and the daemon's backups ask `Dispatch`
 //! for systems that live on an agent host: the task goes into the state
 //! database's task table (the queue the coordinator's agent routes hand out), and
-//! the caller waits for its result by polling the table. A caller killed while it
+//! the caller waits for its result (the process's one task waiter, `waiter.rs`,
+//! reads the table for all callers every 200 ms). A caller killed while it
 //! waits loses nothing: the agent finishes and reports, and the next caller finds
 //! the task done (`Dispatch::run` picks up an open or finished task of the same
 //! spec instead of inserting a second one).
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
-use kura_fleet::proto::{HookResult, TaskSpec};
+use kura_fleet::proto::{HookResult, HookStage, TaskSpec};
 use kura_store::backend::Location;
 use kura_store::progress::Progress;
 use kura_store::repo::snapshot::Snapshot;
@@ -25,9 +26,6 @@ use crate::fleet_dir::FleetDir;
 use crate::plan::{Hook, PlanSystem};
 use crate::state::fleet::TaskState;
 use crate::state::State;
-
-/// How often a waiting caller looks at the task table.
-const POLL: StdDuration = StdDuration::from_millis(200);
 
 /// Why a dispatched task did not give a result.
 #[derive(Debug, thiserror::Error)]
@@ -104,18 +102,22 @@ impl Dispatch {
                 st.fleet_insert_task(host, spec, Utc::now())?
             }
         };
+        // The process's one waiter reads the row each round (no connection of our own).
+        drop(st);
+        let mut ticket = super::waiter::Waiter::of(&self.state).watch(id);
         let (mut last_total, mut last_done) = (None, 0u64);
         let mut round = 0u64;
         loop {
             round += 1;
             // An agent gone for good would leave its caller waiting forever.
             if round % 25 == 0 && self.is_lost(host)? {
+                let mut st = State::open(&self.state)?;
                 st.fleet_cancel(id, Utc::now())?;
                 let since = st.fleet_last_seen(host)?.map_or("never".to_string(), human);
                 return Err(DispatchError::Lost { host: host.into(), id, since });
             }
-            let t = st
-                .fleet_task(id)?
+            let t = ticket
+                .next_round()?
                 .ok_or_else(|| Error::invalid(format!("fleet task {id}"), "it disappeared from the task table"))?;
             if let Some(p) = &t.progress {
                 let (done, total) = (p["done"].as_u64().unwrap_or(0), p["total"].as_u64().unwrap_or(0));
@@ -135,7 +137,8 @@ impl Dispatch {
                     return Err(DispatchError::Failed { host: host.into(), error: t.error.unwrap_or_default() })
                 }
                 TaskState::Cancelled => return Err(DispatchError::Cancelled { host: host.into(), id }),
-                TaskState::Queued | TaskState::Running => std::thread::sleep(POLL),
+                // The next round of the waiter.
+                TaskState::Queued | TaskState::Running => {}
             }
         }
     }
@@ -334,7 +337,12 @@ pub struct RemoteHooks {
 
 impl HookRunner for RemoteHooks {
     fn run_once(&self, hook: &Hook, env: &[(String, String)]) -> HookOutcome {
-        let stage = env.iter().find(|(k, _)| k == "KURA_PHASE").map(|(_, v)| v.clone()).unwrap_or_default();
+        let phase = env.iter().find(|(k, _)| k == "KURA_PHASE").map(|(_, v)| v.as_str()).unwrap_or_default();
+        let Some(stage) = HookStage::from_name(phase) else {
+            let mut out = HookOutcome::not_run(&hook.command);
+            out.output = format!("unknown hook stage {phase:?}");
+            return out;
+        };
         let spec = TaskSpec::Hook {
             system: self.system.clone(),
             stage,

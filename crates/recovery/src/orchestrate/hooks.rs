@@ -10,19 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Hook;
 
-/// When a hook runs in a system's recovery. Its serde text is what the state
-/// database's `hooks` column stores (checked against `state::codec`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HookStage {
-    /// Before the restore.
-    #[default]
-    Pre,
-    /// After the restore, retried: proves the system works.
-    Verify,
-    /// Last, e.g. start the service again.
-    Post,
-}
+/// When a hook runs in a system's recovery. Its home is the fleet protocol (a
+/// hook task names its stage); its serde text is what the state database's
+/// `hooks` column stores (checked against `state::codec`).
+pub use kura_fleet::proto::HookStage;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookOutcome {

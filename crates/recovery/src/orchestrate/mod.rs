@@ -21,6 +21,7 @@ pub mod runlock;
 mod start_tests;
 #[cfg(test)]
 mod tests;
+pub mod waiter;
 mod worker;
 
 use std::collections::HashMap;

@@ -432,7 +432,7 @@ impl SystemJob<'_> {
             objects: 0,
             restore_ms: r.duration_ms,
         };
-        let verify = VerifyRecord { ok: true, files_verified: 0, failures: vec![] };
+        let verify = VerifyRecord { ok: true, files_verified: 0, failures: vec![], quarantine: None };
         let i = w.i;
         w.commit(|ack| Msg::Restored { i, figures, verify, ack })
     }

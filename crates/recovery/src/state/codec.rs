@@ -98,17 +98,21 @@ pub fn serialize_opt<T: Stored, S: Serializer>(v: &Option<T>, s: S) -> std::resu
 
 macro_rules! stored {
     ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        stored!(@stored $ty { $($variant => $text),+ });
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.stored())
+            }
+        }
+    };
+    // A type of another crate (it has its own Display).
+    (@stored $ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl Stored for $ty {
             const ALL: &'static [Self] = &[$(<$ty>::$variant),+];
             fn stored(self) -> &'static str {
                 match self {
                     $(<$ty>::$variant => $text),+
                 }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.stored())
             }
         }
     };
@@ -168,7 +172,7 @@ stored!(OutboxStatus { Pending => "pending", Delivered => "delivered", Dropped =
 
 // Stored inside the `hooks` column's JSON through serde; the test below keeps
 // the two texts equal.
-stored!(HookStage { Pre => "pre", Verify => "verify", Post => "post" });
+stored!(@stored HookStage { Pre => "pre", Verify => "verify", Post => "post" });
 
 #[cfg(test)]
 mod tests {

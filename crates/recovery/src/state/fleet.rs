@@ -11,13 +11,13 @@ use super::jobs::ts;
 use super::{db_err, State};
 use crate::error::{Error, Result};
 use kura_fleet::proto::{Report, TaskSpec};
-use kura_fleet::role::Role;
+use kura_fleet::role::{Role, RoleKind};
 
 /// A registered certificate.
 #[derive(Clone, Debug, Serialize)]
 pub struct AgentRecord {
     pub name: String,
-    pub role: String,
+    pub role: RoleKind,
     pub fingerprint: String,
     pub enrolled_at: DateTime<Utc>,
     pub last_seen: Option<DateTime<Utc>>,
@@ -25,8 +25,8 @@ pub struct AgentRecord {
 }
 
 impl AgentRecord {
-    pub fn role(&self) -> Option<Role> {
-        Role::from_kind(&self.role, &self.name)
+    pub fn role(&self) -> Role {
+        Role::from_kind(self.role, &self.name)
     }
 }
 
@@ -94,13 +94,18 @@ fn time(col: &'static str, s: Option<String>) -> Result<Option<DateTime<Utc>>> {
     .transpose()
 }
 
+/// A stored role name, or an error naming it.
+fn role_kind(s: &str) -> Result<RoleKind> {
+    RoleKind::from_name(s).ok_or_else(|| Error::invalid("fleet registry", format!("unknown role {s:?}")))
+}
+
 impl State {
     /// Stores a token's hash for `name` with `role`, valid until `expires`.
     pub fn fleet_add_token(
         &mut self,
         hash: &str,
         name: &str,
-        role: &str,
+        role: RoleKind,
         now: DateTime<Utc>,
         expires: DateTime<Utc>,
     ) -> Result<()> {
@@ -108,7 +113,7 @@ impl State {
         self.conn
             .execute(
                 "INSERT INTO fleet_tokens (hash, name, role, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![hash, name, role, ts(now), ts(expires)],
+                params![hash, name, role.as_str(), ts(now), ts(expires)],
             )
             .map_err(|e| db_err(&p, e))?;
         Ok(())
@@ -121,8 +126,8 @@ impl State {
         &mut self,
         hash: &str,
         now: DateTime<Utc>,
-        fingerprint_of: impl FnOnce(&str, &str) -> Result<String>,
-    ) -> Result<std::result::Result<(String, String), TokenRefused>> {
+        fingerprint_of: impl FnOnce(&str, RoleKind) -> Result<String>,
+    ) -> Result<std::result::Result<(String, RoleKind), TokenRefused>> {
         let p = self.path().to_path_buf();
         let tx = self.write_tx()?;
         let row: Option<(String, String, String, Option<String>)> = tx
@@ -139,12 +144,13 @@ impl State {
         if exp <= now {
             return Ok(Err(TokenRefused::Expired(expires)));
         }
-        let fp = fingerprint_of(&name, &role)?;
+        let role = role_kind(&role)?;
+        let fp = fingerprint_of(&name, role)?;
         tx.execute("UPDATE fleet_tokens SET used_at = ?2 WHERE hash = ?1", params![hash, ts(now)])
             .map_err(|e| db_err(&p, e))?;
         tx.execute(
             "INSERT INTO fleet_agents (fingerprint, name, role, enrolled_at) VALUES (?1, ?2, ?3, ?4)",
-            params![fp, name, role, ts(now)],
+            params![fp, name, role.as_str(), ts(now)],
         )
         .map_err(|e| db_err(&p, e))?;
         tx.commit().map_err(|e| db_err(&p, e))?;
@@ -184,7 +190,7 @@ impl State {
             let (name, role, fingerprint, enrolled, seen, revoked) = row.map_err(|e| db_err(&p, e))?;
             out.push(AgentRecord {
                 name,
-                role,
+                role: role_kind(&role)?,
                 fingerprint,
                 enrolled_at: time("enrolled_at", Some(enrolled))?.unwrap_or_default(),
                 last_seen: time("last_seen", seen)?,
@@ -254,6 +260,13 @@ impl State {
         id.map(|id| self.fleet_task(id)).transpose().map(Option::flatten)
     }
 
+    /// The tasks with these ids (the process's task waiter reads them all at once).
+    pub fn fleet_tasks_by_id(&self, ids: &[i64]) -> Result<Vec<TaskRecord>> {
+        // Integers only, so written into the statement.
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        self.fleet_tasks_where(&format!("id IN ({}) AND ?1 = ''", list.join(",")), "")
+    }
+
     /// A host's tasks still to do (queued or running), oldest first.
     pub fn fleet_open_tasks(&self, host: &str) -> Result<Vec<TaskRecord>> {
         self.fleet_tasks_where("host = ?1 AND state IN ('queued', 'running')", host)
@@ -292,17 +305,20 @@ impl State {
         Ok(out)
     }
 
-    /// Marks a host's task running when it is handed out (queued -> running).
-    pub fn fleet_task_started(&mut self, id: i64, now: DateTime<Utc>) -> Result<()> {
+    /// Marks the tasks of one poll running, in one transaction: one commit (and one
+    /// fsync) per poll, not one per task (a recovery hands out many at once).
+    pub fn fleet_tasks_started(&mut self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
         let p = self.path().to_path_buf();
-        self.conn
-            .execute(
+        let tx = self.write_tx()?;
+        for id in ids {
+            tx.execute(
                 "UPDATE fleet_tasks SET state = 'running', started_at = COALESCE(started_at, ?2) \
                  WHERE id = ?1 AND state = 'queued'",
                 params![id, ts(now)],
             )
             .map_err(|e| db_err(&p, e))?;
-        Ok(())
+        }
+        tx.commit().map_err(|e| db_err(&p, e))
     }
 
     /// Records a report. A report on a finished task changes nothing (a second
@@ -316,7 +332,7 @@ impl State {
             ),
             Report::Done { result } => self.conn.execute(
                 "UPDATE fleet_tasks SET state = 'done', result = ?2, ended_at = ?3 WHERE id = ?1 AND state IN ('queued', 'running')",
-                params![id, result.to_string(), ts(now)],
+                params![id, serde_json::to_string(result).unwrap_or_default(), ts(now)],
             ),
             Report::Failed { error } => self.conn.execute(
                 "UPDATE fleet_tasks SET state = 'failed', error = ?2, ended_at = ?3 WHERE id = ?1 AND state IN ('queued', 'running')",
