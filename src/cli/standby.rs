@@ -402,23 +402,34 @@ fn describe(r: &Row) -> String {
     format!("{:<16} {}  holds {held}{lag}{verify}: {health}", r.system, r.path)
 }
 
-fn switch_ctx<'a>(
-    ctx: &Ctx,
-    cfg: &'a Config,
-    name: &str,
-) -> Result<(&'a SystemConfig, Arc<Repository>, kura::state::State, kura::orchestrate::runlock::RunLock)> {
+/// What a failover or failback works with: the system, its repository, the
+/// incidents' repository (the config's: the chain's key and its anchor, also for a
+/// system whose backups live in its host's repository), the state and the run lock.
+struct SwitchCtx<'a> {
+    sys: &'a SystemConfig,
+    repo: Arc<Repository>,
+    home: Arc<Repository>,
+    state: kura::state::State,
+    _lock: kura::orchestrate::runlock::RunLock,
+}
+
+fn switch_ctx<'a>(ctx: &Ctx, cfg: &'a Config, name: &str) -> Result<SwitchCtx<'a>> {
     let sys = system(cfg, name)?;
     standby::standby_of(sys)?;
     let repo = repo_for(ctx, cfg, sys)?;
+    let home = match cfg.agent_host(sys) {
+        Some(_) if ctx.repo_location().is_none() => open_repo(ctx, cfg)?,
+        _ => repo.clone(),
+    };
     let mut state = ctx.state()?;
-    state.set_chain_key(repo.key());
+    state.set_chain_key(home.key());
     let lock = super::recover::exclusive(&state)?;
-    Ok((sys, repo, state, lock))
+    Ok(SwitchCtx { sys, repo, home, state, _lock: lock })
 }
 
 pub fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<ExitCode> {
     let cfg = load_config(&a.config)?;
-    let (sys, repo, mut state, _lock) = switch_ctx(ctx, &cfg, &a.system)?;
+    let SwitchCtx { sys, repo, home, mut state, _lock } = switch_ctx(ctx, &cfg, &a.system)?;
     let reader = ctx.state()?;
     let bar = output::Bar::new(ctx.show_progress(), "failing over");
     let now = chrono::Utc::now;
@@ -426,7 +437,7 @@ pub fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<ExitCode> {
     let sw = Switch { state: &reader, repo: &repo, sys, site: &site, runner: &ShellRunner, now: &now, progress: &bar };
     let res = sw.failover(&mut state, a.incident, a.snapshot.as_deref());
     bar.finish();
-    super::incident::anchor_after_write(&repo, &state, a.incident, chrono::Utc::now());
+    super::incident::anchor_after_write(&home, &state, a.incident, chrono::Utc::now());
     let (rec, note) = res.with_context(|| format!("failover of {} for incident {}", a.system, a.incident))?;
     if ctx.json {
         // The record, with the note on the snapshot chosen (null when it is simply
@@ -444,7 +455,7 @@ pub fn failover(ctx: &Ctx, a: FailoverArgs) -> Result<ExitCode> {
 
 pub fn failback(ctx: &Ctx, a: FailbackArgs) -> Result<ExitCode> {
     let cfg = load_config(&a.config)?;
-    let (sys, repo, mut state, _lock) = switch_ctx(ctx, &cfg, &a.system)?;
+    let SwitchCtx { sys, repo, home, mut state, _lock } = switch_ctx(ctx, &cfg, &a.system)?;
     let reader = ctx.state()?;
     let bar = output::Bar::new(ctx.show_progress(), "failing back");
     let now = chrono::Utc::now;
@@ -454,7 +465,7 @@ pub fn failback(ctx: &Ctx, a: FailbackArgs) -> Result<ExitCode> {
     bar.finish();
     let rec = res.with_context(|| format!("failback of {}", a.system))?;
     if let Some(inc) = rec.incident {
-        super::incident::anchor_after_write(&repo, &state, inc, chrono::Utc::now());
+        super::incident::anchor_after_write(&home, &state, inc, chrono::Utc::now());
     }
     print_switch(ctx, &rec)
 }

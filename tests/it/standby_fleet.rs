@@ -129,7 +129,11 @@ fn a_standby_on_an_agent_host_is_kept_current_failed_over_and_failed_back_there(
     let since = site.snapshot_time(&id3);
     run(&mut site.kura(&["incident", "open", "--title", "ransomware", "--compromised-since", &since])).ok();
 
-    let out = run(&mut site.kura(&["--json", "failover", "db", "--incident", "1"])).ok().json();
+    let failover = run(&mut site.kura(&["--json", "failover", "db", "--incident", "1"]));
+    // The incident's chain is keyed and anchored with the config's repository, not
+    // the system's host repository.
+    assert!(!failover.ok().stderr.contains("not anchored"), "{failover}");
+    let out = failover.json();
     assert_eq!(out["phase"], "done", "{out}");
     assert_eq!(out["snapshot"].as_str(), Some(id2.as_str()), "not rolled back to the clean point: {out}");
     assert!(!site.sb.join("encrypted.locked").exists(), "the roll-back left the compromised file");

@@ -202,6 +202,14 @@ pub enum HookStage {
     Verify,
     /// Last, e.g. start the service again.
     Post,
+    /// A failover's first step, on the primary's host: stop it serving.
+    Fence,
+    /// A failover's switch, on the standby's host: make it serve.
+    Promote,
+    /// A failback's first step, on the standby's host: stop it serving.
+    Demote,
+    /// A failback's switch, on the primary's host: make it serve again.
+    Unfence,
 }
 
 impl HookStage {
@@ -210,12 +218,17 @@ impl HookStage {
             HookStage::Pre => "pre",
             HookStage::Verify => "verify",
             HookStage::Post => "post",
+            HookStage::Fence => "fence",
+            HookStage::Promote => "promote",
+            HookStage::Demote => "demote",
+            HookStage::Unfence => "unfence",
         }
     }
 
     /// The stage a `KURA_PHASE` value names.
     pub fn from_name(s: &str) -> Option<HookStage> {
-        [HookStage::Pre, HookStage::Verify, HookStage::Post].into_iter().find(|h| h.as_str() == s)
+        use HookStage::*;
+        [Pre, Verify, Post, Fence, Promote, Demote, Unfence].into_iter().find(|h| h.as_str() == s)
     }
 }
 

@@ -77,7 +77,7 @@ impl Switch<'_> {
         &self,
         id: i64,
         side: Side,
-        what: &str,
+        stage: HookStage,
         cmd: Option<&String>,
         dir: &std::path::Path,
         snapshot: &str,
@@ -85,14 +85,15 @@ impl Switch<'_> {
         let Some(cmd) = cmd else { return Ok(()) };
         let sb = self.sb()?;
         let t = Instant::now();
-        let env = hook_env(self.sys, dir, snapshot, what, false);
+        let env = hook_env(self.sys, dir, snapshot, stage.as_str(), false);
         let runner = match side {
             Side::Primary => self.site.primary_hooks(self.runner, self.sys),
             Side::Standby => self.site.standby_hooks(self.runner, self.sys),
         };
-        let res = run_hooks(runner.as_ref(), HookStage::Pre, std::slice::from_ref(cmd), sb, &env);
+        let res = run_hooks(runner.as_ref(), stage, std::slice::from_ref(cmd), sb, &env);
         self.state.switch_times(id, None, Some(t.elapsed().as_millis() as u64))?;
-        res.map(|_| ()).map_err(|o| Error::invalid(format!("system {}", self.sys.name), hook_failure(what, &o)))
+        res.map(|_| ())
+            .map_err(|o| Error::invalid(format!("system {}", self.sys.name), hook_failure(stage.as_str(), &o)))
     }
 
     /// The row to continue: the unfinished one of this kind, or a new one.
@@ -221,7 +222,7 @@ impl Switch<'_> {
         let (id, mut phase) = (row.id, row.phase);
         let snap_hint = row.snapshot.clone().unwrap_or_default();
         if phase <= SwitchPhase::Fence {
-            self.hook(id, Side::Primary, "fence", sb.fence.as_ref(), &sb.path, &snap_hint)?;
+            self.hook(id, Side::Primary, HookStage::Fence, sb.fence.as_ref(), &sb.path, &snap_hint)?;
             phase = SwitchPhase::Apply;
             self.state.switch_phase(id, phase)?;
         }
@@ -252,7 +253,7 @@ impl Switch<'_> {
             self.state.switch_phase(id, phase)?;
         }
         if phase <= SwitchPhase::Promote {
-            self.hook(id, Side::Standby, "promote", sb.promote.as_ref(), &sb.path, &hex)?;
+            self.hook(id, Side::Standby, HookStage::Promote, sb.promote.as_ref(), &sb.path, &hex)?;
             self.state.standby_set_serving(&self.sys.name, true)?;
             phase = SwitchPhase::Verify;
             self.state.switch_phase(id, phase)?;
@@ -307,7 +308,7 @@ impl Switch<'_> {
     fn failback_steps(&self, sb: &StandbyConfig, row: &SwitchRecord, primary: &std::path::Path) -> Result<()> {
         let (id, mut phase) = (row.id, row.phase);
         if phase <= SwitchPhase::Demote {
-            self.hook(id, Side::Standby, "demote", sb.demote.as_ref(), &sb.path, "")?;
+            self.hook(id, Side::Standby, HookStage::Demote, sb.demote.as_ref(), &sb.path, "")?;
             phase = SwitchPhase::Backup;
             self.state.switch_phase(id, phase)?;
         }
@@ -347,7 +348,7 @@ impl Switch<'_> {
             self.state.switch_phase(id, phase)?;
         }
         if phase <= SwitchPhase::Unfence {
-            self.hook(id, Side::Primary, "unfence", sb.unfence.as_ref(), primary, &hex)?;
+            self.hook(id, Side::Primary, HookStage::Unfence, sb.unfence.as_ref(), primary, &hex)?;
             self.state.switch_phase(id, SwitchPhase::Verify)?;
         }
         Ok(())

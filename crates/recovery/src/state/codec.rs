@@ -172,7 +172,10 @@ stored!(OutboxStatus { Pending => "pending", Delivered => "delivered", Dropped =
 
 // Stored inside the `hooks` column's JSON through serde; the test below keeps
 // the two texts equal.
-stored!(@stored HookStage { Pre => "pre", Verify => "verify", Post => "post" });
+stored!(@stored HookStage {
+    Pre => "pre", Verify => "verify", Post => "post", Fence => "fence", Promote => "promote", Demote => "demote",
+    Unfence => "unfence"
+});
 
 #[cfg(test)]
 mod tests {
