@@ -77,6 +77,10 @@ pub fn route(cmd: &Command) -> Route {
         Command::Signals(a) if a.reads_only() => read(),
         Command::Signals(_) => change(),
         Command::Snapshots(_) | Command::Ls(_) | Command::Find(_) | Command::Diff(_) => repository,
+        Command::Standby(a) if a.reads_only() => read(),
+        Command::Standby(_) | Command::Failover(_) | Command::Failback(_) => {
+            Route::Remote { action: Action::Change, mode: Mode::Detach, repository: false }
+        }
         _ => Route::LocalOnly,
     }
 }
@@ -220,6 +224,11 @@ mod tests {
         assert_eq!(classify_args(&args("report --incident 1 --format csv")).unwrap().action, Action::Read);
         assert!(classify_args(&args("snapshots")).unwrap().repository);
         assert_eq!(classify_args(&args("plan show plans/a.toml")).unwrap().plans, vec![PathBuf::from("plans/a.toml")]);
+        assert_eq!(classify_args(&args("standby status")).unwrap().action, Action::Read);
+        for line in ["failover db --incident 1", "failback db", "standby apply db", "standby drill"] {
+            let c = classify_args(&args(line)).unwrap();
+            assert_eq!((c.action, c.mode), (Action::Change, Mode::Detach), "{line}");
+        }
     }
 
     #[test]

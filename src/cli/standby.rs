@@ -34,6 +34,13 @@ pub struct Args {
     cmd: Cmd,
 }
 
+impl Args {
+    /// `standby status` only reads (a viewer may run it on a coordinator).
+    pub fn reads_only(&self) -> bool {
+        matches!(self.cmd, Cmd::Status)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Bring a system's standby to its newest complete snapshot (or --snapshot) by difference, then verify it

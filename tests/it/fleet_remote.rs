@@ -16,7 +16,13 @@ fn operators_run_viewers_read_and_agents_are_refused_coordinator_commands() {
     let base = tempfile::tempdir().unwrap();
     let src = base.path().join("h1/db");
     sample_tree(&src, 30_000);
-    let fleet = Fleet::new(&system("db", 2, "h1", &src));
+    // `web` has a standby on its host: the operator fails it over from afar.
+    let web = base.path().join("h1/web");
+    sample_tree(&web, 5_000);
+    let standby = base.path().join("h1/standby/web");
+    let web_conf =
+        format!("{}[system.standby]\nhost = \"h1\"\npath = \"{}\"\n\n", system("web", 3, "h1", &web), s(&standby));
+    let fleet = Fleet::new(&format!("{}{web_conf}", system("db", 2, "h1", &src)));
     let target = base.path().join("restore/db");
     // Plans named remotely are the coordinator's, in its config's directory.
     let plan = fleet.setup.config.parent().unwrap().join("plans/remote.toml");
@@ -31,6 +37,7 @@ fn operators_run_viewers_read_and_agents_are_refused_coordinator_commands() {
     let _d = fleet.daemon();
     let agent = fleet.agent("h1");
     fleet.setup.cli(&["run", "db"]).ok();
+    fleet.setup.cli(&["run", "web"]).ok();
 
     let url = fleet.url();
     let remote =
@@ -101,4 +108,13 @@ fn operators_run_viewers_read_and_agents_are_refused_coordinator_commands() {
     let pass = fleet.setup.repo.base().join("pass");
     let here = fleet.kura(&["--json", "--repo", s(&fleet.setup.repo.path), "--password-file", s(&pass), "snapshots"]);
     assert_eq!(main, here.ok().json());
+
+    // Standbys: a viewer reads their state and switches nothing; an operator fails
+    // one over (a switch ends within the remote timeout here, so its output comes back).
+    let st = remote(&eve, &["--json", "standby", "status"]).ok().json();
+    assert_eq!(st[0]["system"], "web", "{st}");
+    remote(&eve, &["failover", "web", "--incident", &id]).code(2).stderr_has("viewer certificate may not");
+    let over = remote(&ops, &["--json", "failover", "web", "--incident", &id]).ok().json();
+    assert_eq!(over["phase"], "done", "{over}");
+    assert_same_tree(&web, &standby, Compare { times: true, root_meta: false });
 }

@@ -38,6 +38,10 @@ pub enum Mode {
     Wait,
     /// Start it, answer once its run of this kind is recorded, let it run on.
     Start(RunKind),
+    /// A switch that may take minutes (`failover`, `failback`, a standby apply):
+    /// answer with its output when it ends within [`SHORT_TIMEOUT`], else let it run
+    /// on (it is never killed half way) and answer where its output goes.
+    Detach,
 }
 
 /// What a command line does, as the CLI's own definitions tell.
@@ -126,6 +130,7 @@ pub(crate) async fn run(d: &Arc<Daemon>, cli: &RemoteCli, args: &[String], c: &C
     match c.mode {
         Mode::Wait => wait(d, cli, args, c).await,
         Mode::Start(kind) => start(d, cli, args, c, kind).await,
+        Mode::Detach => detach(d, cli, args, c).await,
     }
 }
 
@@ -158,10 +163,10 @@ async fn newest_run(d: &Daemon, kind: RunKind) -> Result<Option<i64>, String> {
 }
 
 /// An owner-only log file for a started command's output.
-fn log_file(d: &Daemon, kind: RunKind) -> std::io::Result<(PathBuf, std::fs::File)> {
+fn log_file(d: &Daemon, what: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
     let dir = kura_recovery::fleet_dir::FleetDir::for_state(&d.state_path).root().join("remote");
     kura_store::private_file::create_dir(&dir).map_err(std::io::Error::other)?;
-    let name = format!("{kind:?}-{}.log", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")).to_lowercase();
+    let name = format!("{what}-{}.log", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")).to_lowercase();
     let path = dir.join(name);
     let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
     Ok((path, f))
@@ -172,7 +177,7 @@ async fn start(d: &Arc<Daemon>, cli: &RemoteCli, args: &[String], c: &Classified
         Ok(b) => b,
         Err(e) => return failed(e),
     };
-    let (log, file) = match log_file(d, kind) {
+    let (log, file) = match log_file(d, &format!("{kind:?}")) {
         Ok(x) => x,
         Err(e) => return failed(format!("a log file for `kura {}` on the coordinator: {e}", c.name)),
     };
@@ -208,6 +213,54 @@ async fn start(d: &Arc<Daemon>, cli: &RemoteCli, args: &[String], c: &Classified
         }
     });
     started(c, kind, run, &log)
+}
+
+async fn detach(d: &Daemon, cli: &RemoteCli, args: &[String], c: &Classified) -> CliReply {
+    let what = c.name.replace(' ', "-");
+    let files = log_file(d, &format!("{what}-out")).and_then(|o| Ok((o, log_file(d, &format!("{what}-err"))?)));
+    let ((out_path, out), (err_path, err)) = match files {
+        Ok(x) => x,
+        Err(e) => return failed(format!("a log file for `kura {}` on the coordinator: {e}", c.name)),
+    };
+    let mut cmd = command(d, &cli.exe, args, c);
+    cmd.stdout(out).stderr(err).kill_on_drop(false);
+    let mut child = match cmd.spawn() {
+        Ok(ch) => ch,
+        Err(e) => return failed(format!("the coordinator could not start {}: {e}", cli.exe.display())),
+    };
+    match tokio::time::timeout(SHORT_TIMEOUT, child.wait()).await {
+        Ok(Ok(status)) => {
+            let stdout = tokio::fs::read_to_string(&out_path).await.unwrap_or_default();
+            let stderr = tokio::fs::read_to_string(&err_path).await.unwrap_or_default();
+            let _ = tokio::fs::remove_file(&out_path).await;
+            let _ = tokio::fs::remove_file(&err_path).await;
+            CliReply { stdout, stderr, code: code(status) }
+        }
+        Ok(Err(e)) => failed(format!("`kura {}` on the coordinator: {e}", c.name)),
+        Err(_) => {
+            let name = c.name.clone();
+            tokio::spawn(async move {
+                if let Ok(status) = child.wait().await {
+                    tracing::info!(command = %name, code = code(status), "remote command ended");
+                }
+            });
+            let text = format!(
+                "`kura {}` is still running on the coordinator after {} s and goes on there; follow it with \
+                 `kura standby status` (its output: {} and {} on the coordinator)",
+                c.name,
+                SHORT_TIMEOUT.as_secs(),
+                out_path.display(),
+                err_path.display()
+            );
+            let stdout = if c.json {
+                let v = serde_json::json!({ "running": c.name, "stdout": out_path, "stderr": err_path });
+                format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+            } else {
+                format!("{text}\n")
+            };
+            CliReply { stdout, stderr: String::new(), code: 0 }
+        }
+    }
 }
 
 fn started(c: &Classified, kind: RunKind, run: Option<i64>, log: &Path) -> CliReply {
