@@ -275,6 +275,14 @@ impl SystemJob<'_> {
     /// move to the quarantine beside the target, recorded, and the system goes on.
     fn scan_restored(&self, w: &Worker) -> Outcome {
         let Some(step) = &self.sys.scan else { return Ok(()) };
+        if let Some(p) = self.remote {
+            // The scan reads the target on this machine; the files are on the agent's host.
+            return Err(SystemFailure::Scan(format!(
+                "the plan's scan reads restored files on the coordinator, and {} was restored on host {}: \
+                 scanning on an agent host is not supported yet; leave `scan` out for this system",
+                self.sys.name, p.run_on
+            )));
+        }
         let scan_err = |e: crate::error::Error| SystemFailure::Scan(e.to_string());
         let ind = crate::detect::indicators::Indicators::load(&step.indicators).map_err(scan_err)?;
         let target = PathBuf::from(self.rec.target.clone().ok_or(SystemFailure::NoTarget)?);
