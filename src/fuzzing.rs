@@ -30,7 +30,7 @@ fn repo() -> &'static (Arc<MemoryBackend>, Arc<Repository>) {
 /// `header_len u16 LE | plaintext header | blobs`, and the header is sealed here, so
 /// that the header parser sees bytes past authentication.
 fn pack_bytes(repo: &Repository, mode: u8, payload: &[u8]) -> Vec<u8> {
-    if mode % 3 == 0 || payload.len() < 2 {
+    if mode.is_multiple_of(3) || payload.len() < 2 {
         return payload.to_vec();
     }
     let hl = (u16::from_le_bytes([payload[0], payload[1]]) as usize).min(payload.len() - 2);

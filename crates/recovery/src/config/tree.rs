@@ -382,10 +382,10 @@ pub fn format_duration(d: std::time::Duration) -> String {
     if secs == 0 {
         return "0".into();
     }
-    if secs % 86_400 == 0 && secs >= 2 * 86_400 {
+    if secs.is_multiple_of(86_400) && secs >= 2 * 86_400 {
         return format!("{}d", secs / 86_400);
     }
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         return format!("{}h", secs / 3600);
     }
     let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);

@@ -110,7 +110,7 @@ impl Dispatch {
         loop {
             round += 1;
             // An agent gone for good would leave its caller waiting forever.
-            if round % 25 == 0 && self.is_lost(host)? {
+            if round.is_multiple_of(25) && self.is_lost(host)? {
                 let mut st = State::open(&self.state)?;
                 st.fleet_cancel(id, Utc::now())?;
                 let since = st.fleet_last_seen(host)?.map_or("never".to_string(), human);
