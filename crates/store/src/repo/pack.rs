@@ -7,7 +7,7 @@
 //! Blob offsets are implicit: blob i starts where blob i-1 ended. Only the header's
 //! sealed length is visible from outside; blob sizes stay encrypted.
 
-use crate::crypto::{MasterKey, OVERHEAD};
+use crate::crypto::{MasterKey, MIN_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::types::{BlobId, BlobType, PackId};
 
@@ -107,7 +107,7 @@ pub fn parse_header(key: &MasterKey, sealed: &[u8], pack: &str, pack_size: u64) 
         let raw_length = u32::from_le_bytes(e[6..10].try_into().unwrap());
         let mut id = [0u8; 32];
         id.copy_from_slice(&e[10..42]);
-        if (length as usize) < OVERHEAD {
+        if (length as usize) < MIN_OVERHEAD {
             return Err(Error::corrupt(object, "blob shorter than its encryption overhead"));
         }
         out.push(PackEntry {
