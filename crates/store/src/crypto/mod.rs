@@ -49,6 +49,10 @@ impl Cipher {
         }
     }
 
+    pub fn is_default(&self) -> bool {
+        *self == Cipher::default()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Cipher::Xchacha20 => "xchacha20",

@@ -60,9 +60,10 @@ pub struct RepoConfig {
     pub pack_size: u32,
     /// Default zstd level for new blobs.
     pub compression: i32,
-    /// What seals every object but this config and the key files. Absent (XChaCha20)
-    /// in repositories from before ciphers were a choice.
-    #[serde(default)]
+    /// What seals every object but this config and the key files. Absent means
+    /// XChaCha20, and XChaCha20 is written absent: releases that know only format 1
+    /// refuse unknown fields, and keep reading such repositories.
+    #[serde(default, skip_serializing_if = "crate::crypto::Cipher::is_default")]
     pub cipher: crate::crypto::Cipher,
 }
 
