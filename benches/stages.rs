@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the backup stages, each on the same 16 MiB of bytes:
 //! chunking (FastCDC), keyed blake3 ids, zstd level 3 (compressible and random
-//! input), and XChaCha20-Poly1305 sealing. Run: `cargo bench --bench stages`.
+//! input), XChaCha20-Poly1305 and AES-256-GCM sealing. Run: `cargo bench --bench stages`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kura::chunk::{ChunkParams, Chunker};
@@ -52,6 +52,10 @@ fn stages(c: &mut Criterion) {
         });
     }
     g.bench_function("seal_xchacha20poly1305", |b| b.iter(|| key.encrypt(&random).len()));
+    let aes = key.clone().with_cipher(kura::crypto::Cipher::Aes256gcm);
+    g.bench_function("seal_aes256gcm", |b| b.iter(|| aes.encrypt(&random).len()));
+    let sealed = aes.encrypt(&random);
+    g.bench_function("open_aes256gcm", |b| b.iter(|| aes.decrypt(&sealed, "bench").map_or(0, |v| v.len())));
     g.finish();
 }
 

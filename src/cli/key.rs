@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use kura::backend::Kind;
+use kura::crypto::Cipher;
 use kura::repo::keys;
 use kura::repo::Repository;
 use serde::Serialize;
@@ -50,17 +51,35 @@ impl NewPass {
     }
 }
 
-pub fn init(ctx: &Ctx) -> Result<ExitCode> {
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Cipher for the repository's objects: aes256gcm or xchacha20. Default: aes256gcm
+    /// when the CPU has AES instructions (AES-NI and PCLMULQDQ, or ARMv8 AES and
+    /// PMULL), else xchacha20. It is recorded in the repository and never changes.
+    #[arg(long, value_parser = parse_cipher)]
+    cipher: Option<Cipher>,
+}
+
+fn parse_cipher(s: &str) -> Result<Cipher, String> {
+    s.parse().map_err(|e: kura::Error| e.to_string())
+}
+
+pub fn init(ctx: &Ctx, args: InitArgs) -> Result<ExitCode> {
     let backend = ctx.backend()?;
     let pass = ctx.passphrase(true)?;
     if pass.is_empty() {
         bail!("an empty passphrase is not allowed");
     }
-    let repo = Repository::init(backend, &pass)?;
+    let cipher = args.cipher.unwrap_or_else(Cipher::for_this_cpu);
+    let repo = Repository::init_with_cipher(backend, &pass, cipher)?;
     if ctx.json {
-        output::print_json(&serde_json::json!({"repository": repo.location(), "id": repo.config().id}))?;
+        output::print_json(&serde_json::json!({
+            "repository": repo.location(),
+            "id": repo.config().id,
+            "cipher": cipher,
+        }))?;
     } else {
-        println!("created repository {} at {}", &repo.config().id[..8], repo.location());
+        println!("created repository {} at {} (cipher {cipher})", &repo.config().id[..8], repo.location());
         println!("keep the passphrase safe: without it the data cannot be read");
     }
     Ok(ExitCode::SUCCESS)

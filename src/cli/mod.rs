@@ -91,7 +91,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a new encrypted repository
-    Init,
+    Init(key::InitArgs),
     /// Back up files and directories into a new snapshot
     Backup(backup::Args),
     /// List snapshots
@@ -345,7 +345,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     match cli.command {
-        Command::Init => key::init(&ctx),
+        Command::Init(a) => key::init(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),

@@ -3,6 +3,7 @@
 //! `util` holds the shared helpers; each other module covers one area.
 
 mod backend;
+mod cipher;
 mod concurrent;
 mod config;
 mod coordinator;

@@ -59,6 +59,47 @@ pub const FILE_MODE: u32 = 0o600;
 
 /// Creates `dir` (and missing parents) with mode 0700; an existing directory is left
 /// as it is.
+/// Packs from this size up are written with direct I/O when their bytes start on
+/// a page boundary (`repo::pack::PACK_ALIGN`).
+const DIRECT_MIN: usize = 1 << 20;
+const DIRECT_ALIGN: usize = crate::repo::pack::PACK_ALIGN;
+
+/// Writes `data` to the empty file `f`, bypassing the page cache where it can. A
+/// pack is written once and not read back soon, and copying it into the page cache
+/// cost a backup about a sixth of its CPU time (docs/PERFORMANCE.md). The
+/// whole blocks go with O_DIRECT, the tail through the cache; file systems without
+/// direct I/O, and any refusal, fall back to a plain write of everything. The
+/// caller syncs the file either way.
+fn write_direct(f: &mut File, data: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let head = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+    if data.len() < DIRECT_MIN || (data.as_ptr() as usize) % DIRECT_ALIGN != 0 {
+        return f.write_all(data);
+    }
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function borrows; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) } < 0 {
+        return f.write_all(data);
+    }
+    let direct = f.write_all(&data[..head]);
+    // SAFETY: as above; restores the flags read before.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    match direct {
+        Ok(()) => f.write_all(&data[head..]),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // Alignment the device refuses: start over through the cache.
+            f.set_len(0)?;
+            f.seek(SeekFrom::Start(0))?;
+            f.write_all(data)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -129,7 +170,10 @@ impl Backend for LocalBackend {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&tmp).map_err(err)?;
         let res = f
             .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-            .and_then(|_| f.write_all(data))
+            .and_then(|_| match kind {
+                Kind::Pack => write_direct(&mut f, data),
+                _ => f.write_all(data),
+            })
             .and_then(|_| f.sync_all());
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
@@ -266,6 +310,31 @@ impl Backend for LocalBackend {
             Ok(mut rd) => Ok(rd.next().and_then(|e| e.ok()).map(|e| format!("`{}`", e.file_name().to_string_lossy()))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(BackendError::Permanent { object: self.location(), reason: e.to_string() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packs written with direct I/O (aligned, long) and without (short, unaligned,
+    /// or on a file system that refuses it) read back the same.
+    #[test]
+    fn direct_writes_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        let mut builder = crate::repo::pack::PackBuilder::new(3 << 20);
+        let key = crate::crypto::MasterKey::generate();
+        let blob: Vec<u8> = (0..(2 << 20) + 777).map(|i| (i * 7 % 251) as u8).collect();
+        builder.add(key.blob_id(&blob), crate::types::BlobType::Data, &blob, blob.len() as u32, false);
+        let (_, bytes, _) = builder.finish(&key);
+        assert_eq!(bytes.as_ptr() as usize % DIRECT_ALIGN, 0);
+        let unaligned = &blob[1..];
+        for (name, data) in [("aligned", &bytes[..]), ("unaligned", unaligned), ("short", &blob[..5000])] {
+            b.put(Kind::Pack, &format!("{name:0>64}"), data).unwrap();
+            assert!(b.get(Kind::Pack, &format!("{name:0>64}")).unwrap() == data, "{name}");
         }
     }
 }

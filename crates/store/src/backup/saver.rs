@@ -17,7 +17,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::repo::index::{IndexFile, IndexPack};
-use crate::repo::pack::{PackBuilder, PackEntry};
+use crate::repo::pack::{PackBuilder, PackBytes, PackEntry};
 use crate::repo::Repository;
 use crate::types::{BlobId, BlobType, PackId};
 
@@ -123,7 +123,7 @@ const PACKS_QUEUED: usize = 1;
 /// A sealed pack, ready to store.
 struct Finished {
     id: PackId,
-    bytes: Vec<u8>,
+    bytes: PackBytes,
     entries: Vec<PackEntry>,
 }
 

@@ -31,7 +31,11 @@ use index::{Index, IndexFile, Location};
 use snapshot::Snapshot;
 use tree::Tree;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format this kura writes and reads. Version 1 seals every object with
+/// XChaCha20-Poly1305; version 2 adds the config's `cipher` (AES-256-GCM). A
+/// repository is written as version 1 unless its cipher needs 2, so kura releases
+/// that know only version 1 keep opening it, and refuse clearly what they cannot read.
+pub const FORMAT_VERSION: u32 = 2;
 /// Metadata objects fetched at once from a remote repository: each is mostly a
 /// round trip, so more in flight than cores.
 const METADATA_FETCHES: usize = 16;
@@ -56,6 +60,21 @@ pub struct RepoConfig {
     pub pack_size: u32,
     /// Default zstd level for new blobs.
     pub compression: i32,
+    /// What seals every object but this config and the key files. Absent means
+    /// XChaCha20, and XChaCha20 is written absent: releases that know only format 1
+    /// refuse unknown fields, and keep reading such repositories.
+    #[serde(default, skip_serializing_if = "crate::crypto::Cipher::is_default")]
+    pub cipher: crate::crypto::Cipher,
+}
+
+impl RepoConfig {
+    /// The format version a repository with this config is written as.
+    fn version_for(cipher: crate::crypto::Cipher) -> u32 {
+        match cipher {
+            crate::crypto::Cipher::Xchacha20 => 1,
+            crate::crypto::Cipher::Aes256gcm => 2,
+        }
+    }
 }
 
 pub struct Repository {
@@ -141,8 +160,18 @@ impl Repository {
         self.clock.now()
     }
 
-    /// Creates a repository and its first key.
+    /// Creates a repository and its first key, with the cipher this CPU runs fastest
+    /// (`Cipher::for_this_cpu`).
     pub fn init(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
+        Self::init_with_cipher(backend, passphrase, crate::crypto::Cipher::for_this_cpu())
+    }
+
+    /// Creates a repository and its first key, sealing its objects with `cipher`.
+    pub fn init_with_cipher(
+        backend: Arc<dyn Backend>,
+        passphrase: &[u8],
+        cipher: crate::crypto::Cipher,
+    ) -> Result<Self> {
         if backend.exists(Kind::Config, "config")? {
             return Err(Error::AlreadyInitialized { repo: backend.location() });
         }
@@ -162,17 +191,18 @@ impl Repository {
         let mut rnd = [0u8; 40];
         rand::rngs::OsRng.fill_bytes(&mut rnd);
         let config = RepoConfig {
-            version: FORMAT_VERSION,
+            version: RepoConfig::version_for(cipher),
             id: hex::encode(&rnd[..32]),
             chunker: ChunkParams::with_seed(u64::from_le_bytes(rnd[32..].try_into().unwrap()) >> 1),
             pack_size: DEFAULT_PACK_SIZE,
             compression: crate::compress::DEFAULT_LEVEL,
+            cipher,
         };
         let key_name = keys::add_key(backend.as_ref(), &key, passphrase)?;
         // The config goes last: its presence marks a complete repository.
-        let sealed = key.encrypt(&serde_json::to_vec(&config).expect("config serializes"));
+        let sealed = key.encrypt_config(&serde_json::to_vec(&config).expect("config serializes"));
         backend.put(Kind::Config, "config", &sealed)?;
-        Ok(Repository::assemble(backend, key, key_name, config))
+        Ok(Repository::assemble(backend, key.with_cipher(cipher), key_name, config))
     }
 
     pub fn open(backend: Arc<dyn Backend>, passphrase: &[u8]) -> Result<Self> {
@@ -185,17 +215,27 @@ impl Repository {
             return Err(Error::NoRepository { repo: backend.location() });
         }
         let (key, key_name) = keys::unlock(backend.as_ref(), passphrase)?;
-        let plain = key.decrypt(&backend.get(Kind::Config, "config")?, "repository config")?;
+        let plain = key.decrypt_config(&backend.get(Kind::Config, "config")?)?;
         let config: RepoConfig =
             serde_json::from_slice(&plain).map_err(|e| Error::corrupt("repository config", e.to_string()))?;
-        if config.version != FORMAT_VERSION {
+        if config.version == 0 || config.version > FORMAT_VERSION {
             return Err(Error::invalid(
                 "repository",
-                format!("format version {} is not supported by this kura (knows {FORMAT_VERSION})", config.version),
+                format!(
+                    "format version {} is not supported by this kura (knows 1 to {FORMAT_VERSION}): upgrade kura",
+                    config.version
+                ),
+            ));
+        }
+        if config.version < RepoConfig::version_for(config.cipher) {
+            return Err(Error::corrupt(
+                "repository config",
+                format!("format version {} cannot use cipher {}", config.version, config.cipher),
             ));
         }
         config.chunker.validate()?;
-        Ok(Repository::assemble(backend, key, key_name, config))
+        let cipher = config.cipher;
+        Ok(Repository::assemble(backend, key.with_cipher(cipher), key_name, config))
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

@@ -7,7 +7,7 @@
 //! Blob offsets are implicit: blob i starts where blob i-1 ended. Only the header's
 //! sealed length is visible from outside; blob sizes stay encrypted.
 
-use crate::crypto::{MasterKey, OVERHEAD};
+use crate::crypto::{MasterKey, MIN_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::types::{BlobId, BlobType, PackId};
 
@@ -27,23 +27,47 @@ pub struct PackEntry {
     pub compressed: bool,
 }
 
+/// Where a pack's bytes start in memory: a page boundary, so that the local
+/// backend can write them with direct I/O (`backend::local`), without copying them
+/// into the page cache.
+pub const PACK_ALIGN: usize = 4096;
+
 /// Accumulates sealed blobs in memory until the pack is big enough.
 #[derive(Default)]
 pub struct PackBuilder {
+    /// `buf[..start]` is padding that puts the pack's first byte on a `PACK_ALIGN`
+    /// boundary (kept while the reserved capacity suffices).
     buf: Vec<u8>,
+    start: usize,
     entries: Vec<PackEntry>,
+}
+
+/// A finished pack's bytes (see `PackBuilder::finish`).
+pub struct PackBytes {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl std::ops::Deref for PackBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
 }
 
 impl PackBuilder {
     pub fn new(capacity: usize) -> Self {
-        PackBuilder { buf: Vec::with_capacity(capacity), entries: Vec::new() }
+        let mut buf: Vec<u8> = Vec::with_capacity(capacity + PACK_ALIGN);
+        let start = buf.as_ptr().align_offset(PACK_ALIGN).min(PACK_ALIGN);
+        buf.resize(start, 0);
+        PackBuilder { buf, start, entries: Vec::new() }
     }
 
     pub fn add(&mut self, id: BlobId, blob_type: BlobType, sealed: &[u8], raw_length: u32, compressed: bool) {
         self.entries.push(PackEntry {
             id,
             blob_type,
-            offset: self.buf.len() as u32,
+            offset: (self.buf.len() - self.start) as u32,
             length: sealed.len() as u32,
             raw_length,
             compressed,
@@ -52,14 +76,14 @@ impl PackBuilder {
     }
 
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Seals the header and returns the pack's id, bytes and entries.
-    pub fn finish(mut self, key: &MasterKey) -> (PackId, Vec<u8>, Vec<PackEntry>) {
+    pub fn finish(mut self, key: &MasterKey) -> (PackId, PackBytes, Vec<PackEntry>) {
         let mut header = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
         for e in &self.entries {
             header.push(match e.blob_type {
@@ -74,8 +98,8 @@ impl PackBuilder {
         let sealed = key.encrypt(&header);
         self.buf.extend_from_slice(&sealed);
         self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        let id = PackId(*blake3::hash(&self.buf).as_bytes());
-        (id, self.buf, self.entries)
+        let id = PackId(*blake3::hash(&self.buf[self.start..]).as_bytes());
+        (id, PackBytes { buf: self.buf, start: self.start }, self.entries)
     }
 }
 
@@ -107,7 +131,7 @@ pub fn parse_header(key: &MasterKey, sealed: &[u8], pack: &str, pack_size: u64) 
         let raw_length = u32::from_le_bytes(e[6..10].try_into().unwrap());
         let mut id = [0u8; 32];
         id.copy_from_slice(&e[10..42]);
-        if (length as usize) < OVERHEAD {
+        if (length as usize) < MIN_OVERHEAD {
             return Err(Error::corrupt(object, "blob shorter than its encryption overhead"));
         }
         out.push(PackEntry {
@@ -199,7 +223,8 @@ mod tests {
             };
             p.add(key.blob_id(b), BlobType::Data, &key.encrypt(&stored), b.len() as u32, c);
         }
-        p.finish(key)
+        let (id, bytes, entries) = p.finish(key);
+        (id, bytes.to_vec(), entries)
     }
 
     proptest! {

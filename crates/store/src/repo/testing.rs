@@ -106,7 +106,7 @@ pub fn small_repo(backend: Arc<dyn Backend>, pass: &[u8]) -> Arc<Repository> {
     let mut cfg = repo.config().clone();
     cfg.pack_size = 32 << 10;
     cfg.chunker = ChunkParams { min: 4 << 10, avg: 16 << 10, max: 64 << 10, seed: cfg.chunker.seed };
-    backend.put(Kind::Config, "config", &repo.key().encrypt(&serde_json::to_vec(&cfg).unwrap())).unwrap();
+    backend.put(Kind::Config, "config", &repo.key().encrypt_config(&serde_json::to_vec(&cfg).unwrap())).unwrap();
     Arc::new(Repository::open(backend, pass).unwrap())
 }
 
