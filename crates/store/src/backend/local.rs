@@ -73,7 +73,7 @@ const DIRECT_ALIGN: usize = crate::repo::pack::PACK_ALIGN;
 fn write_direct(f: &mut File, data: &[u8]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let head = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-    if data.len() < DIRECT_MIN || (data.as_ptr() as usize) % DIRECT_ALIGN != 0 {
+    if data.len() < DIRECT_MIN || !(data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN) {
         return f.write_all(data);
     }
     let fd = f.as_raw_fd();
