@@ -10,36 +10,23 @@
 //!   holds the newest data) -> apply (the primary brought to that snapshot, by
 //!   difference) -> unfence (the primary starts) -> done.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use kura_store::progress::Progress;
 use kura_store::repo::snapshot::Snapshot;
-use kura_store::repo::Repository;
 use kura_store::types::FileId;
 
-use super::site::Site;
 use super::update::{bring_to, verify, Ctx};
 use super::{hook_env, hook_failure, newest_snapshot, primary_path, run_hooks, standby_of};
-use crate::config::{StandbyConfig, SystemConfig};
+use crate::config::StandbyConfig;
 use crate::error::{Error, Result};
 use crate::incident::Event;
-use crate::orchestrate::hooks::{HookRunner, HookStage};
+use crate::orchestrate::hooks::HookStage;
 use crate::state::standby::{SwitchKind, SwitchPhase, SwitchRecord};
 use crate::state::State;
 
-/// What a failover or failback works with.
-pub struct Switch<'a> {
-    pub state: &'a State,
-    pub repo: &'a Arc<Repository>,
-    pub sys: &'a SystemConfig,
-    /// Where the standby and the primary live (their hooks and applies run there).
-    pub site: &'a Site,
-    pub runner: &'a dyn HookRunner,
-    pub now: &'a dyn Fn() -> DateTime<Utc>,
-    pub progress: &'a dyn Progress,
-}
+/// What a failover or failback works with: the same as every standby operation.
+pub type Switch<'a> = Ctx<'a>;
 
 /// Which host a switch hook runs on.
 #[derive(Clone, Copy)]
@@ -57,18 +44,6 @@ pub fn p3_met(downtime: Duration, data_loss: Duration, tolerance: Duration) -> b
 impl Switch<'_> {
     fn sb(&self) -> Result<&StandbyConfig> {
         standby_of(self.sys)
-    }
-
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            state: self.state,
-            repo: self.repo,
-            sys: self.sys,
-            site: self.site,
-            runner: self.runner,
-            now: self.now,
-            progress: self.progress,
-        }
     }
 
     /// Runs one optional hook of the standby on `side`'s host; its time is added
@@ -259,7 +234,7 @@ impl Switch<'_> {
             self.state.switch_phase(id, phase)?;
         }
         let t = Instant::now();
-        let (_, ok, why) = verify(&self.ctx(), sb, &sb.path, &hex, false)?;
+        let (_, ok, why) = verify(self, sb, &sb.path, &hex, false)?;
         self.state.switch_times(id, None, Some(t.elapsed().as_millis() as u64))?;
         if !ok {
             return Err(Error::invalid(format!("system {}", self.sys.name), why.unwrap_or_default()));
@@ -273,7 +248,7 @@ impl Switch<'_> {
         if sb.host.is_none() && kura_store::sync::held(&sb.path)? == Some(*sid) {
             return Ok(());
         }
-        bring_to(&self.ctx(), sb, sid, snap, Some(row)).map(|_| ())
+        bring_to(self, sb, sid, snap, Some(row)).map(|_| ())
     }
 
     /// Brings the primary back from the standby (or resumes doing so).
@@ -342,7 +317,7 @@ impl Switch<'_> {
                 ));
             }
             // The standby holds that snapshot too: recorded (nothing is rewritten).
-            bring_to(&self.ctx(), sb, &sid, &snap, Some(id))?;
+            bring_to(self, sb, &sid, &snap, Some(id))?;
             self.state.switch_times(id, Some(t.elapsed().as_millis() as u64), None)?;
             phase = SwitchPhase::Unfence;
             self.state.switch_phase(id, phase)?;
