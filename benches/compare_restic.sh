@@ -8,7 +8,8 @@
 # Needs: bash, python3, coreutils, restic, /usr/bin/time (Debian: restic time);
 #        optional zstd and b3sum for the "machine limit" reference figures.
 # Phases (each RUNS times, tools interleaved, order alternating per run):
-#   first backup of v1 into a fresh repo, no-change re-backup, full restore,
+#   first backup of v1 into a fresh repo, no-change re-backup, full restore (the
+#   repository evicted from the page cache first, targets kept until the end),
 #   backup of the mutated tree v2 into a copy of a repo already holding v1.
 # Output: Markdown on stdout and in $WORK/results.md; tool logs in $WORK/log.txt.
 set -euo pipefail
@@ -86,6 +87,24 @@ measure() {
 record() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; }   # METRIC TOOL RUN VALUE
 reposize() { du -sb "$1" | cut -f1; }
 warm() { tar cf - -C "$1" . | cat >/dev/null; }     # untimed read so both tools see a warm cache
+# evict DIR: drops DIR's files from the page cache (posix_fadvise DONTNEED, no root
+# needed), so that a restore reads its repository from the disk, as a recovery does.
+# Without it, whichever tool wrote its packs through the page cache would restore
+# from memory (kura writes packs with O_DIRECT, restic through the cache).
+evict() {
+  sync
+  python3 - "$1" <<'PY'
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        try:
+            fd = os.open(os.path.join(root, f), os.O_RDONLY)
+        except OSError:
+            continue
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+PY
+}
 
 # ---- corpus: v1 is generated once and reused if parameters match ----------
 C=$WORK/corpus V1=$WORK/corpus/v1 V2=$WORK/corpus/v2
@@ -164,11 +183,15 @@ for ((r = 1; r <= RUNS; r++)); do
     tcmd "$t" "$WORK/repo-$t"; measure nochange_backup "$t" "$r" "${CMD[@]}" backup "$V1"
   done
   for t in "${order[@]}"; do              # 3. full restore of latest (v1) snapshot
-    D=$WORK/restore-$t; rm -rf "$D"; mkdir -p "$D"; tcmd "$t" "$WORK/repo-$t"
+    # Targets are kept until the end: on ext4, creating files soon after deleting
+    # tens of thousands costs much more (the inode allocator skips recently freed
+    # inodes), which would tax whichever tool restored second.
+    D=$WORK/restore-$t-$r; rm -rf "$D"; mkdir -p "$D"; tcmd "$t" "$WORK/repo-$t"
+    evict "$WORK/repo-$t"
     measure restore "$t" "$r" "${CMD[@]}" restore latest --target "$D"
     ((r == 1)) && verify "$t" "$D$V1"
-    rm -rf "$D" "$WORK/repo-$t"
   done
+  for t in "${order[@]}"; do rm -rf "$WORK/repo-$t"; done
   warm "$V2"
   for t in "${order[@]}"; do              # 4. backup of mutated v2 into repo holding v1
     M=$WORK/mut-$t; rm -rf "$M"; cp -a "$WORK/pristine-$t" "$M"; tcmd "$t" "$M"
@@ -215,4 +238,4 @@ for (m, t), v in vals.items():
     print(f"| {m} | {t} | {', '.join(f'{x:.0f}' if x.is_integer() else f'{x:g}' for x in v)} |")
 EOF
 } | tee "$WORK/results.md"
-rm -rf "$WORK/pristine-kura" "$WORK/pristine-restic" "$V2"
+rm -rf "$WORK/pristine-kura" "$WORK/pristine-restic" "$V2" "$WORK"/restore-*

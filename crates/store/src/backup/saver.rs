@@ -2,7 +2,8 @@
 //! thread that owns the open packs, and one upload thread that stores each full
 //! pack and only then records it in an index file. Bounded channels keep memory
 //! flat whatever the input size; the packer fills the next pack while the last one
-//! is written and synced.
+//! is written and synced. Small blobs travel in batches, so that a tree of many small
+//! files costs a handoff between threads per batch, not per file.
 //!
 //! ```text
 //! caller --(id, type, bytes)--> [workers: zstd + seal] --(sealed)--> [packer]
@@ -54,15 +55,17 @@ pub struct SaverStats {
 /// Accepts new blobs and makes them durable. `finish` must be called; dropping
 /// without it abandons the open packs (nothing half-written is left behind).
 pub struct BlobSaver {
-    tx: Option<Sender<Job>>,
+    tx: Option<Sender<Vec<Job>>>,
+    /// Blobs not yet handed to the workers, and their bytes.
+    batch: std::cell::RefCell<(Vec<Job>, usize)>,
     workers: Vec<JoinHandle<()>>,
     packer: Option<JoinHandle<Result<SaverStats>>>,
 }
 
 impl BlobSaver {
     pub fn start(repo: Arc<Repository>, threads: usize, level: i32) -> Self {
-        let (tx, rx) = bounded::<Job>(threads * 4);
-        let (stx, srx) = bounded::<Sealed>(threads * 4);
+        let (tx, rx) = bounded::<Vec<Job>>(threads * 4);
+        let (stx, srx) = bounded::<Vec<Sealed>>(threads * 4);
         let workers = (0..threads.max(1))
             .map(|i| {
                 let (rx, stx, repo) = (rx.clone(), stx.clone(), repo.clone());
@@ -77,18 +80,35 @@ impl BlobSaver {
             .name("kura-packer".into())
             .spawn(move || packer(&repo, srx))
             .expect("spawn packer");
-        BlobSaver { tx: Some(tx), workers, packer: Some(packer) }
+        BlobSaver { tx: Some(tx), batch: Default::default(), workers, packer: Some(packer) }
     }
 
     /// Queues a blob; blocks when the pipeline is full. `Error::WriterStopped` means
     /// the packer failed: `finish` then returns the real cause.
     pub fn save(&self, id: BlobId, blob_type: BlobType, data: Vec<u8>) -> Result<()> {
+        let mut batch = self.batch.borrow_mut();
+        batch.1 += data.len();
+        batch.0.push(Job { id, blob_type, data });
+        if batch.1 >= BATCH_BYTES || batch.0.len() >= BATCH_BLOBS {
+            let jobs = std::mem::take(&mut *batch).0;
+            drop(batch);
+            return self.send(jobs);
+        }
+        Ok(())
+    }
+
+    fn send(&self, jobs: Vec<Job>) -> Result<()> {
         let tx = self.tx.as_ref().expect("save after finish");
-        tx.send(Job { id, blob_type, data }).map_err(|_| Error::WriterStopped)
+        tx.send(jobs).map_err(|_| Error::WriterStopped)
     }
 
     /// Flushes every open pack and writes the final index file.
     pub fn finish(mut self) -> Result<SaverStats> {
+        let jobs = std::mem::take(&mut *self.batch.borrow_mut()).0;
+        if !jobs.is_empty() {
+            // A failed packer reports its own error below.
+            let _ = self.send(jobs);
+        }
         drop(self.tx.take());
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -97,18 +117,28 @@ impl BlobSaver {
     }
 }
 
-fn seal_worker(repo: &Repository, level: i32, rx: Receiver<Job>, tx: Sender<Sealed>) {
+/// A batch is handed to the workers once it holds this many bytes or blobs: one
+/// large blob goes alone, small ones (small files, trees) together.
+const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BLOBS: usize = 64;
+
+fn seal_worker(repo: &Repository, level: i32, rx: Receiver<Vec<Job>>, tx: Sender<Vec<Sealed>>) {
     let mut zstd = match crate::compress::Compressor::new(level) {
         Ok(c) => c,
         Err(_) => crate::compress::Compressor::new(crate::compress::DEFAULT_LEVEL).expect("default level is valid"),
     };
-    for job in rx {
-        let raw_len = job.data.len() as u32;
-        let (sealed, compressed) = match zstd.compress(&job.data) {
-            Some(c) => (repo.key().encrypt(&c), true),
-            None => (repo.key().encrypt(&job.data), false),
-        };
-        let out = Sealed { id: job.id, blob_type: job.blob_type, sealed, raw_len, compressed };
+    for jobs in rx {
+        let out = jobs
+            .into_iter()
+            .map(|job| {
+                let raw_len = job.data.len() as u32;
+                let (sealed, compressed) = match zstd.compress(&job.data) {
+                    Some(c) => (repo.key().encrypt(&c), true),
+                    None => (repo.key().encrypt(&job.data), false),
+                };
+                Sealed { id: job.id, blob_type: job.blob_type, sealed, raw_len, compressed }
+            })
+            .collect();
         if tx.send(out).is_err() {
             return;
         }
@@ -129,7 +159,7 @@ struct Finished {
 
 /// Fills one open pack per blob type and hands full ones to the uploader thread.
 /// Stops early when the uploader failed, and returns its error.
-fn packer(repo: &Arc<Repository>, rx: Receiver<Sealed>) -> Result<SaverStats> {
+fn packer(repo: &Arc<Repository>, rx: Receiver<Vec<Sealed>>) -> Result<SaverStats> {
     let pack_size = repo.config().pack_size as usize;
     let (ptx, prx) = bounded::<Finished>(PACKS_QUEUED);
     let uploader = {
@@ -147,7 +177,7 @@ fn packer(repo: &Arc<Repository>, rx: Receiver<Sealed>) -> Result<SaverStats> {
     let (mut blobs, mut data_raw, mut data_incompressible) = (0, 0, 0);
     let slot = |t: BlobType| if t == BlobType::Data { 0 } else { 1 };
     let mut uploading = true;
-    for s in rx {
+    for s in rx.into_iter().flatten() {
         let p = open[slot(s.blob_type)].get_or_insert_with(|| PackBuilder::new(pack_size + 4 * 1024 * 1024));
         p.add(s.id, s.blob_type, &s.sealed, s.raw_len, s.compressed);
         blobs += 1;

@@ -154,7 +154,9 @@ pub fn prepare(
     let started = Instant::now();
     let lock = crate::repo::lock::reader_lock(repo, "restore");
     let index = repo.load_index()?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, blobs = index.blob_count(), "restore: index loaded");
     let plan = make_plan(repo, &index, snap_id, snap, opts)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, files = plan.files.len(), "restore: planned");
     Ok(PreparedRestore { repo: repo.clone(), snap_id: *snap_id, opts: opts.clone(), index, plan, started, _lock: lock })
 }
 
@@ -184,6 +186,7 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
         dirs.make(i)?;
         sum.dirs += 1;
     }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, dirs = sum.dirs, "restore: directories made");
     let chunker = crate::chunk::Chunker::new(repo.config().chunker)?;
     let present = |f: &plan::FileItem| -> Result<bool> {
         let dir = dirs.get(f.dir)?;
@@ -236,6 +239,7 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
         todo.iter().map(|&i| plan.files[i].node.size).sum::<u64>().saturating_sub(sum.bytes_resumed + sum.bytes_reused),
     );
     sum.packs_read = jobs.len() as u64;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, packs = jobs.len(), "restore: reading packs");
     // Remote repositories wait on the network, not the CPU: more workers keep more
     // range GETs in flight (the S3 backend's adaptive window decides how many
     // really are, below its `connections=` ceiling).
@@ -256,6 +260,7 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
             return Err(e);
         }
     };
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, bytes = sum.bytes_written, "restore: packs read");
     let mut bad: HashMap<usize, (BlobId, PackId, String)> = HashMap::new();
     for d in damage {
         for f in d.files {
@@ -317,6 +322,7 @@ pub fn execute(prepared: PreparedRestore, progress: &dyn Progress) -> Result<Res
         })
         .collect();
     sum.damaged.sort_by(|a, b| a.path.cmp(&b.path));
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "restore: done");
     sum.duration_ms = started.elapsed().as_millis() as u64;
     Ok(sum)
 }
