@@ -69,18 +69,28 @@ thread_local! {
 
 /// `raw_len` is the exact size of the original, recorded in the pack header.
 pub fn decompress(data: &[u8], raw_len: usize, object: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    decompress_into(data, raw_len, &mut out, object)?;
+    Ok(out)
+}
+
+/// Like `decompress`, into `out` (emptied first): a reader of many blobs keeps one
+/// buffer's memory between them.
+pub fn decompress_into(data: &[u8], raw_len: usize, out: &mut Vec<u8>, object: &str) -> Result<()> {
     let zerr = |e: std::io::Error| Error::corrupt(object, format!("zstd: {e}"));
-    let out = DECOMPRESSOR.with(|cell| {
+    out.clear();
+    out.reserve(raw_len);
+    DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new().map_err(zerr)?);
         }
-        slot.as_mut().expect("set above").decompress(data, raw_len).map_err(zerr)
+        slot.as_mut().expect("set above").decompress_to_buffer(data, out).map_err(zerr)
     })?;
     if out.len() != raw_len {
         return Err(Error::corrupt(object, "decompressed size does not match the header"));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The largest metadata file (index, snapshot, pending record) kura decompresses:

@@ -201,21 +201,26 @@ impl Backend for LocalBackend {
     }
 
     fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> BResult<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.get_range_into(kind, name, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn get_range_into(&self, kind: Kind, name: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> BResult<()> {
         let err = |e| map_err(kind, name, e);
         let mut f = File::open(self.path(kind, name)).map_err(err)?;
         f.seek(SeekFrom::Start(offset)).map_err(err)?;
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf).map_err(|e| {
-            if e.kind() == ErrorKind::UnexpectedEof {
-                BackendError::Permanent {
-                    object: object_name(kind, name),
-                    reason: format!("is shorter than {} bytes", offset + len),
-                }
-            } else {
-                err(e)
-            }
-        })?;
-        Ok(buf)
+        buf.clear();
+        buf.reserve(len as usize);
+        // Reads into the spare capacity: no zeroing first.
+        f.take(len).read_to_end(buf).map_err(err)?;
+        if (buf.len() as u64) < len {
+            return Err(BackendError::Permanent {
+                object: object_name(kind, name),
+                reason: format!("is shorter than {} bytes", offset + len),
+            });
+        }
+        Ok(())
     }
 
     fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>> {

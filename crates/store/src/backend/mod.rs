@@ -134,6 +134,12 @@ pub trait Backend: Send + Sync {
     fn get(&self, kind: Kind, name: &str) -> BResult<Vec<u8>>;
     /// Reads `len` bytes at `offset`. Short objects are an error, not a short read.
     fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> BResult<Vec<u8>>;
+    /// Like `get_range`, into `buf` (replaced): a reader of many ranges (restore)
+    /// keeps one buffer's memory instead of fresh pages for every range.
+    fn get_range_into(&self, kind: Kind, name: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> BResult<()> {
+        *buf = self.get_range(kind, name, offset, len)?;
+        Ok(())
+    }
     /// Names and sizes of every complete object of a kind.
     fn list(&self, kind: Kind) -> BResult<Vec<(String, u64)>>;
     fn delete(&self, kind: Kind, name: &str) -> BResult<()>;

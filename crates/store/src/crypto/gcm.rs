@@ -37,6 +37,11 @@ pub fn hardware_accelerated() -> bool {
     }
 }
 
+/// The nonce at the start of a sealed object; `None` when it is too short to be one.
+fn nonce_of(data: &[u8]) -> Option<[u8; NONCE_LEN]> {
+    (data.len() >= OVERHEAD).then(|| data[..NONCE_LEN].try_into().expect("length checked"))
+}
+
 /// The AES-256-GCM key of a repository, expanded once.
 #[derive(Clone)]
 pub struct GcmKey {
@@ -69,15 +74,22 @@ impl GcmKey {
 
     /// Decrypts and authenticates; `None` when damaged or sealed with another key.
     pub fn open(&self, data: &[u8]) -> Option<Vec<u8>> {
-        if data.len() < OVERHEAD {
-            return None;
-        }
-        let nonce: [u8; NONCE_LEN] = data[..NONCE_LEN].try_into().expect("length checked");
+        let nonce = nonce_of(data)?;
         let mut buf = data[NONCE_LEN..].to_vec();
-        let plain_len =
-            self.expanded.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf).ok()?.len();
+        let plain_len = self.open_with(nonce, &mut buf)?.len();
         buf.truncate(plain_len);
         Some(buf)
+    }
+
+    /// Opens `data` (nonce, ciphertext, tag) where it lies; the plaintext is the
+    /// returned part of it.
+    pub fn open_in_place<'a>(&self, data: &'a mut [u8]) -> Option<&'a mut [u8]> {
+        let nonce = nonce_of(data)?;
+        self.open_with(nonce, &mut data[NONCE_LEN..])
+    }
+
+    fn open_with<'a>(&self, nonce: [u8; NONCE_LEN], ciphertext_and_tag: &'a mut [u8]) -> Option<&'a mut [u8]> {
+        self.expanded.open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), ciphertext_and_tag).ok()
     }
 
     /// Length of the sealed object at the start of `data` when its end is not known

@@ -220,6 +220,16 @@ impl MasterKey {
         };
         plain.ok_or_else(|| Error::corrupt(object, "authentication failed"))
     }
+
+    /// Like `decrypt`, where the sealed bytes lie: no copy, no allocation. The
+    /// plaintext is the returned part of `data`.
+    pub fn decrypt_in_place<'a>(&self, data: &'a mut [u8], object: &str) -> Result<&'a mut [u8]> {
+        let plain = match &self.gcm {
+            Some(g) => g.open_in_place(data),
+            None => open_in_place(&self.enc, data),
+        };
+        plain.ok_or_else(|| Error::corrupt(object, "authentication failed"))
+    }
 }
 
 /// Encrypts with a fresh random nonce. The output is `nonce || ciphertext || tag`.
@@ -241,12 +251,28 @@ pub fn open(key: &[u8; 32], data: &[u8]) -> Option<Vec<u8>> {
     if data.len() < OVERHEAD {
         return None;
     }
-    let cipher = XChaCha20Poly1305::new(key.into());
     let (nonce, rest) = data.split_at(NONCE_LEN);
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut buf = ct.to_vec();
-    cipher.decrypt_in_place_detached(XNonce::from_slice(nonce), b"", &mut buf, Tag::from_slice(tag)).ok()?;
+    open_detached(key, nonce, &mut buf, tag)?;
     Some(buf)
+}
+
+/// Opens `data` (nonce, ciphertext, tag) where it lies; the plaintext is the
+/// returned part of it.
+pub fn open_in_place<'a>(key: &[u8; 32], data: &'a mut [u8]) -> Option<&'a mut [u8]> {
+    if data.len() < OVERHEAD {
+        return None;
+    }
+    let (head, tag) = data.split_at_mut(data.len() - TAG_LEN);
+    let (nonce, ct) = head.split_at_mut(NONCE_LEN);
+    open_detached(key, nonce, ct, tag)?;
+    Some(ct)
+}
+
+fn open_detached(key: &[u8; 32], nonce: &[u8], ct: &mut [u8], tag: &[u8]) -> Option<()> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher.decrypt_in_place_detached(XNonce::from_slice(nonce), b"", ct, Tag::from_slice(tag)).ok()
 }
 
 /// Upper bounds for key files' argon2 parameters (see `KdfParams::validate`).

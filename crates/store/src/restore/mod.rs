@@ -25,11 +25,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::backend::Kind;
 use crate::error::{Error, Result};
 use crate::pathmatch::Globs;
 use crate::progress::Progress;
 use crate::repo::index::Index;
-use crate::repo::pack::open_blob;
+use crate::repo::pack::open_blob_in;
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::NodeType;
 use crate::repo::Repository;
@@ -465,6 +466,8 @@ fn restore_pack(
     // Handles of files created for this pack only; closed when the file is finished.
     let mut own: std::collections::HashMap<usize, (std::fs::File, Arc<std::os::fd::OwnedFd>)> =
         std::collections::HashMap::new();
+    // The range read and the decompressed blob: their memory is kept between reads.
+    let (mut span, mut scratch) = (Vec::new(), Vec::new());
     let mut i = 0;
     while i < job.blobs.len() {
         // One read covers a run of blobs with small gaps between them.
@@ -476,16 +479,17 @@ fn restore_pack(
             j += 1;
         }
         // A pack that is gone loses its blobs, like damage: the other packs are still restored.
-        let span = match repo.backend().get_range(crate::backend::Kind::Pack, &name, start, end - start) {
-            Ok(span) => Ok(span),
+        let fetched = match repo.backend().get_range_into(Kind::Pack, &name, start, end - start, &mut span) {
+            Ok(()) => Ok(()),
             Err(e) if e.is_not_found() => Err(e.to_string()),
             Err(e) => return Err(e.into()),
         };
         for (id, loc, targets) in &job.blobs[i..j] {
             let off = (loc.offset as u64 - start) as usize;
-            let opened = match &span {
-                Ok(span) => {
-                    match open_blob(repo.key(), &loc.entry(*id), &span[off..off + loc.length as usize], &job.pack) {
+            let opened = match &fetched {
+                Ok(()) => {
+                    let sealed = &mut span[off..off + loc.length as usize];
+                    match open_blob_in(repo.key(), &loc.entry(*id), sealed, &mut scratch, &job.pack) {
                         Ok(d) => Ok(d),
                         Err(Error::Corrupt { reason, .. }) => Err(reason),
                         Err(e) => return Err(e),
@@ -505,12 +509,12 @@ fn restore_pack(
                     None
                 }
             };
-            let zero = data.as_ref().is_some_and(|d| d.iter().all(|&b| b == 0));
+            let zero = data.is_some_and(|d| d.iter().all(|&b| b == 0));
             for &(f, at) in targets {
                 let item = &plan.files[f];
                 let final_path = dirs.shown(&item.rel);
                 // Nothing is written for a damaged file (this blob or another of it).
-                if let Some(data) = data.as_ref().filter(|_| !bad[f].load(Ordering::Acquire)) {
+                if let Some(data) = data.filter(|_| !bad[f].load(Ordering::Acquire)) {
                     let (file, _) = match own.entry(f) {
                         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::hash_map::Entry::Vacant(e) => {

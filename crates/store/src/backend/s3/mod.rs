@@ -112,6 +112,27 @@ impl S3Backend {
         outside_runtime(|| rt.block_on(f))
     }
 
+    /// A range of an object, into `reuse`'s memory.
+    fn get_range_reusing(&self, kind: Kind, name: &str, offset: u64, len: u64, reuse: Vec<u8>) -> BResult<Vec<u8>> {
+        let inner = &self.inner;
+        let short = || BackendError::Permanent {
+            object: object_name(kind, name),
+            reason: format!("is shorter than {} bytes", offset + len),
+        };
+        self.run(async move {
+            if len == 0 {
+                let (size, _) = inner.head(kind, name).await?;
+                return if size >= offset { Ok(Vec::new()) } else { Err(short()) };
+            }
+            match inner.get_reusing(kind, name, Some((offset, len)), reuse).await {
+                Ok(b) if b.len() as u64 == len => Ok(b),
+                Ok(_) => Err(short()),
+                Err(BackendError::Permanent { reason, .. }) if reason.contains("shorter") => Err(short()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// The retention date of an object under object lock, if it is still in the future.
     pub fn retained_until(&self, kind: Kind, name: &str) -> BResult<Option<DateTime<Utc>>> {
         let inner = &self.inner;
@@ -161,23 +182,12 @@ impl Backend for S3Backend {
     }
 
     fn get_range(&self, kind: Kind, name: &str, offset: u64, len: u64) -> BResult<Vec<u8>> {
-        let inner = &self.inner;
-        let short = || BackendError::Permanent {
-            object: object_name(kind, name),
-            reason: format!("is shorter than {} bytes", offset + len),
-        };
-        self.run(async move {
-            if len == 0 {
-                let (size, _) = inner.head(kind, name).await?;
-                return if size >= offset { Ok(Vec::new()) } else { Err(short()) };
-            }
-            match inner.get(kind, name, Some((offset, len))).await {
-                Ok(b) if b.len() as u64 == len => Ok(b),
-                Ok(_) => Err(short()),
-                Err(BackendError::Permanent { reason, .. }) if reason.contains("shorter") => Err(short()),
-                Err(e) => Err(e),
-            }
-        })
+        self.get_range_reusing(kind, name, offset, len, Vec::new())
+    }
+
+    fn get_range_into(&self, kind: Kind, name: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> BResult<()> {
+        *buf = self.get_range_reusing(kind, name, offset, len, std::mem::take(buf))?;
+        Ok(())
     }
 
     /// Like the default, but a bucket that does not exist yet is an empty place.

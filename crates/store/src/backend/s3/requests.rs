@@ -50,7 +50,19 @@ impl Inner {
     }
 
     pub(super) async fn get(&self, kind: Kind, name: &str, range: Option<(u64, u64)>) -> BResult<Vec<u8>> {
+        self.get_reusing(kind, name, range, Vec::new()).await
+    }
+
+    /// Like `get`, into `reuse`'s memory: a reader of many ranges keeps one buffer.
+    pub(super) async fn get_reusing(
+        &self,
+        kind: Kind,
+        name: &str,
+        range: Option<(u64, u64)>,
+        reuse: Vec<u8>,
+    ) -> BResult<Vec<u8>> {
         let key = self.key(kind, name);
+        let reuse = std::sync::Mutex::new(reuse);
         self.retry(|| async {
             let mut req = self.client.get_object().bucket(&self.s.bucket).key(&key);
             if let Some((off, len)) = range {
@@ -60,7 +72,9 @@ impl Inner {
             // The body's chunks go straight into one buffer of the expected size: one
             // copy (a pack range is megabytes, and a restore has several in flight).
             let expected = range.map_or(out.content_length.unwrap_or(0).max(0) as u64, |(_, len)| len);
-            let mut bytes = Vec::with_capacity(expected.min(MAX_PREALLOC) as usize);
+            let mut bytes = std::mem::take(&mut *reuse.lock().unwrap_or_else(|e| e.into_inner()));
+            bytes.clear();
+            bytes.reserve(expected.min(MAX_PREALLOC) as usize);
             let mut body = out.body;
             while let Some(chunk) = body.try_next().await.map_err(|e| BackendError::Transient {
                 object: object_name(kind, name),
