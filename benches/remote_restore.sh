@@ -4,7 +4,6 @@
 #
 #   SIZE_MB=400 FILES=5000 RUNS=3 benches/remote_restore.sh
 #   BIG_MB=1024 RUNS=3 benches/remote_restore.sh     # one large file instead
-#   LINK=1gbit RTT_MS=10 benches/remote_restore.sh   # over a shaped link (root)
 #   KURA=path/to/kura ...                            # that binary, no build
 #
 # Needs: garage (scripts/deps/garage.sh), restic and curl (Debian packages), python3.
@@ -21,9 +20,7 @@
 #
 # On loopback the server and the client share this machine's cores and the "network"
 # costs nothing, so the plain download is nearly free while a restore decrypts,
-# decompresses and writes. With LINK set, Garage runs in its own network namespace
-# behind a veth pair shaped to LINK (tc units) with RTT_MS of round trip: the
-# conditions of a restore from a remote site.
+# decompresses and writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-400}
@@ -43,13 +40,9 @@ if [ -z "${KURA:-}" ]; then
 fi
 W=$(mktemp -d /tmp/kura-remote-restore.XXXXXX)
 TARGET_BASE=${TARGET_BASE:-$W}
-cleanup() { [ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null; wait 2>/dev/null; stop_link; rm -rf "$W" "$TARGET_BASE"/rr-*; }
+cleanup() { [ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W" "$TARGET_BASE"/rr-*; }
 trap cleanup EXIT
 
-if [ -n "${LINK:-}" ]; then
-  start_link "$LINK" "${RTT_MS:-10}"
-  echo "link: $LINK, ${RTT_MS:-10} ms round trip, server in network namespace $GARAGE_NETNS"
-fi
 start_garage "$W"
 
 if [ -n "${BIG_MB:-}" ]; then
@@ -63,8 +56,8 @@ else
 fi
 export KURA_PASSWORD=bench RESTIC_PASSWORD=bench
 export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=garage
-LOC="s3:http://$GARAGE_HOST:$S3/kura/bench?region=garage&credentials_file=$W/creds"
-RREPO="s3:http://$GARAGE_HOST:$S3/restic/bench"
+LOC="s3:http://127.0.0.1:$S3/kura/bench?region=garage&credentials_file=$W/creds"
+RREPO="s3:http://127.0.0.1:$S3/restic/bench"
 "$KURA" --repo "$LOC" init > /dev/null
 "$KURA" --repo "$LOC" --no-cache backup -q "$W/corpus" > /dev/null
 restic -r "$RREPO" init -q > /dev/null
@@ -72,9 +65,9 @@ restic -r "$RREPO" --no-cache backup -q "$W/corpus" > /dev/null
 CORPUS_BYTES=$(du -sb "$W/corpus" | cut -f1)
 
 s3get() { curl -sf --aws-sigv4 "aws:amz:garage:s3" --user "$KEY:$SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
-s3get "http://$GARAGE_HOST:$S3/kura?list-type=2&max-keys=1000&prefix=bench%2F" \
+s3get "http://127.0.0.1:$S3/kura?list-type=2&max-keys=1000&prefix=bench%2F" \
   | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g' > "$W/objects"
-REPO_BYTES=$(s3get "http://$GARAGE_HOST:$S3/kura?list-type=2&max-keys=1000&prefix=bench%2F" \
+REPO_BYTES=$(s3get "http://127.0.0.1:$S3/kura?list-type=2&max-keys=1000&prefix=bench%2F" \
   | grep -o '<Size>[0-9]*</Size>' | sed 's/<[^>]*>//g' | paste -sd+ | bc)
 echo "corpus $((CORPUS_BYTES / 1048576)) MiB in $FILES files; kura repository $((REPO_BYTES / 1048576)) MiB in $(wc -l < "$W/objects") objects"
 
@@ -83,7 +76,7 @@ timed() { /usr/bin/time -f "%e %M" -o "$W/time" "$@" > /dev/null; cat "$W/time";
 cat > "$W/download.sh" <<EOF
 #!/usr/bin/env bash
 xargs -P $PARALLEL -I{} curl -sf -o /dev/null --aws-sigv4 "aws:amz:garage:s3" --user "$KEY:$SECRET" \\
-  -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://$GARAGE_HOST:$S3/kura/{}" < "$W/objects"
+  -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "http://127.0.0.1:$S3/kura/{}" < "$W/objects"
 EOF
 chmod +x "$W/download.sh"
 
