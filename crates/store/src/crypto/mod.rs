@@ -275,6 +275,29 @@ fn open_detached(key: &[u8; 32], nonce: &[u8], ct: &mut [u8], tag: &[u8]) -> Opt
     cipher.decrypt_in_place_detached(XNonce::from_slice(nonce), b"", ct, Tag::from_slice(tag)).ok()
 }
 
+/// argon2's working memory (64 MiB with the default parameters), zeroed, backed by
+/// huge pages where the kernel offers them on request (Linux's transparent huge
+/// pages in `madvise` mode): 32 page faults instead of 16,384 on every unlock, which
+/// was a fifth of its time.
+fn kdf_memory(blocks: usize) -> Vec<argon2::Block> {
+    let mut v = Vec::<argon2::Block>::with_capacity(blocks);
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = v.as_ptr() as usize;
+        let end = start + blocks * std::mem::size_of::<argon2::Block>();
+        let (from, to) = ((start + PAGE - 1) & !(PAGE - 1), end & !(PAGE - 1));
+        if to > from {
+            // SAFETY: [from, to) lies inside v's allocation, which nothing has touched
+            // yet; MADV_HUGEPAGE changes only how the kernel backs it. A refusal
+            // (an old kernel, huge pages off) leaves ordinary pages: ignored.
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v.resize(blocks, argon2::Block::default());
+    v
+}
+
 /// Upper bounds for key files' argon2 parameters (see `KdfParams::validate`).
 pub const KDF_MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 pub const KDF_MAX_PASSES: u32 = 64;
@@ -326,10 +349,11 @@ impl KdfParams {
             b64().decode(&self.salt).map_err(|e| Error::invalid("key file", format!("salt is not base64: {e}")))?;
         let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| Error::invalid("key file", format!("argon2 parameters: {e}")))?;
+        let blocks = kdf_memory(params.block_count());
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = [0u8; 32];
         argon
-            .hash_password_into(passphrase, &salt, &mut out)
+            .hash_password_into_with_memory(passphrase, &salt, &mut out, blocks)
             .map_err(|e| Error::invalid("key file", format!("argon2: {e}")))?;
         Ok(out)
     }
