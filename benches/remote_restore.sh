@@ -87,6 +87,8 @@ for i in $(seq "$RUNS"); do
   # whichever tool ran first. The order alternates between runs too.
   rm -rf "$W/cache" "$W/rcache"
   for tool in $( ((i % 2)) && echo "kura restic" || echo "restic kura"); do
+    # The previous restore's dirty pages are written back now, not during this one.
+    sync
     if [ "$tool" = kura ]; then
       read -r s kb < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" restore latest --target "$TARGET_BASE/rr-kura$i")
       kura_s+=("$s"); kura_kb+=("$kb")
@@ -95,6 +97,7 @@ for i in $(seq "$RUNS"); do
       restic_s+=("$s"); restic_kb+=("$kb")
     fi
   done
+  sync
   read -r s _ < <(timed "$W/download.sh"); dl_s+=("$s")
   rm -rf "$W/cache"
   read -r s _ < <(timed "$KURA" --repo "$LOC" --cache-dir "$W/cache" ls latest); lsc_s+=("$s")
