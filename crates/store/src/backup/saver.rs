@@ -6,7 +6,7 @@
 //! files costs a handoff between threads per batch, not per file.
 //!
 //! ```text
-//! caller --(id, type, bytes)--> [workers: zstd + seal] --(sealed)--> [packer]
+//! caller --(batches of id, type, bytes)--> [workers: zstd + seal] --(sealed batches)--> [packer]
 //!     --(full pack)--> [upload] --> backend; index file every N packs and at the end
 //! ```
 
@@ -83,8 +83,9 @@ impl BlobSaver {
         BlobSaver { tx: Some(tx), batch: Default::default(), workers, packer: Some(packer) }
     }
 
-    /// Queues a blob; blocks when the pipeline is full. `Error::WriterStopped` means
-    /// the packer failed: `finish` then returns the real cause.
+    /// Queues a blob in the current batch, and a full batch for the workers; blocks
+    /// when the pipeline is full. `Error::WriterStopped` means the packer failed:
+    /// `finish` then returns the real cause.
     pub fn save(&self, id: BlobId, blob_type: BlobType, data: Vec<u8>) -> Result<()> {
         let mut batch = self.batch.borrow_mut();
         batch.1 += data.len();
