@@ -298,15 +298,7 @@ mod tests {
 
     #[test]
     fn opening_in_place_gives_what_opening_a_copy_gives_with_either_cipher() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise = (0..9000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = crate::chunk::tests::seeded_bytes(7, 9000);
         let blobs: Vec<Vec<u8>> = vec![b"text, compressed ".repeat(500), noise];
         for cipher in [crate::crypto::Cipher::Xchacha20, crate::crypto::Cipher::Aes256gcm] {
             let key = MasterKey::generate().with_cipher(cipher);
