@@ -228,11 +228,13 @@ pub const DEFAULT_HTTP_PORT: u16 = 9187;
 mod env;
 mod error;
 mod parse;
+mod schedule;
 mod standby;
 pub(crate) mod tree;
 
 pub use error::{DurationError, RangeError, ScheduleError};
-pub use parse::{load, parse_schedule, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
+pub use parse::{load, parse_str, valid_system_name, DEFAULT_MAX_BACKUP_AGE};
+pub use schedule::parse_schedule;
 pub use standby::{StandbyConfig, DEFAULT_STANDBY_HOOK_TIMEOUT, DEFAULT_TOLERANCE_SECS};
 pub use tree::{format_duration, parse_duration};
 
